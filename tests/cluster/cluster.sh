@@ -1,0 +1,451 @@
+#!/usr/bin/env bash
+# The local single-node Kubernetes: `cluster.sh up | down | status`.
+#
+# up      builds what is missing (cached under $SANDLOT_CACHE), starts what is not
+#         running, waits for the node to be Ready, and writes .cluster/kubeconfig
+#         and .cluster/bin/kubectl into the repository. A second `up` is a no-op.
+# down    stops every process of the cluster and undoes its mounts and devices.
+# status  says what runs.
+#
+# There is one cluster per machine: its state lives in $SANDLOT_CLUSTER_STATE
+# (default /var/lib/sandlot-cluster), so a fresh clone finds a cluster that an
+# earlier clone started. A cluster found half-running (processes killed without
+# `down`) is cleaned up and started afresh; a fresh start begins with an empty
+# etcd, while certificates and imported images are kept.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+repo=$(cd "$here/../.." && pwd)
+cache=${SANDLOT_CACHE:-$HOME/.cache/sandlot}
+state=${SANDLOT_CLUSTER_STATE:-/var/lib/sandlot-cluster}
+k8s_version=v1.34.4
+node_name=sandlot-node
+node_ip=172.30.255.1 # on lo: the address pods and the apiserver use for the node
+pod_cidr=10.244.0.0/24
+service_cidr=10.96.0.0/16
+api_service_ip=10.96.0.1
+bridge=sandlot0
+
+pki=$state/pki
+run=$state/run # per start: pids, sockets, runtime state
+logs=$state/logs
+bin=$state/bin
+containerd_sock=$run/containerd/containerd.sock
+components=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+
+say() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
+die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
+kubectl() { "$bin/kubectl" --kubeconfig "$pki/admin.kubeconfig" "$@"; }
+
+# --- build -----------------------------------------------------------------
+
+install_packages() {
+  local missing=()
+  command -v containerd >/dev/null || missing+=(containerd)
+  command -v runc >/dev/null || missing+=(runc)
+  [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
+  command -v iptables >/dev/null || missing+=(iptables)
+  command -v conntrack >/dev/null || missing+=(conntrack)
+  command -v debootstrap >/dev/null || missing+=(debootstrap)
+  [ -x /bin/busybox ] || missing+=(busybox-static)
+  command -v openssl >/dev/null || missing+=(openssl)
+  command -v gcc >/dev/null || missing+=(gcc libc6-dev)
+  command -v go >/dev/null || missing+=(golang-go)
+  [ ${#missing[@]} -eq 0 ] && return
+  say "installing Debian packages: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# Prints the path of the sandlot-kube binary, building it when its inputs changed.
+kube_binary() {
+  local key out
+  key=$(cat "$here/kube/go.mod" "$here/kube/go.sum" "$here/kube/main.go" | sha256sum | cut -c1-12)
+  out=$cache/kube-$k8s_version-$key/sandlot-kube
+  if [ ! -x "$out" ]; then
+    say "building Kubernetes $k8s_version and etcd from Go modules (first time: 15-30 minutes on 2 cores)" >&2
+    local v=k8s.io/component-base/version
+    mkdir -p "$(dirname "$out")"
+    (cd "$here/kube" && go build -o "$out.partial" -ldflags "-s -w \
+      -X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=34 -X $v.gitTreeState=clean \
+      -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version" .) >&2
+    mv "$out.partial" "$out"
+  fi
+  echo "$out"
+}
+
+link_binaries() {
+  local kube
+  kube=$(kube_binary)
+  mkdir -p "$bin"
+  for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
+    ln -sfn "$kube" "$bin/$name"
+  done
+}
+
+# --- certificates and kubeconfigs --------------------------------------------
+
+# cert NAME SUBJECT [SAN] [serving]: an EC key and a cert signed by the cluster CA.
+cert() {
+  local name=$1 subject=$2 san=${3:-} usage=clientAuth
+  [ -f "$pki/$name.crt" ] && return
+  [ -n "$san" ] && usage=serverAuth,clientAuth
+  openssl ecparam -name prime256v1 -genkey -noout -out "$pki/$name.key" 2>/dev/null
+  local ext
+  ext=$(mktemp)
+  {
+    echo "basicConstraints=critical,CA:FALSE"
+    echo "keyUsage=critical,digitalSignature,keyEncipherment"
+    echo "extendedKeyUsage=$usage"
+    [ -n "$san" ] && echo "subjectAltName=$san"
+  } >"$ext"
+  openssl req -new -key "$pki/$name.key" -subj "$subject" 2>/dev/null |
+    openssl x509 -req -CA "$pki/ca.crt" -CAkey "$pki/ca.key" -CAcreateserial \
+      -days 3650 -extfile "$ext" -out "$pki/$name.crt" 2>/dev/null
+  rm -f "$ext"
+}
+
+kubeconfig() { # NAME SERVER: a kubeconfig authenticating with NAME's client cert
+  local name=$1 server=$2
+  cat >"$pki/$name.kubeconfig" <<EOF
+apiVersion: v1
+kind: Config
+clusters:
+- name: sandlot-local
+  cluster:
+    server: $server
+    certificate-authority-data: $(base64 -w0 <"$pki/ca.crt")
+users:
+- name: $name
+  user:
+    client-certificate-data: $(base64 -w0 <"$pki/$name.crt")
+    client-key-data: $(base64 -w0 <"$pki/$name.key")
+contexts:
+- name: sandlot-local
+  context: {cluster: sandlot-local, user: $name}
+current-context: sandlot-local
+EOF
+  chmod 600 "$pki/$name.kubeconfig"
+}
+
+make_pki() {
+  mkdir -p "$pki"
+  chmod 700 "$pki"
+  if [ ! -f "$pki/ca.crt" ]; then
+    say "making certificates"
+    openssl ecparam -name prime256v1 -genkey -noout -out "$pki/ca.key" 2>/dev/null
+    openssl req -x509 -new -key "$pki/ca.key" -subj "/CN=sandlot-local-ca" -days 3650 \
+      -addext "basicConstraints=critical,CA:TRUE" -addext "keyUsage=critical,keyCertSign,cRLSign,digitalSignature" \
+      -out "$pki/ca.crt" 2>/dev/null
+  fi
+  [ -f "$pki/sa.key" ] || {
+    openssl genrsa -out "$pki/sa.key" 2048 2>/dev/null
+    openssl rsa -in "$pki/sa.key" -pubout -out "$pki/sa.pub" 2>/dev/null
+  }
+  cert apiserver "/CN=kube-apiserver" \
+    "IP:127.0.0.1,IP:$node_ip,IP:$api_service_ip,DNS:localhost,DNS:kubernetes,DNS:kubernetes.default,DNS:kubernetes.default.svc,DNS:kubernetes.default.svc.cluster.local"
+  cert apiserver-kubelet-client "/O=system:masters/CN=kube-apiserver-kubelet-client"
+  cert admin "/O=system:masters/CN=sandlot-admin"
+  cert controller-manager "/CN=system:kube-controller-manager"
+  cert scheduler "/CN=system:kube-scheduler"
+  cert kube-proxy "/CN=system:kube-proxy"
+  cert kubelet "/O=system:nodes/CN=system:node:$node_name"
+  cert kubelet-serving "/CN=$node_name" "IP:$node_ip,DNS:$node_name"
+  local server=https://127.0.0.1:6443 name
+  for name in admin controller-manager scheduler kube-proxy kubelet; do
+    [ -f "$pki/$name.kubeconfig" ] || kubeconfig "$name" "$server"
+  done
+}
+
+# --- configuration -----------------------------------------------------------
+
+write_configs() {
+  mkdir -p "$state/config" "$state/cni/net.d"
+  cat >"$state/config/containerd.toml" <<EOF
+version = 2
+root = "$state/containerd"
+state = "$run/containerd"
+[grpc]
+  address = "$containerd_sock"
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "registry.k8s.io/pause:3.10.1"
+  # This machine withholds CAP_SYS_RESOURCE even from root, so the negative
+  # oom_score_adj the kubelet asks for (pause, Guaranteed pods) cannot be set;
+  # containerd clamps it to its own instead.
+  restrict_oom_score_adj = true
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        SystemdCgroup = false
+        Root = "$run/runc"
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "/usr/lib/cni"
+    conf_dir = "$state/cni/net.d"
+EOF
+  # No masquerading and (below) no forwarding out of the bridge: pods reach each
+  # other and the node, never the network beyond this machine.
+  cat >"$state/cni/net.d/10-sandlot.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "sandlot",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$bridge",
+      "isGateway": true,
+      "isDefaultGateway": true,
+      "ipMasq": false,
+      "hairpinMode": true,
+      "ipam": {
+        "type": "host-local",
+        "ranges": [[{"subnet": "$pod_cidr"}]],
+        "dataDir": "$run/cni-ipam"
+      }
+    }
+  ]
+}
+EOF
+  cat >"$state/config/kubelet.yaml" <<EOF
+apiVersion: kubelet.config.k8s.io/v1beta1
+kind: KubeletConfiguration
+cgroupDriver: cgroupfs
+failCgroupV1: false
+failSwapOn: false
+containerRuntimeEndpoint: unix://$containerd_sock
+address: $node_ip
+readOnlyPort: 0
+healthzBindAddress: 127.0.0.1
+authentication:
+  anonymous: {enabled: false}
+  webhook: {enabled: true}
+  x509: {clientCAFile: $pki/ca.crt}
+authorization: {mode: Webhook}
+tlsCertFile: $pki/kubelet-serving.crt
+tlsPrivateKeyFile: $pki/kubelet-serving.key
+clusterDomain: cluster.local
+resolvConf: /etc/resolv.conf
+maxPods: 250
+podPidsLimit: 4096
+serializeImagePulls: false
+# Images here cannot be pulled again, so the kubelet never collects them, and
+# eviction waits until the disk is really full.
+imageGCHighThresholdPercent: 100
+imageGCLowThresholdPercent: 99
+evictionHard:
+  memory.available: 100Mi
+  nodefs.available: 1%
+  nodefs.inodesFree: 1%
+  imagefs.available: 1%
+EOF
+  cat >"$state/config/storageclass.yaml" <<EOF
+apiVersion: storage.k8s.io/v1
+kind: StorageClass
+metadata:
+  name: standard
+  annotations:
+    storageclass.kubernetes.io/is-default-class: "true"
+  labels:
+    app.kubernetes.io/managed-by: sandlot-local-cluster
+provisioner: kubernetes.io/host-path
+reclaimPolicy: Delete
+volumeBindingMode: Immediate
+EOF
+}
+
+# --- processes ---------------------------------------------------------------
+
+pid_of() { # NAME: the pid from NAME's pid file if that process still runs NAME
+  local f=$run/$1.pid pid
+  [ -f "$f" ] || return 1
+  pid=$(cat "$f")
+  [ -d "/proc/$pid" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1" || return 1
+  echo "$pid"
+}
+
+start() { # NAME ARGS...: run in the background, logging to $logs/NAME.log
+  local name=$1
+  shift
+  setsid "$@" >>"$logs/$name.log" 2>&1 </dev/null &
+  echo $! >"$run/$name.pid"
+}
+
+wait_for() { # WHAT SECONDS COMMAND...: poll until COMMAND succeeds
+  local what=$1 seconds=$2 i
+  shift 2
+  for ((i = 0; i < seconds * 4; i++)); do
+    "$@" >/dev/null 2>&1 && return 0
+    sleep 0.25
+  done
+  die "$what did not come up within ${seconds}s; see $logs/"
+}
+
+healthy() {
+  local name
+  for name in "${components[@]}"; do pid_of "$name" >/dev/null || return 1; done
+  [ "$(kubectl get node "$node_name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}' 2>/dev/null)" = True ]
+}
+
+# Stops every process of the cluster (by pid file, then by what it runs, since pid
+# files can be lost) and undoes mounts, namespaces, cgroups and devices.
+teardown() {
+  local name pid
+  for name in "${components[@]}"; do
+    pid=$(pid_of "$name") && kill "$pid" 2>/dev/null || true
+  done
+  pkill -f "^$bin/" 2>/dev/null || true
+  pkill -f "containerd.*$state/config/containerd.toml" 2>/dev/null || true
+  sleep 1
+  pkill -9 -f "^$bin/" 2>/dev/null || true
+  pkill -9 -f "containerd.*$state/config/containerd.toml" 2>/dev/null || true
+  pkill -9 -f "containerd-shim.*-address $containerd_sock" 2>/dev/null || true
+  # Workloads of pods: every process under the kubepods cgroups.
+  local procs
+  for procs in $(find /sys/fs/cgroup/*/kubepods -name cgroup.procs 2>/dev/null); do
+    xargs -r kill -9 <"$procs" 2>/dev/null || true
+  done
+  sleep 0.5
+  find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} \; 2>/dev/null || true
+  # Mounts under our state and the pods' network namespaces, deepest first.
+  awk -v s="$state" '$2 ~ "^"s"/" || $2 ~ "^/run/netns/cni-" || $2 ~ "^/run/containerd/io.containerd" {print $2}' /proc/mounts |
+    sort -r | xargs -r -n1 umount -l 2>/dev/null || true
+  rm -f /run/netns/cni-* 2>/dev/null || true
+  ip link del "$bridge" 2>/dev/null || true
+  iptables -D FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP 2>/dev/null || true
+  if awk -v s="$state" '$2 ~ "^"s"/" {found=1} END {exit !found}' /proc/mounts; then
+    die "mounts under $state remain after unmounting; not deleting state"
+  fi
+  rm -rf "$run" "$state/etcd" "$state/kubelet"
+}
+
+start_cluster() {
+  mkdir -p "$run" "$logs" "$state/kubelet"
+  # The node's address, pod networking and the kernel settings kube-proxy needs.
+  ip addr show dev lo | grep -q "inet $node_ip/" || ip addr add "$node_ip/32" dev lo
+  sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
+  iptables -C FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP 2>/dev/null ||
+    iptables -I FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP
+  local name
+  for name in "${components[@]}"; do : >"$logs/$name.log"; done
+
+  say "starting containerd and etcd"
+  start containerd containerd --config "$state/config/containerd.toml"
+  start etcd "$bin/etcd" --name sandlot --data-dir "$state/etcd" \
+    --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
+    --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
+    --initial-cluster sandlot=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
+    --quota-backend-bytes 2147483648 --snapshot-count 10000
+  wait_for containerd 30 ctr --address "$containerd_sock" version
+  import_images
+  wait_for etcd 30 curl -fsS http://127.0.0.1:2381/health
+
+  say "starting kube-apiserver"
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers http://127.0.0.1:2379 --advertise-address "$node_ip" --secure-port 6443 \
+    --service-cluster-ip-range "$service_cidr" --client-ca-file "$pki/ca.crt" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --profiling=false --enable-priority-and-fairness=false
+  wait_for kube-apiserver 90 kubectl get --raw /readyz
+
+  say "starting controller-manager, scheduler, kubelet, kube-proxy"
+  start kube-controller-manager "$bin/kube-controller-manager" \
+    --kubeconfig "$pki/controller-manager.kubeconfig" --bind-address 127.0.0.1 --leader-elect=false \
+    --use-service-account-credentials --service-account-private-key-file "$pki/sa.key" \
+    --root-ca-file "$pki/ca.crt" --cluster-signing-cert-file "$pki/ca.crt" \
+    --cluster-signing-key-file "$pki/ca.key" --enable-hostpath-provisioner --profiling=false
+  start kube-scheduler "$bin/kube-scheduler" \
+    --kubeconfig "$pki/scheduler.kubeconfig" --bind-address 127.0.0.1 --leader-elect=false --profiling=false
+  start kubelet "$bin/kubelet" --config "$state/config/kubelet.yaml" \
+    --kubeconfig "$pki/kubelet.kubeconfig" --root-dir "$state/kubelet" \
+    --hostname-override "$node_name" --node-ip "$node_ip"
+  start kube-proxy "$bin/kube-proxy" --kubeconfig "$pki/kube-proxy.kubeconfig" \
+    --hostname-override "$node_name" --cluster-cidr "$pod_cidr" --conntrack-max-per-core 0 \
+    --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
+
+  wait_for "node $node_name" 120 node_ready
+  kubectl apply -f "$state/config/storageclass.yaml" >/dev/null
+  wait_for "default service account" 60 kubectl -n default get serviceaccount default
+}
+
+node_ready() {
+  [ "$(kubectl get node "$node_name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
+}
+
+# Imports each locally built image that containerd does not have (by digest).
+import_images() {
+  local ref archive have
+  have=$(ctr --address "$containerd_sock" -n k8s.io images ls 2>/dev/null || true)
+  while read -r ref archive; do
+    # The archive's file name carries its input hash; the label records which one is in.
+    if ! grep -q "^$ref .*sandlot.archive=$(basename "$archive")" <<<"$have"; then
+      say "importing $ref"
+      ctr --address "$containerd_sock" -n k8s.io images import "$archive" >/dev/null
+      ctr --address "$containerd_sock" -n k8s.io images label "$ref" "sandlot.archive=$(basename "$archive")" >/dev/null
+    fi
+  done < <(bash "$here/images/build.sh")
+}
+
+export_access() {
+  mkdir -p "$repo/.cluster/bin"
+  cp "$pki/admin.kubeconfig" "$repo/.cluster/kubeconfig"
+  chmod 600 "$repo/.cluster/kubeconfig"
+  ln -sfn "$bin/kubectl" "$repo/.cluster/bin/kubectl"
+}
+
+cmd_up() {
+  [ "$(id -u)" = 0 ] || die "the local cluster needs root (containerd, kubelet, mounts)"
+  local t0=$SECONDS
+  if [ -x "$bin/kubectl" ] && healthy; then
+    export_access
+    say "already running: node $node_name Ready, kubeconfig at .cluster/kubeconfig"
+    return
+  fi
+  install_packages
+  link_binaries
+  make_pki
+  write_configs
+  if [ -d "$run" ]; then say "cleaning up an earlier cluster that is not fully running"; fi
+  teardown
+  start_cluster
+  export_access
+  say "up in $((SECONDS - t0))s: Kubernetes $k8s_version, node $node_name Ready; export KUBECONFIG=$repo/.cluster/kubeconfig"
+}
+
+cmd_down() {
+  teardown
+  ip addr del "$node_ip/32" dev lo 2>/dev/null || true
+  say "stopped; no process of the cluster runs"
+}
+
+cmd_status() {
+  local name pid rc=0
+  for name in "${components[@]}"; do
+    if pid=$(pid_of "$name"); then
+      printf '%-24s running (pid %s)\n' "$name" "$pid"
+    else
+      printf '%-24s not running\n' "$name"
+      rc=1
+    fi
+  done
+  if [ -x "$bin/kubectl" ] && [ $rc = 0 ]; then
+    kubectl get nodes -o wide 2>/dev/null || rc=1
+  fi
+  return $rc
+}
+
+case "${1:-}" in
+up) cmd_up ;;
+down) cmd_down ;;
+status) cmd_status ;;
+*) die "usage: cluster.sh up|down|status" ;;
+esac
