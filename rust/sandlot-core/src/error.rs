@@ -1,0 +1,173 @@
+//! The one error type of sandlot's core. Each variant is a case a caller can act
+//! on; the Python layer maps each to its own exception class.
+
+use std::time::Duration;
+
+use kube::core::Status;
+
+/// What kind of object an error is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectKind {
+    /// A sandbox (one pod).
+    Sandbox,
+    /// A volume (one persistent volume claim).
+    Volume,
+    /// The namespace a client works in.
+    Namespace,
+}
+
+impl std::fmt::Display for ObjectKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            ObjectKind::Sandbox => "sandbox",
+            ObjectKind::Volume => "volume",
+            ObjectKind::Namespace => "namespace",
+        })
+    }
+}
+
+/// Every failure sandlot reports.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No object of that kind and name exists in the namespace.
+    #[error("{kind} {name:?} not found in namespace {namespace:?}")]
+    NotFound {
+        kind: ObjectKind,
+        name: String,
+        namespace: String,
+    },
+
+    /// The name is taken (sandbox names stay taken while their record exists).
+    #[error("{kind} name {name:?} is already taken in namespace {namespace:?}")]
+    NameConflict {
+        kind: ObjectKind,
+        name: String,
+        namespace: String,
+    },
+
+    /// Input broke a rule; nothing was sent to the cluster.
+    #[error("invalid {field}: {rule}")]
+    InvalidSpec { field: String, rule: String },
+
+    /// The operation needs a running sandbox.
+    #[error("sandbox {name:?} is not running (phase {phase})")]
+    NotRunning { name: String, phase: String },
+
+    /// A wait or call did not finish in time.
+    #[error("timed out after {:.1}s waiting for {what}", .after.as_secs_f64())]
+    Timeout { what: String, after: Duration },
+
+    /// The cluster refused the credentials or the action (401 or 403).
+    #[error("permission denied: {message}")]
+    PermissionDenied { message: String },
+
+    /// The cluster cannot be reached or no usable configuration was found.
+    #[error("cluster unreachable: {message}")]
+    ClusterUnreachable { message: String },
+
+    /// An exec stream broke before the command's exit status arrived.
+    #[error("exec in sandbox {name:?} failed: {message}")]
+    Exec { name: String, message: String },
+
+    /// Any other answer of the API server, with its HTTP status.
+    #[error("API error {status} ({reason}): {message}")]
+    Api {
+        status: u16,
+        reason: String,
+        message: String,
+    },
+}
+
+/// Shorthand for results carrying [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl Error {
+    /// An [`Error::InvalidSpec`] for `field` breaking `rule`.
+    pub fn invalid(field: impl Into<String>, rule: impl Into<String>) -> Self {
+        Error::InvalidSpec {
+            field: field.into(),
+            rule: rule.into(),
+        }
+    }
+
+    /// The HTTP status of an API error, if this is one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            Error::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+/// The server's status of a failed request, if the failure was an API answer.
+pub(crate) fn api_status(err: &kube::Error) -> Option<&Status> {
+    match err {
+        kube::Error::Api(status) => Some(status),
+        _ => None,
+    }
+}
+
+/// Converts a kube error whose subject is not a specific object.
+impl From<kube::Error> for Error {
+    fn from(err: kube::Error) -> Self {
+        match err {
+            kube::Error::Api(status) => match status.code {
+                401 | 403 => Error::PermissionDenied {
+                    message: status.message,
+                },
+                code => Error::Api {
+                    status: code,
+                    reason: status.reason,
+                    message: status.message,
+                },
+            },
+            kube::Error::HyperError(e) => Error::ClusterUnreachable {
+                message: error_chain(&e),
+            },
+            kube::Error::Service(e) => Error::ClusterUnreachable {
+                message: error_chain(e.as_ref()),
+            },
+            kube::Error::Auth(e) => Error::PermissionDenied {
+                message: error_chain(&e),
+            },
+            other => Error::Api {
+                status: 0,
+                reason: "ClientError".into(),
+                message: error_chain(&other),
+            },
+        }
+    }
+}
+
+/// Converts a kube error about one named object: 404 becomes `NotFound`, 409 on
+/// create becomes `NameConflict`.
+pub(crate) fn object_error(err: kube::Error, kind: ObjectKind, name: &str, namespace: &str) -> Error {
+    match api_status(&err).map(|s| (s.code, s.reason.as_str())) {
+        Some((404, _)) => Error::NotFound {
+            kind,
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+        },
+        Some((409, "AlreadyExists")) => Error::NameConflict {
+            kind,
+            name: name.to_owned(),
+            namespace: namespace.to_owned(),
+        },
+        _ => err.into(),
+    }
+}
+
+/// An error and its sources on one line: "outer: inner: root".
+pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.contains(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
+}

@@ -1,0 +1,61 @@
+"""Shared fixtures. Every e2e test runs against a real cluster: the one KUBECONFIG
+names (`make test` points it at the local cluster). A missing or unreachable
+cluster fails the tests; it never skips them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+KUBECTL = os.environ.get("SANDLOT_KUBECTL", str(REPO / ".cluster" / "bin" / "kubectl"))
+
+
+class Kubectl:
+    """Runs kubectl against the test cluster, optionally in one namespace."""
+
+    def __init__(self, namespace: str | None = None) -> None:
+        self.namespace = namespace
+
+    def run(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        cmd = [KUBECTL]
+        if self.namespace:
+            cmd += ["--namespace", self.namespace]
+        proc = subprocess.run([*cmd, *args], capture_output=True, text=True, input=input, timeout=120)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
+        return proc
+
+    def json(self, *args: str) -> Any:
+        return json.loads(self.run(*args, "-o", "json").stdout)
+
+    def apply(self, manifest: str) -> None:
+        self.run("apply", "-f", "-", input=manifest)
+
+
+@pytest.fixture(scope="session")
+def kubeconfig() -> str:
+    path = os.environ.get("KUBECONFIG", "")
+    if not path or not Path(path).exists():
+        pytest.fail(f"no cluster: KUBECONFIG={path!r} does not name a file; run `make cluster` (make test does)")
+    probe = Kubectl().run("get", "--raw", "/readyz", check=False)
+    if probe.returncode != 0:
+        pytest.fail(f"cluster in {path} is unreachable: {probe.stderr.strip()}")
+    return path
+
+
+@pytest.fixture
+def kubectl_ns(kubeconfig: str) -> Iterator[Kubectl]:
+    """A fresh namespace for one test, deleted afterwards."""
+    namespace = f"t-{uuid.uuid4().hex[:10]}"
+    Kubectl().run("create", "namespace", namespace)
+    Kubectl().run("wait", "--for=create", f"serviceaccount/default", "-n", namespace, "--timeout=60s")
+    yield Kubectl(namespace)
+    Kubectl().run("delete", "namespace", namespace, "--wait=false", check=False)
