@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use kube::core::Status;
 
+use crate::status::SandboxStatus;
+
 /// What kind of object an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjectKind {
@@ -52,6 +54,14 @@ pub enum Error {
     /// The operation needs a running sandbox.
     #[error("sandbox {name:?} is not running (phase {phase})")]
     NotRunning { name: String, phase: String },
+
+    /// A wait cannot succeed: the sandbox reached a terminal phase other than
+    /// the ones waited for.
+    #[error("sandbox {name:?} ended {phase} while waiting for {wanted}", name = .status.name, phase = .status.phase)]
+    PhaseUnreachable {
+        status: Box<SandboxStatus>,
+        wanted: String,
+    },
 
     /// A wait or call did not finish in time.
     #[error("timed out after {:.1}s waiting for {what}", .after.as_secs_f64())]
@@ -141,7 +151,12 @@ impl From<kube::Error> for Error {
 
 /// Converts a kube error about one named object: 404 becomes `NotFound`, 409 on
 /// create becomes `NameConflict`.
-pub(crate) fn object_error(err: kube::Error, kind: ObjectKind, name: &str, namespace: &str) -> Error {
+pub(crate) fn object_error(
+    err: kube::Error,
+    kind: ObjectKind,
+    name: &str,
+    namespace: &str,
+) -> Error {
     match api_status(&err).map(|s| (s.code, s.reason.as_str())) {
         Some((404, _)) => Error::NotFound {
             kind,

@@ -1,0 +1,19 @@
+//! sandlot's core: sandboxes on Kubernetes, with every Kubernetes concern here
+//! and no Python. The Python bindings and the CLI only translate to and from it.
+//!
+//! A sandbox is one pod ([`SandboxSpec::to_pod`]); its phase is derived from the
+//! pod by [`SandboxStatus::from_pod`]; operations are methods of [`Client`].
+
+mod client;
+mod error;
+mod sandbox;
+mod spec;
+mod status;
+mod validate;
+mod watch;
+
+pub use client::{Client, ConnectOptions, DEFAULT_NAMESPACE, NAMESPACE_ENV};
+pub use error::{Error, ObjectKind, Result};
+pub use sandbox::{ExecOptions, ExecResult, ListFilter, LogOptions};
+pub use spec::{Resources, SandboxSpec};
+pub use status::{Phase, SandboxStatus, TerminationReason};

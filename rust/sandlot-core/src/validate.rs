@@ -14,15 +14,15 @@ pub fn object_name(field: &str, name: &str) -> Result<()> {
     if name.len() > MAX_NAME_LEN {
         return Err(Error::invalid(
             field,
-            format!("{name:?} is {} characters; at most {MAX_NAME_LEN} are allowed", name.len()),
+            format!(
+                "{name:?} is {} characters; at most {MAX_NAME_LEN} are allowed",
+                name.len()
+            ),
         ));
     }
     let valid_char = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-';
     let alnum = |c: char| c.is_ascii_lowercase() || c.is_ascii_digit();
-    if !name.chars().all(valid_char)
-        || !name.starts_with(alnum)
-        || !name.ends_with(alnum)
-    {
+    if !name.chars().all(valid_char) || !name.starts_with(alnum) || !name.ends_with(alnum) {
         return Err(Error::invalid(
             field,
             format!(
@@ -47,11 +47,16 @@ pub fn label_part(field: &str, text: &str, allow_empty: bool) -> Result<()> {
     if text.len() > 63 {
         return Err(Error::invalid(
             field,
-            format!("{text:?} is {} characters; at most 63 are allowed", text.len()),
+            format!(
+                "{text:?} is {} characters; at most 63 are allowed",
+                text.len()
+            ),
         ));
     }
     let alnum = |c: char| c.is_ascii_alphanumeric();
-    let valid = text.chars().all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
+    let valid = text
+        .chars()
+        .all(|c| alnum(c) || matches!(c, '-' | '_' | '.'))
         && text.starts_with(alnum)
         && text.ends_with(alnum);
     if !valid {
@@ -68,7 +73,10 @@ pub fn label_part(field: &str, text: &str, allow_empty: bool) -> Result<()> {
 /// Checks an environment variable name: printable ASCII without '='.
 pub fn env_name(field: &str, name: &str) -> Result<()> {
     if name.is_empty() {
-        return Err(Error::invalid(field, "an environment variable name must not be empty"));
+        return Err(Error::invalid(
+            field,
+            "an environment variable name must not be empty",
+        ));
     }
     if !name.chars().all(|c| (' '..='~').contains(&c) && c != '=') {
         return Err(Error::invalid(
@@ -102,7 +110,21 @@ pub fn quantity(field: &str, text: &str) -> Result<()> {
     }
     let suffix_ok = matches!(
         suffix,
-        "" | "n" | "u" | "m" | "k" | "M" | "G" | "T" | "P" | "E" | "Ki" | "Mi" | "Gi" | "Ti" | "Pi" | "Ei"
+        "" | "n"
+            | "u"
+            | "m"
+            | "k"
+            | "M"
+            | "G"
+            | "T"
+            | "P"
+            | "E"
+            | "Ki"
+            | "Mi"
+            | "Gi"
+            | "Ti"
+            | "Pi"
+            | "Ei"
     ) || suffix
         .strip_prefix(['e', 'E'])
         .map(|exp| exp.strip_prefix(['+', '-']).unwrap_or(exp))
@@ -146,8 +168,22 @@ mod tests {
         for ok in ["a", "hello", "job-1", "0abc", &"a".repeat(63)] {
             object_name("name", ok).unwrap();
         }
-        for bad in ["", "Bad_Name", "UPPER", "-lead", "trail-", "dot.ted", "sp ace", "ünï", &"a".repeat(64)] {
-            assert_eq!(field_of(object_name("name", bad)), "name", "{bad:?} should be rejected");
+        for bad in [
+            "",
+            "Bad_Name",
+            "UPPER",
+            "-lead",
+            "trail-",
+            "dot.ted",
+            "sp ace",
+            "ünï",
+            &"a".repeat(64),
+        ] {
+            assert_eq!(
+                field_of(object_name("name", bad)),
+                "name",
+                "{bad:?} should be rejected"
+            );
         }
     }
 
@@ -173,11 +209,19 @@ mod tests {
 
     #[test]
     fn quantities_follow_kubernetes_syntax() {
-        for ok in ["1", "500m", "0.5", ".5", "2.", "256Mi", "1Gi", "1G", "100k", "1e3", "1E-2", "5e+2"] {
+        for ok in [
+            "1", "500m", "0.5", ".5", "2.", "256Mi", "1Gi", "1G", "100k", "1e3", "1E-2", "5e+2",
+        ] {
             quantity("resources.cpu", ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
         }
-        for bad in ["", "0", "0m", "-1", "1.2.3", "abc", "1KB", "1mi", "Mi", ".", "1e", "1 Gi"] {
-            assert_eq!(field_of(quantity("resources.cpu", bad)), "resources.cpu", "{bad:?}");
+        for bad in [
+            "", "0", "0m", "-1", "1.2.3", "abc", "1KB", "1mi", "Mi", ".", "1e", "1 Gi",
+        ] {
+            assert_eq!(
+                field_of(quantity("resources.cpu", bad)),
+                "resources.cpu",
+                "{bad:?}"
+            );
         }
     }
 

@@ -1,0 +1,173 @@
+//! [`Client`]: a connection to one namespace of one cluster.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{Api, ObjectMeta, PostParams};
+use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+
+use crate::error::{Error, ObjectKind, Result, api_status, error_chain, object_error};
+use crate::spec::{MANAGED_BY, MANAGED_BY_LABEL};
+use crate::validate;
+use crate::watch::PodWatch;
+
+/// Environment variable naming the namespace when none is passed.
+pub const NAMESPACE_ENV: &str = "SANDLOT_NAMESPACE";
+/// Namespace used when neither an argument nor [`NAMESPACE_ENV`] names one.
+pub const DEFAULT_NAMESPACE: &str = "sandlot";
+
+/// How to connect.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// Namespace to work in; else `$SANDLOT_NAMESPACE`, else `sandlot`.
+    pub namespace: Option<String>,
+    /// Kubeconfig context to use instead of the current one.
+    pub context: Option<String>,
+}
+
+/// A connection to one namespace. Cheap to clone; clones share the connection
+/// pool and the one pod watch that every wait reads.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    kube: kube::Client,
+    namespace: String,
+    pods: Api<Pod>,
+    watch: OnceLock<PodWatch>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("namespace", &self.inner.namespace)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Connects with the kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or, inside
+    /// a pod, the in-cluster service account, and makes sure the namespace exists
+    /// (creating it when the credentials allow).
+    pub async fn connect(options: ConnectOptions) -> Result<Client> {
+        let namespace = match options.namespace {
+            Some(namespace) => namespace,
+            None => std::env::var(NAMESPACE_ENV)
+                .ok()
+                .filter(|ns| !ns.is_empty())
+                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
+        };
+        validate::object_name("namespace", &namespace)?;
+        let config = match &options.context {
+            Some(context) => {
+                let kubeconfig = Kubeconfig::read().map_err(|e| Error::ClusterUnreachable {
+                    message: format!("cannot read kubeconfig: {}", error_chain(&e)),
+                })?;
+                let opts = KubeConfigOptions {
+                    context: Some(context.clone()),
+                    ..KubeConfigOptions::default()
+                };
+                Config::from_custom_kubeconfig(kubeconfig, &opts)
+                    .await
+                    .map_err(|e| Error::ClusterUnreachable {
+                        message: format!("kubeconfig context {context:?}: {}", error_chain(&e)),
+                    })?
+            }
+            None => Config::infer()
+                .await
+                .map_err(|e| Error::ClusterUnreachable {
+                    message: format!(
+                        "no usable kubeconfig or in-cluster configuration ({}); set KUBECONFIG",
+                        error_chain(&e)
+                    ),
+                })?,
+        };
+        let kube = kube::Client::try_from(config).map_err(|e| Error::ClusterUnreachable {
+            message: error_chain(&e),
+        })?;
+        let client = Client::from_kube(kube, namespace);
+        client.ensure_namespace().await?;
+        Ok(client)
+    }
+
+    /// A client on an existing kube client, without checking the namespace.
+    pub fn from_kube(kube: kube::Client, namespace: String) -> Client {
+        let pods = Api::namespaced(kube.clone(), &namespace);
+        Client {
+            inner: Arc::new(Inner {
+                kube,
+                namespace,
+                pods,
+                watch: OnceLock::new(),
+            }),
+        }
+    }
+
+    /// The namespace this client works in.
+    pub fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The underlying kube client.
+    pub fn kube(&self) -> &kube::Client {
+        &self.inner.kube
+    }
+
+    pub(crate) fn pods(&self) -> &Api<Pod> {
+        &self.inner.pods
+    }
+
+    /// The shared pod watch, started on first use.
+    pub(crate) fn pod_watch(&self) -> &PodWatch {
+        self.inner
+            .watch
+            .get_or_init(|| PodWatch::start(self.inner.pods.clone()))
+    }
+
+    /// Maps a failed request about sandbox `name`.
+    pub(crate) fn sandbox_error(&self, err: kube::Error, name: &str) -> Error {
+        object_error(err, ObjectKind::Sandbox, name, self.namespace())
+    }
+
+    /// Creates the namespace if it is missing and waits for its default service
+    /// account, without which pods are refused. Credentials that may not read
+    /// namespaces are trusted to point at an existing one.
+    async fn ensure_namespace(&self) -> Result<()> {
+        let namespaces: Api<Namespace> = Api::all(self.kube().clone());
+        let name = self.namespace();
+        match namespaces.get_opt(name).await {
+            Ok(Some(_)) => return Ok(()),
+            Ok(None) => {}
+            Err(err) if api_status(&err).is_some_and(|s| s.code == 403) => return Ok(()),
+            Err(err) => return Err(err.into()),
+        }
+        let namespace = Namespace {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
+                ..ObjectMeta::default()
+            },
+            ..Namespace::default()
+        };
+        match namespaces.create(&PostParams::default(), &namespace).await {
+            Ok(_) => {}
+            Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => {}
+            Err(err) => return Err(object_error(err, ObjectKind::Namespace, name, name)),
+        }
+        let accounts: Api<ServiceAccount> = Api::namespaced(self.kube().clone(), name);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while accounts.get_opt("default").await?.is_none() {
+            if tokio::time::Instant::now() > deadline {
+                return Err(Error::Timeout {
+                    what: format!("the default service account of new namespace {name:?}"),
+                    after: Duration::from_secs(30),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        Ok(())
+    }
+}

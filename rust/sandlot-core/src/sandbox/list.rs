@@ -1,0 +1,42 @@
+use std::collections::BTreeMap;
+
+use kube::api::ListParams;
+
+use crate::client::Client;
+use crate::error::Result;
+use crate::spec::{MANAGED_SELECTOR, TAG_LABEL_PREFIX};
+use crate::status::{Phase, SandboxStatus};
+use crate::validate;
+
+/// Which sandboxes to list. Empty fields match everything.
+#[derive(Debug, Clone, Default)]
+pub struct ListFilter {
+    /// Keep sandboxes in any of these phases.
+    pub phases: Vec<Phase>,
+    /// Keep sandboxes carrying every one of these tags.
+    pub tags: BTreeMap<String, String>,
+}
+
+impl Client {
+    /// The sandboxes of the namespace matching `filter`, oldest first.
+    pub async fn list_sandboxes(&self, filter: &ListFilter) -> Result<Vec<SandboxStatus>> {
+        let mut selector = MANAGED_SELECTOR.to_owned();
+        for (key, value) in &filter.tags {
+            validate::label_part(&format!("tags[{key:?}]"), key, false)?;
+            validate::label_part(&format!("tags[{key:?}]"), value, true)?;
+            selector.push_str(&format!(",{TAG_LABEL_PREFIX}{key}={value}"));
+        }
+        let pods = self
+            .pods()
+            .list(&ListParams::default().labels(&selector))
+            .await?;
+        let mut statuses: Vec<SandboxStatus> = pods
+            .items
+            .iter()
+            .map(SandboxStatus::from_pod)
+            .filter(|s| filter.phases.is_empty() || filter.phases.contains(&s.phase))
+            .collect();
+        statuses.sort_by(|a, b| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
+        Ok(statuses)
+    }
+}

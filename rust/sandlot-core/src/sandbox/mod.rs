@@ -1,0 +1,13 @@
+//! Sandbox operations, one file each, as methods of [`Client`](crate::Client).
+
+mod create;
+mod exec;
+mod get;
+mod list;
+mod logs;
+mod terminate;
+mod wait;
+
+pub use exec::{ExecOptions, ExecResult};
+pub use list::ListFilter;
+pub use logs::LogOptions;

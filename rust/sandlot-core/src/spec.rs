@@ -1,0 +1,478 @@
+//! What a user asks for ([`SandboxSpec`]) and the hardened pod it becomes.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{
+    Capabilities, Container, EnvVar, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext,
+    PodSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use kube::api::ObjectMeta;
+
+use crate::error::{Error, Result};
+use crate::validate;
+
+/// Label on everything sandlot creates.
+pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub const MANAGED_BY: &str = "sandlot";
+/// Label selector matching everything sandlot manages.
+pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sandlot";
+/// Prefix that turns a tag key into a label key, keeping tags apart from other labels.
+pub const TAG_LABEL_PREFIX: &str = "tags.sandlot.dev/";
+/// Annotation recording when terminate was requested (RFC 3339).
+pub const TERMINATED_AT_ANNOTATION: &str = "sandlot.dev/terminated-at";
+/// Annotation recording the requested maximum lifetime in seconds.
+pub const TTL_ANNOTATION: &str = "sandlot.dev/ttl-seconds";
+/// The name of the one container in a sandbox pod.
+pub const CONTAINER_NAME: &str = "sandbox";
+
+/// CPU limit when none is given: one core.
+pub const DEFAULT_CPU_LIMIT: &str = "1";
+/// Memory limit when none is given.
+pub const DEFAULT_MEMORY_LIMIT: &str = "512Mi";
+/// CPU reserved for a sandbox without explicit resources, small so many fit a node.
+pub const DEFAULT_CPU_REQUEST: &str = "10m";
+/// Memory reserved for a sandbox without explicit resources.
+pub const DEFAULT_MEMORY_REQUEST: &str = "32Mi";
+/// Seconds between the stop signal and the kill when a sandbox is stopped.
+pub const TERMINATION_GRACE_SECONDS: i64 = 2;
+
+/// Keeps a sandbox without a command alive, accepting exec, until it is stopped;
+/// exits promptly on SIGTERM (a plain `sleep` as pid 1 would ignore it).
+const IDLE_COMMAND: [&str; 3] = [
+    "/bin/sh",
+    "-c",
+    "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
+];
+
+/// CPU and memory of a sandbox, as Kubernetes quantities ("500m", "256Mi").
+///
+/// A value given is both reserved and enforced as the limit. A value left out is
+/// limited by a default ([`DEFAULT_CPU_LIMIT`], [`DEFAULT_MEMORY_LIMIT`]) and
+/// reserves only a little, since a sandbox without limits could starve the node.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Resources {
+    pub cpu: Option<String>,
+    pub memory: Option<String>,
+}
+
+/// Everything a sandbox is created from.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SandboxSpec {
+    /// Container image reference.
+    pub image: String,
+    /// The sandbox's name; generated when `None`.
+    pub name: Option<String>,
+    /// Replaces the image's entrypoint. With neither command nor args the sandbox
+    /// idles, accepting exec, until terminated or its ttl ends.
+    pub command: Option<Vec<String>>,
+    /// Arguments to the command (or to the image's entrypoint).
+    pub args: Option<Vec<String>>,
+    pub env: BTreeMap<String, String>,
+    /// Filterable string pairs, stored as labels.
+    pub tags: BTreeMap<String, String>,
+    /// Mount path -> volume name.
+    pub volume_mounts: BTreeMap<String, String>,
+    pub resources: Resources,
+    /// Maximum lifetime in seconds, enforced by Kubernetes.
+    pub ttl_seconds: Option<u64>,
+}
+
+impl SandboxSpec {
+    /// A spec for `image` with every other field at its default.
+    pub fn new(image: impl Into<String>) -> Self {
+        SandboxSpec {
+            image: image.into(),
+            ..SandboxSpec::default()
+        }
+    }
+
+    /// Checks every field against the rules Kubernetes would apply, naming the
+    /// field that breaks one.
+    pub fn validate(&self) -> Result<()> {
+        if self.image.trim().is_empty() {
+            return Err(Error::invalid("image", "must not be empty"));
+        }
+        if self.image.chars().any(char::is_whitespace) {
+            return Err(Error::invalid(
+                "image",
+                format!("{:?} must not contain whitespace", self.image),
+            ));
+        }
+        if let Some(name) = &self.name {
+            validate::object_name("name", name)?;
+        }
+        if let Some(command) = &self.command {
+            if command.is_empty() {
+                return Err(Error::invalid(
+                    "command",
+                    "must not be empty; leave it out for an idle sandbox",
+                ));
+            }
+            no_nul("command", command)?;
+        }
+        if let Some(args) = &self.args {
+            no_nul("args", args)?;
+        }
+        for (key, value) in &self.env {
+            validate::env_name(&format!("env[{key:?}]"), key)?;
+            if value.contains('\0') {
+                return Err(Error::invalid(
+                    format!("env[{key:?}]"),
+                    "value must not contain NUL bytes",
+                ));
+            }
+        }
+        for (key, value) in &self.tags {
+            validate::label_part(&format!("tags[{key:?}]"), key, false)?;
+            validate::label_part(&format!("tags[{key:?}]"), value, true)?;
+        }
+        for (path, volume) in &self.volume_mounts {
+            let field = format!("volume_mounts[{path:?}]");
+            if !path.starts_with('/') {
+                return Err(Error::invalid(field, "mount path must be absolute"));
+            }
+            if path.split('/').any(|part| part == "..") || path.contains(':') {
+                return Err(Error::invalid(
+                    field,
+                    "mount path must not contain '..' or ':'",
+                ));
+            }
+            validate::object_name(&field, volume)?;
+        }
+        if let Some(cpu) = &self.resources.cpu {
+            validate::quantity("resources.cpu", cpu)?;
+        }
+        if let Some(memory) = &self.resources.memory {
+            validate::quantity("resources.memory", memory)?;
+        }
+        if self.ttl_seconds == Some(0) {
+            return Err(Error::invalid("ttl_seconds", "must be at least 1"));
+        }
+        if self.ttl_seconds.is_some_and(|ttl| ttl > i64::MAX as u64) {
+            return Err(Error::invalid("ttl_seconds", "is too large"));
+        }
+        Ok(())
+    }
+
+    /// The pod for this spec under `name`, hardened for untrusted code: no
+    /// service-account token, no service links, every capability dropped, no
+    /// privilege escalation, seccomp RuntimeDefault, limits always set, and a
+    /// short grace period. The spec must have passed [`SandboxSpec::validate`].
+    pub fn to_pod(&self, name: &str) -> Pod {
+        let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())]);
+        for (key, value) in &self.tags {
+            labels.insert(format!("{TAG_LABEL_PREFIX}{key}"), value.clone());
+        }
+        let mut annotations = BTreeMap::new();
+        if let Some(ttl) = self.ttl_seconds {
+            annotations.insert(TTL_ANNOTATION.to_owned(), ttl.to_string());
+        }
+
+        let (command, args) = match (&self.command, &self.args) {
+            (None, None) => (Some(IDLE_COMMAND.map(str::to_owned).to_vec()), None),
+            (command, args) => (command.clone(), args.clone()),
+        };
+        let env: Vec<EnvVar> = self
+            .env
+            .iter()
+            .map(|(name, value)| EnvVar {
+                name: name.clone(),
+                value: Some(value.clone()),
+                value_from: None,
+            })
+            .collect();
+        let volume_names: std::collections::BTreeSet<&String> =
+            self.volume_mounts.values().collect();
+        let volumes: Vec<Volume> = volume_names
+            .iter()
+            .map(|volume| Volume {
+                name: (*volume).clone(),
+                persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
+                    claim_name: (*volume).clone(),
+                    read_only: None,
+                }),
+                ..Volume::default()
+            })
+            .collect();
+        let volume_mounts: Vec<VolumeMount> = self
+            .volume_mounts
+            .iter()
+            .map(|(path, volume)| VolumeMount {
+                name: volume.clone(),
+                mount_path: path.clone(),
+                ..VolumeMount::default()
+            })
+            .collect();
+
+        Pod {
+            metadata: ObjectMeta {
+                name: Some(name.to_owned()),
+                labels: Some(labels),
+                annotations: (!annotations.is_empty()).then_some(annotations),
+                ..ObjectMeta::default()
+            },
+            spec: Some(PodSpec {
+                restart_policy: Some("Never".into()),
+                automount_service_account_token: Some(false),
+                enable_service_links: Some(false),
+                termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
+                active_deadline_seconds: self.ttl_seconds.map(|ttl| ttl as i64),
+                security_context: Some(PodSecurityContext {
+                    seccomp_profile: Some(SeccompProfile {
+                        type_: "RuntimeDefault".into(),
+                        localhost_profile: None,
+                    }),
+                    ..PodSecurityContext::default()
+                }),
+                containers: vec![Container {
+                    name: CONTAINER_NAME.into(),
+                    image: Some(self.image.clone()),
+                    command,
+                    args,
+                    env: (!env.is_empty()).then_some(env),
+                    resources: Some(self.resource_requirements()),
+                    security_context: Some(SecurityContext {
+                        allow_privilege_escalation: Some(false),
+                        privileged: Some(false),
+                        capabilities: Some(Capabilities {
+                            drop: Some(vec!["ALL".into()]),
+                            add: None,
+                        }),
+                        ..SecurityContext::default()
+                    }),
+                    volume_mounts: (!volume_mounts.is_empty()).then_some(volume_mounts),
+                    ..Container::default()
+                }],
+                volumes: (!volumes.is_empty()).then_some(volumes),
+                ..PodSpec::default()
+            }),
+            status: None,
+        }
+    }
+
+    fn resource_requirements(&self) -> ResourceRequirements {
+        let quantity = |text: &str| Quantity(text.to_owned());
+        let (cpu_request, cpu_limit) = match &self.resources.cpu {
+            Some(cpu) => (cpu.as_str(), cpu.as_str()),
+            None => (DEFAULT_CPU_REQUEST, DEFAULT_CPU_LIMIT),
+        };
+        let (memory_request, memory_limit) = match &self.resources.memory {
+            Some(memory) => (memory.as_str(), memory.as_str()),
+            None => (DEFAULT_MEMORY_REQUEST, DEFAULT_MEMORY_LIMIT),
+        };
+        ResourceRequirements {
+            requests: Some(BTreeMap::from([
+                ("cpu".into(), quantity(cpu_request)),
+                ("memory".into(), quantity(memory_request)),
+            ])),
+            limits: Some(BTreeMap::from([
+                ("cpu".into(), quantity(cpu_limit)),
+                ("memory".into(), quantity(memory_limit)),
+            ])),
+            claims: None,
+        }
+    }
+}
+
+fn no_nul(field: &str, items: &[String]) -> Result<()> {
+    if items.iter().any(|item| item.contains('\0')) {
+        return Err(Error::invalid(field, "must not contain NUL bytes"));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn field_of(spec: &SandboxSpec) -> String {
+        match spec.validate() {
+            Err(Error::InvalidSpec { field, .. }) => field,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn every_field_is_validated_with_its_name() {
+        let base = SandboxSpec::new("busybox:1.36");
+        base.validate().unwrap();
+        let cases: Vec<(SandboxSpec, &str)> = vec![
+            (SandboxSpec::new(""), "image"),
+            (SandboxSpec::new("a b"), "image"),
+            (
+                SandboxSpec {
+                    name: Some("Bad_Name".into()),
+                    ..base.clone()
+                },
+                "name",
+            ),
+            (
+                SandboxSpec {
+                    command: Some(vec![]),
+                    ..base.clone()
+                },
+                "command",
+            ),
+            (
+                SandboxSpec {
+                    args: Some(vec!["a\0".into()]),
+                    ..base.clone()
+                },
+                "args",
+            ),
+            (
+                SandboxSpec {
+                    env: BTreeMap::from([("A=B".into(), "x".into())]),
+                    ..base.clone()
+                },
+                "env[\"A=B\"]",
+            ),
+            (
+                SandboxSpec {
+                    tags: BTreeMap::from([("team".into(), "a b".into())]),
+                    ..base.clone()
+                },
+                "tags[\"team\"]",
+            ),
+            (
+                SandboxSpec {
+                    volume_mounts: BTreeMap::from([("data".into(), "vol".into())]),
+                    ..base.clone()
+                },
+                "volume_mounts[\"data\"]",
+            ),
+            (
+                SandboxSpec {
+                    resources: Resources {
+                        cpu: Some("lots".into()),
+                        memory: None,
+                    },
+                    ..base.clone()
+                },
+                "resources.cpu",
+            ),
+            (
+                SandboxSpec {
+                    resources: Resources {
+                        cpu: None,
+                        memory: Some("0".into()),
+                    },
+                    ..base.clone()
+                },
+                "resources.memory",
+            ),
+            (
+                SandboxSpec {
+                    ttl_seconds: Some(0),
+                    ..base.clone()
+                },
+                "ttl_seconds",
+            ),
+        ];
+        for (spec, field) in cases {
+            assert_eq!(field_of(&spec), field, "{spec:?}");
+        }
+    }
+
+    #[test]
+    fn pod_carries_every_hardening_field() {
+        let pod = SandboxSpec::new("busybox:1.36").to_pod("sb");
+        let spec = pod.spec.unwrap();
+        assert_eq!(spec.automount_service_account_token, Some(false));
+        assert_eq!(spec.enable_service_links, Some(false));
+        assert_eq!(spec.restart_policy.as_deref(), Some("Never"));
+        assert_eq!(
+            spec.termination_grace_period_seconds,
+            Some(TERMINATION_GRACE_SECONDS)
+        );
+        let seccomp = spec.security_context.unwrap().seccomp_profile.unwrap();
+        assert_eq!(seccomp.type_, "RuntimeDefault");
+        let container = &spec.containers[0];
+        assert_eq!(container.name, CONTAINER_NAME);
+        let security = container.security_context.as_ref().unwrap();
+        assert_eq!(security.allow_privilege_escalation, Some(false));
+        assert_eq!(security.privileged, Some(false));
+        assert_eq!(
+            security.capabilities.as_ref().unwrap().drop.as_deref(),
+            Some(&["ALL".to_owned()][..])
+        );
+        let limits = container
+            .resources
+            .as_ref()
+            .unwrap()
+            .limits
+            .as_ref()
+            .unwrap();
+        assert_eq!(limits["cpu"].0, DEFAULT_CPU_LIMIT);
+        assert_eq!(limits["memory"].0, DEFAULT_MEMORY_LIMIT);
+        assert_eq!(pod.metadata.labels.unwrap()[MANAGED_BY_LABEL], MANAGED_BY);
+    }
+
+    #[test]
+    fn pod_maps_every_spec_field() {
+        let spec = SandboxSpec {
+            image: "python:3.11-slim".into(),
+            name: Some("job".into()),
+            command: Some(vec!["python3".into()]),
+            args: Some(vec!["-c".into(), "print(1)".into()]),
+            env: BTreeMap::from([("MODE".into(), "fast".into())]),
+            tags: BTreeMap::from([("team".into(), "ml".into())]),
+            volume_mounts: BTreeMap::from([
+                ("/data".into(), "vol".into()),
+                ("/cache".into(), "vol".into()),
+            ]),
+            resources: Resources {
+                cpu: Some("500m".into()),
+                memory: Some("256Mi".into()),
+            },
+            ttl_seconds: Some(60),
+        };
+        spec.validate().unwrap();
+        let pod = spec.to_pod("job");
+        assert_eq!(
+            pod.metadata.labels.as_ref().unwrap()["tags.sandlot.dev/team"],
+            "ml"
+        );
+        assert_eq!(
+            pod.metadata.annotations.as_ref().unwrap()[TTL_ANNOTATION],
+            "60"
+        );
+        let pod_spec = pod.spec.unwrap();
+        assert_eq!(pod_spec.active_deadline_seconds, Some(60));
+        assert_eq!(
+            pod_spec.volumes.as_ref().unwrap().len(),
+            1,
+            "one volume entry per distinct volume"
+        );
+        let container = &pod_spec.containers[0];
+        assert_eq!(
+            container.command.as_deref(),
+            Some(&["python3".to_owned()][..])
+        );
+        assert_eq!(container.args.as_ref().unwrap().len(), 2);
+        assert_eq!(container.env.as_ref().unwrap()[0].name, "MODE");
+        assert_eq!(container.volume_mounts.as_ref().unwrap().len(), 2);
+        let resources = container.resources.as_ref().unwrap();
+        assert_eq!(resources.requests.as_ref().unwrap()["cpu"].0, "500m");
+        assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "256Mi");
+    }
+
+    #[test]
+    fn no_command_means_an_idle_sandbox() {
+        let pod = SandboxSpec::new("busybox:1.36").to_pod("idle");
+        let command = pod.spec.unwrap().containers[0].command.clone().unwrap();
+        assert_eq!(command[0], "/bin/sh");
+        let with_args = SandboxSpec {
+            args: Some(vec!["x".into()]),
+            ..SandboxSpec::new("img")
+        }
+        .to_pod("a");
+        assert_eq!(
+            with_args.spec.unwrap().containers[0].command,
+            None,
+            "args alone go to the entrypoint"
+        );
+    }
+}

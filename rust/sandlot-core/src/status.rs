@@ -1,0 +1,525 @@
+//! A sandbox's phase and status, derived from its pod by one pure function.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+
+use crate::error::Error;
+use crate::spec::{CONTAINER_NAME, TAG_LABEL_PREFIX, TERMINATED_AT_ANNOTATION};
+
+/// Where a sandbox is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Phase {
+    /// Accepted, waiting for capacity.
+    Queued,
+    /// The runtime is being prepared: image pull, container creation.
+    Creating,
+    /// Ready; accepts exec.
+    Running,
+    /// The command exited 0.
+    Succeeded,
+    /// The command or the runtime failed.
+    Failed,
+    /// Explicitly terminated through the SDK or CLI.
+    Terminated,
+}
+
+impl Phase {
+    /// Every phase, in lifecycle order.
+    pub const ALL: [Phase; 6] = [
+        Phase::Queued,
+        Phase::Creating,
+        Phase::Running,
+        Phase::Succeeded,
+        Phase::Failed,
+        Phase::Terminated,
+    ];
+
+    /// The lowercase name users see ("running").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Phase::Queued => "queued",
+            Phase::Creating => "creating",
+            Phase::Running => "running",
+            Phase::Succeeded => "succeeded",
+            Phase::Failed => "failed",
+            Phase::Terminated => "terminated",
+        }
+    }
+
+    /// True for phases a sandbox never leaves.
+    pub fn is_terminal(self) -> bool {
+        matches!(self, Phase::Succeeded | Phase::Failed | Phase::Terminated)
+    }
+}
+
+impl fmt::Display for Phase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Phase {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Self, Error> {
+        Phase::ALL
+            .into_iter()
+            .find(|phase| phase.as_str() == text)
+            .ok_or_else(|| {
+                Error::invalid(
+                    "phase",
+                    format!(
+                        "{text:?} is not one of queued, creating, running, succeeded, failed, terminated"
+                    ),
+                )
+            })
+    }
+}
+
+/// Why a sandbox stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TerminationReason {
+    /// The command exited by itself (see the exit code).
+    WorkloadExited,
+    /// The maximum lifetime (`ttl_seconds`) ran out.
+    TtlExpired,
+    /// Terminate was requested.
+    Terminated,
+    /// The container could not be started: bad image, unpullable image, bad config.
+    LaunchFailed,
+    /// The workload exceeded its memory limit.
+    OomKilled,
+    /// The node or runtime lost the workload (eviction, node loss).
+    BackendLost,
+}
+
+impl TerminationReason {
+    /// The snake_case name users see ("ttl_expired").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TerminationReason::WorkloadExited => "workload_exited",
+            TerminationReason::TtlExpired => "ttl_expired",
+            TerminationReason::Terminated => "terminated",
+            TerminationReason::LaunchFailed => "launch_failed",
+            TerminationReason::OomKilled => "oom_killed",
+            TerminationReason::BackendLost => "backend_lost",
+        }
+    }
+}
+
+impl fmt::Display for TerminationReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A sandbox as last seen.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SandboxStatus {
+    pub name: String,
+    pub namespace: String,
+    pub phase: Phase,
+    /// The command's exit code, once it has exited.
+    pub exit_code: Option<i32>,
+    /// Set once the phase is terminal.
+    pub termination_reason: Option<TerminationReason>,
+    /// What Kubernetes said about the current state, when it said something.
+    pub message: Option<String>,
+    pub created_at: Option<Timestamp>,
+    pub started_at: Option<Timestamp>,
+    pub finished_at: Option<Timestamp>,
+    pub image: String,
+    pub tags: BTreeMap<String, String>,
+    /// Mount path -> volume name.
+    pub volume_mounts: BTreeMap<String, String>,
+}
+
+/// Waiting reasons of a container that will not start by itself.
+const LAUNCH_FAILURES: [&str; 6] = [
+    "ErrImagePull",
+    "ImagePullBackOff",
+    "InvalidImageName",
+    "ErrImageNeverPull",
+    "CreateContainerConfigError",
+    "CreateContainerError",
+];
+
+/// Pod-level failure reasons meaning the node lost the workload.
+const BACKEND_LOSSES: [&str; 4] = ["Evicted", "NodeLost", "Shutdown", "Terminated"];
+
+impl SandboxStatus {
+    /// Derives the status from a sandbox pod. Total: any pod gives a status.
+    pub fn from_pod(pod: &Pod) -> SandboxStatus {
+        let meta = &pod.metadata;
+        let spec = pod.spec.as_ref();
+        let status = pod.status.as_ref();
+        let container_spec =
+            spec.and_then(|s| s.containers.iter().find(|c| c.name == CONTAINER_NAME));
+        let container = sandbox_container_status(pod);
+        let state = container.and_then(|c| c.state.as_ref());
+        let running = state.and_then(|s| s.running.as_ref());
+        let exited = state.and_then(|s| s.terminated.as_ref());
+        let waiting = state.and_then(|s| s.waiting.as_ref());
+
+        let terminated_at = meta
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(TERMINATED_AT_ANNOTATION))
+            .and_then(|t| t.parse::<Timestamp>().ok());
+        let pod_phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
+        let pod_reason = status.and_then(|s| s.reason.as_deref());
+        let pod_message = status.and_then(|s| s.message.clone());
+        let exit_code = exited.map(|t| t.exit_code);
+        let exited_reason = exited.and_then(|t| t.reason.as_deref());
+        let exited_message = exited
+            .and_then(|t| t.message.clone())
+            .or_else(|| exited_reason.map(str::to_owned));
+
+        // A workload that ended by itself before terminate was requested keeps its own outcome.
+        let ended_before_terminate =
+            match (terminated_at, exited.and_then(|t| t.finished_at.as_ref())) {
+                (Some(requested), Some(finished)) => finished.0 < requested,
+                _ => false,
+            };
+
+        use TerminationReason as R;
+        let (phase, reason, message) = if terminated_at.is_some() && !ended_before_terminate {
+            (Phase::Terminated, Some(R::Terminated), None)
+        } else {
+            match pod_phase {
+                "Succeeded" => (Phase::Succeeded, Some(R::WorkloadExited), None),
+                "Running" => (Phase::Running, None, None),
+                "Failed" => {
+                    if pod_reason == Some("DeadlineExceeded") {
+                        (Phase::Failed, Some(R::TtlExpired), pod_message)
+                    } else if exited_reason == Some("OOMKilled") {
+                        (Phase::Failed, Some(R::OomKilled), exited_message)
+                    } else if matches!(exited_reason, Some("StartError" | "ContainerCannotRun")) {
+                        (Phase::Failed, Some(R::LaunchFailed), exited_message)
+                    } else if pod_reason.is_some_and(|r| BACKEND_LOSSES.contains(&r)) {
+                        (Phase::Failed, Some(R::BackendLost), pod_message)
+                    } else if exited.is_some() {
+                        (Phase::Failed, Some(R::WorkloadExited), exited_message)
+                    } else {
+                        // Rejected by the node before any container ran.
+                        (
+                            Phase::Failed,
+                            Some(R::LaunchFailed),
+                            pod_message.or(pod_reason.map(str::to_owned)),
+                        )
+                    }
+                }
+                "Pending" => {
+                    if let Some(w) = waiting.filter(|w| {
+                        w.reason
+                            .as_deref()
+                            .is_some_and(|r| LAUNCH_FAILURES.contains(&r))
+                    }) {
+                        let message = w.message.clone().or_else(|| w.reason.clone());
+                        (Phase::Failed, Some(R::LaunchFailed), message)
+                    } else if is_scheduled(pod) {
+                        (
+                            Phase::Creating,
+                            None,
+                            waiting.and_then(|w| w.message.clone()),
+                        )
+                    } else {
+                        let unscheduled = status
+                            .and_then(|s| s.conditions.as_ref())
+                            .and_then(|all| all.iter().find(|c| c.type_ == "PodScheduled"))
+                            .and_then(|c| c.message.clone());
+                        (Phase::Queued, None, unscheduled)
+                    }
+                }
+                // "Unknown": the node stopped reporting.
+                _ => (Phase::Failed, Some(R::BackendLost), pod_message),
+            }
+        };
+
+        let started_at = running
+            .and_then(|r| r.started_at.as_ref())
+            .or_else(|| exited.and_then(|t| t.started_at.as_ref()))
+            .map(|t| t.0);
+        let finished_at = if phase.is_terminal() {
+            exited
+                .and_then(|t| t.finished_at.as_ref())
+                .map(|t| t.0)
+                .or(terminated_at)
+        } else {
+            None
+        };
+
+        SandboxStatus {
+            name: meta.name.clone().unwrap_or_default(),
+            namespace: meta.namespace.clone().unwrap_or_default(),
+            phase,
+            exit_code,
+            termination_reason: reason,
+            message,
+            created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
+            started_at,
+            finished_at,
+            image: container_spec
+                .and_then(|c| c.image.clone())
+                .unwrap_or_default(),
+            tags: tags_of(pod),
+            volume_mounts: volume_mounts_of(pod),
+        }
+    }
+}
+
+fn is_scheduled(pod: &Pod) -> bool {
+    let scheduled_condition = pod
+        .status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .is_some_and(|all| {
+            all.iter()
+                .any(|c| c.type_ == "PodScheduled" && c.status == "True")
+        });
+    scheduled_condition || pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
+}
+
+fn tags_of(pod: &Pod) -> BTreeMap<String, String> {
+    pod.metadata
+        .labels
+        .iter()
+        .flatten()
+        .filter_map(|(key, value)| {
+            Some((
+                key.strip_prefix(TAG_LABEL_PREFIX)?.to_owned(),
+                value.clone(),
+            ))
+        })
+        .collect()
+}
+
+fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, String> {
+    let Some(spec) = &pod.spec else {
+        return BTreeMap::new();
+    };
+    let claim_of = |volume: &str| {
+        spec.volumes
+            .iter()
+            .flatten()
+            .find(|v| v.name == volume)
+            .and_then(|v| v.persistent_volume_claim.as_ref())
+            .map(|c| c.claim_name.clone())
+    };
+    spec.containers
+        .iter()
+        .filter(|c| c.name == CONTAINER_NAME)
+        .flat_map(|c| c.volume_mounts.iter().flatten())
+        .filter_map(|m| Some((m.mount_path.clone(), claim_of(&m.name)?)))
+        .collect()
+}
+
+fn sandbox_container_status(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == CONTAINER_NAME))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::spec::SandboxSpec;
+    use serde_json::json;
+
+    /// A sandbox pod with `status` (JSON) and optional annotations.
+    fn pod(status: serde_json::Value, annotations: serde_json::Value) -> Pod {
+        let mut pod = SandboxSpec::new("busybox:1.36").to_pod("sb");
+        let mut value = serde_json::to_value(&pod).unwrap();
+        value["status"] = status;
+        value["metadata"]["annotations"] = annotations;
+        value["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        pod = serde_json::from_value(value).unwrap();
+        pod
+    }
+
+    fn container(state: serde_json::Value) -> serde_json::Value {
+        json!([{"name": "sandbox", "image": "busybox:1.36", "imageID": "", "ready": false, "restartCount": 0, "state": state}])
+    }
+
+    fn derive(status: serde_json::Value) -> SandboxStatus {
+        SandboxStatus::from_pod(&pod(status, json!(null)))
+    }
+
+    #[test]
+    fn queued_while_not_scheduled() {
+        let s = derive(json!({"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable", "message": "0/1 nodes are available: 1 Insufficient cpu."}
+        ]}));
+        assert_eq!(s.phase, Phase::Queued);
+        assert_eq!(s.termination_reason, None);
+        assert!(s.message.unwrap().contains("Insufficient cpu"));
+        assert_eq!(
+            derive(json!({"phase": "Pending"})).phase,
+            Phase::Queued,
+            "no conditions yet"
+        );
+        assert_eq!(derive(json!(null)).phase, Phase::Queued, "no status at all");
+    }
+
+    #[test]
+    fn creating_when_scheduled_and_pending() {
+        let s = derive(json!({"phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "containerStatuses": container(json!({"waiting": {"reason": "ContainerCreating"}}))}));
+        assert_eq!(s.phase, Phase::Creating);
+        assert_eq!(s.termination_reason, None);
+    }
+
+    #[test]
+    fn running_when_pod_runs() {
+        let s = derive(json!({"phase": "Running",
+            "containerStatuses": container(json!({"running": {"startedAt": "2026-01-01T00:00:05Z"}}))}));
+        assert_eq!(s.phase, Phase::Running);
+        assert_eq!(s.started_at.unwrap().to_string(), "2026-01-01T00:00:05Z");
+        assert_eq!(s.finished_at, None);
+        assert_eq!(s.created_at.unwrap().to_string(), "2026-01-01T00:00:00Z");
+    }
+
+    #[test]
+    fn succeeded_with_exit_code_zero() {
+        let s = derive(
+            json!({"phase": "Succeeded", "containerStatuses": container(json!({"terminated": {
+            "exitCode": 0, "reason": "Completed", "startedAt": "2026-01-01T00:00:05Z", "finishedAt": "2026-01-01T00:00:06Z"}}))}),
+        );
+        assert_eq!(s.phase, Phase::Succeeded);
+        assert_eq!(s.exit_code, Some(0));
+        assert_eq!(
+            s.termination_reason,
+            Some(TerminationReason::WorkloadExited)
+        );
+        assert_eq!(s.finished_at.unwrap().to_string(), "2026-01-01T00:00:06Z");
+    }
+
+    #[test]
+    fn failed_when_command_fails() {
+        let s = derive(
+            json!({"phase": "Failed", "containerStatuses": container(json!({"terminated": {
+            "exitCode": 3, "reason": "Error"}}))}),
+        );
+        assert_eq!(s.phase, Phase::Failed);
+        assert_eq!(s.exit_code, Some(3));
+        assert_eq!(
+            s.termination_reason,
+            Some(TerminationReason::WorkloadExited)
+        );
+    }
+
+    #[test]
+    fn failed_on_launch_failures_that_do_not_heal() {
+        for reason in LAUNCH_FAILURES {
+            let s = derive(json!({"phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": container(json!({"waiting": {"reason": reason, "message": "pull access denied"}}))}));
+            assert_eq!(s.phase, Phase::Failed, "{reason}");
+            assert_eq!(s.termination_reason, Some(TerminationReason::LaunchFailed));
+            assert_eq!(s.message.as_deref(), Some("pull access denied"));
+        }
+        let start_error = derive(
+            json!({"phase": "Failed", "containerStatuses": container(json!({"terminated": {
+            "exitCode": 128, "reason": "StartError", "message": "exec: \"nope\": not found"}}))}),
+        );
+        assert_eq!(
+            start_error.termination_reason,
+            Some(TerminationReason::LaunchFailed)
+        );
+    }
+
+    #[test]
+    fn failed_with_oom_killed() {
+        let s = derive(
+            json!({"phase": "Failed", "containerStatuses": container(json!({"terminated": {
+            "exitCode": 137, "reason": "OOMKilled"}}))}),
+        );
+        assert_eq!(
+            (s.phase, s.termination_reason),
+            (Phase::Failed, Some(TerminationReason::OomKilled))
+        );
+        assert_eq!(s.exit_code, Some(137));
+    }
+
+    #[test]
+    fn failed_with_ttl_expired_on_deadline() {
+        let s = derive(json!({"phase": "Failed", "reason": "DeadlineExceeded",
+            "message": "Pod was active on the node longer than the specified deadline"}));
+        assert_eq!(
+            (s.phase, s.termination_reason),
+            (Phase::Failed, Some(TerminationReason::TtlExpired))
+        );
+    }
+
+    #[test]
+    fn failed_with_backend_lost() {
+        let evicted =
+            derive(json!({"phase": "Failed", "reason": "Evicted", "message": "low on memory"}));
+        assert_eq!(
+            evicted.termination_reason,
+            Some(TerminationReason::BackendLost)
+        );
+        let unknown = derive(json!({"phase": "Unknown"}));
+        assert_eq!(
+            (unknown.phase, unknown.termination_reason),
+            (Phase::Failed, Some(TerminationReason::BackendLost))
+        );
+    }
+
+    #[test]
+    fn terminated_once_requested_whatever_the_pod_does() {
+        let requested = json!({TERMINATED_AT_ANNOTATION: "2026-01-01T00:01:00Z"});
+        for status in [
+            json!({"phase": "Pending"}),
+            json!({"phase": "Running"}),
+            json!({"phase": "Failed", "reason": "DeadlineExceeded", "containerStatuses": container(json!({"terminated": {
+                "exitCode": 143, "reason": "Error", "finishedAt": "2026-01-01T00:01:01Z"}}))}),
+        ] {
+            let s = SandboxStatus::from_pod(&pod(status, requested.clone()));
+            assert_eq!(s.phase, Phase::Terminated);
+            assert_eq!(s.termination_reason, Some(TerminationReason::Terminated));
+            assert!(s.finished_at.is_some());
+        }
+    }
+
+    #[test]
+    fn workload_that_ended_before_terminate_keeps_its_outcome() {
+        let s = SandboxStatus::from_pod(&pod(
+            json!({"phase": "Succeeded", "containerStatuses": container(json!({"terminated": {
+                "exitCode": 0, "reason": "Completed", "finishedAt": "2026-01-01T00:00:30Z"}}))}),
+            json!({TERMINATED_AT_ANNOTATION: "2026-01-01T00:01:00Z"}),
+        ));
+        assert_eq!(s.phase, Phase::Succeeded);
+    }
+
+    #[test]
+    fn phases_parse_from_their_names() {
+        for phase in Phase::ALL {
+            assert_eq!(phase.as_str().parse::<Phase>().unwrap(), phase);
+        }
+        assert!(matches!(
+            "Running".parse::<Phase>(),
+            Err(Error::InvalidSpec { .. })
+        ));
+    }
+
+    #[test]
+    fn status_reports_image_tags_and_mounts() {
+        let mut spec = SandboxSpec::new("python:3.11-slim");
+        spec.tags.insert("team".into(), "ml".into());
+        spec.volume_mounts.insert("/data".into(), "vol".into());
+        let s = SandboxStatus::from_pod(&spec.to_pod("sb"));
+        assert_eq!(s.image, "python:3.11-slim");
+        assert_eq!(s.tags, BTreeMap::from([("team".into(), "ml".into())]));
+        assert_eq!(
+            s.volume_mounts,
+            BTreeMap::from([("/data".into(), "vol".into())])
+        );
+    }
+}

@@ -1,0 +1,93 @@
+//! One pod watch per client, shared by every waiter: a thousand waiting
+//! sandboxes cost one watch connection, not a poller each.
+
+use std::pin::pin;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::Pod;
+use kube::api::Api;
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::error::error_chain;
+use crate::spec::MANAGED_SELECTOR;
+
+/// What the watch task publishes after every event.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct WatchState {
+    /// Bumped on every event, so waiters wake and look again.
+    pub events: u64,
+    /// The last error of the watch (it retries with backoff by itself).
+    pub last_error: Option<String>,
+}
+
+/// A reflector over the client's sandbox pods, kept current by a background task
+/// that lives as long as this value. It recovers from dropped connections and
+/// 410 Gone by itself (kube-runtime's watcher with backoff).
+pub(crate) struct PodWatch {
+    store: Store<Pod>,
+    namespace: String,
+    state: watch::Receiver<WatchState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl PodWatch {
+    /// Starts watching the sandbox pods of `pods`. Must be called on a tokio runtime.
+    pub fn start(pods: Api<Pod>) -> PodWatch {
+        let namespace = pods.namespace().unwrap_or_default().to_owned();
+        let (store, writer) = reflector::store();
+        let (publish, state) = watch::channel(WatchState::default());
+        let config = watcher::Config::default().labels(MANAGED_SELECTOR);
+        let stream = watcher(pods, config).default_backoff().reflect(writer);
+        let task = tokio::spawn(async move {
+            let mut stream = pin!(stream);
+            while let Some(event) = stream.next().await {
+                publish.send_modify(|state| {
+                    state.events += 1;
+                    if let Err(err) = &event {
+                        state.last_error = Some(error_chain(err));
+                    }
+                });
+            }
+        });
+        PodWatch {
+            store,
+            namespace,
+            state,
+            task,
+        }
+    }
+
+    /// A receiver that wakes on every event from now on.
+    pub fn subscribe(&self) -> watch::Receiver<WatchState> {
+        self.state.clone()
+    }
+
+    /// Waits until the first full list has arrived; false if `deadline` passed first.
+    pub async fn ready(&self, deadline: Instant) -> bool {
+        matches!(
+            tokio::time::timeout_at(deadline, self.store.wait_until_ready()).await,
+            Ok(Ok(()))
+        )
+    }
+
+    /// The pod named `name` as last seen, if the watch has seen it.
+    pub fn get(&self, name: &str) -> Option<Arc<Pod>> {
+        self.store
+            .get(&ObjectRef::new(name).within(&self.namespace))
+    }
+
+    /// The last watch error, for messages about waits that did not finish.
+    pub fn last_error(&self) -> Option<String> {
+        self.state.borrow().last_error.clone()
+    }
+}
+
+impl Drop for PodWatch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
