@@ -1,1 +1,66 @@
+//! The `sandlot` command line as a library: [`run`] takes the arguments and
+//! returns the exit status, so the binary and the Python console script share it.
 
+mod args;
+mod commands;
+mod printer;
+
+use clap::Parser;
+use sandlot_core::{Client, ConnectOptions};
+
+use crate::args::{Cli, Command};
+use crate::printer::Printer;
+
+/// Exit status for an operation that failed.
+pub const EXIT_FAILURE: i32 = 1;
+/// Exit status for bad usage (clap's convention).
+pub const EXIT_USAGE: i32 = 2;
+
+/// Runs the CLI with `argv` (program name first) and returns the exit status.
+/// For `exec`, that is the command's own exit code.
+pub fn run(argv: Vec<String>) -> i32 {
+    let cli = match Cli::try_parse_from(argv) {
+        Ok(cli) => cli,
+        Err(err) => {
+            let _ = err.print();
+            return if err.use_stderr() { EXIT_USAGE } else { 0 };
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return EXIT_FAILURE;
+        }
+    };
+    let printer = Printer::new(cli.json);
+    match runtime.block_on(dispatch(cli, &printer)) {
+        Ok(status) => status,
+        Err(err) => {
+            printer.error(&err);
+            EXIT_FAILURE
+        }
+    }
+}
+
+async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
+    let options = ConnectOptions {
+        namespace: cli.namespace,
+        context: cli.context,
+    };
+    // Arguments are checked before connecting, so bad input sends nothing.
+    cli.command.validate()?;
+    let client = Client::connect(options).await?;
+    match cli.command {
+        Command::Create(args) => commands::create::run(&client, printer, args).await,
+        Command::List(args) => commands::list::run(&client, printer, args).await,
+        Command::Get(args) => commands::get::run(&client, printer, args).await,
+        Command::Logs(args) => commands::logs::run(&client, args).await,
+        Command::Exec(args) => commands::exec::run(&client, args).await,
+        Command::Terminate(args) => commands::terminate::run(&client, printer, args).await,
+    }
+}

@@ -48,18 +48,27 @@ impl std::fmt::Debug for Client {
     }
 }
 
+impl ConnectOptions {
+    /// The namespace these options select: the argument, else `$SANDLOT_NAMESPACE`,
+    /// else [`DEFAULT_NAMESPACE`].
+    pub fn resolved_namespace(&self) -> String {
+        self.namespace
+            .clone()
+            .or_else(|| {
+                std::env::var(NAMESPACE_ENV)
+                    .ok()
+                    .filter(|ns| !ns.is_empty())
+            })
+            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
+    }
+}
+
 impl Client {
     /// Connects with the kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or, inside
     /// a pod, the in-cluster service account, and makes sure the namespace exists
     /// (creating it when the credentials allow).
     pub async fn connect(options: ConnectOptions) -> Result<Client> {
-        let namespace = match options.namespace {
-            Some(namespace) => namespace,
-            None => std::env::var(NAMESPACE_ENV)
-                .ok()
-                .filter(|ns| !ns.is_empty())
-                .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned()),
-        };
+        let namespace = options.resolved_namespace();
         validate::object_name("namespace", &namespace)?;
         let config = match &options.context {
             Some(context) => {

@@ -76,7 +76,7 @@ pub struct SandboxSpec {
     pub volume_mounts: BTreeMap<String, String>,
     pub resources: Resources,
     /// Maximum lifetime in seconds, enforced by Kubernetes.
-    pub ttl_seconds: Option<u64>,
+    pub ttl_seconds: Option<i64>,
 }
 
 impl SandboxSpec {
@@ -147,11 +147,8 @@ impl SandboxSpec {
         if let Some(memory) = &self.resources.memory {
             validate::quantity("resources.memory", memory)?;
         }
-        if self.ttl_seconds == Some(0) {
+        if self.ttl_seconds.is_some_and(|ttl| ttl < 1) {
             return Err(Error::invalid("ttl_seconds", "must be at least 1"));
-        }
-        if self.ttl_seconds.is_some_and(|ttl| ttl > i64::MAX as u64) {
-            return Err(Error::invalid("ttl_seconds", "is too large"));
         }
         Ok(())
     }
@@ -218,7 +215,7 @@ impl SandboxSpec {
                 automount_service_account_token: Some(false),
                 enable_service_links: Some(false),
                 termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-                active_deadline_seconds: self.ttl_seconds.map(|ttl| ttl as i64),
+                active_deadline_seconds: self.ttl_seconds,
                 security_context: Some(PodSecurityContext {
                     seccomp_profile: Some(SeccompProfile {
                         type_: "RuntimeDefault".into(),

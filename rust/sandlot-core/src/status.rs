@@ -6,12 +6,14 @@ use std::str::FromStr;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
+use serde::Serialize;
 
 use crate::error::Error;
 use crate::spec::{CONTAINER_NAME, TAG_LABEL_PREFIX, TERMINATED_AT_ANNOTATION};
 
 /// Where a sandbox is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Phase {
     /// Accepted, waiting for capacity.
     Queued,
@@ -81,7 +83,8 @@ impl FromStr for Phase {
 }
 
 /// Why a sandbox stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TerminationReason {
     /// The command exited by itself (see the exit code).
     WorkloadExited,
@@ -118,7 +121,7 @@ impl fmt::Display for TerminationReason {
 }
 
 /// A sandbox as last seen.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SandboxStatus {
     pub name: String,
     pub namespace: String,
@@ -496,6 +499,15 @@ mod tests {
             json!({TERMINATED_AT_ANNOTATION: "2026-01-01T00:01:00Z"}),
         ));
         assert_eq!(s.phase, Phase::Succeeded);
+    }
+
+    #[test]
+    fn json_uses_the_names_users_see() {
+        let s = derive(json!({"phase": "Failed", "reason": "DeadlineExceeded"}));
+        let value = serde_json::to_value(&s).unwrap();
+        assert_eq!(value["phase"], "failed");
+        assert_eq!(value["termination_reason"], "ttl_expired");
+        assert_eq!(value["created_at"], "2026-01-01T00:00:00Z");
     }
 
     #[test]

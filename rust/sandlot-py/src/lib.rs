@@ -1,1 +1,52 @@
+//! sandlot's Python bindings (`sandlot._native`): conversions, errors and async
+//! bridging only. Every operation is one `sandlot_core` future, handed to
+//! asyncio with `pyo3_async_runtimes::tokio::future_into_py`.
 
+use std::time::{Duration, Instant};
+
+use pyo3::prelude::*;
+
+mod client;
+mod errors;
+mod sandbox;
+mod status;
+
+/// Runs the `sandlot` command line with `argv` (program name first) and returns
+/// its exit code. The GIL is released while it runs.
+#[pyfunction]
+fn run_cli(py: Python<'_>, argv: Vec<String>) -> i32 {
+    py.detach(|| sandlot_cli::run(argv))
+}
+
+/// Waits, with the GIL released, until no task of the async runtime is alive or
+/// `timeout` seconds passed; true if idle. Called at interpreter exit: a task
+/// still handing a result to asyncio then would otherwise race finalization.
+#[pyfunction]
+fn wait_idle(py: Python<'_>, timeout: f64) -> bool {
+    let metrics = pyo3_async_runtimes::tokio::get_runtime().metrics();
+    let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
+    py.detach(|| {
+        loop {
+            if metrics.num_alive_tasks() == 0 {
+                return true;
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    })
+}
+
+#[pymodule(gil_used = false)]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<client::AsyncClient>()?;
+    m.add_class::<sandbox::AsyncSandboxes>()?;
+    m.add_class::<sandbox::AsyncSandbox>()?;
+    m.add_class::<status::SandboxStatus>()?;
+    m.add_class::<status::ExecResult>()?;
+    m.add_function(wrap_pyfunction!(run_cli, m)?)?;
+    m.add_function(wrap_pyfunction!(wait_idle, m)?)?;
+    Ok(())
+}

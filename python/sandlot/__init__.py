@@ -1,0 +1,60 @@
+"""sandlot: sandboxes on Kubernetes for code nobody should trust.
+
+    async with sandlot.AsyncClient() as client:
+        sb = await client.sandboxes.create("docker.io/library/python:3.11-slim")
+        await sb.wait("running", timeout=60)
+        result = await sb.exec(["python3", "-c", "print(6*7)"])
+        await sb.terminate()
+"""
+
+import atexit
+
+from sandlot._enums import Phase, TerminationReason
+from sandlot._native import (
+    AsyncClient,
+    AsyncSandbox,
+    AsyncSandboxes,
+    ExecResult,
+    SandboxStatus,
+    __version__,
+    wait_idle,
+)
+from sandlot.errors import (
+    ApiError,
+    ClusterUnreachableError,
+    ExecError,
+    InvalidSpecError,
+    NameConflictError,
+    NotFoundError,
+    PermissionDeniedError,
+    PhaseUnreachableError,
+    SandboxNotRunningError,
+    SandlotError,
+    TimeoutError,
+)
+
+# A native task may still be handing its result to asyncio as the interpreter
+# exits; finalizing under it would crash the process. Let such tasks finish.
+atexit.register(wait_idle, 0.5)
+
+__all__ = [
+    "ApiError",
+    "AsyncClient",
+    "AsyncSandbox",
+    "AsyncSandboxes",
+    "ClusterUnreachableError",
+    "ExecError",
+    "ExecResult",
+    "InvalidSpecError",
+    "NameConflictError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "Phase",
+    "PhaseUnreachableError",
+    "SandboxNotRunningError",
+    "SandboxStatus",
+    "SandlotError",
+    "TerminationReason",
+    "TimeoutError",
+    "__version__",
+]

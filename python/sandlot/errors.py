@@ -1,0 +1,100 @@
+"""sandlot's exceptions. Every one derives from :class:`SandlotError`; some also
+derive from the builtin that fits (``sandlot.TimeoutError`` is a ``TimeoutError``)
+so generic handlers catch them too. Data travels as attributes, never in the
+message alone."""
+
+from __future__ import annotations
+
+import builtins
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from sandlot._native import SandboxStatus
+
+__all__ = [
+    "ApiError",
+    "ClusterUnreachableError",
+    "ExecError",
+    "InvalidSpecError",
+    "NameConflictError",
+    "NotFoundError",
+    "PermissionDeniedError",
+    "PhaseUnreachableError",
+    "SandboxNotRunningError",
+    "SandlotError",
+    "TimeoutError",
+]
+
+
+class SandlotError(Exception):
+    """Base of every sandlot error."""
+
+    def __init__(self, message: str, **attributes: Any) -> None:
+        super().__init__(message)
+        for key, value in attributes.items():
+            setattr(self, key, value)
+
+
+class NotFoundError(SandlotError, LookupError):
+    """No sandbox or volume of that name exists."""
+
+    kind: str
+    name: str
+    namespace: str
+
+
+class NameConflictError(SandlotError):
+    """The name is taken. Sandbox names stay taken while their record exists."""
+
+    kind: str
+    name: str
+    namespace: str
+
+
+class InvalidSpecError(SandlotError, ValueError):
+    """Input broke a rule; nothing was sent to the cluster. ``field`` names the input."""
+
+    field: str
+    rule: str
+
+
+class SandboxNotRunningError(SandlotError):
+    """The operation needs a running sandbox; ``phase`` is the one it is in."""
+
+    name: str
+    phase: str
+
+
+class PhaseUnreachableError(SandlotError):
+    """A wait cannot succeed: the sandbox ended in another phase (see ``status``)."""
+
+    status: SandboxStatus
+    wanted: str
+
+
+class TimeoutError(SandlotError, builtins.TimeoutError):
+    """A wait or call did not finish within its timeout (``after`` seconds)."""
+
+    what: str
+    after: float
+
+
+class PermissionDeniedError(SandlotError, PermissionError):
+    """The cluster refused the credentials or the action."""
+
+
+class ClusterUnreachableError(SandlotError, ConnectionError):
+    """The cluster cannot be reached, or no configuration for one was found."""
+
+
+class ExecError(SandlotError):
+    """An exec broke before the command's exit status arrived; its outcome is unknown."""
+
+    name: str
+
+
+class ApiError(SandlotError):
+    """Any other refusal of the Kubernetes API server; ``status`` is the HTTP status."""
+
+    status: int
+    reason: str

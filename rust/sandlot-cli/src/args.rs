@@ -1,0 +1,174 @@
+//! Command-line definitions.
+
+use std::collections::BTreeMap;
+
+use clap::{Args, Parser, Subcommand};
+use sandlot_core::{Error, Phase, Resources, SandboxSpec};
+
+/// Sandboxes on Kubernetes for untrusted code.
+#[derive(Debug, Parser)]
+#[command(name = "sandlot", version, about)]
+pub struct Cli {
+    /// Namespace to work in [default: $SANDLOT_NAMESPACE, else "sandlot"].
+    #[arg(short, long, global = true)]
+    pub namespace: Option<String>,
+    /// Kubeconfig context to use instead of the current one.
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// Print JSON instead of text.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a sandbox from an image; prints its name.
+    Create(CreateArgs),
+    /// List sandboxes.
+    List(ListArgs),
+    /// Show one sandbox's status.
+    Get(NameArg),
+    /// Print a sandbox's log.
+    Logs(LogsArgs),
+    /// Run a command in a running sandbox; exits with the command's exit code.
+    Exec(ExecArgs),
+    /// Terminate sandboxes (their logs stay readable).
+    Terminate(TerminateArgs),
+}
+
+impl Command {
+    /// Checks what can be checked without the cluster.
+    pub fn validate(&self) -> sandlot_core::Result<()> {
+        match self {
+            Command::Create(args) => args.spec().and_then(|spec| spec.validate()),
+            Command::List(args) => args.tags().map(drop),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct NameArg {
+    /// Sandbox name.
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Container image, e.g. docker.io/library/python:3.11-slim.
+    pub image: String,
+    /// Sandbox name [default: generated].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Tag KEY=VALUE (repeatable).
+    #[arg(short, long = "tag", value_name = "KEY=VALUE")]
+    pub tag: Vec<String>,
+    /// Mount a volume: PATH=VOLUME (repeatable).
+    #[arg(long = "mount", value_name = "PATH=VOLUME")]
+    pub mount: Vec<String>,
+    /// CPU limit, e.g. 500m.
+    #[arg(long)]
+    pub cpu: Option<String>,
+    /// Memory limit, e.g. 256Mi.
+    #[arg(long)]
+    pub memory: Option<String>,
+    /// Maximum lifetime in seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub ttl: Option<i64>,
+    /// Wait until the sandbox is running (or has ended) before returning.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds to wait with --wait.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// Command to run instead of idling [after --].
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+impl CreateArgs {
+    pub fn spec(&self) -> sandlot_core::Result<SandboxSpec> {
+        Ok(SandboxSpec {
+            image: self.image.clone(),
+            name: self.name.clone(),
+            command: (!self.command.is_empty()).then(|| self.command.clone()),
+            args: None,
+            env: pairs("--env", &self.env)?,
+            tags: pairs("--tag", &self.tag)?,
+            volume_mounts: pairs("--mount", &self.mount)?,
+            resources: Resources {
+                cpu: self.cpu.clone(),
+                memory: self.memory.clone(),
+            },
+            ttl_seconds: self.ttl,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ListArgs {
+    /// Only sandboxes in this phase (repeatable).
+    #[arg(long, value_parser = parse_phase)]
+    pub phase: Vec<Phase>,
+    /// Only sandboxes with tag KEY=VALUE (repeatable).
+    #[arg(short, long = "tag", value_name = "KEY=VALUE")]
+    pub tag: Vec<String>,
+}
+
+impl ListArgs {
+    pub fn tags(&self) -> sandlot_core::Result<BTreeMap<String, String>> {
+        pairs("--tag", &self.tag)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Sandbox name.
+    pub name: String,
+    /// Only the last N lines.
+    #[arg(long, value_name = "N")]
+    pub tail: Option<u64>,
+    /// Prefix lines with timestamps.
+    #[arg(long)]
+    pub timestamps: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExecArgs {
+    /// Sandbox name.
+    pub name: String,
+    /// Seconds before giving up.
+    #[arg(long, value_name = "SECONDS")]
+    pub timeout: Option<f64>,
+    /// The command [after --].
+    #[arg(last = true, required = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct TerminateArgs {
+    /// Sandbox names.
+    #[arg(required = true)]
+    pub names: Vec<String>,
+}
+
+fn parse_phase(text: &str) -> Result<Phase, String> {
+    text.parse().map_err(|err: Error| err.to_string())
+}
+
+/// Parses repeated KEY=VALUE options into a map, naming the option on error.
+fn pairs(option: &str, items: &[String]) -> sandlot_core::Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|item| {
+            item.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| Error::invalid(option, format!("{item:?} must look like KEY=VALUE")))
+        })
+        .collect()
+}

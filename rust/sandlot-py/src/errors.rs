@@ -1,0 +1,87 @@
+//! Core errors as the exceptions of `sandlot.errors`. The classes are defined in
+//! Python (so they can also derive from builtins such as `TimeoutError`); each
+//! carries the error's data as attributes.
+
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+use sandlot_core::Error;
+
+use crate::status::SandboxStatus;
+
+/// Converts a core error into the matching `sandlot` exception.
+pub fn to_py(err: Error) -> PyErr {
+    Python::attach(|py| build(py, &err).unwrap_or_else(|failure| failure))
+}
+
+/// `Result` of a core call, converted for Python.
+pub trait IntoPyResult<T> {
+    fn into_py_result(self) -> PyResult<T>;
+}
+
+impl<T> IntoPyResult<T> for sandlot_core::Result<T> {
+    fn into_py_result(self) -> PyResult<T> {
+        self.map_err(to_py)
+    }
+}
+
+fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
+    let attrs = PyDict::new(py);
+    let class = match err {
+        Error::NotFound {
+            kind,
+            name,
+            namespace,
+        } => {
+            attrs.set_item("kind", kind.to_string())?;
+            attrs.set_item("name", name)?;
+            attrs.set_item("namespace", namespace)?;
+            "NotFoundError"
+        }
+        Error::NameConflict {
+            kind,
+            name,
+            namespace,
+        } => {
+            attrs.set_item("kind", kind.to_string())?;
+            attrs.set_item("name", name)?;
+            attrs.set_item("namespace", namespace)?;
+            "NameConflictError"
+        }
+        Error::InvalidSpec { field, rule } => {
+            attrs.set_item("field", field)?;
+            attrs.set_item("rule", rule)?;
+            "InvalidSpecError"
+        }
+        Error::NotRunning { name, phase } => {
+            attrs.set_item("name", name)?;
+            attrs.set_item("phase", phase)?;
+            "SandboxNotRunningError"
+        }
+        Error::PhaseUnreachable { status, wanted } => {
+            attrs.set_item("status", SandboxStatus::from((**status).clone()))?;
+            attrs.set_item("wanted", wanted)?;
+            "PhaseUnreachableError"
+        }
+        Error::Timeout { what, after } => {
+            attrs.set_item("what", what)?;
+            attrs.set_item("after", after.as_secs_f64())?;
+            "TimeoutError"
+        }
+        Error::PermissionDenied { .. } => "PermissionDeniedError",
+        Error::ClusterUnreachable { .. } => "ClusterUnreachableError",
+        Error::Exec { name, .. } => {
+            attrs.set_item("name", name)?;
+            "ExecError"
+        }
+        Error::Api { status, reason, .. } => {
+            attrs.set_item("status", *status)?;
+            attrs.set_item("reason", reason)?;
+            "ApiError"
+        }
+    };
+    let exception = py
+        .import("sandlot.errors")?
+        .getattr(class)?
+        .call((err.to_string(),), Some(&attrs))?;
+    Ok(PyErr::from_value(exception))
+}

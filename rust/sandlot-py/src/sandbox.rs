@@ -1,0 +1,343 @@
+//! `AsyncSandboxes` (the collection) and `AsyncSandbox` (one sandbox).
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyAny, PyBytes, PyString};
+use sandlot_core::{
+    Client, Error, ExecOptions, ListFilter, LogOptions, Phase, Resources, SandboxSpec,
+};
+
+use crate::client::LazyClient;
+use crate::errors::{IntoPyResult, to_py};
+use crate::status::{ExecResult, SandboxStatus};
+
+/// Seconds a wait lasts when no timeout is given.
+const DEFAULT_WAIT_SECONDS: f64 = 300.0;
+
+/// The sandboxes of a client's namespace.
+#[pyclass(module = "sandlot", frozen)]
+#[derive(Debug)]
+pub struct AsyncSandboxes {
+    connection: Arc<LazyClient>,
+}
+
+impl AsyncSandboxes {
+    pub fn new(connection: Arc<LazyClient>) -> Self {
+        AsyncSandboxes { connection }
+    }
+}
+
+#[pymethods]
+impl AsyncSandboxes {
+    /// Creates a sandbox from `image` and returns it (usually still queued or
+    /// creating; `await sandbox.wait("running")` to use it). Without `command`
+    /// and `args` it idles, accepting exec, until terminated or `ttl_seconds`.
+    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn create<'py>(
+        &self,
+        py: Python<'py>,
+        image: String,
+        name: Option<String>,
+        command: Option<Vec<String>>,
+        args: Option<Vec<String>>,
+        env: Option<BTreeMap<String, String>>,
+        tags: Option<BTreeMap<String, String>>,
+        volume_mounts: Option<BTreeMap<String, String>>,
+        resources: Option<BTreeMap<String, String>>,
+        ttl_seconds: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let spec = SandboxSpec {
+            image,
+            name,
+            command,
+            args,
+            env: env.unwrap_or_default(),
+            tags: tags.unwrap_or_default(),
+            volume_mounts: volume_mounts.unwrap_or_default(),
+            resources: resources_from(resources.unwrap_or_default())?,
+            ttl_seconds,
+        };
+        // Checked here too, so bad input fails before any connection is made.
+        spec.validate().into_py_result()?;
+        let connection = self.connection.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let client = connection.get().await?;
+            let status = client.create_sandbox(&spec).await.into_py_result()?;
+            Ok(AsyncSandbox::new(client, status))
+        })
+    }
+
+    /// The sandbox named `name`; raises `NotFoundError` if there is none.
+    fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
+        let connection = self.connection.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let client = connection.get().await?;
+            let status = client.get_sandbox(&name).await.into_py_result()?;
+            Ok(AsyncSandbox::new(client, status))
+        })
+    }
+
+    /// The sandboxes in `phase` (one phase or several) carrying all of `tags`,
+    /// oldest first.
+    #[pyo3(signature = (*, phase=None, tags=None))]
+    fn list<'py>(
+        &self,
+        py: Python<'py>,
+        phase: Option<&Bound<'py, PyAny>>,
+        tags: Option<BTreeMap<String, String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let filter = ListFilter {
+            phases: match phase {
+                Some(phase) => phases_from(phase)?,
+                None => Vec::new(),
+            },
+            tags: tags.unwrap_or_default(),
+        };
+        let connection = self.connection.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let client = connection.get().await?;
+            let statuses = client.list_sandboxes(&filter).await.into_py_result()?;
+            Ok(statuses
+                .into_iter()
+                .map(|status| AsyncSandbox::new(client.clone(), status))
+                .collect::<Vec<_>>())
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        "AsyncSandboxes()".to_owned()
+    }
+}
+
+/// One sandbox. `status` is the last status seen; `refresh()` reads it anew.
+#[pyclass(module = "sandlot", frozen)]
+#[derive(Debug)]
+pub struct AsyncSandbox {
+    client: Client,
+    name: String,
+    status: Arc<Mutex<sandlot_core::SandboxStatus>>,
+}
+
+impl AsyncSandbox {
+    fn new(client: Client, status: sandlot_core::SandboxStatus) -> Self {
+        AsyncSandbox {
+            client,
+            name: status.name.clone(),
+            status: Arc::new(Mutex::new(status)),
+        }
+    }
+
+    fn last_status(&self) -> sandlot_core::SandboxStatus {
+        self.status
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+            .clone()
+    }
+}
+
+/// Stores `status` as the sandbox's last seen and returns it for Python.
+fn remember(
+    slot: &Mutex<sandlot_core::SandboxStatus>,
+    status: sandlot_core::SandboxStatus,
+) -> SandboxStatus {
+    *slot.lock().unwrap_or_else(|poison| poison.into_inner()) = status.clone();
+    SandboxStatus::from(status)
+}
+
+#[pymethods]
+impl AsyncSandbox {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    #[getter]
+    fn namespace(&self) -> &str {
+        self.client.namespace()
+    }
+
+    /// The status as last seen (no request is made).
+    #[getter]
+    fn status(&self) -> SandboxStatus {
+        SandboxStatus::from(self.last_status())
+    }
+
+    /// The phase as last seen (no request is made).
+    #[getter]
+    fn phase<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.status().into_pyobject(py)?.getattr("phase")
+    }
+
+    /// Reads the current status.
+    fn refresh<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let status = client.get_sandbox(&name).await.into_py_result()?;
+            Ok(remember(&slot, status))
+        })
+    }
+
+    /// Waits until the sandbox is in `phase` (a phase or a list of phases) and
+    /// returns its status. Raises `PhaseUnreachableError` as soon as it ends in
+    /// another phase, and `sandlot.TimeoutError` after `timeout` seconds.
+    #[pyo3(signature = (phase, *, timeout=DEFAULT_WAIT_SECONDS))]
+    fn wait<'py>(
+        &self,
+        py: Python<'py>,
+        phase: &Bound<'py, PyAny>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let phases = phases_from(phase)?;
+        let timeout = seconds("timeout", timeout)?;
+        let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            match client.wait_sandbox(&name, &phases, timeout).await {
+                Ok(status) => Ok(remember(&slot, status)),
+                Err(Error::PhaseUnreachable { status, wanted }) => {
+                    remember(&slot, (*status).clone());
+                    Err(to_py(Error::PhaseUnreachable { status, wanted }))
+                }
+                Err(err) => Err(to_py(err)),
+            }
+        })
+    }
+
+    /// Runs `command` in the running sandbox and returns its `ExecResult`. A
+    /// string is run by `/bin/sh -c`. `stdin` (str or bytes) is written to the
+    /// command's input. Raises `sandlot.TimeoutError` after `timeout` seconds.
+    #[pyo3(signature = (command, *, stdin=None, timeout=None))]
+    fn exec<'py>(
+        &self,
+        py: Python<'py>,
+        command: &Bound<'py, PyAny>,
+        stdin: Option<&Bound<'py, PyAny>>,
+        timeout: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let command = command_from(command)?;
+        let options = ExecOptions {
+            stdin: stdin.map(bytes_from).transpose()?,
+            timeout: timeout.map(|t| seconds("timeout", t)).transpose()?,
+        };
+        let (client, name) = (self.client.clone(), self.name.clone());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let result = client
+                .exec_sandbox(&name, &command, &options)
+                .await
+                .into_py_result()?;
+            Ok(ExecResult::from(result))
+        })
+    }
+
+    /// The sandbox's log text (its command's stdout and stderr), also after it
+    /// ended: the last `tail` lines, lines of the last `since` seconds, with
+    /// `timestamps` prefixed if asked.
+    #[pyo3(signature = (*, tail=None, since=None, timestamps=false))]
+    fn logs<'py>(
+        &self,
+        py: Python<'py>,
+        tail: Option<u64>,
+        since: Option<f64>,
+        timestamps: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = LogOptions {
+            tail_lines: tail,
+            since_seconds: since
+                .map(|s| seconds("since", s).map(|d| d.as_secs().max(1)))
+                .transpose()?,
+            timestamps,
+        };
+        let (client, name) = (self.client.clone(), self.name.clone());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            client.sandbox_logs(&name, &options).await.into_py_result()
+        })
+    }
+
+    /// Terminates the sandbox: its phase is `terminated` from now on, the
+    /// workload stops within seconds, and the record (logs, name) stays.
+    fn terminate<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let status = client.terminate_sandbox(&name).await.into_py_result()?;
+            Ok(remember(&slot, status))
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        let status = self.last_status();
+        format!(
+            "AsyncSandbox(name='{}', phase='{}')",
+            self.name, status.phase
+        )
+    }
+}
+
+fn resources_from(mut given: BTreeMap<String, String>) -> PyResult<Resources> {
+    let resources = Resources {
+        cpu: given.remove("cpu"),
+        memory: given.remove("memory"),
+    };
+    if let Some(key) = given.keys().next() {
+        return Err(to_py(Error::invalid(
+            format!("resources[{key:?}]"),
+            "only \"cpu\" and \"memory\" can be set",
+        )));
+    }
+    Ok(resources)
+}
+
+/// One phase (a `Phase` or its name) or an iterable of them.
+fn phases_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<Phase>> {
+    let names: Vec<String> = if value.is_instance_of::<PyString>() {
+        vec![value.extract()?]
+    } else {
+        value
+            .try_iter()
+            .and_then(|items| items.map(|item| item?.extract::<String>()).collect())
+            .map_err(|_| {
+                to_py(Error::invalid(
+                    "phase",
+                    "must be a phase name or a list of phase names",
+                ))
+            })?
+    };
+    names
+        .iter()
+        .map(|name| name.parse().into_py_result())
+        .collect()
+}
+
+/// A list of strings, or one string run by `/bin/sh -c`.
+fn command_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    if value.is_instance_of::<PyString>() {
+        return Ok(vec!["/bin/sh".into(), "-c".into(), value.extract()?]);
+    }
+    value.extract::<Vec<String>>().map_err(|_| {
+        to_py(Error::invalid(
+            "command",
+            "must be a list of strings or one shell command string",
+        ))
+    })
+}
+
+fn bytes_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+    if let Ok(text) = value.cast::<PyString>() {
+        return Ok(text.to_str()?.as_bytes().to_vec());
+    }
+    if let Ok(bytes) = value.cast::<PyBytes>() {
+        return Ok(bytes.as_bytes().to_vec());
+    }
+    Err(to_py(Error::invalid("stdin", "must be str or bytes")))
+}
+
+fn seconds(field: &str, value: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(value).map_err(|_| {
+        to_py(Error::invalid(
+            field,
+            format!("{value} is not a number of seconds >= 0"),
+        ))
+    })
+}

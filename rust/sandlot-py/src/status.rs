@@ -1,0 +1,178 @@
+//! Read-only result objects: `SandboxStatus` and `ExecResult`.
+
+use std::collections::BTreeMap;
+
+use jiff::Timestamp;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// Calls the Python enum `sandlot.<class>` with `value`.
+fn python_enum<'py>(py: Python<'py>, class: &str, value: &str) -> PyResult<Bound<'py, PyAny>> {
+    py.import("sandlot._enums")?.getattr(class)?.call1((value,))
+}
+
+/// A sandbox as last seen: phase, exit code, reason, times, and what it was
+/// created with.
+#[pyclass(module = "sandlot", frozen)]
+#[derive(Debug, Clone)]
+pub struct SandboxStatus {
+    inner: sandlot_core::SandboxStatus,
+}
+
+impl From<sandlot_core::SandboxStatus> for SandboxStatus {
+    fn from(inner: sandlot_core::SandboxStatus) -> Self {
+        SandboxStatus { inner }
+    }
+}
+
+#[pymethods]
+impl SandboxStatus {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    #[getter]
+    fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The phase, a `sandlot.Phase`.
+    #[getter]
+    fn phase<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        python_enum(py, "Phase", self.inner.phase.as_str())
+    }
+
+    #[getter]
+    fn exit_code(&self) -> Option<i32> {
+        self.inner.exit_code
+    }
+
+    /// Why the sandbox stopped, a `sandlot.TerminationReason`, once it has.
+    #[getter]
+    fn termination_reason<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyAny>>> {
+        self.inner
+            .termination_reason
+            .map(|reason| python_enum(py, "TerminationReason", reason.as_str()))
+            .transpose()
+    }
+
+    #[getter]
+    fn message(&self) -> Option<&str> {
+        self.inner.message.as_deref()
+    }
+
+    #[getter]
+    fn created_at(&self) -> Option<Timestamp> {
+        self.inner.created_at
+    }
+
+    #[getter]
+    fn started_at(&self) -> Option<Timestamp> {
+        self.inner.started_at
+    }
+
+    #[getter]
+    fn finished_at(&self) -> Option<Timestamp> {
+        self.inner.finished_at
+    }
+
+    #[getter]
+    fn image(&self) -> &str {
+        &self.inner.image
+    }
+
+    #[getter]
+    fn tags(&self) -> BTreeMap<String, String> {
+        self.inner.tags.clone()
+    }
+
+    /// Mount path -> volume name.
+    #[getter]
+    fn volume_mounts(&self) -> BTreeMap<String, String> {
+        self.inner.volume_mounts.clone()
+    }
+
+    fn __repr__(&self) -> String {
+        let s = &self.inner;
+        let mut text = format!("SandboxStatus(name='{}', phase='{}'", s.name, s.phase);
+        if let Some(code) = s.exit_code {
+            text.push_str(&format!(", exit_code={code}"));
+        }
+        if let Some(reason) = s.termination_reason {
+            text.push_str(&format!(", termination_reason='{reason}'"));
+        }
+        if let Some(message) = &s.message {
+            text.push_str(&format!(", message={message:?}"));
+        }
+        text.push(')');
+        text
+    }
+}
+
+/// The output and exact exit code of a finished command. A non-zero exit code
+/// is a result, not an error.
+#[pyclass(module = "sandlot", frozen)]
+#[derive(Debug)]
+pub struct ExecResult {
+    inner: sandlot_core::ExecResult,
+}
+
+impl From<sandlot_core::ExecResult> for ExecResult {
+    fn from(inner: sandlot_core::ExecResult) -> Self {
+        ExecResult { inner }
+    }
+}
+
+#[pymethods]
+impl ExecResult {
+    /// stdout decoded as UTF-8 (undecodable bytes replaced; see `stdout_bytes`).
+    #[getter]
+    fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.inner.stdout).into_owned()
+    }
+
+    /// stderr decoded as UTF-8 (undecodable bytes replaced; see `stderr_bytes`).
+    #[getter]
+    fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.inner.stderr).into_owned()
+    }
+
+    #[getter]
+    fn stdout_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.stdout)
+    }
+
+    #[getter]
+    fn stderr_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.stderr)
+    }
+
+    #[getter]
+    fn exit_code(&self) -> i32 {
+        self.inner.exit_code
+    }
+
+    /// True when the exit code is 0.
+    #[getter]
+    fn ok(&self) -> bool {
+        self.inner.exit_code == 0
+    }
+
+    fn __repr__(&self) -> String {
+        let preview = |bytes: &[u8]| {
+            let text = String::from_utf8_lossy(bytes);
+            if text.chars().count() > 60 {
+                format!("{:?}...", text.chars().take(60).collect::<String>())
+            } else {
+                format!("{text:?}")
+            }
+        };
+        format!(
+            "ExecResult(exit_code={}, stdout={}, stderr={})",
+            self.inner.exit_code,
+            preview(&self.inner.stdout),
+            preview(&self.inner.stderr)
+        )
+    }
+}

@@ -1,0 +1,222 @@
+"""The main path of the Python API, end to end on a real cluster: create, wait,
+exec, logs, terminate, get, list, and the errors a user meets on the way."""
+
+from __future__ import annotations
+
+import datetime
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import sandlot
+from conftest import Kubectl
+
+PYTHON = "docker.io/library/python:3.11-slim"
+BUSYBOX = "docker.io/library/busybox:1.36"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="session")
+def namespace(kubeconfig: str) -> Iterator[str]:
+    name = unique("sandlot-e2e")
+    yield name
+    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+async def client(namespace: str) -> AsyncIterator[sandlot.AsyncClient]:
+    async with sandlot.AsyncClient(namespace) as client:
+        yield client
+
+
+async def test_main_path(client: sandlot.AsyncClient) -> None:
+    name = unique("hello")
+    sb = await client.sandboxes.create(PYTHON, name=name, tags={"suite": "main-path"})
+    assert sb.name == name
+    assert sb.phase in (sandlot.Phase.QUEUED, sandlot.Phase.CREATING)
+
+    status = await sb.wait("running", timeout=120)
+    assert status.phase == sandlot.Phase.RUNNING
+    assert status.phase == "running"  # a str enum
+    assert isinstance(status.started_at, datetime.datetime)
+    assert status.image == PYTHON
+    assert status.tags == {"suite": "main-path"}
+
+    result = await sb.exec(["python3", "-c", "print(6*7)"])
+    assert result.stdout == "42\n"
+    assert result.stderr == ""
+    assert result.exit_code == 0
+
+    running = await client.sandboxes.list(phase="running")
+    assert name in [s.name for s in running]
+    same = await client.sandboxes.get(name)
+    assert same.name == name and same.phase == sandlot.Phase.RUNNING
+
+    terminated = await sb.terminate()
+    assert terminated.phase == sandlot.Phase.TERMINATED
+    assert terminated.termination_reason == sandlot.TerminationReason.TERMINATED
+    status = await sb.refresh()
+    assert status.phase == sandlot.Phase.TERMINATED
+    assert name not in [s.name for s in await client.sandboxes.list(phase="running")]
+    assert name in [s.name for s in await client.sandboxes.list(phase="terminated")]
+    assert (await client.sandboxes.get(name)).phase == sandlot.Phase.TERMINATED
+
+
+async def test_exec_exit_code_is_a_result(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(BUSYBOX, name=unique("exit"))
+    await sb.wait("running", timeout=120)
+    result = await sb.exec(["sh", "-c", "echo out; echo err >&2; exit 7"])
+    assert (result.exit_code, result.stdout, result.stderr) == (7, "out\n", "err\n")
+    assert not result.ok
+    shell = await sb.exec("echo $((6 * 7))")  # a string runs through /bin/sh -c
+    assert shell.stdout == "42\n"
+    piped = await sb.exec(["cat"], stdin="through stdin\n")
+    assert piped.stdout == "through stdin\n"
+    await sb.terminate()
+
+
+async def test_command_failure_ends_failed_with_exit_code_and_logs(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(BUSYBOX, command=["sh", "-c", "echo hi; exit 3"])
+    assert sb.name.startswith("sb-")  # generated
+    with pytest.raises(sandlot.PhaseUnreachableError) as caught:
+        await sb.wait("running", timeout=120)
+    assert caught.value.status.phase == sandlot.Phase.FAILED
+    status = await sb.wait(["succeeded", "failed"], timeout=60)
+    assert status.phase == sandlot.Phase.FAILED
+    assert status.exit_code == 3
+    assert status.termination_reason == sandlot.TerminationReason.WORKLOAD_EXITED
+    assert status.finished_at is not None
+    assert await sb.logs() == "hi\n"
+
+
+async def test_command_success_ends_succeeded(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(BUSYBOX, command=["echo", "done"])
+    status = await sb.wait("succeeded", timeout=120)
+    assert (status.phase, status.exit_code) == (sandlot.Phase.SUCCEEDED, 0)
+    assert await sb.logs() == "done\n"
+
+
+async def test_logs_are_readable_after_terminate(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(
+        BUSYBOX, name=unique("logs"), command=["sh", "-c", "echo first line; echo second line >&2; exec sleep 3600"]
+    )
+    await sb.wait("running", timeout=120)
+    await sb.terminate()
+    status = await sb.refresh()
+    assert status.phase == sandlot.Phase.TERMINATED
+    logs = await sb.logs()
+    assert logs.splitlines() == ["first line", "second line"]
+    assert await sb.logs(tail=1) == "second line\n"
+    with pytest.raises(sandlot.SandboxNotRunningError):
+        await sb.exec(["true"])
+
+
+async def test_get_of_unknown_name_raises_not_found(client: sandlot.AsyncClient) -> None:
+    with pytest.raises(sandlot.NotFoundError) as caught:
+        await client.sandboxes.get(unique("missing"))
+    assert caught.value.kind == "sandbox"
+    assert isinstance(caught.value, LookupError)
+
+
+async def test_taken_name_raises_name_conflict_even_when_terminated(client: sandlot.AsyncClient) -> None:
+    name = unique("taken")
+    first = await client.sandboxes.create(BUSYBOX, name=name)
+    with pytest.raises(sandlot.NameConflictError) as caught:
+        await client.sandboxes.create(BUSYBOX, name=name)
+    assert caught.value.name == name
+    await first.terminate()
+    with pytest.raises(sandlot.NameConflictError):
+        await client.sandboxes.create(BUSYBOX, name=name)
+
+
+async def test_invalid_name_is_rejected_before_any_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A kubeconfig whose server cannot be reached: any request would fail with
+    # ClusterUnreachableError, so InvalidSpecError proves nothing was sent.
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\n"
+        "clusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n"
+    )
+    monkeypatch.setenv("KUBECONFIG", str(kubeconfig))
+    client = sandlot.AsyncClient("anywhere")
+    with pytest.raises(sandlot.InvalidSpecError) as caught:
+        await client.sandboxes.create(BUSYBOX, name="Bad_Name")
+    assert caught.value.field == "name"
+    assert isinstance(caught.value, ValueError)
+    for kwargs, field in [
+        ({"tags": {"team": "has space"}}, 'tags["team"]'),
+        ({"resources": {"cpu": "lots"}}, "resources.cpu"),
+        ({"resources": {"gpu": "1"}}, 'resources["gpu"]'),
+        ({"ttl_seconds": 0}, "ttl_seconds"),
+        ({"env": {"A=B": "x"}}, 'env["A=B"]'),
+    ]:
+        with pytest.raises(sandlot.InvalidSpecError) as caught:
+            await client.sandboxes.create(BUSYBOX, **kwargs)  # type: ignore[arg-type]
+        assert caught.value.field == field
+    with pytest.raises(sandlot.ClusterUnreachableError):
+        await client.sandboxes.get("valid-name")
+
+
+async def test_namespace_is_created_when_missing(kubeconfig: str) -> None:
+    namespace = unique("sandlot-fresh")
+    try:
+        async with sandlot.AsyncClient(namespace) as client:
+            assert client.namespace == namespace
+            sb = await client.sandboxes.create(BUSYBOX, command=["true"])
+            assert (await sb.wait("succeeded", timeout=120)).exit_code == 0
+        labels = Kubectl().json("get", "namespace", namespace)["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "sandlot"
+    finally:
+        Kubectl().run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+def test_namespace_defaults_to_environment_then_sandlot(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SANDLOT_NAMESPACE", raising=False)
+    assert sandlot.AsyncClient().namespace == "sandlot"
+    monkeypatch.setenv("SANDLOT_NAMESPACE", "from-env")
+    assert sandlot.AsyncClient().namespace == "from-env"
+    assert sandlot.AsyncClient("explicit").namespace == "explicit"
+
+
+async def test_objects_have_readable_reprs(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(BUSYBOX, command=["true"])
+    assert repr(sb).startswith(f"AsyncSandbox(name='{sb.name}', phase=")
+    status = await sb.wait("succeeded", timeout=120)
+    assert repr(status) == f"SandboxStatus(name='{sb.name}', phase='succeeded', exit_code=0, termination_reason='workload_exited')"
+    assert repr(client) == f"AsyncClient(namespace='{client.namespace}')"
+
+
+async def test_sandbox_pods_are_hardened(namespace: str, client: sandlot.AsyncClient) -> None:
+    sandboxes = [
+        await client.sandboxes.create(BUSYBOX),
+        await client.sandboxes.create(BUSYBOX, command=["true"], resources={"cpu": "250m", "memory": "64Mi"}),
+    ]
+    for sb in sandboxes:
+        pod = Kubectl(namespace).json("get", "pod", sb.name)
+        spec = pod["spec"]
+        assert spec["automountServiceAccountToken"] is False
+        assert spec["enableServiceLinks"] is False
+        assert spec["securityContext"]["seccompProfile"]["type"] == "RuntimeDefault"
+        container = spec["containers"][0]
+        assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
+        assert container["securityContext"]["allowPrivilegeEscalation"] is False
+        assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+        assert not any(m["mountPath"].startswith("/var/run/secrets") for m in container.get("volumeMounts", []))
+    assert Kubectl(namespace).json("get", "pod", sandboxes[1].name)["spec"]["containers"][0]["resources"] == {
+        "limits": {"cpu": "250m", "memory": "64Mi"},
+        "requests": {"cpu": "250m", "memory": "64Mi"},
+    }
+    await sandboxes[0].terminate()
+
+
+def test_version_is_the_crate_version() -> None:
+    assert sandlot.__version__ == "0.1.0"
+    assert os.path.exists(Path(sandlot.__file__).parent / "py.typed")
