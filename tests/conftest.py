@@ -56,6 +56,6 @@ def kubectl_ns(kubeconfig: str) -> Iterator[Kubectl]:
     """A fresh namespace for one test, deleted afterwards."""
     namespace = f"t-{uuid.uuid4().hex[:10]}"
     Kubectl().run("create", "namespace", namespace)
-    Kubectl().run("wait", "--for=create", f"serviceaccount/default", "-n", namespace, "--timeout=60s")
+    Kubectl().run("wait", "--for=create", "serviceaccount/default", "-n", namespace, "--timeout=60s")
     yield Kubectl(namespace)
     Kubectl().run("delete", "namespace", namespace, "--wait=false", check=False)

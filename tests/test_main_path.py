@@ -10,7 +10,6 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-
 import sandlot
 from conftest import Kubectl
 
@@ -43,7 +42,8 @@ async def test_main_path(client: sandlot.AsyncClient) -> None:
 
     status = await sb.wait("running", timeout=120)
     assert status.phase == sandlot.Phase.RUNNING
-    assert status.phase == "running"  # a str enum
+    phase_name: str = status.phase  # a str enum
+    assert phase_name == "running"
     assert isinstance(status.started_at, datetime.datetime)
     assert status.image == PYTHON
     assert status.tags == {"suite": "main-path"}
@@ -190,7 +190,10 @@ async def test_objects_have_readable_reprs(client: sandlot.AsyncClient) -> None:
     sb = await client.sandboxes.create(BUSYBOX, command=["true"])
     assert repr(sb).startswith(f"AsyncSandbox(name='{sb.name}', phase=")
     status = await sb.wait("succeeded", timeout=120)
-    assert repr(status) == f"SandboxStatus(name='{sb.name}', phase='succeeded', exit_code=0, termination_reason='workload_exited')"
+    assert (
+        repr(status)
+        == f"SandboxStatus(name='{sb.name}', phase='succeeded', exit_code=0, termination_reason='workload_exited')"
+    )
     assert repr(client) == f"AsyncClient(namespace='{client.namespace}')"
 
 

@@ -1,10 +1,10 @@
 """sandlot: sandboxes on Kubernetes for code nobody should trust.
 
-    async with sandlot.AsyncClient() as client:
-        sb = await client.sandboxes.create("docker.io/library/python:3.11-slim")
-        await sb.wait("running", timeout=60)
-        result = await sb.exec(["python3", "-c", "print(6*7)"])
-        await sb.terminate()
+async with sandlot.AsyncClient() as client:
+    sb = await client.sandboxes.create("docker.io/library/python:3.11-slim")
+    await sb.wait("running", timeout=60)
+    result = await sb.exec(["python3", "-c", "print(6*7)"])
+    await sb.terminate()
 """
 
 import atexit

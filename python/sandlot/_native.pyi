@@ -2,16 +2,29 @@
 
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from datetime import datetime
+from typing import Self, final
 
 from sandlot._enums import Phase, TerminationReason
 
+__all__ = [
+    "AsyncClient",
+    "AsyncSandbox",
+    "AsyncSandboxes",
+    "ExecResult",
+    "SandboxStatus",
+    "__version__",
+    "run_cli",
+    "wait_idle",
+]
+
 __version__: str
 
-PhaseLike = Phase | str
+_PhaseLike = Phase | str
 
 def run_cli(argv: Sequence[str]) -> int: ...
 def wait_idle(timeout: float) -> bool: ...
 
+@final
 class SandboxStatus:
     """A sandbox as last seen."""
 
@@ -40,6 +53,7 @@ class SandboxStatus:
     @property
     def volume_mounts(self) -> dict[str, str]: ...
 
+@final
 class ExecResult:
     """Output and exact exit code of a finished command."""
 
@@ -56,6 +70,7 @@ class ExecResult:
     @property
     def ok(self) -> bool: ...
 
+@final
 class AsyncSandbox:
     """One sandbox."""
 
@@ -68,7 +83,7 @@ class AsyncSandbox:
     @property
     def phase(self) -> Phase: ...
     def refresh(self) -> Awaitable[SandboxStatus]: ...
-    def wait(self, phase: PhaseLike | Iterable[PhaseLike], *, timeout: float = 300.0) -> Awaitable[SandboxStatus]: ...
+    def wait(self, phase: _PhaseLike | Iterable[_PhaseLike], *, timeout: float = 300.0) -> Awaitable[SandboxStatus]: ...
     def exec(
         self, command: Sequence[str] | str, *, stdin: str | bytes | None = None, timeout: float | None = None
     ) -> Awaitable[ExecResult]: ...
@@ -77,6 +92,7 @@ class AsyncSandbox:
     ) -> Awaitable[str]: ...
     def terminate(self) -> Awaitable[SandboxStatus]: ...
 
+@final
 class AsyncSandboxes:
     """The sandboxes of a client's namespace."""
 
@@ -95,13 +111,14 @@ class AsyncSandboxes:
     ) -> Awaitable[AsyncSandbox]: ...
     def get(self, name: str) -> Awaitable[AsyncSandbox]: ...
     def list(
-        self, *, phase: PhaseLike | Iterable[PhaseLike] | None = None, tags: Mapping[str, str] | None = None
+        self, *, phase: _PhaseLike | Iterable[_PhaseLike] | None = None, tags: Mapping[str, str] | None = None
     ) -> Awaitable[list[AsyncSandbox]]: ...
 
+@final
 class AsyncClient:
     """Async client for sandboxes in one namespace of one cluster."""
 
-    def __init__(self, namespace: str | None = None, *, context: str | None = None) -> None: ...
+    def __new__(cls, namespace: str | None = None, *, context: str | None = None) -> Self: ...
     @property
     def namespace(self) -> str: ...
     @property

@@ -14,9 +14,6 @@ use crate::client::LazyClient;
 use crate::errors::{IntoPyResult, to_py};
 use crate::status::{ExecResult, SandboxStatus};
 
-/// Seconds a wait lasts when no timeout is given.
-const DEFAULT_WAIT_SECONDS: f64 = 300.0;
-
 /// The sandboxes of a client's namespace.
 #[pyclass(module = "sandlot", frozen)]
 #[derive(Debug)]
@@ -184,7 +181,7 @@ impl AsyncSandbox {
     /// Waits until the sandbox is in `phase` (a phase or a list of phases) and
     /// returns its status. Raises `PhaseUnreachableError` as soon as it ends in
     /// another phase, and `sandlot.TimeoutError` after `timeout` seconds.
-    #[pyo3(signature = (phase, *, timeout=DEFAULT_WAIT_SECONDS))]
+    #[pyo3(signature = (phase, *, timeout=300.0))]
     fn wait<'py>(
         &self,
         py: Python<'py>,
