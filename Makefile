@@ -8,7 +8,7 @@ LOCAL_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 # The local cluster unless the caller names another one.
 TEST_KUBECONFIG ?= $(LOCAL_KUBECONFIG)
 
-.PHONY: help cluster cluster-down cluster-status venv develop lint test demo
+.PHONY: help cluster cluster-down cluster-status cluster-figures venv develop lint test demo
 
 help:
 	@echo "make demo            start the local cluster if none is configured, install sandlot, run examples/quickstart.py"
@@ -39,8 +39,8 @@ develop: venv
 lint: venv
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
-	$(BIN)/ruff check python tests examples
-	$(BIN)/ruff format --check python tests examples
+	$(BIN)/ruff check python tests examples benchmarks
+	$(BIN)/ruff format --check python tests examples benchmarks
 	$(BIN)/mypy
 
 test: cluster develop lint
@@ -53,3 +53,6 @@ demo: develop
 		$(MAKE) --no-print-directory cluster && export KUBECONFIG=$(LOCAL_KUBECONFIG); \
 	fi; \
 	$(BIN)/python examples/quickstart.py
+
+cluster-figures: cluster venv
+	$(BIN)/python benchmarks/cluster_figures.py 10
