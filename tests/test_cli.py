@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from conftest import Kubectl
 
 SANDLOT = shutil.which("sandlot", path=str(Path(sys.executable).parent)) or "sandlot"

@@ -16,6 +16,7 @@ from sandlot._native import (
     AsyncSandboxes,
     ExecResult,
     SandboxStatus,
+    TerminateResult,
     __version__,
     wait_idle,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "SandboxNotRunningError",
     "SandboxStatus",
     "SandlotError",
+    "TerminateResult",
     "TerminationReason",
     "TimeoutError",
     "__version__",

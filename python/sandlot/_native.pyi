@@ -1,5 +1,6 @@
 """Stubs of the Rust extension module (rust/sandlot-py)."""
 
+import builtins
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Self, final
@@ -12,6 +13,7 @@ __all__ = [
     "AsyncSandboxes",
     "ExecResult",
     "SandboxStatus",
+    "TerminateResult",
     "__version__",
     "run_cli",
     "wait_idle",
@@ -71,6 +73,19 @@ class ExecResult:
     def ok(self) -> bool: ...
 
 @final
+class TerminateResult:
+    """What a bulk terminate did to one sandbox."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def terminated(self) -> bool: ...
+    @property
+    def status(self) -> SandboxStatus | None: ...
+    @property
+    def error(self) -> str | None: ...
+
+@final
 class AsyncSandbox:
     """One sandbox."""
 
@@ -108,11 +123,37 @@ class AsyncSandboxes:
         volume_mounts: Mapping[str, str] | None = None,
         resources: Mapping[str, str] | None = None,
         ttl_seconds: int | None = None,
+        run_as_user: int | None = None,
+        read_only_root_filesystem: bool = False,
+        runtime_class: str | None = None,
     ) -> Awaitable[AsyncSandbox]: ...
     def get(self, name: str) -> Awaitable[AsyncSandbox]: ...
     def list(
         self, *, phase: _PhaseLike | Iterable[_PhaseLike] | None = None, tags: Mapping[str, str] | None = None
     ) -> Awaitable[list[AsyncSandbox]]: ...
+    def wait_all(
+        self,
+        sandboxes: Iterable[AsyncSandbox | str],
+        phase: _PhaseLike | Iterable[_PhaseLike],
+        *,
+        timeout: float = 300.0,
+    ) -> Awaitable[builtins.list[SandboxStatus]]: ...
+    def terminate_many(
+        self,
+        names: Iterable[AsyncSandbox | str] | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        phase: _PhaseLike | Iterable[_PhaseLike] | None = None,
+        all: bool = False,
+    ) -> Awaitable[builtins.list[TerminateResult]]: ...
+    def purge(
+        self,
+        names: Iterable[AsyncSandbox | str] | None = None,
+        *,
+        tags: Mapping[str, str] | None = None,
+        older_than: float | None = None,
+        all: bool = False,
+    ) -> Awaitable[builtins.list[str]]: ...
 
 @final
 class AsyncClient:

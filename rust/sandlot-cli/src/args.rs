@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use clap::{Args, Parser, Subcommand};
-use sandlot_core::{Error, Phase, Resources, SandboxSpec};
+use sandlot_core::{Error, Phase, Resources, SandboxSpec, Selection};
 
 /// Sandboxes on Kubernetes for untrusted code.
 #[derive(Debug, Parser)]
@@ -34,7 +34,7 @@ pub enum Command {
     Logs(LogsArgs),
     /// Run a command in a running sandbox; exits with the command's exit code.
     Exec(ExecArgs),
-    /// Terminate sandboxes (their logs stay readable).
+    /// Terminate sandboxes by name, tag, phase or --all (their logs stay readable).
     Terminate(TerminateArgs),
 }
 
@@ -44,6 +44,7 @@ impl Command {
         match self {
             Command::Create(args) => args.spec().and_then(|spec| spec.validate()),
             Command::List(args) => args.tags().map(drop),
+            Command::Terminate(args) => args.selection().map(drop),
             _ => Ok(()),
         }
     }
@@ -80,6 +81,15 @@ pub struct CreateArgs {
     /// Maximum lifetime in seconds.
     #[arg(long, value_name = "SECONDS")]
     pub ttl: Option<i64>,
+    /// Run as this non-root uid instead of the image's user.
+    #[arg(long, value_name = "UID")]
+    pub user: Option<i64>,
+    /// Make the image's filesystem read-only (/tmp stays writable).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Kubernetes RuntimeClass to run under, e.g. gvisor.
+    #[arg(long, value_name = "CLASS")]
+    pub runtime_class: Option<String>,
     /// Wait until the sandbox is running (or has ended) before returning.
     #[arg(long)]
     pub wait: bool,
@@ -106,6 +116,9 @@ impl CreateArgs {
                 memory: self.memory.clone(),
             },
             ttl_seconds: self.ttl,
+            run_as_user: self.user,
+            read_only_root_filesystem: self.read_only,
+            runtime_class: self.runtime_class.clone(),
         })
     }
 }
@@ -153,8 +166,30 @@ pub struct ExecArgs {
 #[derive(Debug, Args)]
 pub struct TerminateArgs {
     /// Sandbox names.
-    #[arg(required = true)]
     pub names: Vec<String>,
+    /// Every sandbox of the namespace.
+    #[arg(long, conflicts_with_all = ["names", "tag", "phase"])]
+    pub all: bool,
+    /// Sandboxes with tag KEY=VALUE (repeatable).
+    #[arg(short, long = "tag", value_name = "KEY=VALUE")]
+    pub tag: Vec<String>,
+    /// Sandboxes in this phase (repeatable).
+    #[arg(long, value_parser = parse_phase)]
+    pub phase: Vec<Phase>,
+    /// List what would be terminated, and terminate nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+impl TerminateArgs {
+    pub fn selection(&self) -> sandlot_core::Result<Selection> {
+        Ok(Selection {
+            names: self.names.clone(),
+            tags: pairs("--tag", &self.tag)?,
+            phases: self.phase.clone(),
+            all: self.all,
+        })
+    }
 }
 
 fn parse_phase(text: &str) -> Result<Phase, String> {

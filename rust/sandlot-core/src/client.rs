@@ -8,6 +8,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
 use crate::error::{Error, ObjectKind, Result, api_status, error_chain, object_error};
+use crate::retry::retry;
 use crate::spec::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::validate;
 use crate::watch::PodWatch;
@@ -147,7 +148,7 @@ impl Client {
     async fn ensure_namespace(&self) -> Result<()> {
         let namespaces: Api<Namespace> = Api::all(self.kube().clone());
         let name = self.namespace();
-        match namespaces.get_opt(name).await {
+        match retry(|| namespaces.get_opt(name)).await {
             Ok(Some(_)) => return Ok(()),
             Ok(None) => {}
             Err(err) if api_status(&err).is_some_and(|s| s.code == 403) => return Ok(()),
@@ -168,7 +169,7 @@ impl Client {
         }
         let accounts: Api<ServiceAccount> = Api::namespaced(self.kube().clone(), name);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while accounts.get_opt("default").await?.is_none() {
+        while retry(|| accounts.get_opt("default")).await?.is_none() {
             if tokio::time::Instant::now() > deadline {
                 return Err(Error::Timeout {
                     what: format!("the default service account of new namespace {name:?}"),

@@ -6,6 +6,7 @@
 
 mod client;
 mod error;
+mod retry;
 mod sandbox;
 mod spec;
 mod status;
@@ -14,6 +15,8 @@ mod watch;
 
 pub use client::{Client, ConnectOptions, DEFAULT_NAMESPACE, NAMESPACE_ENV};
 pub use error::{Error, ObjectKind, Result};
-pub use sandbox::{ExecOptions, ExecResult, ListFilter, LogOptions};
+pub use sandbox::{
+    BULK_CONCURRENCY, ExecOptions, ExecResult, ListFilter, LogOptions, Selection, TerminateOutcome,
+};
 pub use spec::{Resources, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{
-    Capabilities, Container, EnvVar, PersistentVolumeClaimVolumeSource, Pod, PodSecurityContext,
-    PodSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume, VolumeMount,
+    Capabilities, Container, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaimVolumeSource, Pod,
+    PodSecurityContext, PodSpec, ResourceRequirements, SeccompProfile, SecurityContext, Volume,
+    VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
@@ -22,6 +23,11 @@ pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sandlot";
 pub const TAG_LABEL_PREFIX: &str = "tags.sandlot.dev/";
 /// Annotation recording when terminate was requested (RFC 3339).
 pub const TERMINATED_AT_ANNOTATION: &str = "sandlot.dev/terminated-at";
+/// Annotation carrying a random token per create call, so a retried create can
+/// recognise the pod its own earlier try made.
+pub const CREATE_TOKEN_ANNOTATION: &str = "sandlot.dev/create-token";
+/// Annotation recording why a launch failed, once sandlot has stopped retrying it.
+pub const LAUNCH_FAILED_ANNOTATION: &str = "sandlot.dev/launch-failed";
 /// Annotation recording the requested maximum lifetime in seconds.
 pub const TTL_ANNOTATION: &str = "sandlot.dev/ttl-seconds";
 /// The name of the one container in a sandbox pod.
@@ -37,6 +43,11 @@ pub const DEFAULT_CPU_REQUEST: &str = "10m";
 pub const DEFAULT_MEMORY_REQUEST: &str = "32Mi";
 /// Seconds between the stop signal and the kill when a sandbox is stopped.
 pub const TERMINATION_GRACE_SECONDS: i64 = 2;
+
+/// Where a read-only sandbox still gets a writable directory, and its limit.
+const SCRATCH_PATH: &str = "/tmp";
+const SCRATCH_VOLUME: &str = "sandlot-tmp";
+const SCRATCH_SIZE: &str = "256Mi";
 
 /// Keeps a sandbox without a command alive, accepting exec, until it is stopped;
 /// exits promptly on SIGTERM (a plain `sleep` as pid 1 would ignore it).
@@ -77,6 +88,12 @@ pub struct SandboxSpec {
     pub resources: Resources,
     /// Maximum lifetime in seconds, enforced by Kubernetes.
     pub ttl_seconds: Option<i64>,
+    /// Run as this non-root uid (and gid, and volume group) instead of the image's user.
+    pub run_as_user: Option<i64>,
+    /// Make the image's filesystem read-only; `/tmp` stays writable (an empty dir).
+    pub read_only_root_filesystem: bool,
+    /// Kubernetes RuntimeClass to run under, e.g. "gvisor".
+    pub runtime_class: Option<String>,
 }
 
 impl SandboxSpec {
@@ -150,6 +167,17 @@ impl SandboxSpec {
         if self.ttl_seconds.is_some_and(|ttl| ttl < 1) {
             return Err(Error::invalid("ttl_seconds", "must be at least 1"));
         }
+        if let Some(uid) = self.run_as_user
+            && !(1..=i64::from(i32::MAX)).contains(&uid)
+        {
+            return Err(Error::invalid(
+                "run_as_user",
+                format!("{uid} must be a non-root uid between 1 and 2147483647"),
+            ));
+        }
+        if let Some(class) = &self.runtime_class {
+            validate::dns_subdomain("runtime_class", class)?;
+        }
         Ok(())
     }
 
@@ -182,7 +210,7 @@ impl SandboxSpec {
             .collect();
         let volume_names: std::collections::BTreeSet<&String> =
             self.volume_mounts.values().collect();
-        let volumes: Vec<Volume> = volume_names
+        let mut volumes: Vec<Volume> = volume_names
             .iter()
             .map(|volume| Volume {
                 name: (*volume).clone(),
@@ -193,7 +221,7 @@ impl SandboxSpec {
                 ..Volume::default()
             })
             .collect();
-        let volume_mounts: Vec<VolumeMount> = self
+        let mut volume_mounts: Vec<VolumeMount> = self
             .volume_mounts
             .iter()
             .map(|(path, volume)| VolumeMount {
@@ -202,6 +230,22 @@ impl SandboxSpec {
                 ..VolumeMount::default()
             })
             .collect();
+        if self.read_only_root_filesystem && !self.volume_mounts.contains_key(SCRATCH_PATH) {
+            volumes.push(Volume {
+                name: SCRATCH_VOLUME.into(),
+                empty_dir: Some(EmptyDirVolumeSource {
+                    medium: None,
+                    size_limit: Some(Quantity(SCRATCH_SIZE.into())),
+                }),
+                ..Volume::default()
+            });
+            volume_mounts.push(VolumeMount {
+                name: SCRATCH_VOLUME.into(),
+                mount_path: SCRATCH_PATH.into(),
+                ..VolumeMount::default()
+            });
+        }
+        let uid = self.run_as_user;
 
         Pod {
             metadata: ObjectMeta {
@@ -216,11 +260,16 @@ impl SandboxSpec {
                 enable_service_links: Some(false),
                 termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
                 active_deadline_seconds: self.ttl_seconds,
+                runtime_class_name: self.runtime_class.clone(),
                 security_context: Some(PodSecurityContext {
                     seccomp_profile: Some(SeccompProfile {
                         type_: "RuntimeDefault".into(),
                         localhost_profile: None,
                     }),
+                    run_as_user: uid,
+                    run_as_group: uid,
+                    fs_group: uid,
+                    run_as_non_root: uid.map(|_| true),
                     ..PodSecurityContext::default()
                 }),
                 containers: vec![Container {
@@ -233,6 +282,7 @@ impl SandboxSpec {
                     security_context: Some(SecurityContext {
                         allow_privilege_escalation: Some(false),
                         privileged: Some(false),
+                        read_only_root_filesystem: self.read_only_root_filesystem.then_some(true),
                         capabilities: Some(Capabilities {
                             drop: Some(vec!["ALL".into()]),
                             add: None,
@@ -425,6 +475,7 @@ mod tests {
                 memory: Some("256Mi".into()),
             },
             ttl_seconds: Some(60),
+            ..SandboxSpec::default()
         };
         spec.validate().unwrap();
         let pod = spec.to_pod("job");
@@ -454,6 +505,44 @@ mod tests {
         let resources = container.resources.as_ref().unwrap();
         assert_eq!(resources.requests.as_ref().unwrap()["cpu"].0, "500m");
         assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "256Mi");
+    }
+
+    #[test]
+    fn opt_in_hardening_reaches_the_pod() {
+        let spec = SandboxSpec {
+            run_as_user: Some(1000),
+            read_only_root_filesystem: true,
+            runtime_class: Some("gvisor".into()),
+            ..SandboxSpec::new("busybox:1.36")
+        };
+        spec.validate().unwrap();
+        let pod_spec = spec.to_pod("sb").spec.unwrap();
+        assert_eq!(pod_spec.runtime_class_name.as_deref(), Some("gvisor"));
+        let pod_security = pod_spec.security_context.unwrap();
+        assert_eq!(pod_security.run_as_user, Some(1000));
+        assert_eq!(pod_security.run_as_group, Some(1000));
+        assert_eq!(pod_security.fs_group, Some(1000));
+        assert_eq!(pod_security.run_as_non_root, Some(true));
+        let container = &pod_spec.containers[0];
+        assert_eq!(
+            container
+                .security_context
+                .as_ref()
+                .unwrap()
+                .read_only_root_filesystem,
+            Some(true)
+        );
+        let mounts = container.volume_mounts.as_ref().unwrap();
+        assert!(
+            mounts.iter().any(|m| m.mount_path == "/tmp"),
+            "read-only sandboxes keep a writable /tmp"
+        );
+        let defaults = SandboxSpec::new("busybox:1.36").to_pod("sb").spec.unwrap();
+        assert_eq!(
+            defaults.security_context.unwrap().run_as_user,
+            None,
+            "the image's user unless asked"
+        );
     }
 
     #[test]

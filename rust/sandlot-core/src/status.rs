@@ -9,7 +9,9 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::spec::{CONTAINER_NAME, TAG_LABEL_PREFIX, TERMINATED_AT_ANNOTATION};
+use crate::spec::{
+    CONTAINER_NAME, LAUNCH_FAILED_ANNOTATION, TAG_LABEL_PREFIX, TERMINATED_AT_ANNOTATION,
+};
 
 /// Where a sandbox is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -168,11 +170,10 @@ impl SandboxStatus {
         let exited = state.and_then(|s| s.terminated.as_ref());
         let waiting = state.and_then(|s| s.waiting.as_ref());
 
-        let terminated_at = meta
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(TERMINATED_AT_ANNOTATION))
-            .and_then(|t| t.parse::<Timestamp>().ok());
+        let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key));
+        let terminated_at =
+            annotation(TERMINATED_AT_ANNOTATION).and_then(|t| t.parse::<Timestamp>().ok());
+        let launch_failure = annotation(LAUNCH_FAILED_ANNOTATION);
         let pod_phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
         let pod_reason = status.and_then(|s| s.reason.as_deref());
         let pod_message = status.and_then(|s| s.message.clone());
@@ -192,6 +193,8 @@ impl SandboxStatus {
         use TerminationReason as R;
         let (phase, reason, message) = if terminated_at.is_some() && !ended_before_terminate {
             (Phase::Terminated, Some(R::Terminated), None)
+        } else if let Some(failure) = launch_failure {
+            (Phase::Failed, Some(R::LaunchFailed), Some(failure.clone()))
         } else {
             match pod_phase {
                 "Succeeded" => (Phase::Succeeded, Some(R::WorkloadExited), None),
@@ -273,6 +276,18 @@ impl SandboxStatus {
             volume_mounts: volume_mounts_of(pod),
         }
     }
+}
+
+/// True if `status` is a launch failure that Kubernetes still retries (the pod
+/// is pending), so sandlot should settle it.
+pub(crate) fn unsettled_launch_failure(pod: &Pod, status: &SandboxStatus) -> bool {
+    status.termination_reason == Some(TerminationReason::LaunchFailed)
+        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
+        && !pod
+            .metadata
+            .annotations
+            .as_ref()
+            .is_some_and(|a| a.contains_key(LAUNCH_FAILED_ANNOTATION))
 }
 
 fn is_scheduled(pod: &Pod) -> bool {
@@ -435,6 +450,19 @@ mod tests {
             start_error.termination_reason,
             Some(TerminationReason::LaunchFailed)
         );
+    }
+
+    #[test]
+    fn settled_launch_failure_stays_failed_with_its_message() {
+        let s = SandboxStatus::from_pod(&pod(
+            json!({"phase": "Failed", "reason": "DeadlineExceeded"}),
+            json!({LAUNCH_FAILED_ANNOTATION: "image not found"}),
+        ));
+        assert_eq!(
+            (s.phase, s.termination_reason),
+            (Phase::Failed, Some(TerminationReason::LaunchFailed))
+        );
+        assert_eq!(s.message.as_deref(), Some("image not found"));
     }
 
     #[test]

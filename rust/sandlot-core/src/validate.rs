@@ -33,6 +33,28 @@ pub fn object_name(field: &str, name: &str) -> Result<()> {
     Ok(())
 }
 
+/// Checks a DNS-1123 subdomain (a RuntimeClass or StorageClass name): dot-separated
+/// labels, at most 253 characters.
+pub fn dns_subdomain(field: &str, name: &str) -> Result<()> {
+    if name.len() > 253 {
+        return Err(Error::invalid(
+            field,
+            format!("{name:?} is longer than 253 characters"),
+        ));
+    }
+    for label in name.split('.') {
+        object_name(field, label).map_err(|_| {
+            Error::invalid(
+                field,
+                format!(
+                    "{name:?} must be lowercase letters, digits, '-' and '.', each dot-separated part starting and ending with a letter or digit"
+                ),
+            )
+        })?;
+    }
+    Ok(())
+}
+
 /// Checks the part of a label that sandlot lets users choose: a tag key or a
 /// tag value (`allow_empty`). At most 63 characters of letters, digits, '-',
 /// '_' and '.', starting and ending with a letter or digit.
@@ -183,6 +205,20 @@ mod tests {
                 field_of(object_name("name", bad)),
                 "name",
                 "{bad:?} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn subdomains_are_dot_separated_labels() {
+        for ok in ["gvisor", "kata-qemu", "runsc.example.com"] {
+            dns_subdomain("runtime_class", ok).unwrap();
+        }
+        for bad in ["", "G", "a..b", ".a", "a.", "a_b"] {
+            assert_eq!(
+                field_of(dns_subdomain("runtime_class", bad)),
+                "runtime_class",
+                "{bad:?}"
             );
         }
     }

@@ -22,6 +22,8 @@ pub(crate) struct WatchState {
     pub events: u64,
     /// The last error of the watch (it retries with backoff by itself).
     pub last_error: Option<String>,
+    /// True once the first full list is in the store.
+    pub ready: bool,
 }
 
 /// A reflector over the client's sandbox pods, kept current by a background task
@@ -47,8 +49,10 @@ impl PodWatch {
             while let Some(event) = stream.next().await {
                 publish.send_modify(|state| {
                     state.events += 1;
-                    if let Err(err) = &event {
-                        state.last_error = Some(error_chain(err));
+                    match &event {
+                        Ok(watcher::Event::InitDone) => state.ready = true,
+                        Ok(_) => {}
+                        Err(err) => state.last_error = Some(error_chain(err)),
                     }
                 });
             }
@@ -67,10 +71,13 @@ impl PodWatch {
     }
 
     /// Waits until the first full list has arrived; false if `deadline` passed first.
+    /// (Any number of callers may wait at once; the store's own readiness signal
+    /// wakes only one of them.)
     pub async fn ready(&self, deadline: Instant) -> bool {
+        let mut state = self.state.clone();
         matches!(
-            tokio::time::timeout_at(deadline, self.store.wait_until_ready()).await,
-            Ok(Ok(()))
+            tokio::time::timeout_at(deadline, state.wait_for(|s| s.ready)).await,
+            Ok(Ok(_))
         )
     }
 

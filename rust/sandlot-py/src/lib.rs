@@ -46,6 +46,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<sandbox::AsyncSandbox>()?;
     m.add_class::<status::SandboxStatus>()?;
     m.add_class::<status::ExecResult>()?;
+    m.add_class::<status::TerminateResult>()?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(wait_idle, m)?)?;
     Ok(())

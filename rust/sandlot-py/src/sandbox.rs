@@ -7,12 +7,12 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyBytes, PyString};
 use sandlot_core::{
-    Client, Error, ExecOptions, ListFilter, LogOptions, Phase, Resources, SandboxSpec,
+    Client, Error, ExecOptions, ListFilter, LogOptions, Phase, Resources, SandboxSpec, Selection,
 };
 
 use crate::client::LazyClient;
 use crate::errors::{IntoPyResult, to_py};
-use crate::status::{ExecResult, SandboxStatus};
+use crate::status::{ExecResult, SandboxStatus, TerminateResult};
 
 /// The sandboxes of a client's namespace.
 #[pyclass(module = "sandlot", frozen)]
@@ -32,7 +32,7 @@ impl AsyncSandboxes {
     /// Creates a sandbox from `image` and returns it (usually still queued or
     /// creating; `await sandbox.wait("running")` to use it). Without `command`
     /// and `args` it idles, accepting exec, until terminated or `ttl_seconds`.
-    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=None))]
+    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=None, run_as_user=None, read_only_root_filesystem=false, runtime_class=None))]
     #[allow(clippy::too_many_arguments)]
     fn create<'py>(
         &self,
@@ -46,6 +46,9 @@ impl AsyncSandboxes {
         volume_mounts: Option<BTreeMap<String, String>>,
         resources: Option<BTreeMap<String, String>>,
         ttl_seconds: Option<i64>,
+        run_as_user: Option<i64>,
+        read_only_root_filesystem: bool,
+        runtime_class: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let spec = SandboxSpec {
             image,
@@ -57,6 +60,9 @@ impl AsyncSandboxes {
             volume_mounts: volume_mounts.unwrap_or_default(),
             resources: resources_from(resources.unwrap_or_default())?,
             ttl_seconds,
+            run_as_user,
+            read_only_root_filesystem,
+            runtime_class,
         };
         // Checked here too, so bad input fails before any connection is made.
         spec.validate().into_py_result()?;
@@ -102,6 +108,87 @@ impl AsyncSandboxes {
                 .into_iter()
                 .map(|status| AsyncSandbox::new(client.clone(), status))
                 .collect::<Vec<_>>())
+        })
+    }
+
+    /// Waits until every sandbox in `sandboxes` (sandboxes or names) is in
+    /// `phase` (one or several) and returns their statuses in order. All waits
+    /// read the client's one shared watch. Raises `PhaseUnreachableError` as soon
+    /// as one ends elsewhere, `sandlot.TimeoutError` after `timeout` seconds.
+    #[pyo3(signature = (sandboxes, phase, *, timeout=300.0))]
+    fn wait_all<'py>(
+        &self,
+        py: Python<'py>,
+        sandboxes: &Bound<'py, PyAny>,
+        phase: &Bound<'py, PyAny>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let names = names_from(sandboxes)?;
+        let phases = phases_from(phase)?;
+        let timeout = seconds("timeout", timeout)?;
+        let connection = self.connection.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let client = connection.get().await?;
+            let statuses = client
+                .wait_sandboxes(&names, &phases, timeout)
+                .await
+                .into_py_result()?;
+            Ok(statuses
+                .into_iter()
+                .map(SandboxStatus::from)
+                .collect::<Vec<_>>())
+        })
+    }
+
+    /// Terminates many sandboxes at once, a bounded number at a time: those
+    /// named, or those carrying `tags` and/or in `phase`, or `all`. Returns one
+    /// `TerminateResult` per sandbox; one that already ended is left as it is.
+    #[pyo3(signature = (names=None, *, tags=None, phase=None, all=false))]
+    fn terminate_many<'py>(
+        &self,
+        py: Python<'py>,
+        names: Option<&Bound<'py, PyAny>>,
+        tags: Option<BTreeMap<String, String>>,
+        phase: Option<&Bound<'py, PyAny>>,
+        all: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let selection = selection_from(names, tags, phase, all)?;
+        let connection = self.connection.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let client = connection.get().await?;
+            let outcomes = client
+                .terminate_sandboxes(&selection)
+                .await
+                .into_py_result()?;
+            Ok(outcomes
+                .into_iter()
+                .map(TerminateResult::from)
+                .collect::<Vec<_>>())
+        })
+    }
+
+    /// Deletes the records of ended sandboxes (succeeded, failed, terminated):
+    /// those named, or carrying `tags`, or `all`; with `older_than`, only those
+    /// that ended at least that many seconds ago. Their names are free again.
+    /// Returns the names purged; active sandboxes are never purged.
+    #[pyo3(signature = (names=None, *, tags=None, older_than=None, all=false))]
+    fn purge<'py>(
+        &self,
+        py: Python<'py>,
+        names: Option<&Bound<'py, PyAny>>,
+        tags: Option<BTreeMap<String, String>>,
+        older_than: Option<f64>,
+        all: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let selection = selection_from(names, tags, None, all)?;
+        let older_than = older_than.map(|s| seconds("older_than", s)).transpose()?;
+        let connection = self.connection.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let client = connection.get().await?;
+            client
+                .purge_sandboxes(&selection, older_than)
+                .await
+                .into_py_result()
         })
     }
 
@@ -270,6 +357,45 @@ impl AsyncSandbox {
             self.name, status.phase
         )
     }
+}
+
+/// Names from an iterable of names or sandboxes.
+fn names_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
+    let invalid = || {
+        to_py(Error::invalid(
+            "names",
+            "must be a list of sandbox names or sandboxes",
+        ))
+    };
+    if value.is_instance_of::<PyString>() {
+        return Err(invalid());
+    }
+    value
+        .try_iter()
+        .map_err(|_| invalid())?
+        .map(|item| {
+            let item = item?;
+            match item.cast::<AsyncSandbox>() {
+                Ok(sandbox) => Ok(sandbox.get().name.clone()),
+                Err(_) => item.extract::<String>().map_err(|_| invalid()),
+            }
+        })
+        .collect()
+}
+
+fn selection_from(
+    names: Option<&Bound<'_, PyAny>>,
+    tags: Option<BTreeMap<String, String>>,
+    phase: Option<&Bound<'_, PyAny>>,
+    all: bool,
+) -> PyResult<Selection> {
+    let selection = Selection {
+        names: names.map(names_from).transpose()?.unwrap_or_default(),
+        tags: tags.unwrap_or_default(),
+        phases: phase.map(phases_from).transpose()?.unwrap_or_default(),
+        all,
+    };
+    Ok(selection)
 }
 
 fn resources_from(mut given: BTreeMap<String, String>) -> PyResult<Resources> {

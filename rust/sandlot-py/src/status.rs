@@ -25,6 +25,12 @@ impl From<sandlot_core::SandboxStatus> for SandboxStatus {
     }
 }
 
+impl SandboxStatus {
+    fn phase_name(&self) -> &'static str {
+        self.inner.phase.as_str()
+    }
+}
+
 #[pymethods]
 impl SandboxStatus {
     #[getter]
@@ -174,5 +180,68 @@ impl ExecResult {
             preview(&self.inner.stdout),
             preview(&self.inner.stderr)
         )
+    }
+}
+
+/// What a bulk terminate did to one sandbox.
+#[pyclass(module = "sandlot", frozen)]
+#[derive(Debug)]
+pub struct TerminateResult {
+    name: String,
+    terminated: bool,
+    status: Option<SandboxStatus>,
+    error: Option<String>,
+}
+
+impl From<sandlot_core::TerminateOutcome> for TerminateResult {
+    fn from(outcome: sandlot_core::TerminateOutcome) -> Self {
+        TerminateResult {
+            terminated: outcome.terminated(),
+            name: outcome.name,
+            status: outcome.status.map(SandboxStatus::from),
+            error: outcome.error.map(|e| e.to_string()),
+        }
+    }
+}
+
+#[pymethods]
+impl TerminateResult {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True if the sandbox is terminated now (also if it already was).
+    #[getter]
+    fn terminated(&self) -> bool {
+        self.terminated
+    }
+
+    /// The status afterwards; None if it could not be read.
+    #[getter]
+    fn status(&self) -> Option<SandboxStatus> {
+        self.status.clone()
+    }
+
+    /// Why it was not terminated: an error, or None.
+    #[getter]
+    fn error(&self) -> Option<&str> {
+        self.error.as_deref()
+    }
+
+    fn __repr__(&self) -> String {
+        match (&self.error, &self.status) {
+            (Some(error), _) => format!(
+                "TerminateResult(name='{}', terminated=False, error={error:?})",
+                self.name
+            ),
+            (None, Some(status)) => format!(
+                "TerminateResult(name='{}', terminated={}, phase='{}')",
+                self.name,
+                if self.terminated { "True" } else { "False" },
+                status.phase_name()
+            ),
+            (None, None) => format!("TerminateResult(name='{}')", self.name),
+        }
     }
 }

@@ -4,6 +4,7 @@ use kube::api::ListParams;
 
 use crate::client::Client;
 use crate::error::Result;
+use crate::retry::retry;
 use crate::spec::{MANAGED_SELECTOR, TAG_LABEL_PREFIX};
 use crate::status::{Phase, SandboxStatus};
 use crate::validate;
@@ -26,10 +27,8 @@ impl Client {
             validate::label_part(&format!("tags[{key:?}]"), value, true)?;
             selector.push_str(&format!(",{TAG_LABEL_PREFIX}{key}={value}"));
         }
-        let pods = self
-            .pods()
-            .list(&ListParams::default().labels(&selector))
-            .await?;
+        let params = ListParams::default().labels(&selector);
+        let pods = retry(|| self.pods().list(&params)).await?;
         let mut statuses: Vec<SandboxStatus> = pods
             .items
             .iter()

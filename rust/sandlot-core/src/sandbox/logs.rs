@@ -2,6 +2,7 @@ use kube::api::LogParams;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::retry::retry;
 use crate::spec::CONTAINER_NAME;
 use crate::status::Phase;
 
@@ -42,8 +43,7 @@ impl Client {
             timestamps: options.timestamps,
             ..LogParams::default()
         };
-        self.pods()
-            .logs(name, &params)
+        retry(|| self.pods().logs(name, &params))
             .await
             .map_err(|err| self.sandbox_error(err, name))
     }

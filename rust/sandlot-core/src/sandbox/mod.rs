@@ -1,5 +1,6 @@
 //! Sandbox operations, one file each, as methods of [`Client`](crate::Client).
 
+mod bulk;
 mod create;
 mod exec;
 mod get;
@@ -8,6 +9,7 @@ mod logs;
 mod terminate;
 mod wait;
 
+pub use bulk::{BULK_CONCURRENCY, Selection, TerminateOutcome};
 pub use exec::{ExecOptions, ExecResult};
 pub use list::ListFilter;
 pub use logs::LogOptions;

@@ -3,6 +3,7 @@ use serde_json::json;
 
 use crate::client::Client;
 use crate::error::Result;
+use crate::retry::retry;
 use crate::spec::TERMINATED_AT_ANNOTATION;
 use crate::status::SandboxStatus;
 
@@ -18,13 +19,12 @@ impl Client {
         }
         // An active deadline that has already passed makes the kubelet stop the
         // pod, and stops a not yet scheduled pod the moment it lands on a node.
-        let patch = json!({
+        let body = json!({
             "metadata": {"annotations": {TERMINATED_AT_ANNOTATION: jiff::Timestamp::now().to_string()}},
             "spec": {"activeDeadlineSeconds": 1},
         });
-        let pod = self
-            .pods()
-            .patch(name, &PatchParams::default(), &Patch::Merge(&patch))
+        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
+        let pod = retry(|| self.pods().patch(name, &params, &patch))
             .await
             .map_err(|err| self.sandbox_error(err, name))?;
         Ok(SandboxStatus::from_pod(&pod))

@@ -51,7 +51,7 @@ impl Client {
             match watch.get(name) {
                 Some(pod) => {
                     seen = true;
-                    let status = SandboxStatus::from_pod(&pod);
+                    let status = self.settled_status(&pod).await?;
                     if phases.contains(&status.phase) {
                         return Ok(status);
                     }

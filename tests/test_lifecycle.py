@@ -1,0 +1,236 @@
+"""The whole sandbox lifecycle on a real cluster: each phase and termination
+reason as users see them, names, tags, hardening options, TTL, bulk terminate,
+purge, and waiting on many sandboxes through one watch."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import sandlot
+from conftest import Kubectl
+
+BUSYBOX = "docker.io/library/busybox:1.36"
+PYTHON = "docker.io/library/python:3.11-slim"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture(scope="module")
+def namespace(kubeconfig: str) -> Iterator[str]:
+    name = unique("sandlot-life")
+    yield name
+    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+async def client(namespace: str) -> AsyncIterator[sandlot.AsyncClient]:
+    async with sandlot.AsyncClient(namespace) as client:
+        yield client
+
+
+async def test_queued_while_unschedulable_then_terminated_without_ever_running(
+    client: sandlot.AsyncClient, namespace: str
+) -> None:
+    sb = await client.sandboxes.create(BUSYBOX, resources={"cpu": "64", "memory": "64Mi"})
+    status = await sb.wait("queued", timeout=60)
+    assert status.phase == sandlot.Phase.QUEUED
+    # The scheduler says why, once it has tried.
+    for _ in range(50):
+        status = await sb.refresh()
+        if status.message:
+            break
+        await asyncio.sleep(0.1)
+    assert status.message is not None and "Insufficient cpu" in status.message
+    terminated = await sb.terminate()
+    assert (terminated.phase, terminated.termination_reason) == (
+        sandlot.Phase.TERMINATED,
+        sandlot.TerminationReason.TERMINATED,
+    )
+    pod = Kubectl(namespace).json("get", "pod", sb.name)
+    assert "nodeName" not in pod["spec"], "a terminated sandbox is never scheduled"
+
+
+async def test_creating_while_the_runtime_is_prepared_then_terminated(
+    client: sandlot.AsyncClient, namespace: str
+) -> None:
+    # A runtime class whose handler containerd lacks: the pod is scheduled, and
+    # the runtime cannot be prepared, so it stays in creating.
+    runtime_class = unique("missing-handler")
+    Kubectl().apply(
+        f"apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {{name: {runtime_class}}}\nhandler: no-such-handler\n"
+    )
+    try:
+        sb = await client.sandboxes.create(BUSYBOX, runtime_class=runtime_class)
+        status = await sb.wait("creating", timeout=60)
+        assert status.phase == sandlot.Phase.CREATING
+        await asyncio.sleep(2)
+        assert (await sb.refresh()).phase == sandlot.Phase.CREATING
+        assert (await sb.terminate()).phase == sandlot.Phase.TERMINATED
+        assert (await sb.refresh()).phase == sandlot.Phase.TERMINATED
+    finally:
+        Kubectl().run("delete", "runtimeclass", runtime_class, check=False)
+
+
+async def test_unpullable_image_fails_with_launch_failed_instead_of_hanging(
+    client: sandlot.AsyncClient, namespace: str
+) -> None:
+    sb = await client.sandboxes.create("docker.io/library/no-such-image-sandlot:1.0")
+    with pytest.raises(sandlot.PhaseUnreachableError) as caught:
+        await sb.wait("running", timeout=120)
+    status = caught.value.status
+    assert status.phase == sandlot.Phase.FAILED
+    assert status.termination_reason == sandlot.TerminationReason.LAUNCH_FAILED
+    assert status.message is not None and "no-such-image-sandlot" in status.message
+    # Settled: Kubernetes stops retrying, and the sandbox stays failed.
+    await asyncio.to_thread(
+        Kubectl(namespace).run, "wait", "--for=jsonpath={.status.phase}=Failed", f"pod/{sb.name}", "--timeout=60s"
+    )
+    again = (await client.sandboxes.get(sb.name)).status
+    assert (again.phase, again.termination_reason) == (sandlot.Phase.FAILED, sandlot.TerminationReason.LAUNCH_FAILED)
+    assert (await sb.terminate()).phase == sandlot.Phase.FAILED, "terminate leaves an ended sandbox as it is"
+
+
+async def test_exceeding_the_memory_limit_fails_with_oom_killed(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(
+        PYTHON,
+        command=["python3", "-c", "data = b'x' * (512 * 1024 * 1024); print(len(data))"],
+        resources={"memory": "64Mi"},
+    )
+    status = await sb.wait(["succeeded", "failed"], timeout=120)
+    assert status.phase == sandlot.Phase.FAILED
+    assert status.termination_reason == sandlot.TerminationReason.OOM_KILLED
+    assert status.exit_code == 137
+
+
+async def test_ttl_ends_the_sandbox_with_ttl_expired(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(BUSYBOX, ttl_seconds=3)
+    await sb.wait("running", timeout=60)
+    status = await sb.wait("failed", timeout=60)
+    assert status.termination_reason == sandlot.TerminationReason.TTL_EXPIRED
+    assert status.finished_at is not None and status.started_at is not None
+    assert (status.finished_at - status.started_at).total_seconds() >= 2
+
+
+async def test_terminate_is_idempotent(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(BUSYBOX)
+    await sb.wait("running", timeout=60)
+    first = await sb.terminate()
+    second = await sb.terminate()
+    assert first.phase == second.phase == sandlot.Phase.TERMINATED
+    [result] = await client.sandboxes.terminate_many([sb])
+    assert result.terminated and result.error is None
+
+
+async def test_env_tags_and_opt_in_hardening(client: sandlot.AsyncClient) -> None:
+    tag = unique("t")
+    sb = await client.sandboxes.create(
+        BUSYBOX,
+        env={"GREETING": "hello there"},
+        tags={"suite": tag, "kind": "hardened"},
+        run_as_user=1000,
+        read_only_root_filesystem=True,
+    )
+    await sb.wait("running", timeout=60)
+    assert (await sb.exec("echo $GREETING; id -u")).stdout == "hello there\n1000\n"
+    assert (await sb.exec("touch /should-fail")).exit_code != 0
+    assert (await sb.exec("touch /tmp/ok && echo ok")).stdout == "ok\n"
+    listed = await client.sandboxes.list(tags={"suite": tag})
+    assert [s.name for s in listed] == [sb.name]
+    assert listed[0].status.tags == {"suite": tag, "kind": "hardened"}
+    assert await client.sandboxes.list(tags={"suite": tag, "kind": "other"}) == []
+    await sb.terminate()
+
+
+async def test_root_in_the_image_has_no_capabilities(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(BUSYBOX)
+    await sb.wait("running", timeout=60)
+    caps = (await sb.exec("grep CapEff /proc/self/status")).stdout
+    assert caps.split() == ["CapEff:", "0000000000000000"]
+    assert (await sb.exec("ls /var/run/secrets/kubernetes.io 2>&1")).exit_code != 0, "no service-account token"
+    await sb.terminate()
+
+
+async def test_purge_deletes_ended_records_and_frees_their_names(client: sandlot.AsyncClient) -> None:
+    tag = unique("purge")
+    done_name = unique("done")
+    done = await client.sandboxes.create(BUSYBOX, name=done_name, command=["true"], tags={"suite": tag})
+    active = await client.sandboxes.create(BUSYBOX, tags={"suite": tag})
+    await done.wait("succeeded", timeout=60)
+    await active.wait("running", timeout=60)
+    assert await client.sandboxes.purge(tags={"suite": tag}, older_than=3600) == []
+    purged = await client.sandboxes.purge(tags={"suite": tag})
+    assert purged == [done_name], "active sandboxes are never purged"
+    with pytest.raises(sandlot.NotFoundError):
+        await client.sandboxes.get(done_name)
+    again = await client.sandboxes.create(BUSYBOX, name=done_name, command=["true"])
+    assert again.name == done_name
+    await active.terminate()
+
+
+async def test_bulk_selection_is_validated_before_any_request(client: sandlot.AsyncClient) -> None:
+    with pytest.raises(sandlot.InvalidSpecError) as caught:
+        await client.sandboxes.terminate_many()
+    assert caught.value.field == "names"
+    with pytest.raises(sandlot.InvalidSpecError) as caught:
+        await client.sandboxes.terminate_many(["a"], all=True)
+    assert caught.value.field == "all"
+    with pytest.raises(sandlot.InvalidSpecError) as caught:
+        await client.sandboxes.wait_all(["Bad_Name"], "running", timeout=1)
+    assert caught.value.field == "name"
+
+
+def open_namespaced_pod_watches() -> int:
+    metrics = Kubectl().run("get", "--raw", "/metrics").stdout
+    pattern = r'^apiserver_longrunning_requests\{[^}]*resource="pods",scope="namespace",subresource="",verb="WATCH"[^}]*\} (\d+)'
+    return sum(int(m) for m in re.findall(pattern, metrics, flags=re.MULTILINE))
+
+
+async def test_a_hundred_sandboxes_waited_through_one_watch_then_terminated_by_tag(namespace: str) -> None:
+    tag = unique("fleet")
+    async with sandlot.AsyncClient(namespace) as fleet_client:
+        before = open_namespaced_pod_watches()
+        sandboxes = await asyncio.gather(
+            *(fleet_client.sandboxes.create(BUSYBOX, tags={"fleet": tag}) for _ in range(100))
+        )
+        assert len({sb.name for sb in sandboxes}) == 100
+
+        watches_during_wait: list[int] = []
+
+        async def sample_watches() -> None:
+            while True:
+                watches_during_wait.append(await asyncio.to_thread(open_namespaced_pod_watches))
+                await asyncio.sleep(0.5)
+
+        sampler = asyncio.create_task(sample_watches())
+        try:
+            statuses = await fleet_client.sandboxes.wait_all(sandboxes, "running", timeout=600)
+        finally:
+            sampler.cancel()
+        assert [s.phase for s in statuses] == [sandlot.Phase.RUNNING] * 100
+        assert watches_during_wait, "the wait lasted long enough to sample"
+        assert max(watches_during_wait) == before + 1, "100 waiters shared one watch connection"
+
+        results = await fleet_client.sandboxes.terminate_many(tags={"fleet": tag})
+        assert len(results) == 100
+        assert all(r.terminated and r.error is None for r in results)
+        assert sorted(r.name for r in results) == sorted(sb.name for sb in sandboxes)
+        terminated = await fleet_client.sandboxes.list(tags={"fleet": tag}, phase="terminated")
+        assert len(terminated) == 100
+
+    # None left running: every pod stops within its grace period.
+    def pods_still_running() -> int:
+        pods = Kubectl(namespace).json("get", "pods", "-l", f"tags.sandlot.dev/fleet={tag}")["items"]
+        return sum(1 for p in pods if p["status"].get("phase") in ("Running", "Pending"))
+
+    for _ in range(120):
+        if await asyncio.to_thread(pods_still_running) == 0:
+            break
+        await asyncio.sleep(1)
+    assert await asyncio.to_thread(pods_still_running) == 0
