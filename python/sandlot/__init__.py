@@ -9,11 +9,13 @@ async with sandlot.AsyncClient() as client:
 
 import atexit
 
-from sandlot._enums import Phase, TerminationReason
+from sandlot._enums import Phase, TerminationReason, VolumePhase
 from sandlot._native import (
     AsyncClient,
     AsyncSandbox,
     AsyncSandboxes,
+    AsyncVolume,
+    AsyncVolumes,
     ExecResult,
     SandboxStatus,
     TerminateResult,
@@ -32,6 +34,7 @@ from sandlot.errors import (
     SandboxNotRunningError,
     SandlotError,
     TimeoutError,
+    VolumeInUseError,
 )
 
 # A native task may still be handing its result to asyncio as the interpreter
@@ -43,6 +46,8 @@ __all__ = [
     "AsyncClient",
     "AsyncSandbox",
     "AsyncSandboxes",
+    "AsyncVolume",
+    "AsyncVolumes",
     "ClusterUnreachableError",
     "ExecError",
     "ExecResult",
@@ -58,5 +63,7 @@ __all__ = [
     "TerminateResult",
     "TerminationReason",
     "TimeoutError",
+    "VolumeInUseError",
+    "VolumePhase",
     "__version__",
 ]

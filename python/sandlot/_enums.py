@@ -36,3 +36,14 @@ class TerminationReason(StrEnum):
     LAUNCH_FAILED = "launch_failed"
     OOM_KILLED = "oom_killed"
     BACKEND_LOST = "backend_lost"
+
+
+class VolumePhase(StrEnum):
+    """Where a volume is in its life."""
+
+    PENDING = "pending"
+    """Being provisioned."""
+    READY = "ready"
+    """Can be mounted (bound, or bound on first use by its storage class)."""
+    FAILED = "failed"
+    """Its storage was lost."""

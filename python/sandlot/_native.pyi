@@ -5,12 +5,14 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Self, final
 
-from sandlot._enums import Phase, TerminationReason
+from sandlot._enums import Phase, TerminationReason, VolumePhase
 
 __all__ = [
     "AsyncClient",
     "AsyncSandbox",
     "AsyncSandboxes",
+    "AsyncVolume",
+    "AsyncVolumes",
     "ExecResult",
     "SandboxStatus",
     "TerminateResult",
@@ -156,6 +158,48 @@ class AsyncSandboxes:
     ) -> Awaitable[builtins.list[str]]: ...
 
 @final
+class AsyncVolume:
+    """One volume, as last seen; ``refresh()`` reads it anew."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def namespace(self) -> str: ...
+    @property
+    def phase(self) -> VolumePhase: ...
+    @property
+    def size(self) -> str: ...
+    @property
+    def storage_class(self) -> str | None: ...
+    @property
+    def access_mode(self) -> str: ...
+    @property
+    def attached_to(self) -> builtins.list[str]: ...
+    @property
+    def created_at(self) -> datetime | None: ...
+    @property
+    def tags(self) -> dict[str, str]: ...
+    def refresh(self) -> Awaitable[AsyncVolume]: ...
+    def delete(self, *, force: bool = False, timeout: float = 120.0) -> Awaitable[None]: ...
+
+@final
+class AsyncVolumes:
+    """The volumes of a client's namespace."""
+
+    def create(
+        self,
+        name: str,
+        *,
+        size: str = "1Gi",
+        storage_class: str | None = None,
+        access_mode: str = "ReadWriteOnce",
+        tags: Mapping[str, str] | None = None,
+    ) -> Awaitable[AsyncVolume]: ...
+    def get(self, name: str) -> Awaitable[AsyncVolume]: ...
+    def list(self, *, tags: Mapping[str, str] | None = None) -> Awaitable[builtins.list[AsyncVolume]]: ...
+    def delete(self, name: str, *, force: bool = False, timeout: float = 120.0) -> Awaitable[None]: ...
+
+@final
 class AsyncClient:
     """Async client for sandboxes in one namespace of one cluster."""
 
@@ -164,6 +208,8 @@ class AsyncClient:
     def namespace(self) -> str: ...
     @property
     def sandboxes(self) -> AsyncSandboxes: ...
+    @property
+    def volumes(self) -> AsyncVolumes: ...
     def connect(self) -> Awaitable[None]: ...
     def __aenter__(self) -> Awaitable[AsyncClient]: ...
     def __aexit__(self, *exc_info: object) -> Awaitable[None]: ...

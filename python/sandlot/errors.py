@@ -23,6 +23,7 @@ __all__ = [
     "SandboxNotRunningError",
     "SandlotError",
     "TimeoutError",
+    "VolumeInUseError",
 ]
 
 
@@ -70,6 +71,13 @@ class PhaseUnreachableError(SandlotError):
 
     status: SandboxStatus
     wanted: str
+
+
+class VolumeInUseError(SandlotError):
+    """The volume is mounted by live sandboxes (``sandboxes``); terminate them or delete with ``force=True``."""
+
+    name: str
+    sandboxes: list[str]
 
 
 class TimeoutError(SandlotError, builtins.TimeoutError):

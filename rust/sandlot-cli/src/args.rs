@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use clap::{Args, Parser, Subcommand};
-use sandlot_core::{Error, Phase, Resources, SandboxSpec, Selection};
+use sandlot_core::{AccessMode, Error, Phase, Resources, SandboxSpec, Selection, VolumeSpec};
 
 /// Sandboxes on Kubernetes for untrusted code.
 #[derive(Debug, Parser)]
@@ -36,6 +36,70 @@ pub enum Command {
     Exec(ExecArgs),
     /// Terminate sandboxes by name, tag, phase or --all (their logs stay readable).
     Terminate(TerminateArgs),
+    /// Create, list, inspect and delete volumes.
+    #[command(subcommand)]
+    Volume(VolumeCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum VolumeCommand {
+    /// Create a volume.
+    Create(VolumeCreateArgs),
+    /// List volumes.
+    List(VolumeListArgs),
+    /// Show one volume.
+    Inspect(NameArg),
+    /// Delete a volume and wait until its name is free.
+    Delete(VolumeDeleteArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeCreateArgs {
+    /// Volume name.
+    pub name: String,
+    /// Size, a Kubernetes quantity.
+    #[arg(long, default_value = "1Gi")]
+    pub size: String,
+    /// Storage class [default: the cluster's default].
+    #[arg(long)]
+    pub storage_class: Option<String>,
+    /// ReadWriteOnce, ReadWriteOncePod, ReadOnlyMany or ReadWriteMany.
+    #[arg(long, default_value = "ReadWriteOnce")]
+    pub access_mode: String,
+    /// Tag KEY=VALUE (repeatable).
+    #[arg(short, long = "tag", value_name = "KEY=VALUE")]
+    pub tag: Vec<String>,
+}
+
+impl VolumeCreateArgs {
+    pub fn spec(&self) -> sandlot_core::Result<VolumeSpec> {
+        Ok(VolumeSpec {
+            name: self.name.clone(),
+            size: self.size.clone(),
+            storage_class: self.storage_class.clone(),
+            access_mode: AccessMode::parse("--access-mode", &self.access_mode)?,
+            tags: pairs("--tag", &self.tag)?,
+        })
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeListArgs {
+    /// Only volumes with tag KEY=VALUE (repeatable).
+    #[arg(short, long = "tag", value_name = "KEY=VALUE")]
+    pub tag: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct VolumeDeleteArgs {
+    /// Volume name.
+    pub name: String,
+    /// Terminate the sandboxes that mount it first.
+    #[arg(long)]
+    pub force: bool,
+    /// Seconds to wait for the deletion to complete.
+    #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
+    pub timeout: f64,
 }
 
 impl Command {
@@ -45,6 +109,10 @@ impl Command {
             Command::Create(args) => args.spec().and_then(|spec| spec.validate()),
             Command::List(args) => args.tags().map(drop),
             Command::Terminate(args) => args.selection().map(drop),
+            Command::Volume(VolumeCommand::Create(args)) => {
+                args.spec().and_then(|spec| spec.validate())
+            }
+            Command::Volume(VolumeCommand::List(args)) => pairs("--tag", &args.tag).map(drop),
             _ => Ok(()),
         }
     }
@@ -69,9 +137,9 @@ pub struct CreateArgs {
     /// Tag KEY=VALUE (repeatable).
     #[arg(short, long = "tag", value_name = "KEY=VALUE")]
     pub tag: Vec<String>,
-    /// Mount a volume: PATH=VOLUME (repeatable).
-    #[arg(long = "mount", value_name = "PATH=VOLUME")]
-    pub mount: Vec<String>,
+    /// Mount a volume at a path, read-only with :ro (repeatable).
+    #[arg(long = "volume", value_name = "VOLUME:/PATH[:ro]")]
+    pub volume: Vec<String>,
     /// CPU limit, e.g. 500m.
     #[arg(long)]
     pub cpu: Option<String>,
@@ -110,7 +178,7 @@ impl CreateArgs {
             args: None,
             env: pairs("--env", &self.env)?,
             tags: pairs("--tag", &self.tag)?,
-            volume_mounts: pairs("--mount", &self.mount)?,
+            volume_mounts: mounts(&self.volume)?,
             resources: Resources {
                 cpu: self.cpu.clone(),
                 memory: self.memory.clone(),
@@ -196,8 +264,31 @@ fn parse_phase(text: &str) -> Result<Phase, String> {
     text.parse().map_err(|err: Error| err.to_string())
 }
 
+/// Parses repeated VOLUME:/PATH[:ro] options into mount path -> "volume[:ro]".
+fn mounts(items: &[String]) -> sandlot_core::Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|item| {
+            let malformed = || {
+                Error::invalid(
+                    "--volume",
+                    format!("{item:?} must look like VOLUME:/PATH or VOLUME:/PATH:ro"),
+                )
+            };
+            let (volume, rest) = item.split_once(':').ok_or_else(malformed)?;
+            let (path, value) = match rest.rsplit_once(':') {
+                Some((path, "ro")) => (path, format!("{volume}:ro")),
+                Some((path, "rw")) => (path, volume.to_owned()),
+                Some(_) => return Err(malformed()),
+                None => (rest, volume.to_owned()),
+            };
+            Ok((path.to_owned(), value))
+        })
+        .collect()
+}
+
 /// Parses repeated KEY=VALUE options into a map, naming the option on error.
-fn pairs(option: &str, items: &[String]) -> sandlot_core::Result<BTreeMap<String, String>> {
+pub fn pairs(option: &str, items: &[String]) -> sandlot_core::Result<BTreeMap<String, String>> {
     items
         .iter()
         .map(|item| {

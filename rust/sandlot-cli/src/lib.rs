@@ -62,5 +62,6 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
         Command::Logs(args) => commands::logs::run(&client, args).await,
         Command::Exec(args) => commands::exec::run(&client, args).await,
         Command::Terminate(args) => commands::terminate::run(&client, printer, args).await,
+        Command::Volume(command) => commands::volume::run(&client, printer, command).await,
     }
 }

@@ -1,7 +1,7 @@
 //! All output goes through [`Printer`]: text tables for people, JSON with `--json`.
 
 use comfy_table::{Table, presets::NOTHING};
-use sandlot_core::{Error, SandboxStatus};
+use sandlot_core::{Error, SandboxStatus, VolumeStatus};
 
 /// Prints results and errors in the chosen format.
 #[derive(Debug)]
@@ -105,6 +105,79 @@ impl Printer {
                     .unwrap_or_default(),
                 s.image.clone(),
                 s.created_at.map(|t| t.to_string()).unwrap_or_default(),
+            ]);
+        }
+        println!("{}", table.trim_fmt());
+    }
+
+    /// A new volume: its name, or its status as JSON.
+    pub fn created_volume(&self, volume: &VolumeStatus) {
+        if self.json {
+            self.volume(volume);
+        } else {
+            println!("{}", volume.name);
+        }
+    }
+
+    /// One volume, as a key-value listing or a JSON object.
+    pub fn volume(&self, volume: &VolumeStatus) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(volume).unwrap_or_default()
+            );
+            return;
+        }
+        let rows = [
+            ("name", volume.name.clone()),
+            ("namespace", volume.namespace.clone()),
+            ("phase", volume.phase.to_string()),
+            ("size", volume.size.clone()),
+            (
+                "class",
+                volume.storage_class.clone().unwrap_or_else(|| "-".into()),
+            ),
+            ("access", volume.access_mode.clone()),
+            (
+                "attached",
+                if volume.attached_to.is_empty() {
+                    "-".into()
+                } else {
+                    volume.attached_to.join(", ")
+                },
+            ),
+            (
+                "created",
+                volume
+                    .created_at
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|| "-".into()),
+            ),
+        ];
+        for (key, value) in rows {
+            println!("{key:<10} {value}");
+        }
+    }
+
+    /// Several volumes, as a table or a JSON array.
+    pub fn volumes(&self, volumes: &[VolumeStatus]) {
+        if self.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(volumes).unwrap_or_default()
+            );
+            return;
+        }
+        let mut table = Table::new();
+        table.load_style(NOTHING);
+        table.set_header(["NAME", "PHASE", "SIZE", "CLASS", "ATTACHED"]);
+        for v in volumes {
+            table.add_row([
+                v.name.clone(),
+                v.phase.to_string(),
+                v.size.clone(),
+                v.storage_class.clone().unwrap_or_default(),
+                v.attached_to.join(","),
             ]);
         }
         println!("{}", table.trim_fmt());

@@ -3,7 +3,7 @@
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
@@ -38,6 +38,7 @@ struct Inner {
     kube: kube::Client,
     namespace: String,
     pods: Api<Pod>,
+    claims: Api<PersistentVolumeClaim>,
     watch: OnceLock<PodWatch>,
 }
 
@@ -106,11 +107,13 @@ impl Client {
     /// A client on an existing kube client, without checking the namespace.
     pub fn from_kube(kube: kube::Client, namespace: String) -> Client {
         let pods = Api::namespaced(kube.clone(), &namespace);
+        let claims = Api::namespaced(kube.clone(), &namespace);
         Client {
             inner: Arc::new(Inner {
                 kube,
                 namespace,
                 pods,
+                claims,
                 watch: OnceLock::new(),
             }),
         }
@@ -128,6 +131,10 @@ impl Client {
 
     pub(crate) fn pods(&self) -> &Api<Pod> {
         &self.inner.pods
+    }
+
+    pub(crate) fn claims(&self) -> &Api<PersistentVolumeClaim> {
+        &self.inner.claims
     }
 
     /// The shared pod watch, started on first use.

@@ -63,6 +63,13 @@ pub enum Error {
         wanted: String,
     },
 
+    /// The volume is mounted by live sandboxes.
+    #[error("volume {name:?} is in use by sandbox(es) {}", .sandboxes.join(", "))]
+    VolumeInUse {
+        name: String,
+        sandboxes: Vec<String>,
+    },
+
     /// A wait or call did not finish in time.
     #[error("timed out after {:.1}s waiting for {what}", .after.as_secs_f64())]
     Timeout { what: String, after: Duration },

@@ -11,6 +11,7 @@ mod sandbox;
 mod spec;
 mod status;
 mod validate;
+mod volume;
 mod watch;
 
 pub use client::{Client, ConnectOptions, DEFAULT_NAMESPACE, NAMESPACE_ENV};
@@ -20,3 +21,4 @@ pub use sandbox::{
 };
 pub use spec::{Resources, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};
+pub use volume::{AccessMode, VolumePhase, VolumeSpec, VolumeStatus};

@@ -83,7 +83,7 @@ pub struct SandboxSpec {
     pub env: BTreeMap<String, String>,
     /// Filterable string pairs, stored as labels.
     pub tags: BTreeMap<String, String>,
-    /// Mount path -> volume name.
+    /// Mount path -> volume name; "name:ro" mounts it read-only.
     pub volume_mounts: BTreeMap<String, String>,
     pub resources: Resources,
     /// Maximum lifetime in seconds, enforced by Kubernetes.
@@ -156,7 +156,14 @@ impl SandboxSpec {
                     "mount path must not contain '..' or ':'",
                 ));
             }
-            validate::object_name(&field, volume)?;
+            let (name, mode) = volume.split_once(':').unwrap_or((volume, "rw"));
+            if !matches!(mode, "rw" | "ro") {
+                return Err(Error::invalid(
+                    field,
+                    format!("{volume:?}: the mode after ':' must be ro or rw"),
+                ));
+            }
+            validate::object_name(&field, name)?;
         }
         if let Some(cpu) = &self.resources.cpu {
             validate::quantity("resources.cpu", cpu)?;
@@ -208,14 +215,13 @@ impl SandboxSpec {
                 value_from: None,
             })
             .collect();
-        let volume_names: std::collections::BTreeSet<&String> =
-            self.volume_mounts.values().collect();
-        let mut volumes: Vec<Volume> = volume_names
-            .iter()
+        let mut volumes: Vec<Volume> = self
+            .volume_names()
+            .into_iter()
             .map(|volume| Volume {
-                name: (*volume).clone(),
+                name: volume.to_owned(),
                 persistent_volume_claim: Some(PersistentVolumeClaimVolumeSource {
-                    claim_name: (*volume).clone(),
+                    claim_name: volume.to_owned(),
                     read_only: None,
                 }),
                 ..Volume::default()
@@ -225,8 +231,9 @@ impl SandboxSpec {
             .volume_mounts
             .iter()
             .map(|(path, volume)| VolumeMount {
-                name: volume.clone(),
+                name: volume_of_mount(volume).to_owned(),
                 mount_path: path.clone(),
+                read_only: volume.ends_with(":ro").then_some(true),
                 ..VolumeMount::default()
             })
             .collect();
@@ -299,6 +306,16 @@ impl SandboxSpec {
         }
     }
 
+    /// The distinct volumes this spec mounts, in name order.
+    pub fn volume_names(&self) -> Vec<&str> {
+        let names: std::collections::BTreeSet<&str> = self
+            .volume_mounts
+            .values()
+            .map(|v| volume_of_mount(v))
+            .collect();
+        names.into_iter().collect()
+    }
+
     fn resource_requirements(&self) -> ResourceRequirements {
         let quantity = |text: &str| Quantity(text.to_owned());
         let (cpu_request, cpu_limit) = match &self.resources.cpu {
@@ -321,6 +338,11 @@ impl SandboxSpec {
             claims: None,
         }
     }
+}
+
+/// The volume name of a mount value ("data" or "data:ro").
+pub fn volume_of_mount(mount: &str) -> &str {
+    mount.split_once(':').map_or(mount, |(name, _)| name)
 }
 
 fn no_nul(field: &str, items: &[String]) -> Result<()> {
@@ -389,6 +411,13 @@ mod tests {
                     ..base.clone()
                 },
                 "volume_mounts[\"data\"]",
+            ),
+            (
+                SandboxSpec {
+                    volume_mounts: BTreeMap::from([("/data".into(), "vol:rx".into())]),
+                    ..base.clone()
+                },
+                "volume_mounts[\"/data\"]",
             ),
             (
                 SandboxSpec {
@@ -468,7 +497,7 @@ mod tests {
             tags: BTreeMap::from([("team".into(), "ml".into())]),
             volume_mounts: BTreeMap::from([
                 ("/data".into(), "vol".into()),
-                ("/cache".into(), "vol".into()),
+                ("/cache".into(), "vol:ro".into()),
             ]),
             resources: Resources {
                 cpu: Some("500m".into()),
@@ -501,7 +530,25 @@ mod tests {
         );
         assert_eq!(container.args.as_ref().unwrap().len(), 2);
         assert_eq!(container.env.as_ref().unwrap()[0].name, "MODE");
-        assert_eq!(container.volume_mounts.as_ref().unwrap().len(), 2);
+        let mounts = container.volume_mounts.as_ref().unwrap();
+        assert_eq!(mounts.len(), 2);
+        assert!(mounts.iter().all(|m| m.name == "vol"));
+        assert_eq!(
+            mounts
+                .iter()
+                .find(|m| m.mount_path == "/cache")
+                .unwrap()
+                .read_only,
+            Some(true)
+        );
+        assert_eq!(
+            mounts
+                .iter()
+                .find(|m| m.mount_path == "/data")
+                .unwrap()
+                .read_only,
+            None
+        );
         let resources = container.resources.as_ref().unwrap();
         assert_eq!(resources.requests.as_ref().unwrap()["cpu"].0, "500m");
         assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "256Mi");

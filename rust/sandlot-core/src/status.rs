@@ -332,7 +332,15 @@ fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, String> {
         .iter()
         .filter(|c| c.name == CONTAINER_NAME)
         .flat_map(|c| c.volume_mounts.iter().flatten())
-        .filter_map(|m| Some((m.mount_path.clone(), claim_of(&m.name)?)))
+        .filter_map(|m| {
+            let claim = claim_of(&m.name)?;
+            let value = if m.read_only == Some(true) {
+                format!("{claim}:ro")
+            } else {
+                claim
+            };
+            Some((m.mount_path.clone(), value))
+        })
         .collect()
 }
 

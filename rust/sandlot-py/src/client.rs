@@ -9,6 +9,7 @@ use tokio::sync::OnceCell;
 
 use crate::errors::IntoPyResult;
 use crate::sandbox::AsyncSandboxes;
+use crate::volume::AsyncVolumes;
 
 /// A client connection made on first use and shared by everything derived from it.
 #[derive(Debug)]
@@ -65,6 +66,12 @@ impl AsyncClient {
     #[getter]
     fn sandboxes(&self) -> AsyncSandboxes {
         AsyncSandboxes::new(self.connection.clone())
+    }
+
+    /// Volume operations: create, get, list, delete.
+    #[getter]
+    fn volumes(&self) -> AsyncVolumes {
+        AsyncVolumes::new(self.connection.clone())
     }
 
     /// Connects now, so that configuration and connection errors surface here.

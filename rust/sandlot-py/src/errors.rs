@@ -67,6 +67,11 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("after", after.as_secs_f64())?;
             "TimeoutError"
         }
+        Error::VolumeInUse { name, sandboxes } => {
+            attrs.set_item("name", name)?;
+            attrs.set_item("sandboxes", sandboxes.clone())?;
+            "VolumeInUseError"
+        }
         Error::PermissionDenied { .. } => "PermissionDeniedError",
         Error::ClusterUnreachable { .. } => "ClusterUnreachableError",
         Error::Exec { name, .. } => {

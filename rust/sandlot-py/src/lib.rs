@@ -10,6 +10,7 @@ mod client;
 mod errors;
 mod sandbox;
 mod status;
+mod volume;
 
 /// Runs the `sandlot` command line with `argv` (program name first) and returns
 /// its exit code. The GIL is released while it runs.
@@ -47,6 +48,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<status::SandboxStatus>()?;
     m.add_class::<status::ExecResult>()?;
     m.add_class::<status::TerminateResult>()?;
+    m.add_class::<volume::AsyncVolumes>()?;
+    m.add_class::<volume::AsyncVolume>()?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(wait_idle, m)?)?;
     Ok(())

@@ -456,7 +456,7 @@ fn bytes_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     Err(to_py(Error::invalid("stdin", "must be str or bytes")))
 }
 
-fn seconds(field: &str, value: f64) -> PyResult<Duration> {
+pub fn seconds(field: &str, value: f64) -> PyResult<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
         to_py(Error::invalid(
             field,

@@ -7,7 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
 /// Calls the Python enum `sandlot.<class>` with `value`.
-fn python_enum<'py>(py: Python<'py>, class: &str, value: &str) -> PyResult<Bound<'py, PyAny>> {
+pub fn python_enum<'py>(py: Python<'py>, class: &str, value: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("sandlot._enums")?.getattr(class)?.call1((value,))
 }
 

@@ -6,3 +6,4 @@ pub mod get;
 pub mod list;
 pub mod logs;
 pub mod terminate;
+pub mod volume;

@@ -22,6 +22,7 @@ impl Client {
     /// was lost) succeeds instead of reporting a conflict.
     pub async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<SandboxStatus> {
         spec.validate()?;
+        self.require_volumes(spec.volume_names()).await?;
         let name = spec
             .name
             .clone()
