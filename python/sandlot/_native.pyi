@@ -17,7 +17,11 @@ __all__ = [
     "SandboxStatus",
     "TerminateResult",
     "__version__",
+    "AsyncProcess",
+    "ByteStream",
+    "LineStream",
     "run_cli",
+    "runtime_task_count",
     "wait_idle",
 ]
 
@@ -27,6 +31,7 @@ _PhaseLike = Phase | str
 
 def run_cli(argv: Sequence[str]) -> int: ...
 def wait_idle(timeout: float) -> bool: ...
+def runtime_task_count() -> int: ...
 
 @final
 class SandboxStatus:
@@ -75,6 +80,37 @@ class ExecResult:
     def ok(self) -> bool: ...
 
 @final
+class ByteStream:
+    """Bytes of a command's stdout or stderr as they arrive."""
+
+    def __aiter__(self) -> ByteStream: ...
+    def __anext__(self) -> Awaitable[bytes]: ...
+    def read_all(self) -> Awaitable[bytes]: ...
+
+@final
+class LineStream:
+    """Log lines as they arrive, without line endings."""
+
+    def __aiter__(self) -> LineStream: ...
+    def __anext__(self) -> Awaitable[str]: ...
+
+@final
+class AsyncProcess:
+    """A command running in a sandbox, started by ``AsyncSandbox.spawn``."""
+
+    @property
+    def stdout(self) -> ByteStream: ...
+    @property
+    def stderr(self) -> ByteStream: ...
+    def write(self, data: str | bytes) -> Awaitable[None]: ...
+    def close_stdin(self) -> Awaitable[None]: ...
+    def wait(self) -> Awaitable[int]: ...
+    def resize(self, width: int, height: int) -> None: ...
+    def close(self) -> None: ...
+    def __aenter__(self) -> Awaitable[AsyncProcess]: ...
+    def __aexit__(self, *exc_info: object) -> Awaitable[bool]: ...
+
+@final
 class TerminateResult:
     """What a bulk terminate did to one sandbox."""
 
@@ -102,8 +138,28 @@ class AsyncSandbox:
     def refresh(self) -> Awaitable[SandboxStatus]: ...
     def wait(self, phase: _PhaseLike | Iterable[_PhaseLike], *, timeout: float = 300.0) -> Awaitable[SandboxStatus]: ...
     def exec(
-        self, command: Sequence[str] | str, *, stdin: str | bytes | None = None, timeout: float | None = None
+        self,
+        command: Sequence[str] | str,
+        *,
+        stdin: str | bytes | None = None,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        check: bool = False,
     ) -> Awaitable[ExecResult]: ...
+    def spawn(
+        self,
+        command: Sequence[str] | str,
+        *,
+        stdin: bool = False,
+        tty: bool = False,
+        timeout: float | None = None,
+        env: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> Awaitable[AsyncProcess]: ...
+    def stream_logs(
+        self, *, follow: bool = True, tail: int | None = None, since: float | None = None, timestamps: bool = False
+    ) -> LineStream: ...
     def logs(
         self, *, tail: int | None = None, since: float | None = None, timestamps: bool = False
     ) -> Awaitable[str]: ...

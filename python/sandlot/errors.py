@@ -9,13 +9,14 @@ import builtins
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from sandlot._native import SandboxStatus
+    from sandlot._native import ExecResult, SandboxStatus
 
 __all__ = [
     "ApiError",
     "ClusterUnreachableError",
     "ExecError",
     "InvalidSpecError",
+    "LogStreamError",
     "NameConflictError",
     "NotFoundError",
     "PermissionDeniedError",
@@ -96,7 +97,16 @@ class ClusterUnreachableError(SandlotError, ConnectionError):
 
 
 class ExecError(SandlotError):
-    """An exec broke before the command's exit status arrived; its outcome is unknown."""
+    """An exec broke before the command's exit status arrived (its outcome is
+    unknown), or, with ``check=True``, the command exited non-zero: then
+    ``result`` holds its ``ExecResult``."""
+
+    name: str
+    result: ExecResult | None = None
+
+
+class LogStreamError(SandlotError, ConnectionError):
+    """A log stream broke before the log ended."""
 
     name: str
 

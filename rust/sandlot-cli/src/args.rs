@@ -226,6 +226,9 @@ pub struct ExecArgs {
     /// Seconds before giving up.
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
+    /// Pass this terminal's stdin to the command.
+    #[arg(short, long)]
+    pub interactive: bool,
     /// The command [after --].
     #[arg(last = true, required = true)]
     pub command: Vec<String>,

@@ -86,6 +86,10 @@ pub enum Error {
     #[error("exec in sandbox {name:?} failed: {message}")]
     Exec { name: String, message: String },
 
+    /// A log stream broke before the log ended.
+    #[error("log stream of sandbox {name:?} broke: {message}")]
+    LogStream { name: String, message: String },
+
     /// Any other answer of the API server, with its HTTP status.
     #[error("API error {status} ({reason}): {message}")]
     Api {

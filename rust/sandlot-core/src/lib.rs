@@ -17,7 +17,8 @@ mod watch;
 pub use client::{Client, ConnectOptions, DEFAULT_NAMESPACE, NAMESPACE_ENV};
 pub use error::{Error, ObjectKind, Result};
 pub use sandbox::{
-    BULK_CONCURRENCY, ExecOptions, ExecResult, ListFilter, LogOptions, Selection, TerminateOutcome,
+    BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, ListFilter, LogLines, LogOptions,
+    Selection, SpawnOptions, TerminateOutcome,
 };
 pub use spec::{Resources, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};

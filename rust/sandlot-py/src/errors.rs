@@ -78,6 +78,10 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("name", name)?;
             "ExecError"
         }
+        Error::LogStream { name, .. } => {
+            attrs.set_item("name", name)?;
+            "LogStreamError"
+        }
         Error::Api { status, reason, .. } => {
             attrs.set_item("status", *status)?;
             attrs.set_item("reason", reason)?;
@@ -89,4 +93,26 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         .getattr(class)?
         .call((err.to_string(),), Some(&attrs))?;
     Ok(PyErr::from_value(exception))
+}
+
+/// The `ExecError` of `exec(..., check=True)`: the command ran and exited non-zero.
+pub fn exec_failed(name: &str, command: &[String], result: sandlot_core::ExecResult) -> PyErr {
+    let message = format!(
+        "command {:?} in sandbox {name:?} exited with code {}",
+        command.join(" "),
+        result.exit_code
+    );
+    Python::attach(|py| {
+        let build = || -> PyResult<PyErr> {
+            let attrs = PyDict::new(py);
+            attrs.set_item("name", name)?;
+            attrs.set_item("result", crate::status::ExecResult::from(result))?;
+            let exception = py
+                .import("sandlot.errors")?
+                .getattr("ExecError")?
+                .call((message,), Some(&attrs))?;
+            Ok(PyErr::from_value(exception))
+        };
+        build().unwrap_or_else(|failure| failure)
+    })
 }

@@ -10,6 +10,7 @@ mod client;
 mod errors;
 mod sandbox;
 mod status;
+mod stream;
 mod volume;
 
 /// Runs the `sandlot` command line with `argv` (program name first) and returns
@@ -39,6 +40,15 @@ fn wait_idle(py: Python<'_>, timeout: f64) -> bool {
     })
 }
 
+/// The number of tasks alive in the async runtime (for tests that check that
+/// nothing is left running).
+#[pyfunction]
+fn runtime_task_count() -> usize {
+    pyo3_async_runtimes::tokio::get_runtime()
+        .metrics()
+        .num_alive_tasks()
+}
+
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -48,9 +58,13 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<status::SandboxStatus>()?;
     m.add_class::<status::ExecResult>()?;
     m.add_class::<status::TerminateResult>()?;
+    m.add_class::<stream::AsyncProcess>()?;
+    m.add_class::<stream::ByteStream>()?;
+    m.add_class::<stream::LineStream>()?;
     m.add_class::<volume::AsyncVolumes>()?;
     m.add_class::<volume::AsyncVolume>()?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(wait_idle, m)?)?;
+    m.add_function(wrap_pyfunction!(runtime_task_count, m)?)?;
     Ok(())
 }

@@ -8,11 +8,15 @@ use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyBytes, PyString};
 use sandlot_core::{
     Client, Error, ExecOptions, ListFilter, LogOptions, Phase, Resources, SandboxSpec, Selection,
+    SpawnOptions,
 };
 
 use crate::client::LazyClient;
+use crate::errors::exec_failed;
 use crate::errors::{IntoPyResult, to_py};
 use crate::status::{ExecResult, SandboxStatus, TerminateResult};
+use crate::stream::{AsyncProcess, LineStream};
+use futures::FutureExt;
 
 /// The sandboxes of a client's namespace.
 #[pyclass(module = "sandlot", frozen)]
@@ -290,21 +294,31 @@ impl AsyncSandbox {
         })
     }
 
-    /// Runs `command` in the running sandbox and returns its `ExecResult`. A
-    /// string is run by `/bin/sh -c`. `stdin` (str or bytes) is written to the
-    /// command's input. Raises `sandlot.TimeoutError` after `timeout` seconds.
-    #[pyo3(signature = (command, *, stdin=None, timeout=None))]
+    /// Runs `command` in the running sandbox and returns its `ExecResult`,
+    /// stdout and stderr collected whole. A string is run by `/bin/sh -c`.
+    /// `stdin` (str or bytes) is written to the command's input; `env` adds
+    /// variables; `workdir` sets its directory. A non-zero exit code is a
+    /// result, unless `check`: then `ExecError` is raised, carrying it.
+    /// After `timeout` seconds `sandlot.TimeoutError` is raised; the command
+    /// itself keeps running in the sandbox (Kubernetes cannot stop an exec).
+    #[pyo3(signature = (command, *, stdin=None, timeout=None, env=None, workdir=None, check=false))]
+    #[allow(clippy::too_many_arguments)]
     fn exec<'py>(
         &self,
         py: Python<'py>,
         command: &Bound<'py, PyAny>,
         stdin: Option<&Bound<'py, PyAny>>,
         timeout: Option<f64>,
+        env: Option<BTreeMap<String, String>>,
+        workdir: Option<String>,
+        check: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let command = command_from(command)?;
         let options = ExecOptions {
             stdin: stdin.map(bytes_from).transpose()?,
             timeout: timeout.map(|t| seconds("timeout", t)).transpose()?,
+            env: env.unwrap_or_default().into_iter().collect(),
+            workdir,
         };
         let (client, name) = (self.client.clone(), self.name.clone());
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
@@ -312,8 +326,69 @@ impl AsyncSandbox {
                 .exec_sandbox(&name, &command, &options)
                 .await
                 .into_py_result()?;
+            if check && result.exit_code != 0 {
+                return Err(exec_failed(&name, &command, result));
+            }
             Ok(ExecResult::from(result))
         })
+    }
+
+    /// Starts `command` and returns an `AsyncProcess` whose stdout and stderr
+    /// stream as the command writes them. `stdin=True` opens its input for
+    /// `write()`; `tty=True` runs it on a terminal (stderr merged into stdout).
+    /// After `timeout` seconds, `wait()` raises `sandlot.TimeoutError`.
+    #[pyo3(signature = (command, *, stdin=false, tty=false, timeout=None, env=None, workdir=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn spawn<'py>(
+        &self,
+        py: Python<'py>,
+        command: &Bound<'py, PyAny>,
+        stdin: bool,
+        tty: bool,
+        timeout: Option<f64>,
+        env: Option<BTreeMap<String, String>>,
+        workdir: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let command = command_from(command)?;
+        let options = SpawnOptions {
+            stdin,
+            tty,
+            env: env.unwrap_or_default().into_iter().collect(),
+            workdir,
+        };
+        let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
+        let (client, name) = (self.client.clone(), self.name.clone());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let process = client
+                .spawn_exec(&name, &command, &options)
+                .await
+                .into_py_result()?;
+            Python::attach(|py| AsyncProcess::new(py, process, timeout))
+        })
+    }
+
+    /// The sandbox's log, line by line, as an async iterator. With `follow`
+    /// (the default) it waits for the sandbox to start and ends by itself when
+    /// the sandbox ends, every line delivered.
+    #[pyo3(signature = (*, follow=true, tail=None, since=None, timestamps=false))]
+    fn stream_logs(
+        &self,
+        follow: bool,
+        tail: Option<u64>,
+        since: Option<f64>,
+        timestamps: bool,
+    ) -> PyResult<LineStream> {
+        let options = LogOptions {
+            tail_lines: tail,
+            since_seconds: since
+                .map(|s| seconds("since", s).map(|d| d.as_secs().max(1)))
+                .transpose()?,
+            timestamps,
+        };
+        let (client, name) = (self.client.clone(), self.name.clone());
+        Ok(LineStream::new(
+            async move { client.stream_logs(&name, &options, follow).await }.boxed(),
+        ))
     }
 
     /// The sandbox's log text (its command's stdout and stderr), also after it
@@ -446,7 +521,7 @@ fn command_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
     })
 }
 
-fn bytes_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
+pub fn bytes_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
     if let Ok(text) = value.cast::<PyString>() {
         return Ok(text.to_str()?.as_bytes().to_vec());
     }

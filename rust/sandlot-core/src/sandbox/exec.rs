@@ -1,24 +1,40 @@
 use std::time::Duration;
 
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use kube::api::AttachParams;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use kube::api::{AttachParams, AttachedProcess, TerminalSize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, SimplexStream, WriteHalf};
+use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::{Error, Result, error_chain};
 use crate::spec::CONTAINER_NAME;
 use crate::status::Phase;
 
-/// Buffer between the websocket and each output reader.
+/// Buffer between the websocket and each stream of a command.
 const STREAM_BUFFER: usize = 64 * 1024;
 
-/// How to run a command in a sandbox.
+/// How to run a command in a sandbox and collect its output.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
     /// Bytes written to the command's stdin, which is then closed. `None`: no stdin.
     pub stdin: Option<Vec<u8>>,
-    /// Give up after this long. The command may keep running in the sandbox.
+    /// Give up after this long; the command may keep running in the sandbox.
     pub timeout: Option<Duration>,
+    /// Extra environment variables for the command (needs `env` in the image).
+    pub env: Vec<(String, String)>,
+    /// Working directory of the command (needs `/bin/sh` in the image).
+    pub workdir: Option<String>,
+}
+
+/// How to start a command whose streams the caller reads and writes.
+#[derive(Debug, Clone, Default)]
+pub struct SpawnOptions {
+    /// Open the command's stdin for writing.
+    pub stdin: bool,
+    /// Run it on a terminal: stderr is merged into stdout, and stdin can be raw keystrokes.
+    pub tty: bool,
+    pub env: Vec<(String, String)>,
+    pub workdir: Option<String>,
 }
 
 /// What a finished command left behind. A non-zero exit code is a result, not an error.
@@ -29,19 +45,108 @@ pub struct ExecResult {
     pub exit_code: i32,
 }
 
+/// A command running in a sandbox. Take its streams, then [`ExecProcess::wait`]
+/// for the exit code. Dropping it tears the connection down.
+pub struct ExecProcess {
+    sandbox: String,
+    process: Option<AttachedProcess>,
+    stdout: Option<ReadHalf<SimplexStream>>,
+    stderr: Option<ReadHalf<SimplexStream>>,
+    stdin: Option<WriteHalf<SimplexStream>>,
+    resize: Option<futures::channel::mpsc::Sender<TerminalSize>>,
+}
+
+impl std::fmt::Debug for ExecProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecProcess")
+            .field("sandbox", &self.sandbox)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ExecProcess {
+    /// The sandbox the command runs in.
+    pub fn sandbox(&self) -> &str {
+        &self.sandbox
+    }
+
+    /// The command's stdout (on a TTY, its terminal output). Taken once.
+    pub fn take_stdout(&mut self) -> Option<ReadHalf<SimplexStream>> {
+        self.stdout.take()
+    }
+
+    /// The command's stderr; empty on a TTY. Taken once.
+    pub fn take_stderr(&mut self) -> Option<ReadHalf<SimplexStream>> {
+        self.stderr.take()
+    }
+
+    /// The command's stdin, if it was opened. Taken once; shutting it down (or
+    /// dropping it) closes the command's input.
+    pub fn take_stdin(&mut self) -> Option<WriteHalf<SimplexStream>> {
+        self.stdin.take()
+    }
+
+    /// Sends a new terminal size (TTY only).
+    pub fn resize(&mut self, width: u16, height: u16) -> Result<()> {
+        let sender = self
+            .resize
+            .as_mut()
+            .ok_or_else(|| Error::invalid("resize", "the command was not started with a TTY"))?;
+        sender
+            .try_send(TerminalSize { width, height })
+            .map_err(|err| self.lost(format!("sending the terminal size: {err}")))
+    }
+
+    /// Waits for the exit code. Exact: a connection lost before the exit status
+    /// arrived is an [`Error::Exec`], never 0. The returned future owns what it
+    /// needs; a second call fails.
+    pub fn wait(&mut self) -> impl std::future::Future<Output = Result<i32>> + Send + 'static {
+        let sandbox = self.sandbox.clone();
+        let process = self.process.take();
+        async move {
+            let lost = |message: String| Error::Exec {
+                name: sandbox.clone(),
+                message,
+            };
+            let mut process = process.ok_or_else(|| lost("already waited for".into()))?;
+            let status = process
+                .take_status()
+                .ok_or_else(|| lost("no status channel".into()))?;
+            let status = status.await;
+            let finished = process.join().await;
+            let status = match (status, finished) {
+                (Some(status), _) => status,
+                (None, Err(err)) => {
+                    return Err(lost(format!("connection lost: {}", error_chain(&err))));
+                }
+                (None, Ok(())) => {
+                    return Err(lost(
+                        "connection closed before the exit status arrived".into(),
+                    ));
+                }
+            };
+            exit_code_of(&status).map_err(lost)
+        }
+    }
+
+    fn lost(&self, message: String) -> Error {
+        Error::Exec {
+            name: self.sandbox.clone(),
+            message,
+        }
+    }
+}
+
 impl Client {
-    /// Runs `command` in running sandbox `name` and collects its output and exact
-    /// exit code. stdout and stderr are drained concurrently. A connection lost
-    /// before the exit status arrives is an [`Error::Exec`], never exit code 0.
-    pub async fn exec_sandbox(
+    /// Starts `command` in running sandbox `name` and hands over its streams.
+    /// Fails with [`Error::NotRunning`] unless the sandbox is running.
+    pub async fn spawn_exec(
         &self,
         name: &str,
         command: &[String],
-        options: &ExecOptions,
-    ) -> Result<ExecResult> {
-        if command.is_empty() {
-            return Err(Error::invalid("command", "must name a program to run"));
-        }
+        options: &SpawnOptions,
+    ) -> Result<ExecProcess> {
+        let command = wrap_command(command, &options.env, options.workdir.as_deref())?;
         let status = self.get_sandbox(name).await?;
         if status.phase != Phase::Running {
             return Err(Error::NotRunning {
@@ -49,29 +154,12 @@ impl Client {
                 phase: status.phase.to_string(),
             });
         }
-        let run = self.run_exec(name, command, options.stdin.as_deref());
-        match options.timeout {
-            Some(limit) => tokio::time::timeout(limit, run)
-                .await
-                .map_err(|_| Error::Timeout {
-                    what: format!("command {:?} in sandbox {name:?}", command.join(" ")),
-                    after: limit,
-                })?,
-            None => run.await,
-        }
-    }
-
-    async fn run_exec(
-        &self,
-        name: &str,
-        command: &[String],
-        stdin: Option<&[u8]>,
-    ) -> Result<ExecResult> {
         let params = AttachParams::default()
             .container(CONTAINER_NAME)
-            .stdin(stdin.is_some())
+            .stdin(options.stdin)
             .stdout(true)
-            .stderr(true)
+            .stderr(!options.tty)
+            .tty(options.tty)
             .max_stdin_buf_size(STREAM_BUFFER)
             .max_stdout_buf_size(STREAM_BUFFER)
             .max_stderr_buf_size(STREAM_BUFFER);
@@ -80,53 +168,117 @@ impl Client {
             .exec(name, command.iter().map(String::as_str), &params)
             .await
             .map_err(|err| self.sandbox_error(err, name))?;
-        let lost = |message: String| Error::Exec {
-            name: name.to_owned(),
-            message,
-        };
-        let exit_status = process
-            .take_status()
-            .ok_or_else(|| lost("no status channel".into()))?;
-        let stdout = process
-            .stdout()
-            .ok_or_else(|| lost("no stdout stream".into()))?;
-        let stderr = process
-            .stderr()
-            .ok_or_else(|| lost("no stderr stream".into()))?;
-        let feed_stdin = async {
-            if let (Some(input), Some(mut writer)) = (stdin, process.stdin()) {
-                writer.write_all(input).await?;
-                writer.shutdown().await?;
-            }
-            std::io::Result::Ok(())
-        };
-        let (stdout, stderr, exit_status, fed) =
-            tokio::join!(read_all(stdout), read_all(stderr), exit_status, feed_stdin);
-        let finished = process.join().await;
-        let exit_status = match (exit_status, finished) {
-            (Some(status), _) => status,
-            (None, Err(err)) => {
-                return Err(lost(format!("connection lost: {}", error_chain(&err))));
-            }
-            (None, Ok(())) => {
-                return Err(lost(
-                    "connection closed before the exit status arrived".into(),
-                ));
-            }
-        };
-        fed.map_err(|err| lost(format!("writing stdin: {err}")))?;
-        let exit_code = exit_code_of(&exit_status).map_err(lost)?;
-        Ok(ExecResult {
-            stdout: stdout.map_err(|err| lost(format!("reading stdout: {err}")))?,
-            stderr: stderr.map_err(|err| lost(format!("reading stderr: {err}")))?,
-            exit_code,
+        Ok(ExecProcess {
+            sandbox: name.to_owned(),
+            stdout: process.stdout(),
+            stderr: process.stderr(),
+            stdin: if options.stdin { process.stdin() } else { None },
+            resize: process.terminal_size(),
+            process: Some(process),
         })
+    }
+
+    /// Runs `command` in running sandbox `name` and collects its output and exact
+    /// exit code, draining stdout and stderr concurrently.
+    pub async fn exec_sandbox(
+        &self,
+        name: &str,
+        command: &[String],
+        options: &ExecOptions,
+    ) -> Result<ExecResult> {
+        let deadline = options.timeout.map(|t| Instant::now() + t);
+        let run = async {
+            let spawn = SpawnOptions {
+                stdin: options.stdin.is_some(),
+                tty: false,
+                env: options.env.clone(),
+                workdir: options.workdir.clone(),
+            };
+            let mut process = self.spawn_exec(name, command, &spawn).await?;
+            let (stdout, stderr, stdin) = (
+                process.take_stdout(),
+                process.take_stderr(),
+                process.take_stdin(),
+            );
+            let feed = async {
+                if let (Some(input), Some(mut writer)) = (options.stdin.as_deref(), stdin) {
+                    writer.write_all(input).await?;
+                    writer.shutdown().await?;
+                }
+                std::io::Result::Ok(())
+            };
+            let (stdout, stderr, fed, exit_code) =
+                tokio::join!(read_all(stdout), read_all(stderr), feed, process.wait());
+            let exit_code = exit_code?;
+            let broken = |what: &str, err: std::io::Error| process.lost(format!("{what}: {err}"));
+            fed.map_err(|e| broken("writing stdin", e))?;
+            Ok(ExecResult {
+                stdout: stdout.map_err(|e| broken("reading stdout", e))?,
+                stderr: stderr.map_err(|e| broken("reading stderr", e))?,
+                exit_code,
+            })
+        };
+        match deadline {
+            Some(deadline) => {
+                tokio::time::timeout_at(deadline, run)
+                    .await
+                    .map_err(|_| Error::Timeout {
+                        what: format!("command {:?} in sandbox {name:?}", command.join(" ")),
+                        after: options.timeout.unwrap_or_default(),
+                    })?
+            }
+            None => run.await,
+        }
     }
 }
 
-async fn read_all(mut reader: impl AsyncRead + Unpin) -> std::io::Result<Vec<u8>> {
+/// The command line that runs `command` with extra `env` in `workdir`.
+fn wrap_command(
+    command: &[String],
+    env: &[(String, String)],
+    workdir: Option<&str>,
+) -> Result<Vec<String>> {
+    if command.is_empty() {
+        return Err(Error::invalid("command", "must name a program to run"));
+    }
+    if command.iter().any(|part| part.contains('\0')) {
+        return Err(Error::invalid("command", "must not contain NUL bytes"));
+    }
+    for (key, value) in env {
+        crate::validate::env_name(&format!("env[{key:?}]"), key)?;
+        if value.contains('\0') {
+            return Err(Error::invalid(
+                format!("env[{key:?}]"),
+                "value must not contain NUL bytes",
+            ));
+        }
+    }
+    let mut line = Vec::new();
+    if let Some(dir) = workdir {
+        if dir.is_empty() || dir.contains('\0') {
+            return Err(Error::invalid("workdir", "must be a non-empty path"));
+        }
+        // $0 is the directory, the rest is the command: no quoting involved.
+        line.extend([
+            "/bin/sh".into(),
+            "-c".into(),
+            "cd -- \"$0\" && exec \"$@\"".into(),
+            dir.to_owned(),
+        ]);
+    }
+    if !env.is_empty() {
+        line.push("env".into());
+        line.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
+    }
+    line.extend(command.iter().cloned());
+    Ok(line)
+}
+
+async fn read_all(reader: Option<impl AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
     let mut buf = Vec::new();
-    reader.read_to_end(&mut buf).await?;
+    if let Some(mut reader) = reader {
+        reader.read_to_end(&mut buf).await?;
+    }
     Ok(buf)
 }
 
@@ -173,12 +325,14 @@ mod tests {
 
     #[test]
     fn non_zero_exit_code_is_exact() {
-        let s = status(serde_json::json!({
-            "status": "Failure", "reason": "NonZeroExitCode",
-            "message": "command terminated with non-zero exit code: error executing command [sh -c exit 7], exit code 7",
-            "details": {"causes": [{"reason": "ExitCode", "message": "7"}]}
-        }));
-        assert_eq!(exit_code_of(&s), Ok(7));
+        for code in [1, 42, 137, 255] {
+            let s = status(serde_json::json!({
+                "status": "Failure", "reason": "NonZeroExitCode",
+                "message": format!("command terminated with non-zero exit code: exit code {code}"),
+                "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}
+            }));
+            assert_eq!(exit_code_of(&s), Ok(code));
+        }
     }
 
     #[test]
@@ -191,5 +345,44 @@ mod tests {
             exit_code_of(&s),
             Err("executable file not found in $PATH".to_owned())
         );
+        let coded_without_code =
+            status(serde_json::json!({"status": "Failure", "reason": "NonZeroExitCode"}));
+        assert!(
+            exit_code_of(&coded_without_code).is_err(),
+            "never a guessed code"
+        );
+    }
+
+    #[test]
+    fn env_and_workdir_wrap_the_command_without_quoting() {
+        let cmd = vec![
+            "python3".to_owned(),
+            "-c".to_owned(),
+            "print('$HOME')".to_owned(),
+        ];
+        assert_eq!(wrap_command(&cmd, &[], None).unwrap(), cmd);
+        let wrapped = wrap_command(&cmd, &[("A".into(), "1 2".into())], Some("/work dir")).unwrap();
+        assert_eq!(
+            wrapped,
+            [
+                "/bin/sh",
+                "-c",
+                "cd -- \"$0\" && exec \"$@\"",
+                "/work dir",
+                "env",
+                "A=1 2",
+                "python3",
+                "-c",
+                "print('$HOME')"
+            ]
+        );
+        assert!(matches!(
+            wrap_command(&[], &[], None),
+            Err(Error::InvalidSpec { .. })
+        ));
+        assert!(matches!(
+            wrap_command(&cmd, &[("A=B".into(), "x".into())], None),
+            Err(Error::InvalidSpec { .. })
+        ));
     }
 }

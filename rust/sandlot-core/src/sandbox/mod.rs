@@ -10,6 +10,6 @@ mod terminate;
 mod wait;
 
 pub use bulk::{BULK_CONCURRENCY, Selection, TerminateOutcome};
-pub use exec::{ExecOptions, ExecResult};
+pub use exec::{ExecOptions, ExecProcess, ExecResult, SpawnOptions};
 pub use list::ListFilter;
-pub use logs::LogOptions;
+pub use logs::{LogLines, LogOptions};

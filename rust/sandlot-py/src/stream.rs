@@ -1,0 +1,306 @@
+//! Streaming objects: `AsyncProcess` (a command whose streams Python reads and
+//! writes), `ByteStream` (its stdout or stderr) and `LineStream` (log lines).
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::{StreamExt, TryFutureExt};
+use pyo3::exceptions::PyStopAsyncIteration;
+use pyo3::prelude::*;
+use pyo3::types::{PyAny, PyBytes};
+use sandlot_core::{Error, ExecProcess, LogLines};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, SimplexStream, WriteHalf};
+
+use crate::errors::{IntoPyResult, to_py};
+
+/// Largest chunk one read of a stream returns.
+const CHUNK: usize = 64 * 1024;
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The exit code, or the sandbox name and message of the exec error.
+type ExitCode = Shared<BoxFuture<'static, Result<i32, (String, String)>>>;
+
+/// The bytes a command writes to stdout or stderr, as they arrive:
+/// `async for chunk in process.stdout`.
+#[pyclass(module = "sandlot", frozen)]
+pub struct ByteStream {
+    reader: Arc<tokio::sync::Mutex<Option<Reader>>>,
+}
+
+impl std::fmt::Debug for ByteStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ByteStream")
+    }
+}
+
+impl ByteStream {
+    fn new(reader: Option<Reader>) -> Self {
+        ByteStream {
+            reader: Arc::new(tokio::sync::Mutex::new(reader)),
+        }
+    }
+}
+
+#[pymethods]
+impl ByteStream {
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// The next chunk (at most 64 KiB); ends when the stream does.
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let reader = self.reader.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let mut guard = reader.lock().await;
+            let Some(stream) = guard.as_mut() else {
+                return Err(PyStopAsyncIteration::new_err(()));
+            };
+            let mut buf = vec![0; CHUNK];
+            let read = stream.read(&mut buf).await.map_err(|err| {
+                PyErr::new::<pyo3::exceptions::PyConnectionError, _>(err.to_string())
+            })?;
+            if read == 0 {
+                *guard = None;
+                return Err(PyStopAsyncIteration::new_err(()));
+            }
+            buf.truncate(read);
+            Ok(Python::attach(|py| PyBytes::new(py, &buf).unbind()))
+        })
+    }
+
+    /// Everything left in the stream, until it ends.
+    fn read_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let reader = self.reader.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let mut buf = Vec::new();
+            if let Some(mut stream) = reader.lock().await.take() {
+                stream.read_to_end(&mut buf).await.map_err(|err| {
+                    PyErr::new::<pyo3::exceptions::PyConnectionError, _>(err.to_string())
+                })?;
+            }
+            Ok(Python::attach(|py| PyBytes::new(py, &buf).unbind()))
+        })
+    }
+}
+
+/// A command running in a sandbox, started by `sandbox.spawn(...)`.
+///
+/// Read `stdout` and `stderr` (both, or a chatty one can stall the other),
+/// `write()` to stdin and `close_stdin()`, then `wait()` for the exit code.
+/// `close()` (or leaving `async with`) tears the connection down; the command
+/// itself may keep running in the sandbox.
+#[pyclass(module = "sandlot", frozen)]
+pub struct AsyncProcess {
+    process: Arc<Mutex<Option<ExecProcess>>>,
+    stdout: Py<ByteStream>,
+    stderr: Py<ByteStream>,
+    stdin: Arc<tokio::sync::Mutex<Option<WriteHalf<SimplexStream>>>>,
+    /// Owns the connection; `None` once closed.
+    exit: Mutex<Option<ExitCode>>,
+    sandbox: String,
+    deadline: Option<tokio::time::Instant>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for AsyncProcess {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AsyncProcess")
+    }
+}
+
+impl AsyncProcess {
+    pub fn new(
+        py: Python<'_>,
+        mut process: ExecProcess,
+        timeout: Option<Duration>,
+    ) -> PyResult<Self> {
+        let stdout = process.take_stdout().map(|r| Box::new(r) as Reader);
+        let stderr = process.take_stderr().map(|r| Box::new(r) as Reader);
+        let stdin = process.take_stdin();
+        let sandbox = process.sandbox().to_owned();
+        let exit: ExitCode = process
+            .wait()
+            .map_err(|err| match err {
+                Error::Exec { name, message } => (name, message),
+                other => (String::new(), other.to_string()),
+            })
+            .boxed()
+            .shared();
+        Ok(AsyncProcess {
+            process: Arc::new(Mutex::new(Some(process))),
+            stdout: Py::new(py, ByteStream::new(stdout))?,
+            stderr: Py::new(py, ByteStream::new(stderr))?,
+            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
+            exit: Mutex::new(Some(exit)),
+            sandbox,
+            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            timeout,
+        })
+    }
+}
+
+#[pymethods]
+impl AsyncProcess {
+    /// The command's output (on a TTY, everything it prints).
+    #[getter]
+    fn stdout(&self, py: Python<'_>) -> Py<ByteStream> {
+        self.stdout.clone_ref(py)
+    }
+
+    /// The command's error output (empty on a TTY).
+    #[getter]
+    fn stderr(&self, py: Python<'_>) -> Py<ByteStream> {
+        self.stderr.clone_ref(py)
+    }
+
+    /// Writes `data` (bytes or str) to the command's stdin.
+    fn write<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let data = crate::sandbox::bytes_from(data)?;
+        let stdin = self.stdin.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let mut guard = stdin.lock().await;
+            let writer = guard.as_mut().ok_or_else(|| {
+                to_py(Error::invalid(
+                    "stdin",
+                    "is not open: spawn with stdin=True, and write before close_stdin()",
+                ))
+            })?;
+            writer.write_all(&data).await.map_err(|err| {
+                PyErr::new::<pyo3::exceptions::PyConnectionError, _>(err.to_string())
+            })
+        })
+    }
+
+    /// Closes the command's stdin, so it sees end of input.
+    fn close_stdin<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stdin = self.stdin.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            if let Some(mut writer) = stdin.lock().await.take() {
+                let _ = writer.shutdown().await;
+            }
+            Ok(())
+        })
+    }
+
+    /// Waits for the command to end and returns its exact exit code. Raises
+    /// `ExecError` if the connection broke first, `sandlot.TimeoutError` once the
+    /// spawn's timeout has passed. May be awaited more than once.
+    fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let exit = self.exit.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let sandbox = self.sandbox.clone();
+        let (deadline, timeout) = (self.deadline, self.timeout);
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let Some(exit) = exit else {
+                return Err(to_py(Error::Exec {
+                    name: sandbox,
+                    message: "the process was closed before it ended".into(),
+                }));
+            };
+            let outcome = match deadline {
+                Some(deadline) => tokio::time::timeout_at(deadline, exit).await.map_err(|_| {
+                    to_py(Error::Timeout {
+                        what: "the spawned command".into(),
+                        after: timeout.unwrap_or_default(),
+                    })
+                })?,
+                None => exit.await,
+            };
+            outcome.map_err(|(name, message)| to_py(Error::Exec { name, message }))
+        })
+    }
+
+    /// Sends a new terminal size (TTY only).
+    fn resize(&self, width: u16, height: u16) -> PyResult<()> {
+        let mut guard = self.process.lock().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            Some(process) => process.resize(width, height).into_py_result(),
+            None => Err(to_py(Error::invalid("resize", "the process is closed"))),
+        }
+    }
+
+    /// Tears the connection down. Streams end; `wait()` raises `ExecError`.
+    fn close(&self) {
+        self.process
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.exit.lock().unwrap_or_else(|p| p.into_inner()).take();
+    }
+
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.clone().unbind();
+        pyo3_async_runtimes::tokio::future_into_py(slf.py(), async move { Ok(this) })
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc_info: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.close();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(false) })
+    }
+}
+
+/// Log lines as they arrive: `async for line in sandbox.stream_logs()`. Lines
+/// come without their line ending.
+#[pyclass(module = "sandlot", frozen)]
+pub struct LineStream {
+    state: Arc<tokio::sync::Mutex<LineState>>,
+}
+
+impl std::fmt::Debug for LineStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineStream")
+    }
+}
+
+/// A log stream opens on the first `__anext__`.
+pub enum LineState {
+    Unopened(BoxFuture<'static, sandlot_core::Result<LogLines>>),
+    Open(LogLines),
+    Done,
+}
+
+impl LineStream {
+    pub fn new(open: BoxFuture<'static, sandlot_core::Result<LogLines>>) -> Self {
+        LineStream {
+            state: Arc::new(tokio::sync::Mutex::new(LineState::Unopened(open))),
+        }
+    }
+}
+
+#[pymethods]
+impl LineStream {
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let state = self.state.clone();
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            let mut guard = state.lock().await;
+            if let LineState::Unopened(open) = &mut *guard {
+                match open.await {
+                    Ok(lines) => *guard = LineState::Open(lines),
+                    Err(err) => {
+                        *guard = LineState::Done;
+                        return Err(to_py(err));
+                    }
+                }
+            }
+            let LineState::Open(lines) = &mut *guard else {
+                return Err(PyStopAsyncIteration::new_err(()));
+            };
+            match lines.next().await {
+                Some(line) => line.into_py_result(),
+                None => {
+                    *guard = LineState::Done;
+                    Err(PyStopAsyncIteration::new_err(()))
+                }
+            }
+        })
+    }
+}

@@ -1,0 +1,215 @@
+"""Exec and logs that never lose a byte, on a real cluster: large outputs,
+stdin, exact exit codes, TTY sessions, concurrency, streaming, log follows,
+and cancellation that leaves nothing running."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+import sandlot
+from conftest import Kubectl
+from sandlot import _native
+
+BUSYBOX = "docker.io/library/busybox:1.36"
+PYTHON = "docker.io/library/python:3.11-slim"
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def namespace(kubeconfig: str) -> Iterator[str]:
+    name = f"sandlot-exec-{uuid.uuid4().hex[:8]}"
+    yield name
+    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+async def client(namespace: str) -> AsyncIterator[sandlot.AsyncClient]:
+    async with sandlot.AsyncClient(namespace) as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def box(client: sandlot.AsyncClient) -> AsyncIterator[sandlot.AsyncSandbox]:
+    """One running busybox sandbox shared by the exec tests, with room for large files."""
+    sb = await client.sandboxes.create(BUSYBOX, resources={"cpu": "1", "memory": "1Gi"})
+    await sb.wait("running", timeout=120)
+    yield sb
+    await sb.terminate()
+
+
+async def remote_sha256(box: sandlot.AsyncSandbox, path: str) -> str:
+    result = await box.exec(["sha256sum", path], check=True)
+    return result.stdout.split()[0]
+
+
+async def test_100_mib_of_stdout_arrive_byte_identical(box: sandlot.AsyncSandbox) -> None:
+    await box.exec(f"head -c {100 * MIB} /dev/urandom > /tmp/big", check=True)
+    expected = await remote_sha256(box, "/tmp/big")
+    result = await box.exec(["cat", "/tmp/big"])
+    assert result.exit_code == 0
+    assert len(result.stdout_bytes) == 100 * MIB
+    assert hashlib.sha256(result.stdout_bytes).hexdigest() == expected
+    await box.exec(["rm", "/tmp/big"], check=True)
+
+
+async def test_10_mib_of_stderr_only_do_not_deadlock(box: sandlot.AsyncSandbox) -> None:
+    await box.exec(f"head -c {10 * MIB} /dev/urandom > /tmp/err", check=True)
+    expected = await remote_sha256(box, "/tmp/err")
+    result = await box.exec("cat /tmp/err >&2")
+    assert result.stdout_bytes == b""
+    assert len(result.stderr_bytes) == 10 * MIB
+    assert hashlib.sha256(result.stderr_bytes).hexdigest() == expected
+
+
+async def test_10_mib_through_stdin_come_back_identical_and_reach_eof(box: sandlot.AsyncSandbox) -> None:
+    data = hashlib.sha256(b"seed").digest() * (10 * MIB // 32)
+    result = await box.exec("cat; echo EOF seen >&2", stdin=data)
+    assert result.exit_code == 0
+    assert result.stdout_bytes == data
+    assert result.stderr == "EOF seen\n"
+
+
+@pytest.mark.parametrize("code", [0, 1, 42])
+async def test_exit_codes_are_exact(box: sandlot.AsyncSandbox, code: int) -> None:
+    assert (await box.exec(f"exit {code}")).exit_code == code
+
+
+async def test_a_killed_command_exits_137(box: sandlot.AsyncSandbox) -> None:
+    assert (await box.exec("kill -9 $$")).exit_code == 137
+
+
+async def test_silent_failure_and_output_without_newline(box: sandlot.AsyncSandbox) -> None:
+    silent = await box.exec("exit 3")
+    assert (silent.exit_code, silent.stdout_bytes, silent.stderr_bytes) == (3, b"", b"")
+    partial = await box.exec(["printf", "no newline"])
+    assert partial.stdout == "no newline"
+
+
+async def test_env_workdir_and_check(box: sandlot.AsyncSandbox) -> None:
+    result = await box.exec(["sh", "-c", 'echo "$GREETING from $(pwd)"'], env={"GREETING": "hi there"}, workdir="/etc")
+    assert result.stdout == "hi there from /etc\n"
+    with pytest.raises(sandlot.ExecError) as caught:
+        await box.exec("echo partial; exit 5", check=True)
+    assert caught.value.result is not None
+    assert (caught.value.result.exit_code, caught.value.result.stdout) == (5, "partial\n")
+
+
+async def test_undecodable_output_is_replaced_in_str_and_exact_in_bytes(box: sandlot.AsyncSandbox) -> None:
+    result = await box.exec(["printf", "\\377ok"])
+    assert result.stdout_bytes == b"\xffok"
+    assert result.stdout == "\ufffdok"
+
+
+async def test_timeout_raises_and_says_what(box: sandlot.AsyncSandbox) -> None:
+    with pytest.raises(sandlot.TimeoutError) as caught:
+        await box.exec(["sleep", "30"], timeout=1)
+    assert isinstance(caught.value, TimeoutError)
+    assert caught.value.after == 1.0
+
+
+async def test_exec_on_a_sandbox_that_is_not_running(client: sandlot.AsyncClient) -> None:
+    done = await client.sandboxes.create(BUSYBOX, command=["true"])
+    await done.wait("succeeded", timeout=120)
+    with pytest.raises(sandlot.SandboxNotRunningError) as caught:
+        await done.exec(["true"])
+    assert caught.value.phase == "succeeded"
+    with pytest.raises(sandlot.SandboxNotRunningError):
+        await done.spawn(["true"])
+
+
+async def test_spawn_streams_output_as_it_is_written(box: sandlot.AsyncSandbox) -> None:
+    async with await box.spawn("for i in 1 2 3; do echo line $i; sleep 0.2; done; echo oops >&2; exit 4") as proc:
+        chunks = [chunk async for chunk in proc.stdout]
+        assert len(chunks) >= 2, "output arrived in pieces, not all at the end"
+        assert b"".join(chunks) == b"line 1\nline 2\nline 3\n"
+        assert await proc.stderr.read_all() == b"oops\n"
+        assert await proc.wait() == 4
+        assert await proc.wait() == 4, "wait may be repeated"
+
+
+async def test_spawn_with_stdin_written_in_pieces(box: sandlot.AsyncSandbox) -> None:
+    proc = await box.spawn(["sh", "-c", "wc -c; echo done"], stdin=True)
+    for _ in range(10):
+        await proc.write(b"x" * 1000)
+    await proc.write("and text\n")
+    await proc.close_stdin()
+    out = await proc.stdout.read_all()
+    assert out.split() == [b"10009", b"done"]
+    assert await proc.wait() == 0
+
+
+async def test_tty_session_runs_a_shell_with_typed_input(box: sandlot.AsyncSandbox) -> None:
+    proc = await box.spawn(["sh"], stdin=True, tty=True)
+    proc.resize(120, 40)
+    await proc.write("stty size; echo typed-$((40 + 2))\n")
+    await proc.write("exit 7\n")
+    output = await proc.stdout.read_all()
+    assert b"40 120" in output
+    assert b"typed-42" in output
+    assert await proc.stderr.read_all() == b"", "a TTY merges stderr into stdout"
+    assert await proc.wait() == 7
+
+
+async def test_200_concurrent_execs_across_20_sandboxes(client: sandlot.AsyncClient) -> None:
+    sandboxes = await asyncio.gather(*(client.sandboxes.create(BUSYBOX) for _ in range(20)))
+    await client.sandboxes.wait_all(sandboxes, "running", timeout=300)
+
+    async def one(i: int) -> tuple[int, sandlot.ExecResult]:
+        sb = sandboxes[i % 20]
+        return i, await sb.exec(["sh", "-c", f"echo {i} $(hostname); exit {i % 7}"])
+
+    results = await asyncio.gather(*(one(i) for i in range(200)))
+    for i, result in results:
+        assert result.stdout == f"{i} {sandboxes[i % 20].name}\n"
+        assert result.exit_code == i % 7
+    await client.sandboxes.terminate_many(sandboxes)
+
+
+async def test_follow_delivers_every_line_in_order_and_ends_with_the_sandbox(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(
+        PYTHON, command=["sh", "-c", "sleep 2; seq 1 100000; printf tail-without-newline"]
+    )
+    lines = [line async for line in sb.stream_logs(follow=True)]
+    assert lines[:100000] == [str(i) for i in range(1, 100001)]
+    assert lines[100000:] == ["tail-without-newline"]
+    assert (await sb.refresh()).phase == sandlot.Phase.SUCCEEDED
+
+
+async def test_stream_logs_without_follow_and_after_the_end(client: sandlot.AsyncClient) -> None:
+    sb = await client.sandboxes.create(BUSYBOX, command=["sh", "-c", "echo a; echo b; echo c"])
+    await sb.wait("succeeded", timeout=120)
+    assert [line async for line in sb.stream_logs(follow=False)] == ["a", "b", "c"]
+    assert [line async for line in sb.stream_logs(follow=False, tail=1)] == ["c"]
+    assert [line async for line in sb.stream_logs()] == ["a", "b", "c"], "a follow of an ended sandbox ends"
+
+
+async def test_cancelling_a_streaming_exec_leaves_nothing_running(box: sandlot.AsyncSandbox) -> None:
+    await asyncio.sleep(0.5)
+    baseline = _native.runtime_task_count()
+    proc = await box.spawn("while :; do echo tick; sleep 0.05; done")
+
+    async def consume() -> None:
+        async for _ in proc.stdout:
+            pass
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(1)
+    assert _native.runtime_task_count() > baseline, "the exec runs a task while open"
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    proc.close()
+    with pytest.raises(sandlot.ExecError):
+        await proc.wait()
+    for _ in range(50):
+        if _native.runtime_task_count() <= baseline:
+            break
+        await asyncio.sleep(0.1)
+    assert _native.runtime_task_count() <= baseline
+    # The sandbox is still usable afterwards.
+    assert (await box.exec(["echo", "still fine"])).stdout == "still fine\n"
