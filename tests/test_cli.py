@@ -1,12 +1,17 @@
-"""The `sandlot` command line (the console script of the wheel), end to end."""
+"""The `sandlot` command line (the console script of the wheel), run as a
+process against a real cluster: every command, output formats, documented exit
+statuses, stdin and TTY passthrough, and bulk terminate."""
 
 from __future__ import annotations
 
 import json
 import os
+import pty
+import select
 import shutil
 import subprocess
 import sys
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -26,54 +31,182 @@ def cli_namespace(kubeconfig: str) -> Iterator[str]:
     Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
 
 
-def sandlot(namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
+def sandlot(namespace: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [SANDLOT, "--namespace", namespace, *args], capture_output=True, text=True, timeout=180, env=os.environ
+        [SANDLOT, "--namespace", namespace, *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=os.environ,
+        input=stdin,
+        stdin=None if stdin is not None else subprocess.DEVNULL,
     )
 
 
+def unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:6]}"
+
+
 def test_main_path_from_the_terminal(cli_namespace: str) -> None:
-    name = f"cli-{uuid.uuid4().hex[:6]}"
+    name = unique("cli")
     created = sandlot(cli_namespace, "create", BUSYBOX, "--name", name, "--tag", "via=cli", "--wait")
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == name
 
-    ran = sandlot(cli_namespace, "exec", name, "--", "sh", "-c", "echo hi; echo oops >&2; exit 7")
-    assert ran.returncode == 7
+    ran = sandlot(cli_namespace, "exec", name, "--", "sh", "-c", "echo hi; echo oops >&2; exit 42")
+    assert ran.returncode == 42
     assert ran.stdout == "hi\n"
     assert ran.stderr == "oops\n"
 
     listed = sandlot(cli_namespace, "list", "--phase", "running", "--tag", "via=cli")
     assert listed.returncode == 0, listed.stderr
-    assert name in listed.stdout
-    assert listed.stdout.splitlines()[0].split() == ["NAME", "PHASE", "EXIT", "REASON", "IMAGE", "CREATED"]
+    assert listed.stdout.splitlines()[0].split() == ["NAME", "PHASE", "EXIT", "REASON", "IMAGE", "AGE", "TAGS"]
+    assert name in listed.stdout and "via=cli" in listed.stdout
 
-    got = sandlot(cli_namespace, "get", name, "--json")
+    as_json = sandlot(cli_namespace, "list", "--phase", "running", "-o", "json")
+    parsed = json.loads(as_json.stdout)
+    assert [s["phase"] for s in parsed if s["name"] == name] == ["running"]
+    assert {"name", "phase", "exit_code", "termination_reason", "image", "tags", "created_at"} <= set(parsed[0])
+
+    names = sandlot(cli_namespace, "list", "-o", "name", "--tag", "via=cli")
+    assert names.stdout.split() == [name]
+
+    got = sandlot(cli_namespace, "get", name, "-o", "json")
     assert json.loads(got.stdout)["phase"] == "running"
 
     terminated = sandlot(cli_namespace, "terminate", name)
     assert terminated.returncode == 0, terminated.stderr
     assert terminated.stdout.split() == [name, "terminated"]
-    assert json.loads(sandlot(cli_namespace, "get", name, "--json").stdout)["phase"] == "terminated"
+    assert json.loads(sandlot(cli_namespace, "get", name, "-o", "json").stdout)["phase"] == "terminated"
+    assert name not in sandlot(cli_namespace, "list", "-o", "name").stdout, "list shows active sandboxes by default"
+    assert name in sandlot(cli_namespace, "list", "--all-phases", "-o", "name").stdout
 
 
-def test_logs_of_a_finished_command(cli_namespace: str) -> None:
-    name = f"cli-logs-{uuid.uuid4().hex[:6]}"
-    created = sandlot(
-        cli_namespace, "create", BUSYBOX, "--name", name, "--wait", "--", "sh", "-c", "echo one; echo two"
-    )
+def test_logs_wait_and_follow(cli_namespace: str) -> None:
+    name = unique("cli-logs")
+    created = sandlot(cli_namespace, "create", BUSYBOX, "--name", name, "--", "sh", "-c", "sleep 1; echo one; echo two")
     assert created.returncode == 0, created.stderr
-    logs = sandlot(cli_namespace, "logs", name)
-    assert logs.stdout == "one\ntwo\n"
+    followed = sandlot(cli_namespace, "logs", name, "-f")
+    assert followed.returncode == 0, followed.stderr
+    assert followed.stdout == "one\ntwo\n", "a follow ends by itself when the sandbox ends"
+    waited = sandlot(cli_namespace, "wait", name, "--phase", "succeeded", "-o", "json")
+    assert json.loads(waited.stdout)["exit_code"] == 0
     assert sandlot(cli_namespace, "logs", name, "--tail", "1").stdout == "two\n"
+    assert sandlot(cli_namespace, "logs", name, "--since", "10m").stdout == "one\ntwo\n"
+    stamped = sandlot(cli_namespace, "logs", name, "--timestamps").stdout.splitlines()
+    assert stamped[0].endswith(" one") and stamped[0][:4].isdigit()
 
 
-def test_errors_are_one_line_with_exit_status_1(cli_namespace: str) -> None:
+def test_exec_passes_stdin_with_i(cli_namespace: str) -> None:
+    name = unique("cli-stdin")
+    assert sandlot(cli_namespace, "create", BUSYBOX, "--name", name, "--wait").returncode == 0
+    piped = sandlot(cli_namespace, "exec", "-i", name, "--", "sh", "-c", "tr a-z A-Z; exit 3", stdin="shout\n")
+    assert (piped.returncode, piped.stdout) == (3, "SHOUT\n")
+    sandlot(cli_namespace, "terminate", name)
+
+
+def test_exec_t_drives_a_remote_shell_through_a_real_terminal(cli_namespace: str) -> None:
+    name = unique("cli-tty")
+    assert sandlot(cli_namespace, "create", BUSYBOX, "--name", name, "--wait").returncode == 0
+    pid, fd = pty.fork()
+    if pid == 0:
+        os.execv(SANDLOT, [SANDLOT, "--namespace", cli_namespace, "exec", "-it", name, "--", "sh"])
+    output = b""
+
+    def read_until(marker: bytes, seconds: float) -> None:
+        nonlocal output
+        deadline = time.monotonic() + seconds
+        while marker not in output and time.monotonic() < deadline:
+            ready, _, _ = select.select([fd], [], [], 0.2)
+            if ready:
+                try:
+                    output += os.read(fd, 4096)
+                except OSError:
+                    return
+
+    read_until(b"#", 60)
+    os.write(fd, b"echo typed-$((40 + 2))\r")
+    read_until(b"typed-42", 30)
+    os.write(fd, b"exit 5\r")
+    read_until(b"\x00never", 5)
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert b"typed-42" in output
+    assert os.waitstatus_to_exitcode(status) == 5
+    sandlot(cli_namespace, "terminate", name)
+
+
+def test_terminate_twenty_by_tag(cli_namespace: str) -> None:
+    tag = unique("batch")
+    for _ in range(20):
+        assert sandlot(cli_namespace, "create", BUSYBOX, "--tag", f"batch={tag}").returncode == 0
+    dry = sandlot(cli_namespace, "terminate", "--tag", f"batch={tag}", "--dry-run")
+    assert len(dry.stdout.splitlines()) == 20 and "would be terminated" in dry.stdout
+    done = sandlot(cli_namespace, "terminate", "--tag", f"batch={tag}", "--yes")
+    assert done.returncode == 0, done.stderr
+    assert len(done.stdout.splitlines()) == 20
+    statuses = json.loads(sandlot(cli_namespace, "list", "--all-phases", "--tag", f"batch={tag}", "-o", "json").stdout)
+    assert [s["phase"] for s in statuses] == ["terminated"] * 20
+    purged = sandlot(cli_namespace, "purge", "--tag", f"batch={tag}", "--yes")
+    assert purged.returncode == 0, purged.stderr
+    assert len(purged.stdout.splitlines()) == 20
+    assert sandlot(cli_namespace, "list", "--all-phases", "--tag", f"batch={tag}", "-o", "name").stdout == ""
+
+
+def test_bulk_operations_on_everything_need_confirmation(cli_namespace: str) -> None:
+    refused = sandlot(cli_namespace, "terminate", "--all")
+    assert refused.returncode == 2
+    assert "--yes" in refused.stderr
+    assert sandlot(cli_namespace, "purge").returncode == 2
+
+
+def test_documented_exit_statuses_and_one_line_errors(cli_namespace: str) -> None:
     missing = sandlot(cli_namespace, "get", "no-such-sandbox")
-    assert missing.returncode == 1
-    assert missing.stderr.startswith('error: sandbox "no-such-sandbox" not found')
+    assert missing.returncode == 4
+    assert (
+        missing.stderr.splitlines()[0] == f'error: sandbox "no-such-sandbox" not found in namespace "{cli_namespace}"'
+    )
     invalid = sandlot(cli_namespace, "create", BUSYBOX, "--name", "Bad_Name")
-    assert invalid.returncode == 1
+    assert invalid.returncode == 2
     assert invalid.stderr.startswith('error: invalid name: "Bad_Name"')
-    usage = sandlot(cli_namespace, "exec")
-    assert usage.returncode == 2
+    malformed = sandlot(cli_namespace, "list", "--tag", "no-equals-sign")
+    assert malformed.returncode == 2
+    assert malformed.stderr.startswith("error: invalid --tag")
+    assert sandlot(cli_namespace, "exec").returncode == 2
+
+    done = unique("cli-done")
+    sandlot(cli_namespace, "create", BUSYBOX, "--name", done, "--wait", "--", "true")
+    sandlot(cli_namespace, "wait", done, "--phase", "succeeded")
+    not_running = sandlot(cli_namespace, "exec", done, "--", "true")
+    assert not_running.returncode == 3
+    assert "not running" in not_running.stderr
+    timed_out = sandlot(cli_namespace, "wait", done, "--phase", "running", "--timeout", "1")
+    assert timed_out.returncode == 1, "a sandbox that ended cannot become running: an error at once"
+    idle = unique("cli-idle")
+    sandlot(cli_namespace, "create", BUSYBOX, "--name", idle)
+    assert sandlot(cli_namespace, "wait", idle, "--phase", "succeeded", "--timeout", "1").returncode == 124
+    sandlot(cli_namespace, "terminate", idle)
+
+
+def test_kubeconfig_flag_and_unreachable_cluster(cli_namespace: str, tmp_path: Path) -> None:
+    kubeconfig = os.environ["KUBECONFIG"]
+    env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
+    env["HOME"] = str(tmp_path)
+    with_flag = subprocess.run(
+        [SANDLOT, "--kubeconfig", kubeconfig, "-n", cli_namespace, "list"], capture_output=True, text=True, env=env
+    )
+    assert with_flag.returncode == 0, with_flag.stderr
+    without = subprocess.run([SANDLOT, "-n", cli_namespace, "list"], capture_output=True, text=True, env=env)
+    assert without.returncode == 1
+    assert without.stderr.startswith("error: cluster unreachable")
+    assert "hint:" in without.stderr
+
+
+def test_help_documents_every_command_with_examples() -> None:
+    top = subprocess.run([SANDLOT, "--help"], capture_output=True, text=True)
+    for command in ["create", "list", "get", "logs", "exec", "wait", "terminate", "purge", "volume"]:
+        assert command in top.stdout
+        sub = subprocess.run([SANDLOT, command, "--help"], capture_output=True, text=True)
+        assert sub.returncode == 0
+        assert "Example" in sub.stdout, f"`sandlot {command} --help` shows an example"
+    assert "124 timeout" in top.stdout

@@ -161,13 +161,13 @@ def test_volume_commands_of_the_cli(namespace: str) -> None:
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == name
 
-    listed = run_cli(namespace, "volume", "list", "--tag", "via=cli", "--json")
+    listed = run_cli(namespace, "volume", "list", "--tag", "via=cli", "-o", "json")
     assert [v["name"] for v in json.loads(listed.stdout)] == [name]
 
     sb_name = unique("cli-mount")
     made = run_cli(namespace, "create", BUSYBOX, "--name", sb_name, "--volume", f"{name}:/mnt/data", "--wait")
     assert made.returncode == 0, made.stderr
-    inspect = json.loads(run_cli(namespace, "volume", "inspect", name, "--json").stdout)
+    inspect = json.loads(run_cli(namespace, "volume", "inspect", name, "-o", "json").stdout)
     assert inspect["attached_to"] == [sb_name]
     assert inspect["phase"] == "ready"
 
@@ -178,10 +178,10 @@ def test_volume_commands_of_the_cli(namespace: str) -> None:
     forced = run_cli(namespace, "volume", "delete", name, "--force")
     assert forced.returncode == 0, forced.stderr
     gone = run_cli(namespace, "volume", "inspect", name)
-    assert gone.returncode == 1 and "not found" in gone.stderr
+    assert gone.returncode == 4 and "not found" in gone.stderr
 
 
 def test_cli_rejects_a_malformed_volume_flag(namespace: str) -> None:
     bad = run_cli(namespace, "create", BUSYBOX, "--volume", "no-path")
-    assert bad.returncode == 1
+    assert bad.returncode == 2
     assert bad.stderr.startswith("error: invalid --volume")

@@ -7,7 +7,15 @@ use sandlot_core::{AccessMode, Error, Phase, Resources, SandboxSpec, Selection, 
 
 /// Sandboxes on Kubernetes for untrusted code.
 #[derive(Debug, Parser)]
-#[command(name = "sandlot", version, about)]
+#[command(
+    name = "sandlot",
+    version,
+    about,
+    after_help = "Examples:\n  sandlot create docker.io/library/python:3.11-slim --name job --wait\n  \
+sandlot exec job -- python3 -c 'print(6*7)'\n  sandlot list -o json\n  sandlot terminate --tag batch=nightly --yes\n\n\
+Exit status: 0 ok, 1 error, 2 usage or invalid input, 3 sandbox not running, 4 not found, 124 timeout;\n\
+`exec` exits with the command's own code."
+)]
 pub struct Cli {
     /// Namespace to work in [default: $SANDLOT_NAMESPACE, else "sandlot"].
     #[arg(short, long, global = true)]
@@ -15,29 +23,76 @@ pub struct Cli {
     /// Kubeconfig context to use instead of the current one.
     #[arg(long, global = true)]
     pub context: Option<String>,
-    /// Print JSON instead of text.
-    #[arg(long, global = true)]
-    pub json: bool,
+    /// Kubeconfig file [default: $KUBECONFIG, else ~/.kube/config, else in-cluster].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub kubeconfig: Option<std::path::PathBuf>,
+    /// Output format.
+    #[arg(short, long, global = true, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
+    /// Print only what scripts need (names, errors).
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// How results are printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Output {
+    /// Aligned columns for people.
+    Table,
+    /// JSON with stable field names.
+    Json,
+    /// Names only, one per line.
+    Name,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Create a sandbox from an image; prints its name.
+    #[command(
+        after_help = "Examples:\n  sandlot create docker.io/library/busybox:1.36 --name idle --wait\n  \
+sandlot create docker.io/library/python:3.11-slim --tag batch=x --volume data:/data --ttl 600 -- python3 job.py"
+    )]
     Create(CreateArgs),
-    /// List sandboxes.
+    /// List sandboxes (active ones unless --phase or --all-phases).
+    #[command(
+        after_help = "Examples:\n  sandlot list\n  sandlot list --phase failed --tag batch=x\n  sandlot list --all-phases -o json"
+    )]
     List(ListArgs),
-    /// Show one sandbox's status.
+    /// Show one sandbox's full status.
+    #[command(after_help = "Example:\n  sandlot get job -o json")]
     Get(NameArg),
-    /// Print a sandbox's log.
+    /// Print a sandbox's log; -f follows it until the sandbox ends.
+    #[command(
+        after_help = "Examples:\n  sandlot logs job --tail 20\n  sandlot logs job -f --since 10m"
+    )]
     Logs(LogsArgs),
     /// Run a command in a running sandbox; exits with the command's exit code.
+    #[command(
+        after_help = "Examples:\n  sandlot exec job -- ls -la /\n  echo data | sandlot exec -i job -- wc -c\n  sandlot exec -it job -- sh"
+    )]
     Exec(ExecArgs),
+    /// Wait until a sandbox is in a phase; prints its status.
+    #[command(
+        after_help = "Example:\n  sandlot wait job --phase succeeded --phase failed --timeout 600"
+    )]
+    Wait(WaitArgs),
+    /// Delete the records of ended sandboxes, freeing their names.
+    #[command(
+        after_help = "Examples:\n  sandlot purge --older-than 24h --yes\n  sandlot purge --tag batch=x --dry-run"
+    )]
+    Purge(PurgeArgs),
     /// Terminate sandboxes by name, tag, phase or --all (their logs stay readable).
+    #[command(
+        after_help = "Examples:\n  sandlot terminate job\n  sandlot terminate --tag batch=x --yes\n  sandlot terminate --all --dry-run"
+    )]
     Terminate(TerminateArgs),
     /// Create, list, inspect and delete volumes.
-    #[command(subcommand)]
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sandlot volume create data --size 1Gi\n  sandlot volume list\n  sandlot volume delete data --force"
+    )]
     Volume(VolumeCommand),
 }
 
@@ -109,6 +164,7 @@ impl Command {
             Command::Create(args) => args.spec().and_then(|spec| spec.validate()),
             Command::List(args) => args.tags().map(drop),
             Command::Terminate(args) => args.selection().map(drop),
+            Command::Purge(args) => args.selection().map(drop),
             Command::Volume(VolumeCommand::Create(args)) => {
                 args.spec().and_then(|spec| spec.validate())
             }
@@ -194,8 +250,11 @@ impl CreateArgs {
 #[derive(Debug, Args)]
 pub struct ListArgs {
     /// Only sandboxes in this phase (repeatable).
-    #[arg(long, value_parser = parse_phase)]
+    #[arg(long, value_parser = parse_phase, conflicts_with = "all_phases")]
     pub phase: Vec<Phase>,
+    /// Sandboxes in every phase, ended ones included.
+    #[arg(long)]
+    pub all_phases: bool,
     /// Only sandboxes with tag KEY=VALUE (repeatable).
     #[arg(short, long = "tag", value_name = "KEY=VALUE")]
     pub tag: Vec<String>,
@@ -211,9 +270,15 @@ impl ListArgs {
 pub struct LogsArgs {
     /// Sandbox name.
     pub name: String,
+    /// Keep printing lines until the sandbox ends.
+    #[arg(short, long)]
+    pub follow: bool,
     /// Only the last N lines.
     #[arg(long, value_name = "N")]
     pub tail: Option<u64>,
+    /// Only lines of the last DURATION, e.g. 30s, 10m, 2h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub since: Option<std::time::Duration>,
     /// Prefix lines with timestamps.
     #[arg(long)]
     pub timestamps: bool,
@@ -229,6 +294,9 @@ pub struct ExecArgs {
     /// Pass this terminal's stdin to the command.
     #[arg(short, long)]
     pub interactive: bool,
+    /// Run the command on a terminal (raw mode, window size, Ctrl-C to the command).
+    #[arg(short, long)]
+    pub tty: bool,
     /// The command [after --].
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
@@ -250,6 +318,74 @@ pub struct TerminateArgs {
     /// List what would be terminated, and terminate nothing.
     #[arg(long)]
     pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct WaitArgs {
+    /// Sandbox name.
+    pub name: String,
+    /// Phase to wait for (repeatable; any of them will do).
+    #[arg(long, value_parser = parse_phase, default_value = "running")]
+    pub phase: Vec<Phase>,
+    /// Seconds before giving up.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    pub timeout: f64,
+}
+
+#[derive(Debug, Args)]
+pub struct PurgeArgs {
+    /// Sandbox names [default: every ended sandbox matching the other options].
+    pub names: Vec<String>,
+    /// Only sandboxes that ended at least DURATION ago, e.g. 24h.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub older_than: Option<std::time::Duration>,
+    /// Only sandboxes with tag KEY=VALUE (repeatable).
+    #[arg(short, long = "tag", value_name = "KEY=VALUE")]
+    pub tag: Vec<String>,
+    /// List what would be purged, and purge nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Do not ask for confirmation.
+    #[arg(short, long)]
+    pub yes: bool,
+}
+
+impl PurgeArgs {
+    pub fn selection(&self) -> sandlot_core::Result<Selection> {
+        let tags = pairs("--tag", &self.tag)?;
+        Ok(Selection {
+            all: self.names.is_empty() && tags.is_empty(),
+            names: self.names.clone(),
+            tags,
+            phases: Vec::new(),
+        })
+    }
+}
+
+/// Parses "90", "30s", "10m", "2h" or "1d".
+pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    let (number, unit) = text.split_at(
+        text.find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(text.len()),
+    );
+    let value: u64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration like 30s, 10m, 2h or 1d"))?;
+    let seconds = match unit {
+        "" | "s" => value,
+        "m" => value * 60,
+        "h" => value * 3600,
+        "d" => value * 86400,
+        _ => {
+            return Err(format!(
+                "{text:?} is not a duration like 30s, 10m, 2h or 1d"
+            ));
+        }
+    };
+    Ok(std::time::Duration::from_secs(seconds))
 }
 
 impl TerminateArgs {

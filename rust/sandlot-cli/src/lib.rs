@@ -6,15 +6,21 @@ mod commands;
 mod printer;
 
 use clap::Parser;
-use sandlot_core::{Client, ConnectOptions};
+use sandlot_core::{Client, ConnectOptions, Error};
 
 use crate::args::{Cli, Command};
 use crate::printer::Printer;
 
 /// Exit status for an operation that failed.
 pub const EXIT_FAILURE: i32 = 1;
-/// Exit status for bad usage (clap's convention).
+/// Exit status for bad usage or invalid input (clap's convention).
 pub const EXIT_USAGE: i32 = 2;
+/// Exit status when the sandbox is not running.
+pub const EXIT_NOT_RUNNING: i32 = 3;
+/// Exit status when the sandbox or volume does not exist.
+pub const EXIT_NOT_FOUND: i32 = 4;
+/// Exit status when a wait or call timed out (as `timeout(1)`).
+pub const EXIT_TIMEOUT: i32 = 124;
 
 /// Runs the CLI with `argv` (program name first) and returns the exit status.
 /// For `exec`, that is the command's own exit code.
@@ -37,13 +43,27 @@ pub fn run(argv: Vec<String>) -> i32 {
             return EXIT_FAILURE;
         }
     };
-    let printer = Printer::new(cli.json);
-    match runtime.block_on(dispatch(cli, &printer)) {
+    let printer = Printer::new(cli.output, cli.quiet);
+    let status = match runtime.block_on(dispatch(cli, &printer)) {
         Ok(status) => status,
         Err(err) => {
             printer.error(&err);
-            EXIT_FAILURE
+            exit_status(&err)
         }
+    };
+    // Do not wait for connections still closing in the background.
+    runtime.shutdown_background();
+    status
+}
+
+/// The documented exit status for an error.
+fn exit_status(err: &Error) -> i32 {
+    match err {
+        Error::InvalidSpec { .. } => EXIT_USAGE,
+        Error::NotRunning { .. } => EXIT_NOT_RUNNING,
+        Error::NotFound { .. } => EXIT_NOT_FOUND,
+        Error::Timeout { .. } => EXIT_TIMEOUT,
+        _ => EXIT_FAILURE,
     }
 }
 
@@ -51,6 +71,7 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
     let options = ConnectOptions {
         namespace: cli.namespace,
         context: cli.context,
+        kubeconfig: cli.kubeconfig,
     };
     // Arguments are checked before connecting, so bad input sends nothing.
     cli.command.validate()?;
@@ -61,7 +82,9 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
         Command::Get(args) => commands::get::run(&client, printer, args).await,
         Command::Logs(args) => commands::logs::run(&client, args).await,
         Command::Exec(args) => commands::exec::run(&client, args).await,
+        Command::Wait(args) => commands::wait::run(&client, printer, args).await,
         Command::Terminate(args) => commands::terminate::run(&client, printer, args).await,
+        Command::Purge(args) => commands::purge::run(&client, printer, args).await,
         Command::Volume(command) => commands::volume::run(&client, printer, command).await,
     }
 }

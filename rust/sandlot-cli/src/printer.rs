@@ -1,191 +1,189 @@
-//! All output goes through [`Printer`]: text tables for people, JSON with `--json`.
+//! All output goes through [`Printer`]: aligned tables (coloured on a terminal),
+//! JSON with stable field names, or bare names for pipes.
+
+use std::collections::BTreeMap;
+use std::io::IsTerminal;
 
 use comfy_table::{Table, presets::NOTHING};
-use sandlot_core::{Error, SandboxStatus, VolumeStatus};
+use sandlot_core::{Error, Phase, SandboxStatus, VolumeStatus};
+
+use crate::args::Output;
 
 /// Prints results and errors in the chosen format.
 #[derive(Debug)]
 pub struct Printer {
-    json: bool,
+    output: Output,
+    quiet: bool,
+    color: bool,
 }
 
 impl Printer {
-    pub fn new(json: bool) -> Self {
-        Printer { json }
+    pub fn new(output: Output, quiet: bool) -> Self {
+        let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+        Printer {
+            output,
+            quiet,
+            color,
+        }
     }
 
     /// True when output is JSON.
     pub fn is_json(&self) -> bool {
-        self.json
+        self.output == Output::Json
     }
 
-    /// One sandbox, as a key-value listing or a JSON object.
+    /// One sandbox: a key-value listing, a JSON object, or its name.
     pub fn status(&self, status: &SandboxStatus) {
-        if self.json {
-            println!(
+        match self.output {
+            Output::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(status).unwrap_or_default()
-            );
-            return;
-        }
-        let time =
-            |t: Option<jiff::Timestamp>| t.map(|t| t.to_string()).unwrap_or_else(|| "-".into());
-        let map = |m: &std::collections::BTreeMap<String, String>, sep: &str| {
-            if m.is_empty() {
-                "-".to_owned()
-            } else {
-                m.iter()
-                    .map(|(k, v)| format!("{k}{sep}{v}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            ),
+            Output::Name => println!("{}", status.name),
+            Output::Table => {
+                let rows = [
+                    ("name", status.name.clone()),
+                    ("namespace", status.namespace.clone()),
+                    ("phase", self.phase(status.phase)),
+                    (
+                        "exit code",
+                        or_dash(status.exit_code.map(|c| c.to_string())),
+                    ),
+                    (
+                        "reason",
+                        or_dash(status.termination_reason.map(|r| r.to_string())),
+                    ),
+                    ("message", or_dash(status.message.clone())),
+                    ("image", status.image.clone()),
+                    ("tags", pairs(&status.tags, "=")),
+                    ("volumes", pairs(&status.volume_mounts, " <- ")),
+                    ("created", or_dash(status.created_at.map(|t| t.to_string()))),
+                    ("started", or_dash(status.started_at.map(|t| t.to_string()))),
+                    (
+                        "finished",
+                        or_dash(status.finished_at.map(|t| t.to_string())),
+                    ),
+                ];
+                for (key, value) in rows {
+                    println!("{key:<10} {value}");
+                }
             }
-        };
-        let rows = [
-            ("name", status.name.clone()),
-            ("namespace", status.namespace.clone()),
-            ("phase", status.phase.to_string()),
-            (
-                "exit code",
-                status
-                    .exit_code
-                    .map(|c| c.to_string())
-                    .unwrap_or_else(|| "-".into()),
-            ),
-            (
-                "reason",
-                status
-                    .termination_reason
-                    .map(|r| r.to_string())
-                    .unwrap_or_else(|| "-".into()),
-            ),
-            (
-                "message",
-                status.message.clone().unwrap_or_else(|| "-".into()),
-            ),
-            ("image", status.image.clone()),
-            ("tags", map(&status.tags, "=")),
-            ("volumes", map(&status.volume_mounts, " <- ")),
-            ("created", time(status.created_at)),
-            ("started", time(status.started_at)),
-            ("finished", time(status.finished_at)),
-        ];
-        for (key, value) in rows {
-            println!("{key:<10} {value}");
         }
     }
 
-    /// A new sandbox: its name alone, so scripts can capture it, or its status as JSON.
-    pub fn created(&self, status: &SandboxStatus) {
-        if self.json {
-            self.status(status);
-        } else {
-            println!("{}", status.name);
-        }
-    }
-
-    /// Several sandboxes, as a table or a JSON array.
+    /// Several sandboxes: a table, a JSON array, or names.
     pub fn statuses(&self, statuses: &[SandboxStatus]) {
-        if self.json {
-            println!(
+        match self.output {
+            Output::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(statuses).unwrap_or_default()
-            );
-            return;
+            ),
+            Output::Name => statuses.iter().for_each(|s| println!("{}", s.name)),
+            Output::Table => {
+                let now = jiff::Timestamp::now();
+                let mut table = Table::new();
+                table.load_style(NOTHING);
+                table.set_header(["NAME", "PHASE", "EXIT", "REASON", "IMAGE", "AGE", "TAGS"]);
+                for s in statuses {
+                    table.add_row([
+                        s.name.clone(),
+                        self.phase(s.phase),
+                        s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
+                        s.termination_reason
+                            .map(|r| r.to_string())
+                            .unwrap_or_default(),
+                        s.image.clone(),
+                        s.created_at.map(|t| age(now, t)).unwrap_or_default(),
+                        s.tags
+                            .iter()
+                            .map(|(k, v)| format!("{k}={v}"))
+                            .collect::<Vec<_>>()
+                            .join(","),
+                    ]);
+                }
+                println!("{}", table.trim_fmt());
+            }
         }
-        let mut table = Table::new();
-        table.load_style(NOTHING);
-        table.set_header(["NAME", "PHASE", "EXIT", "REASON", "IMAGE", "CREATED"]);
-        for s in statuses {
-            table.add_row([
-                s.name.clone(),
-                s.phase.to_string(),
-                s.exit_code.map(|c| c.to_string()).unwrap_or_default(),
-                s.termination_reason
-                    .map(|r| r.to_string())
-                    .unwrap_or_default(),
-                s.image.clone(),
-                s.created_at.map(|t| t.to_string()).unwrap_or_default(),
-            ]);
-        }
-        println!("{}", table.trim_fmt());
     }
 
-    /// A new volume: its name, or its status as JSON.
-    pub fn created_volume(&self, volume: &VolumeStatus) {
-        if self.json {
-            self.volume(volume);
-        } else {
-            println!("{}", volume.name);
+    /// A new sandbox: its name alone (so scripts can capture it), or JSON.
+    pub fn created(&self, status: &SandboxStatus) {
+        match self.output {
+            Output::Json => self.status(status),
+            _ => println!("{}", status.name),
         }
     }
 
-    /// One volume, as a key-value listing or a JSON object.
+    /// One volume: a key-value listing, a JSON object, or its name.
     pub fn volume(&self, volume: &VolumeStatus) {
-        if self.json {
-            println!(
+        match self.output {
+            Output::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(volume).unwrap_or_default()
-            );
-            return;
-        }
-        let rows = [
-            ("name", volume.name.clone()),
-            ("namespace", volume.namespace.clone()),
-            ("phase", volume.phase.to_string()),
-            ("size", volume.size.clone()),
-            (
-                "class",
-                volume.storage_class.clone().unwrap_or_else(|| "-".into()),
             ),
-            ("access", volume.access_mode.clone()),
-            (
-                "attached",
-                if volume.attached_to.is_empty() {
-                    "-".into()
-                } else {
-                    volume.attached_to.join(", ")
-                },
-            ),
-            (
-                "created",
-                volume
-                    .created_at
-                    .map(|t| t.to_string())
-                    .unwrap_or_else(|| "-".into()),
-            ),
-        ];
-        for (key, value) in rows {
-            println!("{key:<10} {value}");
+            Output::Name => println!("{}", volume.name),
+            Output::Table => {
+                let rows = [
+                    ("name", volume.name.clone()),
+                    ("namespace", volume.namespace.clone()),
+                    ("phase", volume.phase.to_string()),
+                    ("size", volume.size.clone()),
+                    ("class", or_dash(volume.storage_class.clone())),
+                    ("access", volume.access_mode.clone()),
+                    (
+                        "attached",
+                        or_dash(
+                            (!volume.attached_to.is_empty()).then(|| volume.attached_to.join(", ")),
+                        ),
+                    ),
+                    ("created", or_dash(volume.created_at.map(|t| t.to_string()))),
+                ];
+                for (key, value) in rows {
+                    println!("{key:<10} {value}");
+                }
+            }
         }
     }
 
-    /// Several volumes, as a table or a JSON array.
+    /// A new volume: its name, or JSON.
+    pub fn created_volume(&self, volume: &VolumeStatus) {
+        match self.output {
+            Output::Json => self.volume(volume),
+            _ => println!("{}", volume.name),
+        }
+    }
+
+    /// Several volumes: a table, a JSON array, or names.
     pub fn volumes(&self, volumes: &[VolumeStatus]) {
-        if self.json {
-            println!(
+        match self.output {
+            Output::Json => println!(
                 "{}",
                 serde_json::to_string_pretty(volumes).unwrap_or_default()
-            );
-            return;
+            ),
+            Output::Name => volumes.iter().for_each(|v| println!("{}", v.name)),
+            Output::Table => {
+                let now = jiff::Timestamp::now();
+                let mut table = Table::new();
+                table.load_style(NOTHING);
+                table.set_header(["NAME", "PHASE", "SIZE", "CLASS", "ATTACHED", "AGE"]);
+                for v in volumes {
+                    table.add_row([
+                        v.name.clone(),
+                        v.phase.to_string(),
+                        v.size.clone(),
+                        v.storage_class.clone().unwrap_or_default(),
+                        v.attached_to.join(","),
+                        v.created_at.map(|t| age(now, t)).unwrap_or_default(),
+                    ]);
+                }
+                println!("{}", table.trim_fmt());
+            }
         }
-        let mut table = Table::new();
-        table.load_style(NOTHING);
-        table.set_header(["NAME", "PHASE", "SIZE", "CLASS", "ATTACHED"]);
-        for v in volumes {
-            table.add_row([
-                v.name.clone(),
-                v.phase.to_string(),
-                v.size.clone(),
-                v.storage_class.clone().unwrap_or_default(),
-                v.attached_to.join(","),
-            ]);
-        }
-        println!("{}", table.trim_fmt());
     }
 
-    /// A line for people (suppressed with --json, where the data says it).
+    /// A line for people: suppressed by --quiet and by JSON or name output.
     pub fn line(&self, text: &str) {
-        if !self.json {
+        if !self.quiet && self.output == Output::Table {
             println!("{text}");
         }
     }
@@ -197,19 +195,77 @@ impl Printer {
             eprintln!("hint: {hint}");
         }
     }
+
+    fn phase(&self, phase: Phase) -> String {
+        if !self.color {
+            return phase.to_string();
+        }
+        let code = match phase {
+            Phase::Queued | Phase::Creating => "33",
+            Phase::Running => "32",
+            Phase::Succeeded => "34",
+            Phase::Failed => "31",
+            Phase::Terminated => "90",
+        };
+        format!("\u{1b}[{code}m{phase}\u{1b}[0m")
+    }
+}
+
+fn or_dash(value: Option<String>) -> String {
+    value.unwrap_or_else(|| "-".into())
+}
+
+fn pairs(map: &BTreeMap<String, String>, separator: &str) -> String {
+    if map.is_empty() {
+        return "-".into();
+    }
+    map.iter()
+        .map(|(k, v)| format!("{k}{separator}{v}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// "42s", "5m", "3h", "2d": the largest whole unit.
+fn age(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
+    let seconds = now.as_second().saturating_sub(then.as_second()).max(0);
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
 }
 
 fn hint(err: &Error) -> Option<&'static str> {
     match err {
-        Error::ClusterUnreachable { .. } => {
-            Some("point KUBECONFIG at a cluster, or run `make cluster` for the local one")
-        }
+        Error::ClusterUnreachable { .. } => Some(
+            "point KUBECONFIG (or --kubeconfig) at a cluster, or run `make cluster` for the local one",
+        ),
         Error::NotRunning { .. } => {
             Some("exec needs a running sandbox; `sandlot get NAME` shows its phase")
         }
         Error::NameConflict { .. } => {
-            Some("sandbox names stay taken while the record exists; choose another name")
+            Some("names stay taken while the sandbox record or volume exists; choose another name")
+        }
+        Error::VolumeInUse { .. } => Some("terminate those sandboxes first, or pass --force"),
+        Error::PermissionDenied { .. } => {
+            Some("check the RBAC of your credentials for this namespace")
         }
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ages_use_the_largest_whole_unit() {
+        let now: jiff::Timestamp = "2026-01-10T00:00:00Z".parse().unwrap();
+        let at = |s: &str| s.parse::<jiff::Timestamp>().unwrap();
+        assert_eq!(age(now, at("2026-01-09T23:59:18Z")), "42s");
+        assert_eq!(age(now, at("2026-01-09T23:55:00Z")), "5m");
+        assert_eq!(age(now, at("2026-01-09T21:00:00Z")), "3h");
+        assert_eq!(age(now, at("2026-01-07T00:00:00Z")), "3d");
     }
 }

@@ -25,6 +25,8 @@ pub struct ConnectOptions {
     pub namespace: Option<String>,
     /// Kubeconfig context to use instead of the current one.
     pub context: Option<String>,
+    /// Kubeconfig file to read instead of `$KUBECONFIG` or `~/.kube/config`.
+    pub kubeconfig: Option<std::path::PathBuf>,
 }
 
 /// A connection to one namespace. Cheap to clone; clones share the connection
@@ -72,29 +74,32 @@ impl Client {
     pub async fn connect(options: ConnectOptions) -> Result<Client> {
         let namespace = options.resolved_namespace();
         validate::object_name("namespace", &namespace)?;
-        let config = match &options.context {
-            Some(context) => {
-                let kubeconfig = Kubeconfig::read().map_err(|e| Error::ClusterUnreachable {
-                    message: format!("cannot read kubeconfig: {}", error_chain(&e)),
-                })?;
-                let opts = KubeConfigOptions {
-                    context: Some(context.clone()),
-                    ..KubeConfigOptions::default()
-                };
-                Config::from_custom_kubeconfig(kubeconfig, &opts)
-                    .await
-                    .map_err(|e| Error::ClusterUnreachable {
-                        message: format!("kubeconfig context {context:?}: {}", error_chain(&e)),
-                    })?
+        let config = if options.context.is_some() || options.kubeconfig.is_some() {
+            let kubeconfig = match &options.kubeconfig {
+                Some(path) => Kubeconfig::read_from(path),
+                None => Kubeconfig::read(),
             }
-            None => Config::infer()
+            .map_err(|e| Error::ClusterUnreachable {
+                message: format!("cannot read kubeconfig: {}", error_chain(&e)),
+            })?;
+            let opts = KubeConfigOptions {
+                context: options.context.clone(),
+                ..KubeConfigOptions::default()
+            };
+            Config::from_custom_kubeconfig(kubeconfig, &opts)
+                .await
+                .map_err(|e| Error::ClusterUnreachable {
+                    message: format!("kubeconfig: {}", error_chain(&e)),
+                })?
+        } else {
+            Config::infer()
                 .await
                 .map_err(|e| Error::ClusterUnreachable {
                     message: format!(
                         "no usable kubeconfig or in-cluster configuration ({}); set KUBECONFIG",
                         error_chain(&e)
                     ),
-                })?,
+                })?
         };
         let kube = kube::Client::try_from(config).map_err(|e| Error::ClusterUnreachable {
             message: error_chain(&e),

@@ -46,7 +46,11 @@ impl AsyncClient {
     #[new]
     #[pyo3(signature = (namespace=None, *, context=None))]
     fn new(namespace: Option<String>, context: Option<String>) -> Self {
-        let options = ConnectOptions { namespace, context };
+        let options = ConnectOptions {
+            namespace,
+            context,
+            kubeconfig: None,
+        };
         AsyncClient {
             namespace: options.resolved_namespace(),
             connection: Arc::new(LazyClient {

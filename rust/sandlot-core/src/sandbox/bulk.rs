@@ -116,10 +116,21 @@ impl Client {
         &self,
         selection: &Selection,
     ) -> Result<Vec<TerminateOutcome>> {
+        self.terminate_sandboxes_with(selection, |_| {}).await
+    }
+
+    /// [`Client::terminate_sandboxes`], calling `on_each` as each sandbox is done
+    /// (for progress displays).
+    pub async fn terminate_sandboxes_with(
+        &self,
+        selection: &Selection,
+        on_each: impl Fn(&TerminateOutcome),
+    ) -> Result<Vec<TerminateOutcome>> {
         let names = self.select_sandboxes(selection).await?;
+        let on_each = &on_each;
         let outcomes = stream::iter(names)
             .map(|name| async move {
-                match self.terminate_sandbox(&name).await {
+                let outcome = match self.terminate_sandbox(&name).await {
                     Ok(status) => TerminateOutcome {
                         name,
                         status: Some(status),
@@ -130,7 +141,9 @@ impl Client {
                         status: None,
                         error: Some(err),
                     },
-                }
+                };
+                on_each(&outcome);
+                outcome
             })
             .buffered(BULK_CONCURRENCY)
             .collect()
@@ -138,24 +151,21 @@ impl Client {
         Ok(outcomes)
     }
 
-    /// Deletes the records of the selected sandboxes that have ended (succeeded,
-    /// failed or terminated) and, with `older_than`, ended at least that long ago.
-    /// Their names are free again. Returns the names purged; sandboxes still
-    /// active are left alone.
-    pub async fn purge_sandboxes(
+    /// The selected sandboxes that have ended (succeeded, failed or terminated)
+    /// and, with `older_than`, ended at least that long ago: what
+    /// [`Client::purge_sandboxes`] would delete.
+    pub async fn purge_candidates(
         &self,
         selection: &Selection,
         older_than: Option<Duration>,
     ) -> Result<Vec<String>> {
         selection.validate()?;
+        let too_large = || Error::invalid("older_than", "is too large");
         let cutoff = match older_than {
             Some(age) => Some(
                 jiff::Timestamp::now()
-                    .checked_sub(
-                        jiff::SignedDuration::try_from(age)
-                            .map_err(|_| Error::invalid("older_than", "is too large"))?,
-                    )
-                    .map_err(|_| Error::invalid("older_than", "is too large"))?,
+                    .checked_sub(jiff::SignedDuration::try_from(age).map_err(|_| too_large())?)
+                    .map_err(|_| too_large())?,
             ),
             None => None,
         };
@@ -163,7 +173,7 @@ impl Client {
             phases: selection.phases.clone(),
             tags: selection.tags.clone(),
         };
-        let candidates: Vec<String> = self
+        Ok(self
             .list_sandboxes(&filter)
             .await?
             .into_iter()
@@ -175,7 +185,17 @@ impl Client {
                 (None, _) => true,
             })
             .map(|s| s.name)
-            .collect();
+            .collect())
+    }
+
+    /// Deletes the records of [`Client::purge_candidates`]; their names are
+    /// free again. Returns the names purged; sandboxes still active are left alone.
+    pub async fn purge_sandboxes(
+        &self,
+        selection: &Selection,
+        older_than: Option<Duration>,
+    ) -> Result<Vec<String>> {
+        let candidates = self.purge_candidates(selection, older_than).await?;
         let params = DeleteParams::default().grace_period(0);
         stream::iter(candidates)
             .map(|name| {
