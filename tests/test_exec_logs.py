@@ -177,7 +177,7 @@ async def test_follow_delivers_every_line_in_order_and_ends_with_the_sandbox(cli
     lines = [line async for line in sb.stream_logs(follow=True)]
     assert lines[:100000] == [str(i) for i in range(1, 100001)]
     assert lines[100000:] == ["tail-without-newline"]
-    assert (await sb.refresh()).phase == sandlot.Phase.SUCCEEDED
+    assert (await sb.refresh()).phase == sandlot.Phase.SUCCEEDED, "the follow ended once the sandbox had"
 
 
 async def test_stream_logs_without_follow_and_after_the_end(client: sandlot.AsyncClient) -> None:

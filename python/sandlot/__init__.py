@@ -25,6 +25,7 @@ from sandlot._native import (
     __version__,
     wait_idle,
 )
+from sandlot._sync import Client, Process, Sandbox, Sandboxes, SandboxList, Volume, Volumes
 from sandlot.errors import (
     ApiError,
     ClusterUnreachableError,
@@ -54,6 +55,7 @@ __all__ = [
     "AsyncVolume",
     "AsyncVolumes",
     "ByteStream",
+    "Client",
     "ClusterUnreachableError",
     "ExecError",
     "ExecResult",
@@ -65,13 +67,19 @@ __all__ = [
     "PermissionDeniedError",
     "Phase",
     "PhaseUnreachableError",
+    "Process",
+    "Sandbox",
+    "SandboxList",
     "SandboxNotRunningError",
     "SandboxStatus",
+    "Sandboxes",
     "SandlotError",
     "TerminateResult",
     "TerminationReason",
     "TimeoutError",
+    "Volume",
     "VolumeInUseError",
     "VolumePhase",
+    "Volumes",
     "__version__",
 ]

@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 
 mod client;
 mod errors;
+mod html;
 mod sandbox;
 mod status;
 mod stream;
@@ -49,6 +50,13 @@ fn runtime_task_count() -> usize {
         .num_alive_tasks()
 }
 
+/// An HTML table of sandbox statuses (for lists shown in notebooks).
+#[pyfunction]
+fn sandboxes_html(statuses: Vec<PyRef<'_, status::SandboxStatus>>) -> String {
+    let cores: Vec<&sandlot_core::SandboxStatus> = statuses.iter().map(|s| s.core()).collect();
+    html::sandboxes_table(&cores)
+}
+
 #[pymodule(gil_used = false)]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
@@ -66,5 +74,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(wait_idle, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_task_count, m)?)?;
+    m.add_function(wrap_pyfunction!(sandboxes_html, m)?)?;
     Ok(())
 }

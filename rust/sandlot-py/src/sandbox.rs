@@ -425,6 +425,37 @@ impl AsyncSandbox {
         })
     }
 
+    fn _repr_html_(&self) -> String {
+        crate::html::sandboxes_table(&[&self.last_status()])
+    }
+
+    /// `async with await client.sandboxes.create(...) as sandbox:` terminates
+    /// the sandbox when the block ends, also on an exception.
+    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        let this = slf.clone().unbind();
+        pyo3_async_runtimes::tokio::future_into_py(slf.py(), async move { Ok(this) })
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        &self,
+        py: Python<'py>,
+        _exc_info: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
+        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+            match client.terminate_sandbox(&name).await {
+                Ok(status) => {
+                    remember(&slot, status);
+                    Ok(false)
+                }
+                // Already purged by the block: nothing left to terminate.
+                Err(Error::NotFound { .. }) => Ok(false),
+                Err(err) => Err(to_py(err)),
+            }
+        })
+    }
+
     fn __repr__(&self) -> String {
         let status = self.last_status();
         format!(

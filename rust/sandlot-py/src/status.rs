@@ -26,6 +26,13 @@ impl From<sandlot_core::SandboxStatus> for SandboxStatus {
 }
 
 impl SandboxStatus {
+    /// The core status inside.
+    pub fn core(&self) -> &sandlot_core::SandboxStatus {
+        &self.inner
+    }
+}
+
+impl SandboxStatus {
     fn phase_name(&self) -> &'static str {
         self.inner.phase.as_str()
     }
@@ -99,6 +106,10 @@ impl SandboxStatus {
         self.inner.volume_mounts.clone()
     }
 
+    fn _repr_html_(&self) -> String {
+        crate::html::sandboxes_table(&[&self.inner])
+    }
+
     fn __repr__(&self) -> String {
         let s = &self.inner;
         let mut text = format!("SandboxStatus(name='{}', phase='{}'", s.name, s.phase);
@@ -163,6 +174,10 @@ impl ExecResult {
     #[getter]
     fn ok(&self) -> bool {
         self.inner.exit_code == 0
+    }
+
+    fn _repr_html_(&self) -> String {
+        crate::html::exec_result(&self.inner)
     }
 
     fn __repr__(&self) -> String {

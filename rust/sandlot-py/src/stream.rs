@@ -21,11 +21,38 @@ type Reader = Box<dyn AsyncRead + Send + Unpin>;
 /// The exit code, or the sandbox name and message of the exec error.
 type ExitCode = Shared<BoxFuture<'static, Result<i32, (String, String)>>>;
 
+/// The connection of a spawned command, shared by the process object and its
+/// streams: it stays open while any of them is in use, and `close()` ends it
+/// for all (readers then see the end of their stream).
+struct Connection {
+    /// Owns the exec's websocket task; `None` once closed.
+    exit: Mutex<Option<ExitCode>>,
+    closed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Connection {
+    fn close(&self) {
+        self.exit.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once `close()` was called.
+    async fn wait_closed(&self) {
+        let mut closed = self.closed.subscribe();
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
+}
+
+fn broken(err: std::io::Error) -> PyErr {
+    PyErr::new::<pyo3::exceptions::PyConnectionError, _>(err.to_string())
+}
+
 /// The bytes a command writes to stdout or stderr, as they arrive:
 /// `async for chunk in process.stdout`.
 #[pyclass(module = "sandlot", frozen)]
 pub struct ByteStream {
     reader: Arc<tokio::sync::Mutex<Option<Reader>>>,
+    connection: Arc<Connection>,
 }
 
 impl std::fmt::Debug for ByteStream {
@@ -35,9 +62,10 @@ impl std::fmt::Debug for ByteStream {
 }
 
 impl ByteStream {
-    fn new(reader: Option<Reader>) -> Self {
+    fn new(reader: Option<Reader>, connection: Arc<Connection>) -> Self {
         ByteStream {
             reader: Arc::new(tokio::sync::Mutex::new(reader)),
+            connection,
         }
     }
 }
@@ -50,16 +78,17 @@ impl ByteStream {
 
     /// The next chunk (at most 64 KiB); ends when the stream does.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let reader = self.reader.clone();
+        let (reader, connection) = (self.reader.clone(), self.connection.clone());
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let mut guard = reader.lock().await;
             let Some(stream) = guard.as_mut() else {
                 return Err(PyStopAsyncIteration::new_err(()));
             };
             let mut buf = vec![0; CHUNK];
-            let read = stream.read(&mut buf).await.map_err(|err| {
-                PyErr::new::<pyo3::exceptions::PyConnectionError, _>(err.to_string())
-            })?;
+            let read = tokio::select! {
+                read = stream.read(&mut buf) => read.map_err(broken)?,
+                () = connection.wait_closed() => 0,
+            };
             if read == 0 {
                 *guard = None;
                 return Err(PyStopAsyncIteration::new_err(()));
@@ -71,13 +100,16 @@ impl ByteStream {
 
     /// Everything left in the stream, until it ends.
     fn read_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let reader = self.reader.clone();
+        let (reader, connection) = (self.reader.clone(), self.connection.clone());
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
             let mut buf = Vec::new();
             if let Some(mut stream) = reader.lock().await.take() {
-                stream.read_to_end(&mut buf).await.map_err(|err| {
-                    PyErr::new::<pyo3::exceptions::PyConnectionError, _>(err.to_string())
-                })?;
+                tokio::select! {
+                    read = stream.read_to_end(&mut buf) => {
+                        read.map_err(broken)?;
+                    }
+                    () = connection.wait_closed() => {}
+                }
             }
             Ok(Python::attach(|py| PyBytes::new(py, &buf).unbind()))
         })
@@ -96,8 +128,7 @@ pub struct AsyncProcess {
     stdout: Py<ByteStream>,
     stderr: Py<ByteStream>,
     stdin: Arc<tokio::sync::Mutex<Option<WriteHalf<SimplexStream>>>>,
-    /// Owns the connection; `None` once closed.
-    exit: Mutex<Option<ExitCode>>,
+    connection: Arc<Connection>,
     sandbox: String,
     deadline: Option<tokio::time::Instant>,
     timeout: Option<Duration>,
@@ -127,12 +158,16 @@ impl AsyncProcess {
             })
             .boxed()
             .shared();
+        let connection = Arc::new(Connection {
+            exit: Mutex::new(Some(exit)),
+            closed: tokio::sync::watch::Sender::new(false),
+        });
         Ok(AsyncProcess {
             process: Arc::new(Mutex::new(Some(process))),
-            stdout: Py::new(py, ByteStream::new(stdout))?,
-            stderr: Py::new(py, ByteStream::new(stderr))?,
+            stdout: Py::new(py, ByteStream::new(stdout, connection.clone()))?,
+            stderr: Py::new(py, ByteStream::new(stderr, connection.clone()))?,
             stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
-            exit: Mutex::new(Some(exit)),
+            connection,
             sandbox,
             deadline: timeout.map(|t| tokio::time::Instant::now() + t),
             timeout,
@@ -187,7 +222,12 @@ impl AsyncProcess {
     /// `ExecError` if the connection broke first, `sandlot.TimeoutError` once the
     /// spawn's timeout has passed. May be awaited more than once.
     fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let exit = self.exit.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let exit = self
+            .connection
+            .exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
         let sandbox = self.sandbox.clone();
         let (deadline, timeout) = (self.deadline, self.timeout);
         pyo3_async_runtimes::tokio::future_into_py(py, async move {
@@ -225,7 +265,7 @@ impl AsyncProcess {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        self.exit.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.connection.close();
     }
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {

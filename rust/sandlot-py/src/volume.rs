@@ -217,6 +217,10 @@ impl AsyncVolume {
         })
     }
 
+    fn _repr_html_(&self) -> String {
+        crate::html::volumes_table(&[&self.last()])
+    }
+
     fn __repr__(&self) -> String {
         let s = self.last();
         format!(

@@ -24,6 +24,9 @@ pub struct LogOptions {
 /// The lines of a log, without their line endings, as they arrive.
 pub type LogLines = Pin<Box<dyn Stream<Item = Result<String>> + Send>>;
 
+/// How long a follow waits, after the log ended, for the phase to turn terminal.
+const FOLLOW_END_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// How long a follow waits for a sandbox to start before it gives up.
 const FOLLOW_START_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
@@ -123,6 +126,23 @@ impl Client {
                 }
             }
         });
-        Ok(lines.boxed())
+        if !follow {
+            return Ok(lines.boxed());
+        }
+        // The log ends when the container exits, a moment before the sandbox's
+        // phase says so: a follow ends once the phase is terminal too.
+        let (client, sandbox) = (self.clone(), name.to_owned());
+        let settle = futures::stream::once(async move {
+            let ended = [Phase::Succeeded, Phase::Failed, Phase::Terminated];
+            match client
+                .wait_sandbox(&sandbox, &ended, FOLLOW_END_TIMEOUT)
+                .await
+            {
+                Ok(_) | Err(Error::Timeout { .. }) | Err(Error::NotFound { .. }) => None,
+                Err(err) => Some(Err(err)),
+            }
+        })
+        .filter_map(futures::future::ready);
+        Ok(lines.chain(settle).boxed())
     }
 }
