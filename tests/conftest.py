@@ -16,6 +16,9 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 KUBECTL = os.environ.get("SANDLOT_KUBECTL", str(REPO / ".cluster" / "bin" / "kubectl"))
+# The test cluster's admin credentials, as given when the session started (tests
+# may point KUBECONFIG elsewhere for the code under test).
+ADMIN_KUBECONFIG = os.environ.get("KUBECONFIG", "")
 
 
 class Kubectl:
@@ -25,7 +28,7 @@ class Kubectl:
         self.namespace = namespace
 
     def run(self, *args: str, check: bool = True, input: str | None = None) -> subprocess.CompletedProcess[str]:
-        cmd = [KUBECTL]
+        cmd = [KUBECTL, "--kubeconfig", ADMIN_KUBECONFIG]
         if self.namespace:
             cmd += ["--namespace", self.namespace]
         proc = subprocess.run([*cmd, *args], capture_output=True, text=True, input=input, timeout=120)

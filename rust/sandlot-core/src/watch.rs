@@ -24,6 +24,8 @@ pub(crate) struct WatchState {
     pub last_error: Option<String>,
     /// True once the first full list is in the store.
     pub ready: bool,
+    /// Set while the API server refuses this client the list or watch (403).
+    pub denied: Option<String>,
 }
 
 /// A reflector over the client's sandbox pods, kept current by a background task
@@ -50,9 +52,15 @@ impl PodWatch {
                 publish.send_modify(|state| {
                     state.events += 1;
                     match &event {
-                        Ok(watcher::Event::InitDone) => state.ready = true,
-                        Ok(_) => {}
-                        Err(err) => state.last_error = Some(error_chain(err)),
+                        Ok(watcher::Event::InitDone) => {
+                            state.ready = true;
+                            state.denied = None;
+                        }
+                        Ok(_) => state.denied = None,
+                        Err(err) => {
+                            state.last_error = Some(error_chain(err));
+                            state.denied = forbidden(err);
+                        }
                     }
                 });
             }
@@ -70,13 +78,14 @@ impl PodWatch {
         self.state.clone()
     }
 
-    /// Waits until the first full list has arrived; false if `deadline` passed first.
+    /// Waits until the first full list has arrived, or the watch is refused;
+    /// false if `deadline` passed first.
     /// (Any number of callers may wait at once; the store's own readiness signal
     /// wakes only one of them.)
     pub async fn ready(&self, deadline: Instant) -> bool {
         let mut state = self.state.clone();
         matches!(
-            tokio::time::timeout_at(deadline, state.wait_for(|s| s.ready)).await,
+            tokio::time::timeout_at(deadline, state.wait_for(|s| s.ready || s.denied.is_some())).await,
             Ok(Ok(_))
         )
     }
@@ -87,10 +96,27 @@ impl PodWatch {
             .get(&ObjectRef::new(name).within(&self.namespace))
     }
 
+    /// Why the API server refuses the watch, if it does.
+    pub fn denied(&self) -> Option<String> {
+        self.state.borrow().denied.clone()
+    }
+
     /// The last watch error, for messages about waits that did not finish.
     pub fn last_error(&self) -> Option<String> {
         self.state.borrow().last_error.clone()
     }
+}
+
+/// The server's message if `err` is a refusal (403) of the list or watch.
+fn forbidden(err: &watcher::Error) -> Option<String> {
+    let status = match err {
+        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
+            crate::error::api_status(e)?
+        }
+        watcher::Error::WatchError(status) => status,
+        watcher::Error::NoResourceVersion => return None,
+    };
+    (status.code == 403).then(|| status.message.clone())
 }
 
 impl Drop for PodWatch {

@@ -42,8 +42,14 @@ impl Client {
             },
             after: timeout,
         };
+        let refused = |message: String| Error::PermissionDenied {
+            message: format!("watching pods: {message}"),
+        };
         if !watch.ready(deadline).await {
             return Err(timed_out());
+        }
+        if let Some(message) = watch.denied() {
+            return Err(refused(message));
         }
         let mut seen = false;
         let mut checked = false;
@@ -80,6 +86,9 @@ impl Client {
             match tokio::time::timeout_at(deadline, changes.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) | Err(_) => return Err(timed_out()),
+            }
+            if let Some(message) = watch.denied() {
+                return Err(refused(message));
             }
         }
     }

@@ -1,0 +1,202 @@
+"""sandlot runs with exactly the RBAC of deploy/rbac.yaml (a service-account
+token, nothing more), and each rule there is needed: without it, the
+operations that use it fail with PermissionDeniedError."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+import sandlot
+from conftest import REPO, Kubectl
+
+BUSYBOX = "docker.io/library/busybox:1.36"
+RBAC = REPO / "deploy" / "rbac.yaml"
+
+
+def manifests() -> list[dict[str, Any]]:
+    return [doc for doc in yaml.safe_load_all(RBAC.read_text()) if doc]
+
+
+def role_without(resource: str | None, verb: str | None) -> dict[str, Any]:
+    role = copy.deepcopy(next(doc for doc in manifests() if doc["kind"] == "Role"))
+    for rule in role["rules"]:
+        if resource in rule["resources"]:
+            rule["verbs"] = [v for v in rule["verbs"] if v != verb]
+    role["rules"] = [rule for rule in role["rules"] if rule["verbs"]]
+    return role
+
+
+@pytest.fixture(scope="module")
+def namespace(kubeconfig: str) -> Iterator[str]:
+    name = f"sandlot-rbac-{uuid.uuid4().hex[:8]}"
+    Kubectl().run("create", "namespace", name)
+    Kubectl(name).run("apply", "-f", str(RBAC))
+    yield name
+    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="module")
+def service_account_kubeconfig(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig that authenticates as the `sandlot` service account only."""
+    admin = yaml.safe_load(Kubectl().run("config", "view", "--raw", "--minify").stdout)
+    cluster = admin["clusters"][0]["cluster"]
+    token = Kubectl(namespace).run("create", "token", "sandlot", "--duration", "1h").stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {
+                    "server": cluster["server"],
+                    "certificate-authority-data": cluster["certificate-authority-data"],
+                },
+            }
+        ],
+        "users": [{"name": "sandlot", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sandlot", "namespace": namespace}}],
+        "current-context": "sa",
+    }
+    path = tmp_path_factory.mktemp("sa") / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.fixture
+async def client(
+    namespace: str, service_account_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> AsyncIterator[sandlot.AsyncClient]:
+    monkeypatch.setenv("KUBECONFIG", str(service_account_kubeconfig))
+    async with sandlot.AsyncClient(namespace) as client:
+        yield client
+
+
+async def test_the_main_path_with_only_the_documented_rbac(client: sandlot.AsyncClient) -> None:
+    volume = await client.volumes.create(f"v-{uuid.uuid4().hex[:6]}", size="16Mi")
+    sb = await client.sandboxes.create(BUSYBOX, tags={"rbac": "yes"}, volume_mounts={"/v": volume.name})
+    await sb.wait("running", timeout=120)
+    assert (await sb.exec(["sh", "-c", "echo ok | tee /v/f"])).stdout == "ok\n"
+    assert await sb.logs() == ""
+    assert [s.name for s in await client.sandboxes.list(tags={"rbac": "yes"})] == [sb.name]
+    assert (await client.sandboxes.get(sb.name)).name == sb.name
+    assert (await sb.terminate()).phase == sandlot.Phase.TERMINATED
+    assert [v.name for v in await client.volumes.list()] == [volume.name]
+    await client.volumes.delete(volume.name)
+    job = await client.sandboxes.create(BUSYBOX, command=["echo", "done"])
+    await job.wait("succeeded", timeout=120)
+    assert [line async for line in job.stream_logs()] == ["done"]
+    assert await client.sandboxes.purge([job]) == [job.name]
+
+
+Operation = Callable[[sandlot.AsyncClient, str], Awaitable[object]]
+
+
+async def running(client: sandlot.AsyncClient) -> str:
+    sb = await client.sandboxes.create(BUSYBOX)
+    await sb.wait("running", timeout=120)
+    return sb.name
+
+
+async def ended(client: sandlot.AsyncClient) -> str:
+    sb = await client.sandboxes.create(BUSYBOX, command=["true"])
+    await sb.wait("succeeded", timeout=120)
+    return sb.name
+
+
+async def a_volume(client: sandlot.AsyncClient) -> str:
+    return (await client.volumes.create(f"v-{uuid.uuid4().hex[:6]}", size="16Mi")).name
+
+
+async def nothing(client: sandlot.AsyncClient) -> str:
+    return f"n-{uuid.uuid4().hex[:6]}"
+
+
+# (resource, verb, setup run with full rights, operation that needs the rule)
+CASES: list[tuple[str, str, Callable[[sandlot.AsyncClient], Awaitable[str]], Operation]] = [
+    ("pods", "create", nothing, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
+    ("pods", "get", running, lambda c, n: c.sandboxes.get(n)),
+    ("pods", "list", running, lambda c, n: c.sandboxes.list()),
+    ("pods", "patch", running, lambda c, n: c.sandboxes.get(n)),
+    ("pods", "delete", ended, lambda c, n: c.sandboxes.purge([n])),
+    ("pods/log", "get", ended, lambda c, n: c.sandboxes.get(n)),
+    ("pods/exec", "get", running, lambda c, n: c.sandboxes.get(n)),
+    ("persistentvolumeclaims", "create", nothing, lambda c, n: c.volumes.create(n)),
+    ("persistentvolumeclaims", "get", a_volume, lambda c, n: c.volumes.get(n)),
+    ("persistentvolumeclaims", "list", a_volume, lambda c, n: c.volumes.list()),
+    ("persistentvolumeclaims", "delete", a_volume, lambda c, n: c.volumes.delete(n)),
+]
+
+
+async def operate(client: sandlot.AsyncClient, resource: str, verb: str, name: str, op: Operation) -> None:
+    result = await op(client, name)
+    # Some rules are exercised by a call on the object the first call returned.
+    if (resource, verb) == ("pods/log", "get"):
+        assert isinstance(result, sandlot.AsyncSandbox)
+        await result.logs()
+    if (resource, verb) == ("pods", "patch"):
+        assert isinstance(result, sandlot.AsyncSandbox)
+        await result.terminate()
+    if (resource, verb) == ("pods/exec", "get"):
+        assert isinstance(result, sandlot.AsyncSandbox)
+        await result.exec(["true"])
+
+
+@pytest.mark.parametrize(("resource", "verb", "setup", "operation"), CASES, ids=[f"{r}-{v}" for r, v, _, _ in CASES])
+async def test_each_rule_is_needed(
+    namespace: str,
+    service_account_kubeconfig: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    resource: str,
+    verb: str,
+    setup: Callable[[sandlot.AsyncClient], Awaitable[str]],
+    operation: Operation,
+) -> None:
+    async with sandlot.AsyncClient(namespace) as admin:  # the admin kubeconfig: full rights
+        name = await setup(admin)
+    monkeypatch.setenv("KUBECONFIG", str(service_account_kubeconfig))
+    Kubectl(namespace).apply(yaml.safe_dump(role_without(resource, verb)))
+    try:
+        async with sandlot.AsyncClient(namespace) as client:
+            # RBAC changes reach the API server's authorizer within moments.
+            for _ in range(50):
+                try:
+                    await operate(client, resource, verb, name, operation)
+                except sandlot.PermissionDeniedError:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                pytest.fail(f"without {verb} on {resource}, the operation still succeeded")
+    finally:
+        Kubectl(namespace).run("apply", "-f", str(RBAC))
+
+
+async def test_waiting_needs_watch(
+    namespace: str, service_account_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with sandlot.AsyncClient(namespace) as admin:
+        name = (await admin.sandboxes.create(BUSYBOX)).name
+    monkeypatch.setenv("KUBECONFIG", str(service_account_kubeconfig))
+    Kubectl(namespace).apply(yaml.safe_dump(role_without("pods", "watch")))
+    try:
+        await asyncio.sleep(1)
+        async with sandlot.AsyncClient(namespace) as client:
+            sb = await client.sandboxes.get(name)
+            with pytest.raises(sandlot.PermissionDeniedError):
+                await sb.wait("succeeded", timeout=60)
+    finally:
+        Kubectl(namespace).run("apply", "-f", str(RBAC))
+
+
+def test_every_rule_of_the_role_is_checked() -> None:
+    role = next(doc for doc in manifests() if doc["kind"] == "Role")
+    granted = {(resource, verb) for rule in role["rules"] for resource in rule["resources"] for verb in rule["verbs"]}
+    checked = {(resource, verb) for resource, verb, _, _ in CASES} | {("pods", "watch")}
+    assert granted == checked
