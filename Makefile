@@ -8,11 +8,12 @@ LOCAL_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 # The local cluster unless the caller names another one.
 TEST_KUBECONFIG ?= $(LOCAL_KUBECONFIG)
 
-.PHONY: help cluster cluster-down cluster-status cluster-figures venv develop lint test demo
+.PHONY: help cluster cluster-down cluster-status cluster-figures venv develop lint test demo bench
 
 help:
 	@echo "make demo            start the local cluster if none is configured, install sandlot, run examples/quickstart.py"
 	@echo "make test            lint, Rust tests, and every pytest suite (e2e on the local cluster)"
+	@echo "make bench           sandlot against the kubernetes clients and kubectl: benchmarks/results.md"
 	@echo "make cluster         build and start the local single-node Kubernetes (idempotent)"
 	@echo "make cluster-down    stop it; make cluster-status tells what runs"
 
@@ -53,6 +54,11 @@ demo: develop
 		$(MAKE) --no-print-directory cluster && export KUBECONFIG=$(LOCAL_KUBECONFIG); \
 	fi; \
 	$(BIN)/python examples/quickstart.py
+
+# Every scenario for every client, side by side: benchmarks/results.md and charts.
+bench: cluster develop
+	$(BIN)/pip install -q -r benchmarks/requirements.txt
+	KUBECONFIG=$(LOCAL_KUBECONFIG) $(BIN)/python benchmarks/run.py
 
 cluster-figures: cluster venv
 	$(BIN)/python benchmarks/cluster_figures.py 10

@@ -85,7 +85,8 @@ impl PodWatch {
     pub async fn ready(&self, deadline: Instant) -> bool {
         let mut state = self.state.clone();
         matches!(
-            tokio::time::timeout_at(deadline, state.wait_for(|s| s.ready || s.denied.is_some())).await,
+            tokio::time::timeout_at(deadline, state.wait_for(|s| s.ready || s.denied.is_some()))
+                .await,
             Ok(Ok(_))
         )
     }
@@ -110,9 +111,9 @@ impl PodWatch {
 /// The server's message if `err` is a refusal (403) of the list or watch.
 fn forbidden(err: &watcher::Error) -> Option<String> {
     let status = match err {
-        watcher::Error::InitialListFailed(e) | watcher::Error::WatchStartFailed(e) | watcher::Error::WatchFailed(e) => {
-            crate::error::api_status(e)?
-        }
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => crate::error::api_status(e)?,
         watcher::Error::WatchError(status) => status,
         watcher::Error::NoResourceVersion => return None,
     };
