@@ -112,8 +112,9 @@ async def test_logs_are_readable_after_terminate(client: sandlot.AsyncClient) ->
     status = await sb.refresh()
     assert status.phase == sandlot.Phase.TERMINATED
     logs = await sb.logs()
-    assert logs.splitlines() == ["first line", "second line"]
-    assert await sb.logs(tail=1) == "second line\n"
+    # stdout and stderr reach the log through separate pipes: their order may mix.
+    assert sorted(logs.splitlines()) == ["first line", "second line"]
+    assert (await sb.logs(tail=1)).strip() in ("first line", "second line")
     with pytest.raises(sandlot.SandboxNotRunningError):
         await sb.exec(["true"])
 

@@ -146,7 +146,6 @@ impl Client {
         command: &[String],
         options: &SpawnOptions,
     ) -> Result<ExecProcess> {
-        let command = wrap_command(command, &options.env, options.workdir.as_deref())?;
         let status = self.get_sandbox(name).await?;
         if status.phase != Phase::Running {
             return Err(Error::NotRunning {
@@ -154,6 +153,18 @@ impl Client {
                 phase: status.phase.to_string(),
             });
         }
+        self.start_exec(name, command, options).await
+    }
+
+    /// Starts the exec in a sandbox known to be running.
+    async fn start_exec(
+        &self,
+        name: &str,
+        command: &[String],
+        options: &SpawnOptions,
+    ) -> Result<ExecProcess> {
+        let command = wrap_command(command, &options.env, options.workdir.as_deref())?;
+        crate::validate::object_name("name", name)?;
         let params = AttachParams::default()
             .container(CONTAINER_NAME)
             .stdin(options.stdin)

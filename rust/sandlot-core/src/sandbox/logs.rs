@@ -1,4 +1,6 @@
 use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::{AsyncBufReadExt, Stream, StreamExt};
@@ -99,15 +101,29 @@ impl Client {
             .log_stream(name, &params)
             .await
             .map_err(|err| self.sandbox_error(err, name))?;
+        // The kubelet ends a follow as soon as the container has exited and it
+        // reaches the end of the log file, which the runtime may still be
+        // writing. So a follow of the whole log counts what it delivered and,
+        // once the sandbox has ended, reads the log again for the rest.
+        let drain = follow && options.tail_lines.is_none() && options.since_seconds.is_none();
+        let delivered = Arc::new(AtomicUsize::new(0));
+        let held_back = Arc::new(Mutex::new(None::<Vec<u8>>));
         let sandbox = name.to_owned();
+        let (counter, holder) = (delivered.clone(), held_back.clone());
         let lines = futures::stream::unfold(Some(Box::pin(reader)), move |reader| {
-            let sandbox = sandbox.clone();
+            let (sandbox, counter, holder) = (sandbox.clone(), counter.clone(), holder.clone());
             async move {
                 let mut reader = reader?;
                 let mut line = Vec::new();
                 match reader.read_until(b'\n', &mut line).await {
                     Ok(0) => None,
-                    Ok(_) => {
+                    Ok(_) if line.last() != Some(&b'\n') && drain => {
+                        // A last line without its ending: the drain decides.
+                        *holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+                        None
+                    }
+                    Ok(read) => {
+                        counter.fetch_add(read, Ordering::Relaxed);
                         if line.last() == Some(&b'\n') {
                             line.pop();
                         }
@@ -129,20 +145,73 @@ impl Client {
         if !follow {
             return Ok(lines.boxed());
         }
-        // The log ends when the container exits, a moment before the sandbox's
-        // phase says so: a follow ends once the phase is terminal too.
         let (client, sandbox) = (self.clone(), name.to_owned());
-        let settle = futures::stream::once(async move {
+        let rest = futures::stream::once(async move {
             let ended = [Phase::Succeeded, Phase::Failed, Phase::Terminated];
             match client
                 .wait_sandbox(&sandbox, &ended, FOLLOW_END_TIMEOUT)
                 .await
             {
-                Ok(_) | Err(Error::Timeout { .. }) | Err(Error::NotFound { .. }) => None,
-                Err(err) => Some(Err(err)),
+                Ok(_) | Err(Error::Timeout { .. }) | Err(Error::NotFound { .. }) => {}
+                Err(err) => return vec![Err(err)],
+            }
+            let held = held_back.lock().unwrap_or_else(|p| p.into_inner()).take();
+            if !drain {
+                return held
+                    .map(|line| Ok(String::from_utf8_lossy(&line).into_owned()))
+                    .into_iter()
+                    .collect();
+            }
+            match client.read_log_bytes(&sandbox).await {
+                Ok(all) => {
+                    let rest = all
+                        .get(delivered.load(Ordering::Relaxed)..)
+                        .unwrap_or_default();
+                    split_lines(rest).map(Ok).collect()
+                }
+                Err(err) => vec![Err(err)],
             }
         })
-        .filter_map(futures::future::ready);
-        Ok(lines.chain(settle).boxed())
+        .flat_map(futures::stream::iter);
+        Ok(lines.chain(rest).boxed())
+    }
+
+    /// The whole log of sandbox `name` as bytes.
+    async fn read_log_bytes(&self, name: &str) -> Result<Vec<u8>> {
+        let params = LogOptions::default().params(false)?;
+        let mut reader = self
+            .pods()
+            .log_stream(name, &params)
+            .await
+            .map_err(|err| self.sandbox_error(err, name))?;
+        let mut all = Vec::new();
+        futures::AsyncReadExt::read_to_end(&mut reader, &mut all)
+            .await
+            .map_err(|err| Error::LogStream {
+                name: name.to_owned(),
+                message: error_chain(&err),
+            })?;
+        Ok(all)
+    }
+}
+
+/// The lines of `bytes` without their endings; a last line without one counts.
+fn split_lines(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
+    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
+    body.split(|&b| b == b'\n')
+        .filter(move |_| !bytes.is_empty())
+        .map(|line| String::from_utf8_lossy(line).into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_lines;
+
+    #[test]
+    fn lines_split_with_and_without_a_final_ending() {
+        assert_eq!(split_lines(b"a\nb\n").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(split_lines(b"a\nb").collect::<Vec<_>>(), ["a", "b"]);
+        assert_eq!(split_lines(b"\n").collect::<Vec<_>>(), [""]);
+        assert_eq!(split_lines(b"").count(), 0);
     }
 }
