@@ -162,9 +162,7 @@ def fanout(client: str, n: int) -> dict[str, Any]:
 
         async def run() -> None:
             async with sandlot.AsyncClient(NAMESPACE) as c:
-                sbs = await asyncio.gather(
-                    *(c.sandboxes.create(BUSYBOX, name=nm, resources={"cpu": "10m", "memory": "16Mi"}) for nm in names)
-                )
+                sbs = await asyncio.gather(*(c.sandboxes.create(BUSYBOX, name=nm) for nm in names))
                 await c.sandboxes.wait_all(sbs, "running", timeout=600)
                 results = await asyncio.gather(*(sb.exec(["echo", sb.name]) for sb in sbs))
                 outputs.extend(r.stdout_bytes for r in results)

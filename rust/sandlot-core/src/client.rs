@@ -52,6 +52,32 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// kube's default client stack, but with TCP_NODELAY: every exec opens a new
+/// connection, and without it the TLS handshake's last write and the upgrade
+/// request meet Nagle's algorithm and the server's delayed ACK (about 40 ms).
+fn kube_client(config: Config) -> kube::Result<kube::Client> {
+    use kube::client::ConfigExt;
+
+    let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    let https = config.rustls_https_connector_with_connector(http)?;
+    let mut timeouts = hyper_timeout::TimeoutConnector::new(https);
+    timeouts.set_connect_timeout(config.connect_timeout);
+    timeouts.set_read_timeout(config.read_timeout);
+    timeouts.set_write_timeout(config.write_timeout);
+    let http_client =
+        hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .build::<_, kube::client::Body>(timeouts);
+    let service = tower::ServiceBuilder::new()
+        .layer(config.base_uri_layer())
+        .option_layer(config.auth_layer()?)
+        .layer(config.extra_headers_layer()?)
+        .map_err(tower::BoxError::from)
+        .service(http_client);
+    Ok(kube::Client::new(service, config.default_namespace))
+}
+
 impl ConnectOptions {
     /// The namespace these options select: the argument, else `$SANDLOT_NAMESPACE`,
     /// else [`DEFAULT_NAMESPACE`].
@@ -101,7 +127,7 @@ impl Client {
                     ),
                 })?
         };
-        let kube = kube::Client::try_from(config).map_err(|e| Error::ClusterUnreachable {
+        let kube = kube_client(config).map_err(|e| Error::ClusterUnreachable {
             message: error_chain(&e),
         })?;
         let client = Client::from_kube(kube, namespace);

@@ -1,0 +1,33 @@
+"""The benchmark runner keeps working: one quick run at the smallest sizes.
+Timing is never asserted here; only that every scenario ran for every client
+and that no client lost data."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import REPO
+
+
+def test_quick_run_covers_every_scenario_and_client(kubeconfig: str, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "run.py"), "--quick", "--out", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = (tmp_path / "results.md").read_text()
+    for scenario in ["fanout", "waiting", "exec_latency", "exec_throughput", "log_follow", "bridge"]:
+        assert f"## {scenario}" in results
+    for client in ["sandlot", "kubernetes", "kubernetes_asyncio", "kubectl"]:
+        assert f"| {client} |" in results
+    lines = proc.stdout.splitlines()
+    assert all("intact=True" in line for line in lines if line.startswith("exec_throughput"))
+    assert all("complete=True" in line for line in lines if line.startswith("log_follow"))
+    assert all("correct=3/3" in line for line in lines if line.startswith("fanout"))
+    counted = [line for line in lines if " api_requests=" in line and not line.startswith("bridge")]
+    assert all(" api_requests=0" not in line for line in counted), "requests are counted at the API server"
+    assert sorted(p.name for p in (tmp_path / "charts").iterdir())
