@@ -230,12 +230,17 @@ def waiting(client: str, n: int) -> dict[str, Any]:
     def sample() -> None:
         while not stop.is_set():
             metrics = subprocess.run([KUBECTL, "get", "--raw", "/metrics"], capture_output=True, text=True).stdout
-            for line in metrics.splitlines():
-                if (
-                    line.startswith("apiserver_longrunning_requests{")
-                    and 'resource="pods",scope="namespace",subresource="",verb="WATCH"' in line
-                ):
-                    watches.append(int(float(line.rsplit(" ", 1)[1])))
+            # A watch of one named pod counts under scope "resource", of many under "namespace".
+            watches.append(
+                sum(
+                    int(float(line.rsplit(" ", 1)[1]))
+                    for line in metrics.splitlines()
+                    if line.startswith("apiserver_longrunning_requests{")
+                    and 'resource="pods"' in line
+                    and 'scope="cluster"' not in line
+                    and 'subresource="",verb="WATCH"' in line
+                )
+            )
             stop.wait(0.5)
 
     sampler = threading.Thread(target=sample, daemon=True)
