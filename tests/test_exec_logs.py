@@ -171,8 +171,11 @@ async def test_200_concurrent_execs_across_20_sandboxes(client: sandlot.AsyncCli
 
 
 async def test_follow_delivers_every_line_in_order_and_ends_with_the_sandbox(client: sandlot.AsyncClient) -> None:
+    # The pause after `seq` lets containerd 1.6 copy the output into the log file:
+    # when a container exits at once, the runtime may drop the tail of a fast burst
+    # (seen under load; the log file itself ends early), which no client can read.
     sb = await client.sandboxes.create(
-        PYTHON, command=["sh", "-c", "sleep 2; seq 1 100000; printf tail-without-newline"]
+        PYTHON, command=["sh", "-c", "sleep 2; seq 1 100000; sleep 2; printf tail-without-newline"]
     )
     lines = [line async for line in sb.stream_logs(follow=True)]
     assert lines[:100000] == [str(i) for i in range(1, 100001)]

@@ -23,7 +23,7 @@ from sandlot._native import (
     SandboxStatus,
     TerminateResult,
     __version__,
-    wait_idle,
+    settle,
 )
 from sandlot._sync import Client, Process, Sandbox, Sandboxes, SandboxList, Volume, Volumes
 from sandlot.errors import (
@@ -44,7 +44,7 @@ from sandlot.errors import (
 
 # A native task may still be handing its result to asyncio as the interpreter
 # exits; finalizing under it would crash the process. Let such tasks finish.
-atexit.register(wait_idle, 0.5)
+atexit.register(settle, 0.02)
 
 __all__ = [
     "ApiError",

@@ -23,7 +23,7 @@ __all__ = [
     "run_cli",
     "runtime_task_count",
     "sandboxes_html",
-    "wait_idle",
+    "settle",
 ]
 
 __version__: str
@@ -31,7 +31,7 @@ __version__: str
 _PhaseLike = Phase | str
 
 def run_cli(argv: Sequence[str]) -> int: ...
-def wait_idle(timeout: float) -> bool: ...
+def settle(seconds: float) -> None: ...
 def runtime_task_count() -> int: ...
 def sandboxes_html(statuses: Sequence[SandboxStatus]) -> str: ...
 

@@ -2,7 +2,7 @@
 //! bridging only. Every operation is one `sandlot_core` future, handed to
 //! asyncio with `pyo3_async_runtimes::tokio::future_into_py`.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use pyo3::prelude::*;
 
@@ -21,24 +21,13 @@ fn run_cli(py: Python<'_>, argv: Vec<String>) -> i32 {
     py.detach(|| sandlot_cli::run(argv))
 }
 
-/// Waits, with the GIL released, until no task of the async runtime is alive or
-/// `timeout` seconds passed; true if idle. Called at interpreter exit: a task
-/// still handing a result to asyncio then would otherwise race finalization.
+/// Releases the GIL for `seconds`. Called at interpreter exit: the thread that
+/// handed asyncio its last result may still be leaving Python (it releases and
+/// retakes the GIL while waking the event loop), and finalizing under it would
+/// crash the process. A few milliseconds are plenty.
 #[pyfunction]
-fn wait_idle(py: Python<'_>, timeout: f64) -> bool {
-    let metrics = pyo3_async_runtimes::tokio::get_runtime().metrics();
-    let deadline = Instant::now() + Duration::from_secs_f64(timeout.clamp(0.0, 60.0));
-    py.detach(|| {
-        loop {
-            if metrics.num_alive_tasks() == 0 {
-                return true;
-            }
-            if Instant::now() >= deadline {
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(1));
-        }
-    })
+fn settle(py: Python<'_>, seconds: f64) {
+    py.detach(|| std::thread::sleep(Duration::from_secs_f64(seconds.clamp(0.0, 1.0))));
 }
 
 /// The number of tasks alive in the async runtime (for tests that check that
@@ -72,7 +61,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<volume::AsyncVolumes>()?;
     m.add_class::<volume::AsyncVolume>()?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
-    m.add_function(wrap_pyfunction!(wait_idle, m)?)?;
+    m.add_function(wrap_pyfunction!(settle, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_task_count, m)?)?;
     m.add_function(wrap_pyfunction!(sandboxes_html, m)?)?;
     Ok(())

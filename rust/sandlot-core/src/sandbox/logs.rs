@@ -29,6 +29,10 @@ pub type LogLines = Pin<Box<dyn Stream<Item = Result<String>> + Send>>;
 /// How long a follow waits, after the log ended, for the phase to turn terminal.
 const FOLLOW_END_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How often, and how far apart, an ended sandbox's log is read until it stops growing.
+const LOG_SETTLE_TRIES: u32 = 20;
+const LOG_SETTLE_INTERVAL: Duration = Duration::from_millis(250);
+
 /// How long a follow waits for a sandbox to start before it gives up.
 const FOLLOW_START_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
 
@@ -162,7 +166,7 @@ impl Client {
                     .into_iter()
                     .collect();
             }
-            match client.read_log_bytes(&sandbox).await {
+            match client.read_settled_log(&sandbox).await {
                 Ok(all) => {
                     let rest = all
                         .get(delivered.load(Ordering::Relaxed)..)
@@ -174,6 +178,22 @@ impl Client {
         })
         .flat_map(futures::stream::iter);
         Ok(lines.chain(rest).boxed())
+    }
+
+    /// The whole log of ended sandbox `name`, once it stops growing: the
+    /// runtime may still be copying the container's output into it for a moment
+    /// after the container exited.
+    async fn read_settled_log(&self, name: &str) -> Result<Vec<u8>> {
+        let mut log = self.read_log_bytes(name).await?;
+        for _ in 0..LOG_SETTLE_TRIES {
+            tokio::time::sleep(LOG_SETTLE_INTERVAL).await;
+            let again = self.read_log_bytes(name).await?;
+            if again.len() == log.len() {
+                break;
+            }
+            log = again;
+        }
+        Ok(log)
     }
 
     /// The whole log of sandbox `name` as bytes.
