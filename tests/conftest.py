@@ -21,6 +21,11 @@ KUBECTL = os.environ.get("SANDLOT_KUBECTL", str(REPO / ".cluster" / "bin" / "kub
 ADMIN_KUBECONFIG = os.environ.get("KUBECONFIG", "")
 
 
+def unique(prefix: str) -> str:
+    """`prefix` and 8 random hex digits: a name no other test run uses."""
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
 class Kubectl:
     """Runs kubectl against the test cluster, optionally in one namespace."""
 

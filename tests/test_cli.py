@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Kubectl
+from conftest import Kubectl, unique
 
 SANDLOT = shutil.which("sandlot", path=str(Path(sys.executable).parent)) or "sandlot"
 BUSYBOX = "docker.io/library/busybox:1.36"
@@ -41,10 +41,6 @@ def sandlot(namespace: str, *args: str, stdin: str | None = None) -> subprocess.
         input=stdin,
         stdin=None if stdin is not None else subprocess.DEVNULL,
     )
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:6]}"
 
 
 def test_main_path_from_the_terminal(cli_namespace: str) -> None:

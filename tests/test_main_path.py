@@ -5,21 +5,16 @@ from __future__ import annotations
 
 import datetime
 import os
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 import sandlot
-from conftest import Kubectl
+from conftest import Kubectl, unique
 
 PYTHON = "docker.io/library/python:3.11-slim"
 BUSYBOX = "docker.io/library/busybox:1.36"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="session")

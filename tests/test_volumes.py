@@ -5,20 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from test_cli import sandlot as run_cli
 
 import sandlot
-from conftest import Kubectl
+from conftest import Kubectl, unique
 
 BUSYBOX = "docker.io/library/busybox:1.36"
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
 @pytest.fixture(scope="module")
