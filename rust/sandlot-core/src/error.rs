@@ -110,14 +110,6 @@ impl Error {
             rule: rule.into(),
         }
     }
-
-    /// The HTTP status of an API error, if this is one.
-    pub fn http_status(&self) -> Option<u16> {
-        match self {
-            Error::Api { status, .. } => Some(*status),
-            _ => None,
-        }
-    }
 }
 
 /// The server's status of a failed request, if the failure was an API answer.

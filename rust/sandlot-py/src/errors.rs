@@ -31,13 +31,8 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             kind,
             name,
             namespace,
-        } => {
-            attrs.set_item("kind", kind.to_string())?;
-            attrs.set_item("name", name)?;
-            attrs.set_item("namespace", namespace)?;
-            "NotFoundError"
         }
-        Error::NameConflict {
+        | Error::NameConflict {
             kind,
             name,
             namespace,
@@ -45,7 +40,11 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("kind", kind.to_string())?;
             attrs.set_item("name", name)?;
             attrs.set_item("namespace", namespace)?;
-            "NameConflictError"
+            if matches!(err, Error::NotFound { .. }) {
+                "NotFoundError"
+            } else {
+                "NameConflictError"
+            }
         }
         Error::InvalidSpec { field, rule } => {
             attrs.set_item("field", field)?;
