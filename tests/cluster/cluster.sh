@@ -274,7 +274,7 @@ pid_of() { # NAME: the pid from NAME's pid file if that process still runs NAME
   [ -f "$f" ] || return 1
   pid=$(cat "$f")
   [ -d "/proc/$pid" ] || return 1
-  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$1" || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -F -- "$1" >/dev/null || return 1
   echo "$pid"
 }
 
@@ -342,7 +342,8 @@ start_cluster() {
   mkdir -p "$run" "$logs" "$state/kubelet"
   setup_key >"$run/setup-key"
   # The node's address, pod networking and the kernel settings kube-proxy needs.
-  ip addr show dev lo | grep -q "inet $node_ip/" || ip addr add "$node_ip/32" dev lo
+  # grep reads all of ip's output: with -q it could exit first and pipefail would see SIGPIPE.
+  ip -4 addr show dev lo | grep -F "inet $node_ip/" >/dev/null || ip addr add "$node_ip/32" dev lo
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
   iptables -C FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP 2>/dev/null ||
     iptables -I FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP
