@@ -81,7 +81,7 @@ impl AsyncClient {
     /// Connects now, so that configuration and connection errors surface here.
     fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             connection.get().await?;
             Ok(())
         })
@@ -90,7 +90,7 @@ impl AsyncClient {
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let connection = slf.get().connection.clone();
         let this = slf.clone().unbind();
-        pyo3_async_runtimes::tokio::future_into_py(slf.py(), async move {
+        crate::bridge::awaitable(slf.py(), async move {
             connection.get().await?;
             Ok(this)
         })
@@ -102,7 +102,7 @@ impl AsyncClient {
         py: Python<'py>,
         _exc_info: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(()) })
+        crate::bridge::awaitable(py, async move { Ok(()) })
     }
 
     fn __repr__(&self) -> String {

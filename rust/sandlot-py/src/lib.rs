@@ -1,11 +1,12 @@
 //! sandlot's Python bindings (`sandlot._native`): conversions, errors and async
 //! bridging only. Every operation is one `sandlot_core` future, handed to
-//! asyncio with `pyo3_async_runtimes::tokio::future_into_py`.
+//! asyncio by [`bridge::awaitable`].
 
 use std::time::Duration;
 
 use pyo3::prelude::*;
 
+mod bridge;
 mod client;
 mod errors;
 mod html;
@@ -64,5 +65,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(settle, m)?)?;
     m.add_function(wrap_pyfunction!(runtime_task_count, m)?)?;
     m.add_function(wrap_pyfunction!(sandboxes_html, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::yield_once, m)?)?;
     Ok(())
 }

@@ -71,7 +71,7 @@ impl AsyncSandboxes {
         // Checked here too, so bad input fails before any connection is made.
         spec.validate().into_py_result()?;
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             let status = client.create_sandbox(&spec).await.into_py_result()?;
             Ok(AsyncSandbox::new(client, status))
@@ -81,7 +81,7 @@ impl AsyncSandboxes {
     /// The sandbox named `name`; raises `NotFoundError` if there is none.
     fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             let status = client.get_sandbox(&name).await.into_py_result()?;
             Ok(AsyncSandbox::new(client, status))
@@ -105,7 +105,7 @@ impl AsyncSandboxes {
             tags: tags.unwrap_or_default(),
         };
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             let statuses = client.list_sandboxes(&filter).await.into_py_result()?;
             Ok(statuses
@@ -131,7 +131,7 @@ impl AsyncSandboxes {
         let phases = phases_from(phase)?;
         let timeout = seconds("timeout", timeout)?;
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             let statuses = client
                 .wait_sandboxes(&names, &phases, timeout)
@@ -158,7 +158,7 @@ impl AsyncSandboxes {
     ) -> PyResult<Bound<'py, PyAny>> {
         let selection = selection_from(names, tags, phase, all)?;
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             let outcomes = client
                 .terminate_sandboxes(&selection)
@@ -187,7 +187,7 @@ impl AsyncSandboxes {
         let selection = selection_from(names, tags, None, all)?;
         let older_than = older_than.map(|s| seconds("older_than", s)).transpose()?;
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             client
                 .purge_sandboxes(&selection, older_than)
@@ -263,7 +263,7 @@ impl AsyncSandbox {
     /// Reads the current status.
     fn refresh<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let status = client.get_sandbox(&name).await.into_py_result()?;
             Ok(remember(&slot, status))
         })
@@ -282,7 +282,7 @@ impl AsyncSandbox {
         let phases = phases_from(phase)?;
         let timeout = seconds("timeout", timeout)?;
         let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             match client.wait_sandbox(&name, &phases, timeout).await {
                 Ok(status) => Ok(remember(&slot, status)),
                 Err(Error::PhaseUnreachable { status, wanted }) => {
@@ -321,7 +321,7 @@ impl AsyncSandbox {
             workdir,
         };
         let (client, name) = (self.client.clone(), self.name.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let result = client
                 .exec_sandbox(&name, &command, &options)
                 .await
@@ -358,7 +358,7 @@ impl AsyncSandbox {
         };
         let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
         let (client, name) = (self.client.clone(), self.name.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let process = client
                 .spawn_exec(&name, &command, &options)
                 .await
@@ -410,7 +410,7 @@ impl AsyncSandbox {
             timestamps,
         };
         let (client, name) = (self.client.clone(), self.name.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             client.sandbox_logs(&name, &options).await.into_py_result()
         })
     }
@@ -419,7 +419,7 @@ impl AsyncSandbox {
     /// workload stops within seconds, and the record (logs, name) stays.
     fn terminate<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let status = client.terminate_sandbox(&name).await.into_py_result()?;
             Ok(remember(&slot, status))
         })
@@ -433,7 +433,7 @@ impl AsyncSandbox {
     /// the sandbox when the block ends, also on an exception.
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.clone().unbind();
-        pyo3_async_runtimes::tokio::future_into_py(slf.py(), async move { Ok(this) })
+        crate::bridge::awaitable(slf.py(), async move { Ok(this) })
     }
 
     #[pyo3(signature = (*_exc_info))]
@@ -443,7 +443,7 @@ impl AsyncSandbox {
         _exc_info: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             match client.terminate_sandbox(&name).await {
                 Ok(status) => {
                     remember(&slot, status);

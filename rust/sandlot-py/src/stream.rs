@@ -79,7 +79,7 @@ impl ByteStream {
     /// The next chunk (at most 64 KiB); ends when the stream does.
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (reader, connection) = (self.reader.clone(), self.connection.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let mut guard = reader.lock().await;
             let Some(stream) = guard.as_mut() else {
                 return Err(PyStopAsyncIteration::new_err(()));
@@ -101,7 +101,7 @@ impl ByteStream {
     /// Everything left in the stream, until it ends.
     fn read_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (reader, connection) = (self.reader.clone(), self.connection.clone());
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let mut buf = Vec::new();
             if let Some(mut stream) = reader.lock().await.take() {
                 tokio::select! {
@@ -193,7 +193,7 @@ impl AsyncProcess {
     fn write<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let data = crate::sandbox::bytes_from(data)?;
         let stdin = self.stdin.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let mut guard = stdin.lock().await;
             let writer = guard.as_mut().ok_or_else(|| {
                 to_py(Error::invalid(
@@ -210,7 +210,7 @@ impl AsyncProcess {
     /// Closes the command's stdin, so it sees end of input.
     fn close_stdin<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stdin = self.stdin.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             if let Some(mut writer) = stdin.lock().await.take() {
                 let _ = writer.shutdown().await;
             }
@@ -230,7 +230,7 @@ impl AsyncProcess {
             .clone();
         let sandbox = self.sandbox.clone();
         let (deadline, timeout) = (self.deadline, self.timeout);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let Some(exit) = exit else {
                 return Err(to_py(Error::Exec {
                     name: sandbox,
@@ -270,7 +270,7 @@ impl AsyncProcess {
 
     fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
         let this = slf.clone().unbind();
-        pyo3_async_runtimes::tokio::future_into_py(slf.py(), async move { Ok(this) })
+        crate::bridge::awaitable(slf.py(), async move { Ok(this) })
     }
 
     #[pyo3(signature = (*_exc_info))]
@@ -280,7 +280,7 @@ impl AsyncProcess {
         _exc_info: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         self.close();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move { Ok(false) })
+        crate::bridge::awaitable(py, async move { Ok(false) })
     }
 }
 
@@ -320,7 +320,7 @@ impl LineStream {
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let state = self.state.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let mut guard = state.lock().await;
             if let LineState::Unopened(open) = &mut *guard {
                 match open.await {

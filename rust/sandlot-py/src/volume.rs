@@ -50,7 +50,7 @@ impl AsyncVolumes {
         };
         spec.validate().into_py_result()?;
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             let status = client.create_volume(&spec).await.into_py_result()?;
             Ok(AsyncVolume::new(client, status))
@@ -60,7 +60,7 @@ impl AsyncVolumes {
     /// The volume named `name`; raises `NotFoundError` if there is none.
     fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             let status = client.get_volume(&name).await.into_py_result()?;
             Ok(AsyncVolume::new(client, status))
@@ -76,7 +76,7 @@ impl AsyncVolumes {
     ) -> PyResult<Bound<'py, PyAny>> {
         let connection = self.connection.clone();
         let tags = tags.unwrap_or_default();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             let volumes = client.list_volumes(&tags).await.into_py_result()?;
             Ok(volumes
@@ -99,7 +99,7 @@ impl AsyncVolumes {
     ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = seconds("timeout", timeout)?;
         let connection = self.connection.clone();
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;
             client
                 .delete_volume(&name, force, timeout)
@@ -192,7 +192,7 @@ impl AsyncVolume {
         let this = slf.get();
         let (client, slot, name) = (this.client.clone(), this.status.clone(), this.last().name);
         let owner = slf.clone().unbind();
-        pyo3_async_runtimes::tokio::future_into_py(slf.py(), async move {
+        crate::bridge::awaitable(slf.py(), async move {
             let status = client.get_volume(&name).await.into_py_result()?;
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = status;
             Ok(owner)
@@ -209,7 +209,7 @@ impl AsyncVolume {
     ) -> PyResult<Bound<'py, PyAny>> {
         let timeout = seconds("timeout", timeout)?;
         let (client, name) = (self.client.clone(), self.last().name);
-        pyo3_async_runtimes::tokio::future_into_py(py, async move {
+        crate::bridge::awaitable(py, async move {
             client
                 .delete_volume(&name, force, timeout)
                 .await
