@@ -24,6 +24,7 @@ __all__ = [
     "runtime_task_count",
     "sandboxes_html",
     "settle",
+    "yield_once",
 ]
 
 __version__: str
