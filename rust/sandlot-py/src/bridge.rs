@@ -3,14 +3,19 @@
 //! Every native coroutine goes through [`awaitable`]. A future that can finish
 //! without waiting (a connected client's `connect`, the next line of a log
 //! already buffered, an input error) finishes on the caller's thread and comes
-//! back as an asyncio future that is already done: no trip to the runtime's
-//! threads and back. Anything that has to wait continues as a task on the
-//! shared tokio runtime, handed over by `pyo3_async_runtimes`.
+//! back as an awaitable that is already finished: no trip to the runtime's
+//! threads and back, no event loop involved. Anything that has to wait goes on
+//! as a task on the shared tokio runtime (`pyo3_async_runtimes`' runtime),
+//! which resolves an asyncio future through the loop's `call_soon_threadsafe`.
 
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
+use futures::FutureExt;
 use pyo3::IntoPyObjectExt;
+use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
 
 /// An asyncio awaitable for `future`, which is polled once right here (inside
@@ -37,7 +42,8 @@ where
 }
 
 /// An asyncio future resolved by a runtime task that drives `future`.
-/// Cancelling the asyncio future aborts the task (dropping `future`).
+/// Cancelling the asyncio future aborts the task (dropping `future`); a panic
+/// in `future` becomes a `PanicException`.
 fn spawned<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
@@ -47,7 +53,10 @@ where
     let pending = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
     let (event_loop, target) = (event_loop.unbind(), pending.clone().unbind());
     let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
-        let result = future.await;
+        let result = AssertUnwindSafe(future)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(panic_error(panic.as_ref())));
         Python::attach(|py| {
             let (ok, value) = match result.and_then(|value| value.into_py_any(py)) {
                 Ok(value) => (true, value),
@@ -70,6 +79,16 @@ where
         },),
     )?;
     Ok(pending)
+}
+
+/// The Python exception for a panic's payload.
+fn panic_error(payload: &(dyn std::any::Any + Send)) -> PyErr {
+    let message = payload
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a native task panicked".to_owned());
+    pyo3::panic::PanicException::new_err(message)
 }
 
 /// Sets an asyncio future's outcome on its loop, unless it was cancelled.
@@ -117,15 +136,47 @@ impl Abort {
     }
 }
 
-/// An asyncio future of the running loop, already resolved with `result`.
-fn finished<'py>(py: Python<'py>, result: PyResult<Py<PyAny>>) -> PyResult<Bound<'py, PyAny>> {
-    let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
-    let done = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
-    match result {
-        Ok(value) => done.call_method1(pyo3::intern!(py, "set_result"), (value,))?,
-        Err(err) => done.call_method1(pyo3::intern!(py, "set_exception"), (err.into_value(py),))?,
+/// An awaitable that is already finished with `outcome`: awaiting it hands the
+/// outcome back at once, without the event loop.
+fn finished(py: Python<'_>, outcome: PyResult<Py<PyAny>>) -> PyResult<Bound<'_, PyAny>> {
+    let finished = Finished {
+        outcome: Mutex::new(Some(outcome)),
     };
-    Ok(done)
+    Ok(Bound::new(py, finished)?.into_any())
+}
+
+/// A native call that finished without waiting; awaitable once.
+#[pyclass(frozen, module = "sandlot")]
+struct Finished {
+    outcome: Mutex<Option<PyResult<Py<PyAny>>>>,
+}
+
+#[pymethods]
+impl Finished {
+    fn __await__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Ends the iteration with the result as `StopIteration`'s value, or
+    /// raises the error.
+    fn __next__(&self) -> PyResult<()> {
+        let outcome = self
+            .outcome
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .take();
+        match outcome {
+            Some(Ok(value)) => Err(PyStopIteration::new_err((value,))),
+            Some(Err(err)) => Err(err),
+            None => Err(PyRuntimeError::new_err(
+                "cannot await a finished native call twice",
+            )),
+        }
+    }
 }
 
 /// Awaits one turn of the runtime and returns: the cost of a call that must
