@@ -1,5 +1,4 @@
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +31,10 @@ const FOLLOW_END_TIMEOUT: Duration = Duration::from_secs(30);
 /// How often, and how far apart, an ended sandbox's log is read until it stops growing.
 const LOG_SETTLE_TRIES: u32 = 20;
 const LOG_SETTLE_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How many lines from the end of an ended sandbox's log are read to find
+/// where a follow stopped, before reading the whole log.
+const LOG_TAIL_WINDOW: usize = 1000;
 
 /// How long a follow waits for a sandbox to start before it gives up.
 const FOLLOW_START_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
@@ -100,22 +103,29 @@ impl Client {
         if status.started_at.is_none() && status.exit_code.is_none() {
             return Ok(Box::pin(futures::stream::empty()));
         }
+        // The kubelet ends a follow as soon as the container has exited and it
+        // reaches the end of the log file, which the runtime may still be
+        // writing. So a follow of the whole log asks for timestamps (stripped
+        // again unless the caller wants them), remembers the last line it
+        // delivered and, once the sandbox has ended, reads the end of the log
+        // for what came after that line.
+        let drain = follow && options.tail_lines.is_none() && options.since_seconds.is_none();
+        let strip = drain && !options.timestamps;
+        let params = LogParams {
+            timestamps: params.timestamps || drain,
+            ..params
+        };
         let reader = self
             .pods()
             .log_stream(name, &params)
             .await
             .map_err(|err| self.sandbox_error(err, name))?;
-        // The kubelet ends a follow as soon as the container has exited and it
-        // reaches the end of the log file, which the runtime may still be
-        // writing. So a follow of the whole log counts what it delivered and,
-        // once the sandbox has ended, reads the log again for the rest.
-        let drain = follow && options.tail_lines.is_none() && options.since_seconds.is_none();
-        let delivered = Arc::new(AtomicUsize::new(0));
+        let last_delivered = Arc::new(Mutex::new(None::<Vec<u8>>));
         let held_back = Arc::new(Mutex::new(None::<Vec<u8>>));
         let sandbox = name.to_owned();
-        let (counter, holder) = (delivered.clone(), held_back.clone());
+        let (last, holder) = (last_delivered.clone(), held_back.clone());
         let lines = futures::stream::unfold(Some(Box::pin(reader)), move |reader| {
-            let (sandbox, counter, holder) = (sandbox.clone(), counter.clone(), holder.clone());
+            let (sandbox, last, holder) = (sandbox.clone(), last.clone(), holder.clone());
             async move {
                 let mut reader = reader?;
                 let mut line = Vec::new();
@@ -126,15 +136,15 @@ impl Client {
                         *holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
                         None
                     }
-                    Ok(read) => {
-                        counter.fetch_add(read, Ordering::Relaxed);
+                    Ok(_) => {
                         if line.last() == Some(&b'\n') {
                             line.pop();
                         }
-                        Some((
-                            Ok(String::from_utf8_lossy(&line).into_owned()),
-                            Some(reader),
-                        ))
+                        let text = delivered_text(&line, strip);
+                        if drain {
+                            *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+                        }
+                        Some((Ok(text), Some(reader)))
                     }
                     Err(err) => Some((
                         Err(Error::LogStream {
@@ -166,13 +176,15 @@ impl Client {
                     .into_iter()
                     .collect();
             }
-            match client.read_settled_log(&sandbox).await {
-                Ok(all) => {
-                    let rest = all
-                        .get(delivered.load(Ordering::Relaxed)..)
-                        .unwrap_or_default();
-                    split_lines(rest).map(Ok).collect()
-                }
+            let last = last_delivered
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take();
+            match client.settled_rest_of_log(&sandbox, last.as_deref()).await {
+                Ok(rest) => rest
+                    .iter()
+                    .map(|line| Ok(delivered_text(line, strip)))
+                    .collect(),
                 Err(err) => vec![Err(err)],
             }
         })
@@ -180,25 +192,42 @@ impl Client {
         Ok(lines.chain(rest).boxed())
     }
 
-    /// The whole log of ended sandbox `name`, once it stops growing: the
-    /// runtime may still be copying the container's output into it for a moment
-    /// after the container exited.
-    async fn read_settled_log(&self, name: &str) -> Result<Vec<u8>> {
-        let mut log = self.read_log_bytes(name).await?;
+    /// The lines (with timestamps) of ended sandbox `name`'s log after line
+    /// `last` (all of them without one), once the log stops growing: the
+    /// runtime may still be copying the container's output into it for a
+    /// moment after the container exited.
+    async fn settled_rest_of_log(&self, name: &str, last: Option<&[u8]>) -> Result<Vec<Vec<u8>>> {
+        let mut rest = self.rest_of_log(name, last).await?;
         for _ in 0..LOG_SETTLE_TRIES {
             tokio::time::sleep(LOG_SETTLE_INTERVAL).await;
-            let again = self.read_log_bytes(name).await?;
-            if again.len() == log.len() {
+            let again = self.rest_of_log(name, last).await?;
+            if again.len() == rest.len() {
                 break;
             }
-            log = again;
+            rest = again;
         }
-        Ok(log)
+        Ok(rest)
     }
 
-    /// The whole log of sandbox `name` as bytes.
-    async fn read_log_bytes(&self, name: &str) -> Result<Vec<u8>> {
-        let params = LogOptions::default().params(false)?;
+    /// The lines of sandbox `name`'s log after line `last`: found in the log's
+    /// last [`LOG_TAIL_WINDOW`] lines, else in the whole log.
+    async fn rest_of_log(&self, name: &str, last: Option<&[u8]>) -> Result<Vec<Vec<u8>>> {
+        let tail = split_raw_lines(&self.read_log_bytes(name, Some(LOG_TAIL_WINDOW)).await?);
+        if let Some(rest) = lines_after(&tail, last, tail.len() < LOG_TAIL_WINDOW) {
+            return Ok(rest);
+        }
+        let all = split_raw_lines(&self.read_log_bytes(name, None).await?);
+        Ok(lines_after(&all, last, true).unwrap_or_default())
+    }
+
+    /// The log of sandbox `name` with timestamps, its last `tail` lines or all.
+    async fn read_log_bytes(&self, name: &str, tail: Option<usize>) -> Result<Vec<u8>> {
+        let params = LogParams {
+            container: Some(CONTAINER_NAME.to_owned()),
+            timestamps: true,
+            tail_lines: tail.map(|n| n as i64),
+            ..LogParams::default()
+        };
         let mut reader = self
             .pods()
             .log_stream(name, &params)
@@ -215,23 +244,74 @@ impl Client {
     }
 }
 
+/// A line as delivered: without its timestamp when `strip` (the timestamp
+/// ends at the first space), undecodable bytes replaced.
+fn delivered_text(line: &[u8], strip: bool) -> String {
+    let text = match line.iter().position(|&b| b == b' ') {
+        Some(space) if strip => &line[space + 1..],
+        _ => line,
+    };
+    String::from_utf8_lossy(text).into_owned()
+}
+
 /// The lines of `bytes` without their endings; a last line without one counts.
-fn split_lines(bytes: &[u8]) -> impl Iterator<Item = String> + '_ {
+fn split_raw_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
     let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    body.split(|&b| b == b'\n')
-        .filter(move |_| !bytes.is_empty())
-        .map(|line| String::from_utf8_lossy(line).into_owned())
+    if bytes.is_empty() {
+        return Vec::new();
+    }
+    body.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+}
+
+/// The lines after the last occurrence of `last` (all lines without `last`).
+/// `None` when that cannot be told from `lines` because they are not the
+/// whole log (`complete` false) and `last` is not among them. In a whole log
+/// that lacks `last` (rotated away), nothing is after it.
+fn lines_after(lines: &[Vec<u8>], last: Option<&[u8]>, complete: bool) -> Option<Vec<Vec<u8>>> {
+    let Some(last) = last else {
+        return complete.then(|| lines.to_vec());
+    };
+    match lines.iter().rposition(|line| line == last) {
+        Some(at) => Some(lines[at + 1..].to_vec()),
+        None => complete.then(Vec::new),
+    }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::split_lines;
+    use super::{delivered_text, lines_after, split_raw_lines};
+
+    fn lines(text: &str) -> Vec<Vec<u8>> {
+        split_raw_lines(text.as_bytes())
+    }
 
     #[test]
     fn lines_split_with_and_without_a_final_ending() {
-        assert_eq!(split_lines(b"a\nb\n").collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(split_lines(b"a\nb").collect::<Vec<_>>(), ["a", "b"]);
-        assert_eq!(split_lines(b"\n").collect::<Vec<_>>(), [""]);
-        assert_eq!(split_lines(b"").count(), 0);
+        assert_eq!(lines("a\nb\n"), [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(lines("a\nb"), [b"a".to_vec(), b"b".to_vec()]);
+        assert_eq!(lines("\n"), [b"".to_vec()]);
+        assert!(lines("").is_empty());
+    }
+
+    #[test]
+    fn timestamps_are_stripped_only_when_asked() {
+        let line = b"2026-11-29T11:50:00.123456789Z hello world";
+        assert_eq!(delivered_text(line, true), "hello world");
+        assert_eq!(delivered_text(line, false), String::from_utf8_lossy(line));
+        assert_eq!(delivered_text(b"2026-11-29T11:50:00.123456789Z ", true), "");
+    }
+
+    #[test]
+    fn the_rest_starts_after_the_last_delivered_line() {
+        let log = lines("t1 a\nt2 b\nt3 c\n");
+        assert_eq!(lines_after(&log, Some(b"t2 b"), false), Some(lines("t3 c")));
+        assert_eq!(lines_after(&log, Some(b"t3 c"), false), Some(vec![]));
+        // Nothing delivered yet: everything, if this is the whole log.
+        assert_eq!(lines_after(&log, None, true), Some(log.clone()));
+        assert_eq!(lines_after(&log, None, false), None);
+        // The delivered line is older than this tail: read the whole log.
+        assert_eq!(lines_after(&log, Some(b"t0 z"), false), None);
+        // Not in the whole log either (rotated away): nothing more to give.
+        assert_eq!(lines_after(&log, Some(b"t0 z"), true), Some(vec![]));
     }
 }
