@@ -857,7 +857,7 @@ def main() -> None:
                 row = {"reps": reps[client], **median_row(results[client])}
                 table.setdefault(scenario, {}).setdefault(size, {})[client] = row
                 print(
-                    f"{scenario:16} size {size:<7} {client:18} "
+                    f"[{(time.monotonic() - started) / 60:4.1f} min] {scenario:16} size {size:<7} {client:18} "
                     + ", ".join(f"{k}={v}" for k, v in row.items() if not k.startswith("_")),
                     flush=True,
                 )

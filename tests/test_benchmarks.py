@@ -24,10 +24,24 @@ def test_quick_run_covers_every_scenario_and_client(kubeconfig: str, tmp_path: P
         assert f"## {scenario}" in results
     for client in ["sandlot", "kubernetes", "kubernetes_asyncio", "kubectl"]:
         assert f"| {client} |" in results
-    lines = proc.stdout.splitlines()
-    assert all("intact=True" in line for line in lines if line.startswith("exec_throughput"))
-    assert all("complete=True" in line for line in lines if line.startswith("log_follow"))
-    assert all("correct=3/3" in line for line in lines if line.startswith("fanout"))
-    counted = [line for line in lines if " api_requests=" in line and not line.startswith("bridge")]
-    assert all(" api_requests=0" not in line for line in counted), "requests are counted at the API server"
+    rows: dict[str, list[str]] = {}
+    for line in proc.stdout.splitlines():
+        if "] " in line and " size " in line:
+            rows.setdefault(line.split("] ", 1)[1].split()[0], []).append(line)
+    assert {scenario: len(lines) for scenario, lines in rows.items()} == {
+        "fanout": 4,
+        "waiting": 4,
+        "exec_latency": 4,
+        "exec_throughput": 4,
+        "log_follow": 4,
+        "bridge": 1,
+    }
+    assert all("intact=True" in line for line in rows["exec_throughput"])
+    assert all("complete=True" in line for line in rows["log_follow"])
+    assert all("correct=3/3" in line for line in rows["fanout"])
+    assert all("max_open_watches=" in line for line in rows["waiting"])
+    counted = [line for scenario, lines in rows.items() if scenario != "bridge" for line in lines]
+    assert all(" api_requests=" in line and " api_requests=0," not in line for line in counted), (
+        "requests are counted at the API server"
+    )
     assert sorted(p.name for p in (tmp_path / "charts").iterdir())
