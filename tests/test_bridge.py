@@ -1,6 +1,6 @@
 """How native calls reach asyncio: a call that finishes without waiting comes
-back finished (awaitable once, errors raised at the await), a call that has to
-wait resolves from the runtime, and cancelling it stops the native work."""
+back finished (awaitable once), a call that has to wait resolves from the
+runtime, and cancelling it stops the native work."""
 
 from __future__ import annotations
 
@@ -41,10 +41,9 @@ async def test_finished_calls_work_with_asyncio_helpers(client: sandlot.AsyncCli
     assert await asyncio.ensure_future(client.__aenter__()) is client
 
 
-async def test_an_error_found_before_any_request_is_raised_at_the_await(client: sandlot.AsyncClient) -> None:
-    call = client.sandboxes.create("docker.io/library/busybox:1.36", name="Not A Name")
+async def test_bad_input_fails_with_the_field_named_before_any_request(client: sandlot.AsyncClient) -> None:
     with pytest.raises(sandlot.errors.InvalidSpecError, match="name"):
-        await call
+        await client.sandboxes.create("docker.io/library/busybox:1.36", name="Not A Name")
 
 
 async def test_a_cancelled_waiting_call_leaves_no_native_task(client: sandlot.AsyncClient) -> None:

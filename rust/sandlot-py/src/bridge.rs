@@ -18,6 +18,10 @@ use pyo3::IntoPyObjectExt;
 use pyo3::exceptions::{PyRuntimeError, PyStopIteration};
 use pyo3::prelude::*;
 
+/// What a call that returns nothing resolves to: Python's `None` (a Rust `()`
+/// would become an empty tuple).
+pub const NONE: Option<()> = None;
+
 /// An asyncio awaitable for `future`, which is polled once right here (inside
 /// the runtime, holding the GIL) and, if it is not finished, spawned on the
 /// runtime. Must be called with an event loop running in this thread.
@@ -57,19 +61,23 @@ where
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| Err(panic_error(panic.as_ref())));
-        Python::attach(|py| {
-            let (ok, value) = match result.and_then(|value| value.into_py_any(py)) {
-                Ok(value) => (true, value),
-                Err(err) => (false, err.into_value(py).into_any()),
-            };
-            let resolve = Resolve { ok };
-            // The loop may be closed already (its owner gave up on the call):
-            // then there is nobody to tell.
-            let _ = event_loop.call_method1(
-                py,
-                pyo3::intern!(py, "call_soon_threadsafe"),
-                (resolve, target, value),
-            );
+        // Taken on a blocking thread: waiting for the GIL must not stall a
+        // runtime worker (and the tasks queued on it).
+        tokio::task::spawn_blocking(move || {
+            Python::attach(|py| {
+                let (ok, value) = match result.and_then(|value| value.into_py_any(py)) {
+                    Ok(value) => (true, value),
+                    Err(err) => (false, err.into_value(py).into_any()),
+                };
+                let resolve = Resolve { ok };
+                // The loop may be closed already (its owner gave up on the call):
+                // then there is nobody to tell.
+                let _ = event_loop.call_method1(
+                    py,
+                    pyo3::intern!(py, "call_soon_threadsafe"),
+                    (resolve, target, value),
+                );
+            });
         });
     });
     pending.call_method1(
@@ -185,6 +193,6 @@ impl Finished {
 pub fn yield_once(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
     awaitable(py, async {
         tokio::task::yield_now().await;
-        Ok(())
+        Ok(NONE)
     })
 }

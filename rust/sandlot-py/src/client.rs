@@ -83,7 +83,7 @@ impl AsyncClient {
         let connection = self.connection.clone();
         crate::bridge::awaitable(py, async move {
             connection.get().await?;
-            Ok(())
+            Ok(crate::bridge::NONE)
         })
     }
 
@@ -102,7 +102,7 @@ impl AsyncClient {
         py: Python<'py>,
         _exc_info: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        crate::bridge::awaitable(py, async move { Ok(()) })
+        crate::bridge::awaitable(py, async move { Ok(crate::bridge::NONE) })
     }
 
     fn __repr__(&self) -> String {

@@ -17,6 +17,14 @@ use crate::errors::{IntoPyResult, to_py};
 /// Largest chunk one read of a stream returns.
 const CHUNK: usize = 64 * 1024;
 
+/// Log lines read ahead of Python: the reading goes on on the runtime while
+/// Python takes lines that are already there, without a trip to the runtime.
+const LINES_AHEAD: usize = 4096;
+
+/// When Python had to wait for a line, how long it waits on for more lines to
+/// bring back in the same trip (a line arriving alone is this much later).
+const LINE_BATCH_WINDOW: Duration = Duration::from_millis(2);
+
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
 /// The exit code, or the sandbox name and message of the exec error.
 type ExitCode = Shared<BoxFuture<'static, Result<i32, (String, String)>>>;
@@ -214,7 +222,7 @@ impl AsyncProcess {
             if let Some(mut writer) = stdin.lock().await.take() {
                 let _ = writer.shutdown().await;
             }
-            Ok(())
+            Ok(crate::bridge::NONE)
         })
     }
 
@@ -289,6 +297,9 @@ impl AsyncProcess {
 #[pyclass(module = "sandlot", frozen)]
 pub struct LineStream {
     state: Arc<tokio::sync::Mutex<LineState>>,
+    /// Lines taken from the channel in one go, handed out before the channel
+    /// is asked again: one trip to the runtime brings every line waiting.
+    taken: Arc<Mutex<std::collections::VecDeque<sandlot_core::Result<String>>>>,
 }
 
 impl std::fmt::Debug for LineStream {
@@ -297,10 +308,11 @@ impl std::fmt::Debug for LineStream {
     }
 }
 
-/// A log stream opens on the first `__anext__`.
+/// A log stream opens on the first `__anext__`; from then on a runtime task
+/// reads lines ahead into a channel ([`LINES_AHEAD`] at most).
 pub enum LineState {
     Unopened(BoxFuture<'static, sandlot_core::Result<LogLines>>),
-    Open(LogLines),
+    Open(tokio::sync::mpsc::Receiver<sandlot_core::Result<String>>),
     Done,
 }
 
@@ -308,8 +320,31 @@ impl LineStream {
     pub fn new(open: BoxFuture<'static, sandlot_core::Result<LogLines>>) -> Self {
         LineStream {
             state: Arc::new(tokio::sync::Mutex::new(LineState::Unopened(open))),
+            taken: Arc::default(),
         }
     }
+}
+
+/// Reads `lines` into a channel until they end or the stream is dropped.
+fn read_ahead(mut lines: LogLines) -> tokio::sync::mpsc::Receiver<sandlot_core::Result<String>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(LINES_AHEAD);
+    tokio::spawn(async move {
+        loop {
+            let line = tokio::select! {
+                _ = sender.closed() => return,
+                line = lines.next() => line,
+            };
+            match line {
+                Some(line) => {
+                    if sender.send(line).await.is_err() {
+                        return;
+                    }
+                }
+                None => return,
+            }
+        }
+    });
+    receiver
 }
 
 #[pymethods]
@@ -319,12 +354,17 @@ impl LineStream {
     }
 
     fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let taken = self.taken.clone();
+        let next = taken.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        if let Some(line) = next {
+            return crate::bridge::awaitable(py, async move { line.into_py_result() });
+        }
         let state = self.state.clone();
         crate::bridge::awaitable(py, async move {
             let mut guard = state.lock().await;
             if let LineState::Unopened(open) = &mut *guard {
                 match open.await {
-                    Ok(lines) => *guard = LineState::Open(lines),
+                    Ok(lines) => *guard = LineState::Open(read_ahead(lines)),
                     Err(err) => {
                         *guard = LineState::Done;
                         return Err(to_py(err));
@@ -334,13 +374,30 @@ impl LineStream {
             let LineState::Open(lines) = &mut *guard else {
                 return Err(PyStopAsyncIteration::new_err(()));
             };
-            match lines.next().await {
-                Some(line) => line.into_py_result(),
-                None => {
-                    *guard = LineState::Done;
-                    Err(PyStopAsyncIteration::new_err(()))
-                }
+            let waited = lines.is_empty();
+            let Some(line) = lines.recv().await else {
+                *guard = LineState::Done;
+                return Err(PyStopAsyncIteration::new_err(()));
+            };
+            let mut batch = Vec::new();
+            if waited {
+                // This call crosses back to Python anyway: let more lines join it.
+                let more = async {
+                    while batch.len() < LINES_AHEAD {
+                        match lines.recv().await {
+                            Some(line) => batch.push(line),
+                            None => break,
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(LINE_BATCH_WINDOW, more).await;
             }
+            let mut taken = taken.lock().unwrap_or_else(|p| p.into_inner());
+            taken.extend(batch);
+            while let Ok(more) = lines.try_recv() {
+                taken.push_back(more);
+            }
+            line.into_py_result()
         })
     }
 }
