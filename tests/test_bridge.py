@@ -5,6 +5,7 @@ runtime, and cancelling it stops the native work."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -63,3 +64,12 @@ async def test_a_cancelled_waiting_call_leaves_no_native_task(client: sandlot.As
         assert _native.runtime_task_count() < during
     finally:
         await queued.terminate()
+
+
+def test_a_call_outside_an_event_loop_starts_nothing(namespace: str) -> None:
+    Kubectl().run("create", "namespace", namespace, check=False)
+    name = unique("nowhere")
+    with pytest.raises(RuntimeError, match="event loop"):
+        sandlot.AsyncClient(namespace).sandboxes.create("docker.io/library/busybox:1.36", name=name)
+    time.sleep(1)  # room for a stray request to land
+    assert Kubectl(namespace).run("get", "pod", name, check=False).returncode != 0

@@ -2,7 +2,7 @@
 //!
 //! Every native coroutine goes through [`awaitable`]. A future that can finish
 //! without waiting (a connected client's `connect`, the next line of a log
-//! already buffered, an input error) finishes on the caller's thread and comes
+//! already buffered) finishes on the caller's thread and comes
 //! back as an awaitable that is already finished: no trip to the runtime's
 //! threads and back, no event loop involved. Anything that has to wait goes on
 //! as a task on the shared tokio runtime (`pyo3_async_runtimes`' runtime),
@@ -24,12 +24,14 @@ pub const NONE: Option<()> = None;
 
 /// An asyncio awaitable for `future`, which is polled once right here (inside
 /// the runtime, holding the GIL) and, if it is not finished, spawned on the
-/// runtime. Must be called with an event loop running in this thread.
+/// runtime. Fails, before `future` is polled, unless an event loop runs in
+/// this thread: a call must not start what nobody can await.
 pub fn awaitable<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
+    let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
     let mut future = Box::pin(future);
     let first = {
         let _runtime = pyo3_async_runtimes::tokio::get_runtime().enter();
@@ -40,7 +42,7 @@ where
             .poll(&mut Context::from_waker(Waker::noop()))
     };
     match first {
-        Poll::Pending => spawned(py, future),
+        Poll::Pending => spawned(event_loop, future),
         Poll::Ready(result) => finished(py, result.and_then(|value| value.into_py_any(py))),
     }
 }
@@ -48,12 +50,12 @@ where
 /// An asyncio future resolved by a runtime task that drives `future`.
 /// Cancelling the asyncio future aborts the task (dropping `future`); a panic
 /// in `future` becomes a `PanicException`.
-fn spawned<'py, F, T>(py: Python<'py>, future: F) -> PyResult<Bound<'py, PyAny>>
+fn spawned<'py, F, T>(event_loop: Bound<'py, PyAny>, future: F) -> PyResult<Bound<'py, PyAny>>
 where
     F: Future<Output = PyResult<T>> + Send + 'static,
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
-    let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+    let py = event_loop.py();
     let pending = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
     let (event_loop, target) = (event_loop.unbind(), pending.clone().unbind());
     let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
