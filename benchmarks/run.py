@@ -98,7 +98,7 @@ def k8s_api() -> Any:
     return client.CoreV1Api()
 
 
-def k8s_exec(api: Any, name: str, command: list[str]) -> tuple[bytes, int]:
+def k8s_exec(name: str, command: list[str]) -> tuple[bytes, int]:
     """Exec with the official client's `stream()`, collecting stdout and the exit code.
 
     `stream()` patches the API client it is given while it runs, so each exec
@@ -106,7 +106,6 @@ def k8s_exec(api: Any, name: str, command: list[str]) -> tuple[bytes, int]:
     from kubernetes import client
     from kubernetes.stream import stream
 
-    del api
     exec_api = client.CoreV1Api(client.ApiClient())
     resp = stream(
         exec_api.connect_get_namespaced_pod_exec,
@@ -131,7 +130,7 @@ def k8s_exec(api: Any, name: str, command: list[str]) -> tuple[bytes, int]:
     return bytes(out), resp.returncode if resp.returncode is not None else -1
 
 
-async def k8s_asyncio_exec(api: Any, name: str, command: list[str]) -> tuple[bytes, int]:
+async def k8s_asyncio_exec(name: str, command: list[str]) -> tuple[bytes, int]:
     from kubernetes_asyncio.stream import WsApiClient
 
     ws_api = WsApiClient()
@@ -157,6 +156,18 @@ async def k8s_asyncio_exec(api: Any, name: str, command: list[str]) -> tuple[byt
                     code = int(next((c["message"] for c in causes if c.get("reason") == "ExitCode"), -1))
     await ws_api.close()
     return bytes(out), code
+
+
+async def k8s_asyncio_wait_running(v1: Any, name: str) -> None:
+    """Watch pod `name` (a watch of its own) until it runs."""
+    from kubernetes_asyncio import watch as awatch
+
+    w = awatch.Watch()
+    async for event in w.stream(
+        v1.list_namespaced_pod, NAMESPACE, field_selector=f"metadata.name={name}", timeout_seconds=600
+    ):
+        if event["object"].status.phase == "Running":
+            w.stop()
 
 
 # --- measuring the client's part of a worker ---------------------------------------
@@ -242,7 +253,7 @@ def fanout(client: str, n: int) -> dict[str, Any]:
                 api.create_namespaced_pod(NAMESPACE, pod_manifest(nm))
                 while api.read_namespaced_pod(nm, NAMESPACE).status.phase != "Running":
                     time.sleep(0.5)
-                out, _ = k8s_exec(api, nm, ["echo", nm])
+                out, _ = k8s_exec(nm, ["echo", nm])
                 api.delete_namespaced_pod(nm, NAMESPACE, grace_period_seconds=2)
                 return out
 
@@ -251,7 +262,6 @@ def fanout(client: str, n: int) -> dict[str, Any]:
         elif client == "kubernetes_asyncio":
             from kubernetes_asyncio import client as aclient
             from kubernetes_asyncio import config as aconfig
-            from kubernetes_asyncio import watch as awatch
 
             async def run_async() -> None:
                 await aconfig.load_kube_config()
@@ -260,13 +270,8 @@ def fanout(client: str, n: int) -> dict[str, Any]:
 
                     async def one(nm: str) -> bytes:
                         await v1.create_namespaced_pod(NAMESPACE, pod_manifest(nm))
-                        w = awatch.Watch()
-                        async for event in w.stream(
-                            v1.list_namespaced_pod, NAMESPACE, field_selector=f"metadata.name={nm}", timeout_seconds=600
-                        ):
-                            if event["object"].status.phase == "Running":
-                                w.stop()
-                        out, _ = await k8s_asyncio_exec(v1, nm, ["echo", nm])
+                        await k8s_asyncio_wait_running(v1, nm)
+                        out, _ = await k8s_asyncio_exec(nm, ["echo", nm])
                         await v1.delete_namespaced_pod(nm, NAMESPACE, grace_period_seconds=2)
                         return out
 
@@ -314,22 +319,13 @@ def waiting(client: str, n: int) -> dict[str, Any]:
         elif client == "kubernetes_asyncio":
             from kubernetes_asyncio import client as aclient
             from kubernetes_asyncio import config as aconfig
-            from kubernetes_asyncio import watch as awatch
 
             async def run_async() -> None:
                 await aconfig.load_kube_config()
                 async with aclient.ApiClient() as api_client:
                     v1 = aclient.CoreV1Api(api_client)
 
-                    async def one(nm: str) -> None:
-                        w = awatch.Watch()
-                        async for event in w.stream(
-                            v1.list_namespaced_pod, NAMESPACE, field_selector=f"metadata.name={nm}", timeout_seconds=600
-                        ):
-                            if event["object"].status.phase == "Running":
-                                w.stop()
-
-                    await asyncio.gather(*(one(nm) for nm in names))
+                    await asyncio.gather(*(k8s_asyncio_wait_running(v1, nm) for nm in names))
 
             asyncio.run(run_async())
         else:
@@ -369,10 +365,10 @@ def exec_latency(client: str, n: int) -> dict[str, Any]:
 
             asyncio.run(run())
         elif client == "kubernetes":
-            api = k8s_api()
+            k8s_api()  # loads the kubeconfig that k8s_exec's clients use
             for _ in range(n):
                 t = time.perf_counter()
-                k8s_exec(api, name, ["true"])
+                k8s_exec(name, ["true"])
                 times.append(time.perf_counter() - t)
         elif client == "kubernetes_asyncio":
             from kubernetes_asyncio import config as aconfig
@@ -381,7 +377,7 @@ def exec_latency(client: str, n: int) -> dict[str, Any]:
                 await aconfig.load_kube_config()
                 for _ in range(n):
                     t = time.perf_counter()
-                    await k8s_asyncio_exec(None, name, ["true"])
+                    await k8s_asyncio_exec(name, ["true"])
                     times.append(time.perf_counter() - t)
 
             asyncio.run(run_async())
@@ -427,13 +423,14 @@ def exec_throughput(client: str, mib: int) -> dict[str, Any]:
 
             asyncio.run(run())
         elif client == "kubernetes":
-            received.append(k8s_exec(k8s_api(), name, ["cat", "/tmp/blob"])[0])
+            k8s_api()  # loads the kubeconfig that k8s_exec's client uses
+            received.append(k8s_exec(name, ["cat", "/tmp/blob"])[0])
         elif client == "kubernetes_asyncio":
             from kubernetes_asyncio import config as aconfig
 
             async def run_async() -> None:
                 await aconfig.load_kube_config()
-                received.append((await k8s_asyncio_exec(None, name, ["cat", "/tmp/blob"]))[0])
+                received.append((await k8s_asyncio_exec(name, ["cat", "/tmp/blob"]))[0])
 
             asyncio.run(run_async())
         else:
@@ -721,7 +718,9 @@ def ratio(value: float, base: float, higher_is_better: bool) -> str:
     return f"{(base / value if higher_is_better else value / base):.2f}x"
 
 
-def write_results(table: dict[str, dict[int, dict[str, dict[str, Any]]]], out: Path, quick: bool) -> None:
+def write_results(
+    table: dict[str, dict[int, dict[str, dict[str, Any]]]], out: Path, quick: bool, minutes: float
+) -> None:
     versions = {
         name: _version(name) for name in ("sandlot", "kubernetes", "kubernetes_asyncio", "websocket-client", "aiohttp")
     }
@@ -731,7 +730,7 @@ def write_results(table: dict[str, dict[int, dict[str, dict[str, Any]]]], out: P
         "# Benchmarks: sandlot and the alternatives",
         "",
         f"Made by `make bench` ({'quick' if quick else 'full'} run) on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())},",
-        f"in {RUN_MINUTES[0]:.1f} minutes.",
+        f"in {minutes:.1f} minutes.",
         "",
         f"- Machine: {os.cpu_count()} cores, {_memory_gib():.0f} GiB, Linux {platform.release()}, Python {platform.python_version()},",
         "  shared with other work (absolute figures are noisy; ratios from the same run are what to compare).",
@@ -829,9 +828,6 @@ def charts(table: dict[str, dict[int, dict[str, dict[str, Any]]]], folder: Path)
             plt.close(fig)
 
 
-RUN_MINUTES = [0.0]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smallest sizes, one repetition")
@@ -870,10 +866,10 @@ def main() -> None:
                     + ", ".join(f"{k}={v}" for k, v in row.items() if not k.startswith("_")),
                     flush=True,
                 )
-    RUN_MINUTES[0] = (time.monotonic() - started) / 60
+    minutes = (time.monotonic() - started) / 60
     args.out.mkdir(parents=True, exist_ok=True)
-    write_results(table, args.out, args.quick)
-    print(f"wrote {args.out / 'results.md'} in {RUN_MINUTES[0]:.1f} minutes")
+    write_results(table, args.out, args.quick, minutes)
+    print(f"wrote {args.out / 'results.md'} in {minutes:.1f} minutes")
 
 
 if __name__ == "__main__":

@@ -334,13 +334,9 @@ fn read_ahead(mut lines: LogLines) -> tokio::sync::mpsc::Receiver<sandlot_core::
                 _ = sender.closed() => return,
                 line = lines.next() => line,
             };
-            match line {
-                Some(line) => {
-                    if sender.send(line).await.is_err() {
-                        return;
-                    }
-                }
-                None => return,
+            let Some(line) = line else { return };
+            if sender.send(line).await.is_err() {
+                return;
             }
         }
     });
