@@ -13,7 +13,7 @@ import pytest
 
 import sandlot
 from conftest import Kubectl
-from sandlot import _native
+from sandlot import _testing
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 PYTHON = "docker.io/library/python:3.11-slim"
@@ -193,7 +193,7 @@ async def test_stream_logs_without_follow_and_after_the_end(client: sandlot.Asyn
 
 async def test_cancelling_a_streaming_exec_leaves_nothing_running(box: sandlot.AsyncSandbox) -> None:
     await asyncio.sleep(0.5)
-    baseline = _native.runtime_task_count()
+    baseline = _testing.runtime_task_count()
     proc = await box.spawn("while :; do echo tick; sleep 0.05; done")
 
     async def consume() -> None:
@@ -202,7 +202,7 @@ async def test_cancelling_a_streaming_exec_leaves_nothing_running(box: sandlot.A
 
     consumer = asyncio.create_task(consume())
     await asyncio.sleep(1)
-    assert _native.runtime_task_count() > baseline, "the exec runs a task while open"
+    assert _testing.runtime_task_count() > baseline, "the exec runs a task while open"
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
@@ -210,9 +210,9 @@ async def test_cancelling_a_streaming_exec_leaves_nothing_running(box: sandlot.A
     with pytest.raises(sandlot.ExecError):
         await proc.wait()
     for _ in range(50):
-        if _native.runtime_task_count() <= baseline:
+        if _testing.runtime_task_count() <= baseline:
             break
         await asyncio.sleep(0.1)
-    assert _native.runtime_task_count() <= baseline
+    assert _testing.runtime_task_count() <= baseline
     # The sandbox is still usable afterwards.
     assert (await box.exec(["echo", "still fine"])).stdout == "still fine\n"

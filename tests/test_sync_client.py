@@ -3,6 +3,7 @@ scripts and notebooks, with Ctrl-C turning into KeyboardInterrupt."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import pytest
 
 import sandlot
 from conftest import Kubectl
+from sandlot import _testing
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 
@@ -53,25 +55,76 @@ def test_main_path_without_async(namespace: str) -> None:
             client.sandboxes.get(sb.name)  # purged with the volume it mounted
 
 
-def test_ctrl_c_while_waiting_raises_keyboard_interrupt(namespace: str) -> None:
-    script = (
-        "import sandlot, sys\n"
-        f"client = sandlot.Client({namespace!r})\n"
-        f"sb = client.sandboxes.create({BUSYBOX!r})\n"
-        "print('waiting', flush=True)\n"
-        "try:\n"
-        "    sb.wait('succeeded', timeout=120)\n"
-        "except KeyboardInterrupt:\n"
-        "    print('interrupted', flush=True)\n"
-        "    sb.terminate()\n"
-        "    sys.exit(42)\n"
+CTRL_C_SCRIPT = """
+import signal, sys, time
+import sandlot
+from sandlot import _testing
+
+client = sandlot.Client(sys.argv[1])
+sb = client.sandboxes.create(sys.argv[2])
+sb.wait("running", timeout=120)  # the shared watch is up from here on
+baseline = _testing.runtime_task_count()
+for _ in range(3):
+    print("waiting", flush=True)
+    try:
+        sb.wait("succeeded", timeout=120)  # an idle sandbox never gets there
+    except KeyboardInterrupt:
+        print(f"interrupted {time.monotonic()}", flush=True)
+    else:
+        sys.exit(1)
+time.sleep(0.2)
+print(f"tasks {_testing.runtime_task_count() - baseline}", flush=True)
+sb.terminate()
+"""
+
+
+def test_ctrl_c_on_a_blocked_wait_raises_keyboard_interrupt_at_once_and_leaves_no_task(namespace: str) -> None:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", CTRL_C_SCRIPT, namespace, BUSYBOX], stdout=subprocess.PIPE, text=True, env=os.environ
     )
-    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, env=os.environ)
     assert proc.stdout is not None
-    assert proc.stdout.readline() == "waiting\n"
-    time.sleep(1)
-    started = time.monotonic()
-    proc.send_signal(signal.SIGINT)
-    assert proc.wait(timeout=60) == 42
-    assert proc.stdout.read() == "interrupted\n"
-    assert time.monotonic() - started < 60
+    delays = []
+    for _ in range(3):
+        assert proc.stdout.readline() == "waiting\n"
+        time.sleep(0.5)  # well inside the blocked wait
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGINT)
+        word, at = proc.stdout.readline().split()
+        assert word == "interrupted"
+        delays.append(float(at) - sent)
+    assert proc.stdout.readline() == "tasks 0\n", "the interrupted waits left native tasks behind"
+    assert proc.wait(timeout=60) == 0
+    assert sorted(delays)[1] < 0.1, f"KeyboardInterrupt came {delays} s after Ctrl-C"
+
+
+async def test_the_sync_client_works_where_an_event_loop_runs(namespace: str) -> None:
+    """A notebook cell runs inside a running loop: blocking calls must still work."""
+    asyncio.get_running_loop()
+    with sandlot.Client(namespace) as client:
+        assert isinstance(client.sandboxes.list(), sandlot.SandboxList)
+        assert _testing.yield_once(blocking=True) is None
+
+
+EXIT_SCRIPT = """
+import asyncio, sys
+import sandlot
+
+async def main() -> None:
+    client = sandlot.AsyncClient(sys.argv[1])
+    await client.connect()
+    # Calls nobody awaits: their results arrive while the interpreter exits.
+    for _ in range(200):
+        asyncio.ensure_future(client.sandboxes.list())
+    await asyncio.sleep(0)
+
+asyncio.run(main())
+print("exited", flush=True)
+"""
+
+
+def test_exiting_with_calls_in_flight_is_clean(namespace: str) -> None:
+    for _ in range(5):
+        proc = subprocess.run(
+            [sys.executable, "-c", EXIT_SCRIPT, namespace], capture_output=True, text=True, env=os.environ, timeout=120
+        )
+        assert (proc.returncode, proc.stdout) == (0, "exited\n"), proc.stderr[-2000:]

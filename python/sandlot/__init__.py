@@ -10,6 +10,7 @@ async with sandlot.AsyncClient() as client:
 import atexit
 
 from sandlot._enums import Phase, TerminationReason, VolumePhase
+from sandlot._lists import SandboxList
 from sandlot._native import (
     AsyncClient,
     AsyncProcess,
@@ -18,14 +19,19 @@ from sandlot._native import (
     AsyncVolume,
     AsyncVolumes,
     ByteStream,
+    Client,
     ExecResult,
     LineStream,
+    Process,
+    Sandbox,
+    Sandboxes,
     SandboxStatus,
     TerminateResult,
+    Volume,
+    Volumes,
     __version__,
-    settle,
+    _quiesce,
 )
-from sandlot._sync import Client, Process, Sandbox, Sandboxes, SandboxList, Volume, Volumes
 from sandlot.errors import (
     ApiError,
     ClusterUnreachableError,
@@ -43,8 +49,9 @@ from sandlot.errors import (
 )
 
 # A native task may still be handing its result to asyncio as the interpreter
-# exits; finalizing under it would crash the process. Let such tasks finish.
-atexit.register(settle, 0.02)
+# exits; finalizing under it would crash the process. Let those finish, and
+# keep later ones away from Python.
+atexit.register(_quiesce)
 
 __all__ = [
     "ApiError",

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 import pytest
 
-from sandlot._sync import Client, Sandbox
+from sandlot import Client, Sandbox
 
 DEFAULT_IMAGE = "docker.io/library/python:3.11-slim"
 

@@ -1,4 +1,4 @@
-//! `AsyncClient`: the entry point of the async API.
+//! `AsyncClient` and `Client`: the entry points.
 
 use std::sync::Arc;
 
@@ -7,9 +7,10 @@ use pyo3::types::PyAny;
 use sandlot_core::{Client, ConnectOptions};
 use tokio::sync::OnceCell;
 
-use crate::errors::IntoPyResult;
-use crate::sandbox::AsyncSandboxes;
-use crate::volume::AsyncVolumes;
+use crate::bridge::{Mode, NONE, Outcome};
+use crate::sandbox::SandboxesBase;
+use crate::twins::{InMode, class_name};
+use crate::volume::VolumesBase;
 
 /// A client connection made on first use and shared by everything derived from it.
 #[derive(Debug)]
@@ -20,38 +21,42 @@ pub struct LazyClient {
 
 impl LazyClient {
     /// The connected client, connecting on the first call.
-    pub async fn get(&self) -> PyResult<Client> {
-        self.client
+    pub async fn get(&self) -> Outcome<Client> {
+        let client = self
+            .client
             .get_or_try_init(|| Client::connect(self.options.clone()))
-            .await
-            .cloned()
-            .into_py_result()
+            .await?;
+        Ok(client.clone())
+    }
+
+    /// True once connected.
+    fn is_connected(&self) -> bool {
+        self.client.initialized()
     }
 }
 
-/// Async client for sandboxes in one namespace of one cluster.
+/// What `AsyncClient` and `Client` share: one namespace of one cluster.
 ///
-/// Connects on first use (or on `async with`) with the kubeconfig or, inside
-/// a pod, the in-cluster service account. The namespace is the argument, else
-/// `$SANDLOT_NAMESPACE`, else "sandlot"; it is created if missing.
-#[pyclass(module = "sandlot", frozen)]
+/// Connects on first use (or on `async with` / `with`) with the kubeconfig or,
+/// inside a pod, the in-cluster service account. The namespace is the
+/// argument, else `$SANDLOT_NAMESPACE`, else "sandlot"; it is created if missing.
+#[pyclass(module = "sandlot._native", name = "_Client", subclass, frozen)]
 #[derive(Debug)]
-pub struct AsyncClient {
+pub struct ClientBase {
+    mode: Mode,
     connection: Arc<LazyClient>,
     namespace: String,
 }
 
-#[pymethods]
-impl AsyncClient {
-    #[new]
-    #[pyo3(signature = (namespace=None, *, context=None))]
-    fn new(namespace: Option<String>, context: Option<String>) -> Self {
+impl ClientBase {
+    fn new(mode: Mode, namespace: Option<String>, context: Option<String>) -> Self {
         let options = ConnectOptions {
             namespace,
             context,
             kubeconfig: None,
         };
-        AsyncClient {
+        ClientBase {
+            mode,
             namespace: options.resolved_namespace(),
             connection: Arc::new(LazyClient {
                 options,
@@ -60,52 +65,108 @@ impl AsyncClient {
         }
     }
 
+    /// Connects (once), then hands `this` back.
+    fn connected<'py, T>(&self, py: Python<'py>, this: T) -> PyResult<Bound<'py, PyAny>>
+    where
+        T: for<'a> IntoPyObject<'a> + Send + 'static,
+    {
+        if self.connection.is_connected() {
+            return self.mode.ready(py, Ok(this));
+        }
+        let connection = self.connection.clone();
+        self.mode.run(py, async move {
+            connection.get().await?;
+            Ok(this)
+        })
+    }
+}
+
+#[pymethods]
+impl ClientBase {
     /// The namespace this client works in.
     #[getter]
     fn namespace(&self) -> &str {
         &self.namespace
     }
 
-    /// Sandbox operations: create, get, list.
+    /// Sandbox operations.
     #[getter]
-    fn sandboxes(&self) -> AsyncSandboxes {
-        AsyncSandboxes::new(self.connection.clone())
+    fn sandboxes(&self) -> InMode<SandboxesBase> {
+        InMode(
+            self.mode,
+            SandboxesBase::new(self.mode, self.connection.clone()),
+        )
     }
 
-    /// Volume operations: create, get, list, delete.
+    /// Volume operations.
     #[getter]
-    fn volumes(&self) -> AsyncVolumes {
-        AsyncVolumes::new(self.connection.clone())
+    fn volumes(&self) -> InMode<VolumesBase> {
+        InMode(
+            self.mode,
+            VolumesBase::new(self.mode, self.connection.clone()),
+        )
     }
 
     /// Connects now, so that configuration and connection errors surface here.
     fn connect<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
-            connection.get().await?;
-            Ok(crate::bridge::NONE)
-        })
+        self.connected(py, NONE)
     }
 
-    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let connection = slf.get().connection.clone();
-        let this = slf.clone().unbind();
-        crate::bridge::awaitable(slf.py(), async move {
-            connection.get().await?;
-            Ok(this)
-        })
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        format!("{}(namespace='{}')", class_name(slf), slf.get().namespace)
+    }
+}
+
+/// Async client for sandboxes in one namespace of one cluster.
+#[pyclass(module = "sandlot", extends = ClientBase, frozen)]
+#[derive(Debug)]
+pub struct AsyncClient;
+
+#[pymethods]
+impl AsyncClient {
+    #[new]
+    #[pyo3(signature = (namespace=None, *, context=None))]
+    fn new(namespace: Option<String>, context: Option<String>) -> PyClassInitializer<Self> {
+        PyClassInitializer::from(ClientBase::new(Mode::Async, namespace, context))
+            .add_subclass(AsyncClient)
+    }
+
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.as_super()
+            .get()
+            .connected(slf.py(), slf.clone().unbind())
     }
 
     #[pyo3(signature = (*_exc_info))]
     fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
+        slf: &Bound<'py, Self>,
         _exc_info: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        crate::bridge::awaitable(py, async move { Ok(crate::bridge::NONE) })
+        Mode::Async.ready(slf.py(), Ok(NONE))
+    }
+}
+
+/// Blocking client for sandboxes in one namespace of one cluster: the same
+/// operations as `AsyncClient`, for scripts and notebooks.
+#[pyclass(module = "sandlot", name = "Client", extends = ClientBase, frozen)]
+#[derive(Debug)]
+pub struct SyncClient;
+
+#[pymethods]
+impl SyncClient {
+    #[new]
+    #[pyo3(signature = (namespace=None, *, context=None))]
+    fn new(namespace: Option<String>, context: Option<String>) -> PyClassInitializer<Self> {
+        PyClassInitializer::from(ClientBase::new(Mode::Blocking, namespace, context))
+            .add_subclass(SyncClient)
     }
 
-    fn __repr__(&self) -> String {
-        format!("AsyncClient(namespace='{}')", self.namespace)
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        slf.as_super()
+            .get()
+            .connected(slf.py(), slf.clone().unbind())
     }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(&self, _exc_info: &Bound<'_, PyAny>) {}
 }

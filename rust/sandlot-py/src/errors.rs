@@ -1,27 +1,17 @@
 //! Core errors as the exceptions of `sandlot.errors`. The classes are defined in
 //! Python (so they can also derive from builtins such as `TimeoutError`); each
-//! carries the error's data as attributes.
+//! carries the error's data as attributes. Built only where the GIL is held
+//! anyway: see [`crate::bridge`].
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 use sandlot_core::Error;
 
-use crate::status::SandboxStatus;
+use crate::results::{ExecResult, SandboxStatus};
 
-/// Converts a core error into the matching `sandlot` exception.
-pub fn to_py(err: Error) -> PyErr {
-    Python::attach(|py| build(py, &err).unwrap_or_else(|failure| failure))
-}
-
-/// `Result` of a core call, converted for Python.
-pub trait IntoPyResult<T> {
-    fn into_py_result(self) -> PyResult<T>;
-}
-
-impl<T> IntoPyResult<T> for sandlot_core::Result<T> {
-    fn into_py_result(self) -> PyResult<T> {
-        self.map_err(to_py)
-    }
+/// The `sandlot` exception for a core error.
+pub fn core_error(py: Python<'_>, err: &Error) -> PyErr {
+    build(py, err).unwrap_or_else(|failure| failure)
 }
 
 fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
@@ -87,31 +77,40 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             "ApiError"
         }
     };
-    let exception = py
-        .import("sandlot.errors")?
-        .getattr(class)?
-        .call((err.to_string(),), Some(&attrs))?;
-    Ok(PyErr::from_value(exception))
+    raise(py, class, err.to_string(), &attrs)
 }
 
 /// The `ExecError` of `exec(..., check=True)`: the command ran and exited non-zero.
-pub fn exec_failed(name: &str, command: &[String], result: sandlot_core::ExecResult) -> PyErr {
+pub fn exec_failed(
+    py: Python<'_>,
+    name: &str,
+    command: &[String],
+    result: sandlot_core::ExecResult,
+) -> PyErr {
     let message = format!(
         "command {:?} in sandbox {name:?} exited with code {}",
         command.join(" "),
         result.exit_code
     );
-    Python::attach(|py| {
-        let build = || -> PyResult<PyErr> {
-            let attrs = PyDict::new(py);
-            attrs.set_item("name", name)?;
-            attrs.set_item("result", crate::status::ExecResult::from(result))?;
-            let exception = py
-                .import("sandlot.errors")?
-                .getattr("ExecError")?
-                .call((message,), Some(&attrs))?;
-            Ok(PyErr::from_value(exception))
-        };
-        build().unwrap_or_else(|failure| failure)
-    })
+    let build = || -> PyResult<PyErr> {
+        let attrs = PyDict::new(py);
+        attrs.set_item("name", name)?;
+        attrs.set_item("result", ExecResult::from(result))?;
+        raise(py, "ExecError", message, &attrs)
+    };
+    build().unwrap_or_else(|failure| failure)
+}
+
+/// An instance of `sandlot.errors.<class>(message, **attrs)`.
+fn raise(
+    py: Python<'_>,
+    class: &str,
+    message: String,
+    attrs: &Bound<'_, PyDict>,
+) -> PyResult<PyErr> {
+    let exception = py
+        .import(pyo3::intern!(py, "sandlot.errors"))?
+        .getattr(class)?
+        .call((message,), Some(attrs))?;
+    Ok(PyErr::from_value(exception))
 }

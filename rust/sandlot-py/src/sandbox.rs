@@ -1,41 +1,59 @@
-//! `AsyncSandboxes` (the collection) and `AsyncSandbox` (one sandbox).
+//! The sandboxes of a namespace (`AsyncSandboxes` / `Sandboxes`) and one
+//! sandbox (`AsyncSandbox` / `Sandbox`). Every operation is declared once, on
+//! the shared base class; see [`crate::twins`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use pyo3::prelude::*;
-use pyo3::types::{PyAny, PyBytes, PyString};
-use sandlot_core::{
-    Client, Error, ExecOptions, ListFilter, LogOptions, Phase, Resources, SandboxSpec, Selection,
-    SpawnOptions,
-};
-
-use crate::client::LazyClient;
-use crate::errors::exec_failed;
-use crate::errors::{IntoPyResult, to_py};
-use crate::status::{ExecResult, SandboxStatus, TerminateResult};
-use crate::stream::{AsyncProcess, LineStream};
 use futures::FutureExt;
+use pyo3::prelude::*;
+use pyo3::types::PyAny;
+use sandlot_core::{Client, Error, ExecOptions, ListFilter, LogOptions, SandboxSpec, SpawnOptions};
 
-/// The sandboxes of a client's namespace.
-#[pyclass(module = "sandlot", frozen)]
+use crate::bridge::{Failure, Mode, Outcome};
+use crate::client::LazyClient;
+use crate::inputs;
+use crate::process::{LineStream, ProcessBase};
+use crate::results::{ExecResult, SandboxStatus, TerminateResult};
+use crate::twins::{InMode, class_name, twins};
+
+/// What `AsyncSandboxes` and `Sandboxes` share: the sandboxes of a client's namespace.
+#[pyclass(module = "sandlot._native", name = "_Sandboxes", subclass, frozen)]
 #[derive(Debug)]
-pub struct AsyncSandboxes {
+pub struct SandboxesBase {
+    mode: Mode,
     connection: Arc<LazyClient>,
 }
 
-impl AsyncSandboxes {
-    pub fn new(connection: Arc<LazyClient>) -> Self {
-        AsyncSandboxes { connection }
+impl SandboxesBase {
+    pub fn new(mode: Mode, connection: Arc<LazyClient>) -> Self {
+        SandboxesBase { mode, connection }
+    }
+}
+
+/// Sandboxes as handed to Python: a `sandlot.SandboxList` (a list that shows
+/// as a table in notebooks).
+struct SandboxList(Vec<InMode<SandboxBase>>);
+
+impl<'py> IntoPyObject<'py> for SandboxList {
+    type Target = PyAny;
+    type Output = Bound<'py, PyAny>;
+    type Error = PyErr;
+
+    fn into_pyobject(self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let items = self.0.into_pyobject(py)?;
+        py.import(pyo3::intern!(py, "sandlot._lists"))?
+            .getattr(pyo3::intern!(py, "SandboxList"))?
+            .call1((items,))
     }
 }
 
 #[pymethods]
-impl AsyncSandboxes {
+impl SandboxesBase {
     /// Creates a sandbox from `image` and returns it (usually still queued or
-    /// creating; `await sandbox.wait("running")` to use it). Without `command`
-    /// and `args` it idles, accepting exec, until terminated or `ttl_seconds`.
+    /// creating; wait for "running" to use it). Without `command` and `args`
+    /// it idles, accepting exec, until terminated or `ttl_seconds` run out.
+    /// Bad input raises `InvalidSpecError`, naming the field, before any request.
     #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=None, run_as_user=None, read_only_root_filesystem=false, runtime_class=None))]
     #[allow(clippy::too_many_arguments)]
     fn create<'py>(
@@ -54,37 +72,40 @@ impl AsyncSandboxes {
         read_only_root_filesystem: bool,
         runtime_class: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let spec = SandboxSpec {
-            image,
-            name,
-            command,
-            args,
-            env: env.unwrap_or_default(),
-            tags: tags.unwrap_or_default(),
-            volume_mounts: volume_mounts.unwrap_or_default(),
-            resources: resources_from(resources.unwrap_or_default())?,
-            ttl_seconds,
-            run_as_user,
-            read_only_root_filesystem,
-            runtime_class,
-        };
-        // Checked here too, so bad input fails before any connection is made.
-        spec.validate().into_py_result()?;
-        let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
+        let spec = inputs::resources(resources.unwrap_or_default()).and_then(|resources| {
+            let spec = SandboxSpec {
+                image,
+                name,
+                command,
+                args,
+                env: env.unwrap_or_default(),
+                tags: tags.unwrap_or_default(),
+                volume_mounts: volume_mounts.unwrap_or_default(),
+                resources,
+                ttl_seconds,
+                run_as_user,
+                read_only_root_filesystem,
+                runtime_class,
+            };
+            spec.validate()?;
+            Ok(spec)
+        });
+        let (mode, connection) = (self.mode, self.connection.clone());
+        self.mode.run(py, async move {
+            let spec = spec?;
             let client = connection.get().await?;
-            let status = client.create_sandbox(&spec).await.into_py_result()?;
-            Ok(AsyncSandbox::new(client, status))
+            let status = client.create_sandbox(&spec).await?;
+            Ok(SandboxBase::in_mode(mode, client, status))
         })
     }
 
     /// The sandbox named `name`; raises `NotFoundError` if there is none.
     fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
+        let (mode, connection) = (self.mode, self.connection.clone());
+        self.mode.run(py, async move {
             let client = connection.get().await?;
-            let status = client.get_sandbox(&name).await.into_py_result()?;
-            Ok(AsyncSandbox::new(client, status))
+            let status = client.get_sandbox(&name).await?;
+            Ok(SandboxBase::in_mode(mode, client, status))
         })
     }
 
@@ -97,21 +118,21 @@ impl AsyncSandboxes {
         phase: Option<&Bound<'py, PyAny>>,
         tags: Option<BTreeMap<String, String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let filter = ListFilter {
-            phases: match phase {
-                Some(phase) => phases_from(phase)?,
-                None => Vec::new(),
-            },
-            tags: tags.unwrap_or_default(),
-        };
-        let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
+        let phases = phase.map(inputs::phases).transpose();
+        let (mode, connection) = (self.mode, self.connection.clone());
+        self.mode.run(py, async move {
+            let filter = ListFilter {
+                phases: phases?.unwrap_or_default(),
+                tags: tags.unwrap_or_default(),
+            };
             let client = connection.get().await?;
-            let statuses = client.list_sandboxes(&filter).await.into_py_result()?;
-            Ok(statuses
-                .into_iter()
-                .map(|status| AsyncSandbox::new(client.clone(), status))
-                .collect::<Vec<_>>())
+            let statuses = client.list_sandboxes(&filter).await?;
+            Ok(SandboxList(
+                statuses
+                    .into_iter()
+                    .map(|status| SandboxBase::in_mode(mode, client.clone(), status))
+                    .collect(),
+            ))
         })
     }
 
@@ -127,16 +148,14 @@ impl AsyncSandboxes {
         phase: &Bound<'py, PyAny>,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let names = names_from(sandboxes)?;
-        let phases = phases_from(phase)?;
-        let timeout = seconds("timeout", timeout)?;
+        let names = inputs::names(sandboxes);
+        let phases = inputs::phases(phase);
+        let timeout = inputs::seconds("timeout", timeout);
         let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
+        self.mode.run(py, async move {
+            let (names, phases, timeout) = (names?, phases?, timeout?);
             let client = connection.get().await?;
-            let statuses = client
-                .wait_sandboxes(&names, &phases, timeout)
-                .await
-                .into_py_result()?;
+            let statuses = client.wait_sandboxes(&names, &phases, timeout).await?;
             Ok(statuses
                 .into_iter()
                 .map(SandboxStatus::from)
@@ -156,14 +175,12 @@ impl AsyncSandboxes {
         phase: Option<&Bound<'py, PyAny>>,
         all: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let selection = selection_from(names, tags, phase, all)?;
+        let selection = inputs::selection(names, tags, phase, all);
         let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
+        self.mode.run(py, async move {
+            let selection = selection?;
             let client = connection.get().await?;
-            let outcomes = client
-                .terminate_sandboxes(&selection)
-                .await
-                .into_py_result()?;
+            let outcomes = client.terminate_sandboxes(&selection).await?;
             Ok(outcomes
                 .into_iter()
                 .map(TerminateResult::from)
@@ -184,39 +201,62 @@ impl AsyncSandboxes {
         older_than: Option<f64>,
         all: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let selection = selection_from(names, tags, None, all)?;
-        let older_than = older_than.map(|s| seconds("older_than", s)).transpose()?;
+        let selection = inputs::selection(names, tags, None, all);
+        let older_than = older_than
+            .map(|s| inputs::seconds("older_than", s))
+            .transpose();
         let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
+        self.mode.run(py, async move {
+            let (selection, older_than) = (selection?, older_than?);
             let client = connection.get().await?;
-            client
-                .purge_sandboxes(&selection, older_than)
-                .await
-                .into_py_result()
+            Ok(client.purge_sandboxes(&selection, older_than).await?)
         })
     }
 
-    fn __repr__(&self) -> String {
-        "AsyncSandboxes()".to_owned()
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        format!("{}()", class_name(slf))
     }
 }
 
-/// One sandbox. `status` is the last status seen; `refresh()` reads it anew.
-#[pyclass(module = "sandlot", frozen)]
+/// The sandboxes of an `AsyncClient`'s namespace.
+#[pyclass(module = "sandlot", extends = SandboxesBase, frozen)]
 #[derive(Debug)]
-pub struct AsyncSandbox {
+pub struct AsyncSandboxes;
+
+/// The sandboxes of a `Client`'s namespace.
+#[pyclass(module = "sandlot", name = "Sandboxes", extends = SandboxesBase, frozen)]
+#[derive(Debug)]
+pub struct SyncSandboxes;
+
+twins!(SandboxesBase => AsyncSandboxes, SyncSandboxes);
+
+/// What `AsyncSandbox` and `Sandbox` share: one sandbox. `status` is the last
+/// status seen; `refresh()` reads it anew.
+#[pyclass(module = "sandlot._native", name = "_Sandbox", subclass, frozen)]
+#[derive(Debug)]
+pub struct SandboxBase {
+    mode: Mode,
     client: Client,
     name: String,
     status: Arc<Mutex<sandlot_core::SandboxStatus>>,
 }
 
-impl AsyncSandbox {
-    fn new(client: Client, status: sandlot_core::SandboxStatus) -> Self {
-        AsyncSandbox {
-            client,
-            name: status.name.clone(),
-            status: Arc::new(Mutex::new(status)),
-        }
+impl SandboxBase {
+    /// The sandbox of `status`, as the class of `mode`.
+    fn in_mode(mode: Mode, client: Client, status: sandlot_core::SandboxStatus) -> InMode<Self> {
+        InMode(
+            mode,
+            SandboxBase {
+                mode,
+                client,
+                name: status.name.clone(),
+                status: Arc::new(Mutex::new(status)),
+            },
+        )
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
     fn last_status(&self) -> sandlot_core::SandboxStatus {
@@ -225,7 +265,26 @@ impl AsyncSandbox {
             .unwrap_or_else(|poison| poison.into_inner())
             .clone()
     }
+
+    /// Terminates the sandbox at the end of a `with` block; one already
+    /// purged is left alone. Hands back `False` (the block's exception, if
+    /// any, goes on).
+    fn terminate_on_exit<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
+        self.mode.run(py, async move {
+            match client.terminate_sandbox(&name).await {
+                Ok(status) => {
+                    remember(&slot, status);
+                    Ok(false)
+                }
+                Err(Error::NotFound { .. }) => Ok(false),
+                Err(err) => Err(err.into()),
+            }
+        })
+    }
 }
+
+twins!(SandboxBase => AsyncSandbox, SyncSandbox);
 
 /// Stores `status` as the sandbox's last seen and returns it for Python.
 fn remember(
@@ -236,10 +295,21 @@ fn remember(
     SandboxStatus::from(status)
 }
 
+/// Log options from the arguments of `logs` and `stream_logs`.
+fn log_options(tail: Option<u64>, since: Option<f64>, timestamps: bool) -> Outcome<LogOptions> {
+    Ok(LogOptions {
+        tail_lines: tail,
+        since_seconds: since
+            .map(|s| inputs::seconds("since", s).map(|d| d.as_secs().max(1)))
+            .transpose()?,
+        timestamps,
+    })
+}
+
 #[pymethods]
-impl AsyncSandbox {
-    #[getter]
-    fn name(&self) -> &str {
+impl SandboxBase {
+    #[getter(name)]
+    fn py_name(&self) -> &str {
         &self.name
     }
 
@@ -257,14 +327,14 @@ impl AsyncSandbox {
     /// The phase as last seen (no request is made).
     #[getter]
     fn phase<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.status().into_pyobject(py)?.getattr("phase")
+        self.status().phase(py)
     }
 
     /// Reads the current status.
     fn refresh<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
-        crate::bridge::awaitable(py, async move {
-            let status = client.get_sandbox(&name).await.into_py_result()?;
+        self.mode.run(py, async move {
+            let status = client.get_sandbox(&name).await?;
             Ok(remember(&slot, status))
         })
     }
@@ -279,17 +349,18 @@ impl AsyncSandbox {
         phase: &Bound<'py, PyAny>,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let phases = phases_from(phase)?;
-        let timeout = seconds("timeout", timeout)?;
+        let phases = inputs::phases(phase);
+        let timeout = inputs::seconds("timeout", timeout);
         let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
-        crate::bridge::awaitable(py, async move {
+        self.mode.run(py, async move {
+            let (phases, timeout) = (phases?, timeout?);
             match client.wait_sandbox(&name, &phases, timeout).await {
                 Ok(status) => Ok(remember(&slot, status)),
                 Err(Error::PhaseUnreachable { status, wanted }) => {
                     remember(&slot, (*status).clone());
-                    Err(to_py(Error::PhaseUnreachable { status, wanted }))
+                    Err(Error::PhaseUnreachable { status, wanted }.into())
                 }
-                Err(err) => Err(to_py(err)),
+                Err(err) => Err(err.into()),
             }
         })
     }
@@ -313,28 +384,32 @@ impl AsyncSandbox {
         workdir: Option<String>,
         check: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let command = command_from(command)?;
-        let options = ExecOptions {
-            stdin: stdin.map(bytes_from).transpose()?,
-            timeout: timeout.map(|t| seconds("timeout", t)).transpose()?,
-            env: env.unwrap_or_default().into_iter().collect(),
-            workdir,
-        };
+        let command = inputs::command(command);
+        let stdin = stdin.map(|data| inputs::bytes("stdin", data)).transpose();
+        let timeout = timeout.map(|t| inputs::seconds("timeout", t)).transpose();
         let (client, name) = (self.client.clone(), self.name.clone());
-        crate::bridge::awaitable(py, async move {
-            let result = client
-                .exec_sandbox(&name, &command, &options)
-                .await
-                .into_py_result()?;
+        self.mode.run(py, async move {
+            let command = command?;
+            let options = ExecOptions {
+                stdin: stdin?,
+                timeout: timeout?,
+                env: env.unwrap_or_default().into_iter().collect(),
+                workdir,
+            };
+            let result = client.exec_sandbox(&name, &command, &options).await?;
             if check && result.exit_code != 0 {
-                return Err(exec_failed(&name, &command, result));
+                return Err(Failure::ExecFailed {
+                    name,
+                    command,
+                    result,
+                });
             }
             Ok(ExecResult::from(result))
         })
     }
 
-    /// Starts `command` and returns an `AsyncProcess` whose stdout and stderr
-    /// stream as the command writes them. `stdin=True` opens its input for
+    /// Starts `command` and returns a process whose stdout and stderr stream
+    /// as the command writes them. `stdin=True` opens its input for
     /// `write()`; `tty=True` runs it on a terminal (stderr merged into stdout).
     /// After `timeout` seconds, `wait()` raises `sandlot.TimeoutError`.
     #[pyo3(signature = (command, *, stdin=false, tty=false, timeout=None, env=None, workdir=None))]
@@ -349,27 +424,26 @@ impl AsyncSandbox {
         env: Option<BTreeMap<String, String>>,
         workdir: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let command = command_from(command)?;
+        let command = inputs::command(command);
+        let timeout = timeout.map(|t| inputs::seconds("timeout", t)).transpose();
         let options = SpawnOptions {
             stdin,
             tty,
             env: env.unwrap_or_default().into_iter().collect(),
             workdir,
         };
-        let timeout = timeout.map(|t| seconds("timeout", t)).transpose()?;
-        let (client, name) = (self.client.clone(), self.name.clone());
-        crate::bridge::awaitable(py, async move {
-            let process = client
-                .spawn_exec(&name, &command, &options)
-                .await
-                .into_py_result()?;
-            Python::attach(|py| AsyncProcess::new(py, process, timeout))
+        let (mode, client, name) = (self.mode, self.client.clone(), self.name.clone());
+        self.mode.run(py, async move {
+            let (command, timeout) = (command?, timeout?);
+            let process = client.spawn_exec(&name, &command, &options).await?;
+            Ok(InMode(mode, ProcessBase::new(mode, process, timeout)))
         })
     }
 
-    /// The sandbox's log, line by line, as an async iterator. With `follow`
-    /// (the default) it waits for the sandbox to start and ends by itself when
-    /// the sandbox ends, every line delivered.
+    /// The sandbox's log, line by line, as an iterator (`async for` on the
+    /// async class, `for` on the sync one). With `follow` (the default) it
+    /// waits for the sandbox to start and ends by itself when the sandbox
+    /// ends, every line delivered.
     #[pyo3(signature = (*, follow=true, tail=None, since=None, timestamps=false))]
     fn stream_logs(
         &self,
@@ -377,18 +451,12 @@ impl AsyncSandbox {
         tail: Option<u64>,
         since: Option<f64>,
         timestamps: bool,
-    ) -> PyResult<LineStream> {
-        let options = LogOptions {
-            tail_lines: tail,
-            since_seconds: since
-                .map(|s| seconds("since", s).map(|d| d.as_secs().max(1)))
-                .transpose()?,
-            timestamps,
-        };
+    ) -> LineStream {
+        let options = log_options(tail, since, timestamps);
         let (client, name) = (self.client.clone(), self.name.clone());
-        Ok(LineStream::new(
-            async move { client.stream_logs(&name, &options, follow).await }.boxed(),
-        ))
+        LineStream::new(
+            async move { Ok(client.stream_logs(&name, &options?, follow).await?) }.boxed(),
+        )
     }
 
     /// The sandbox's log text (its command's stdout and stderr), also after it
@@ -402,16 +470,10 @@ impl AsyncSandbox {
         since: Option<f64>,
         timestamps: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = LogOptions {
-            tail_lines: tail,
-            since_seconds: since
-                .map(|s| seconds("since", s).map(|d| d.as_secs().max(1)))
-                .transpose()?,
-            timestamps,
-        };
+        let options = log_options(tail, since, timestamps);
         let (client, name) = (self.client.clone(), self.name.clone());
-        crate::bridge::awaitable(py, async move {
-            client.sandbox_logs(&name, &options).await.into_py_result()
+        self.mode.run(py, async move {
+            Ok(client.sandbox_logs(&name, &options?).await?)
         })
     }
 
@@ -419,8 +481,8 @@ impl AsyncSandbox {
     /// workload stops within seconds, and the record (logs, name) stays.
     fn terminate<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
-        crate::bridge::awaitable(py, async move {
-            let status = client.terminate_sandbox(&name).await.into_py_result()?;
+        self.mode.run(py, async move {
+            let status = client.terminate_sandbox(&name).await?;
             Ok(remember(&slot, status))
         })
     }
@@ -429,144 +491,55 @@ impl AsyncSandbox {
         crate::html::sandboxes_table(&[&self.last_status()])
     }
 
-    /// `async with await client.sandboxes.create(...) as sandbox:` terminates
-    /// the sandbox when the block ends, also on an exception.
-    fn __aenter__<'py>(slf: Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
-        let this = slf.clone().unbind();
-        crate::bridge::awaitable(slf.py(), async move { Ok(this) })
-    }
-
-    #[pyo3(signature = (*_exc_info))]
-    fn __aexit__<'py>(
-        &self,
-        py: Python<'py>,
-        _exc_info: &Bound<'py, PyAny>,
-    ) -> PyResult<Bound<'py, PyAny>> {
-        let (client, name, slot) = (self.client.clone(), self.name.clone(), self.status.clone());
-        crate::bridge::awaitable(py, async move {
-            match client.terminate_sandbox(&name).await {
-                Ok(status) => {
-                    remember(&slot, status);
-                    Ok(false)
-                }
-                // Already purged by the block: nothing left to terminate.
-                Err(Error::NotFound { .. }) => Ok(false),
-                Err(err) => Err(to_py(err)),
-            }
-        })
-    }
-
-    fn __repr__(&self) -> String {
-        let status = self.last_status();
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let this = slf.get();
         format!(
-            "AsyncSandbox(name='{}', phase='{}')",
-            self.name, status.phase
+            "{}(name='{}', phase='{}')",
+            class_name(slf),
+            this.name,
+            this.last_status().phase
         )
     }
 }
 
-/// Names from an iterable of names or sandboxes.
-fn names_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-    let invalid = || {
-        to_py(Error::invalid(
-            "names",
-            "must be a list of sandbox names or sandboxes",
-        ))
-    };
-    if value.is_instance_of::<PyString>() {
-        return Err(invalid());
+/// One sandbox of an `AsyncClient`. `async with` terminates it when the
+/// block ends, also on an exception.
+#[pyclass(module = "sandlot", extends = SandboxBase, frozen)]
+#[derive(Debug)]
+pub struct AsyncSandbox;
+
+#[pymethods]
+impl AsyncSandbox {
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Mode::Async.ready(slf.py(), Ok(slf.clone().unbind()))
     }
-    value
-        .try_iter()
-        .map_err(|_| invalid())?
-        .map(|item| {
-            let item = item?;
-            match item.cast::<AsyncSandbox>() {
-                Ok(sandbox) => Ok(sandbox.get().name.clone()),
-                Err(_) => item.extract::<String>().map_err(|_| invalid()),
-            }
-        })
-        .collect()
-}
 
-fn selection_from(
-    names: Option<&Bound<'_, PyAny>>,
-    tags: Option<BTreeMap<String, String>>,
-    phase: Option<&Bound<'_, PyAny>>,
-    all: bool,
-) -> PyResult<Selection> {
-    let selection = Selection {
-        names: names.map(names_from).transpose()?.unwrap_or_default(),
-        tags: tags.unwrap_or_default(),
-        phases: phase.map(phases_from).transpose()?.unwrap_or_default(),
-        all,
-    };
-    Ok(selection)
-}
-
-fn resources_from(mut given: BTreeMap<String, String>) -> PyResult<Resources> {
-    let resources = Resources {
-        cpu: given.remove("cpu"),
-        memory: given.remove("memory"),
-    };
-    if let Some(key) = given.keys().next() {
-        return Err(to_py(Error::invalid(
-            format!("resources[{key:?}]"),
-            "only \"cpu\" and \"memory\" can be set",
-        )));
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_info: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.as_super().get().terminate_on_exit(slf.py())
     }
-    Ok(resources)
 }
 
-/// One phase (a `Phase` or its name) or an iterable of them.
-fn phases_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<Phase>> {
-    let names: Vec<String> = if value.is_instance_of::<PyString>() {
-        vec![value.extract()?]
-    } else {
-        value
-            .try_iter()
-            .and_then(|items| items.map(|item| item?.extract::<String>()).collect())
-            .map_err(|_| {
-                to_py(Error::invalid(
-                    "phase",
-                    "must be a phase name or a list of phase names",
-                ))
-            })?
-    };
-    names
-        .iter()
-        .map(|name| name.parse().into_py_result())
-        .collect()
-}
+/// One sandbox of a `Client`. `with` terminates it when the block ends, also
+/// on an exception.
+#[pyclass(module = "sandlot", name = "Sandbox", extends = SandboxBase, frozen)]
+#[derive(Debug)]
+pub struct SyncSandbox;
 
-/// A list of strings, or one string run by `/bin/sh -c`.
-fn command_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<String>> {
-    if value.is_instance_of::<PyString>() {
-        return Ok(vec!["/bin/sh".into(), "-c".into(), value.extract()?]);
+#[pymethods]
+impl SyncSandbox {
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+        slf.clone()
     }
-    value.extract::<Vec<String>>().map_err(|_| {
-        to_py(Error::invalid(
-            "command",
-            "must be a list of strings or one shell command string",
-        ))
-    })
-}
 
-pub fn bytes_from(value: &Bound<'_, PyAny>) -> PyResult<Vec<u8>> {
-    if let Ok(text) = value.cast::<PyString>() {
-        return Ok(text.to_str()?.as_bytes().to_vec());
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_info: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.as_super().get().terminate_on_exit(slf.py())
     }
-    if let Ok(bytes) = value.cast::<PyBytes>() {
-        return Ok(bytes.as_bytes().to_vec());
-    }
-    Err(to_py(Error::invalid("stdin", "must be str or bytes")))
-}
-
-pub fn seconds(field: &str, value: f64) -> PyResult<Duration> {
-    Duration::try_from_secs_f64(value).map_err(|_| {
-        to_py(Error::invalid(
-            field,
-            format!("{value} is not a number of seconds >= 0"),
-        ))
-    })
 }

@@ -1,4 +1,6 @@
-//! `AsyncVolumes` (the collection) and `AsyncVolume` (one volume).
+//! The volumes of a namespace (`AsyncVolumes` / `Volumes`) and one volume
+//! (`AsyncVolume` / `Volume`). Every operation is declared once, on the shared
+//! base class; see [`crate::twins`].
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -8,26 +10,40 @@ use pyo3::prelude::*;
 use pyo3::types::PyAny;
 use sandlot_core::{AccessMode, Client, VolumeSpec, VolumeStatus};
 
+use crate::bridge::{Mode, NONE};
 use crate::client::LazyClient;
-use crate::errors::IntoPyResult;
-use crate::sandbox::seconds;
-use crate::status::python_enum;
+use crate::inputs;
+use crate::results::python_enum;
+use crate::twins::{InMode, class_name, twins};
 
-/// The volumes of a client's namespace.
-#[pyclass(module = "sandlot", frozen)]
+/// What `AsyncVolumes` and `Volumes` share: the volumes of a client's namespace.
+#[pyclass(module = "sandlot._native", name = "_Volumes", subclass, frozen)]
 #[derive(Debug)]
-pub struct AsyncVolumes {
+pub struct VolumesBase {
+    mode: Mode,
     connection: Arc<LazyClient>,
 }
 
-impl AsyncVolumes {
-    pub fn new(connection: Arc<LazyClient>) -> Self {
-        AsyncVolumes { connection }
+impl VolumesBase {
+    pub fn new(mode: Mode, connection: Arc<LazyClient>) -> Self {
+        VolumesBase { mode, connection }
     }
 }
 
+twins!(VolumesBase => AsyncVolumes, SyncVolumes);
+
+/// The volumes of an `AsyncClient`'s namespace.
+#[pyclass(module = "sandlot", extends = VolumesBase, frozen)]
+#[derive(Debug)]
+pub struct AsyncVolumes;
+
+/// The volumes of a `Client`'s namespace.
+#[pyclass(module = "sandlot", name = "Volumes", extends = VolumesBase, frozen)]
+#[derive(Debug)]
+pub struct SyncVolumes;
+
 #[pymethods]
-impl AsyncVolumes {
+impl VolumesBase {
     /// Creates volume `name` of `size` (a Kubernetes quantity) in `storage_class`
     /// (the cluster's default if None). Raises `NameConflictError` while a volume
     /// of that name exists.
@@ -41,29 +57,33 @@ impl AsyncVolumes {
         access_mode: &str,
         tags: Option<BTreeMap<String, String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let spec = VolumeSpec {
-            name,
-            size: size.to_owned(),
-            storage_class,
-            access_mode: AccessMode::parse("access_mode", access_mode).into_py_result()?,
-            tags: tags.unwrap_or_default(),
-        };
-        spec.validate().into_py_result()?;
-        let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
+        let spec = AccessMode::parse("access_mode", access_mode).and_then(|access_mode| {
+            let spec = VolumeSpec {
+                name,
+                size: size.to_owned(),
+                storage_class,
+                access_mode,
+                tags: tags.unwrap_or_default(),
+            };
+            spec.validate()?;
+            Ok(spec)
+        });
+        let (mode, connection) = (self.mode, self.connection.clone());
+        self.mode.run(py, async move {
+            let spec = spec?;
             let client = connection.get().await?;
-            let status = client.create_volume(&spec).await.into_py_result()?;
-            Ok(AsyncVolume::new(client, status))
+            let status = client.create_volume(&spec).await?;
+            Ok(VolumeBase::in_mode(mode, client, status))
         })
     }
 
     /// The volume named `name`; raises `NotFoundError` if there is none.
     fn get<'py>(&self, py: Python<'py>, name: String) -> PyResult<Bound<'py, PyAny>> {
-        let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
+        let (mode, connection) = (self.mode, self.connection.clone());
+        self.mode.run(py, async move {
             let client = connection.get().await?;
-            let status = client.get_volume(&name).await.into_py_result()?;
-            Ok(AsyncVolume::new(client, status))
+            let status = client.get_volume(&name).await?;
+            Ok(VolumeBase::in_mode(mode, client, status))
         })
     }
 
@@ -74,14 +94,14 @@ impl AsyncVolumes {
         py: Python<'py>,
         tags: Option<BTreeMap<String, String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let connection = self.connection.clone();
+        let (mode, connection) = (self.mode, self.connection.clone());
         let tags = tags.unwrap_or_default();
-        crate::bridge::awaitable(py, async move {
+        self.mode.run(py, async move {
             let client = connection.get().await?;
-            let volumes = client.list_volumes(&tags).await.into_py_result()?;
+            let volumes = client.list_volumes(&tags).await?;
             Ok(volumes
                 .into_iter()
-                .map(|status| AsyncVolume::new(client.clone(), status))
+                .map(|status| VolumeBase::in_mode(mode, client.clone(), status))
                 .collect::<Vec<_>>())
         })
     }
@@ -97,36 +117,53 @@ impl AsyncVolumes {
         force: bool,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = seconds("timeout", timeout)?;
+        let timeout = inputs::seconds("timeout", timeout);
         let connection = self.connection.clone();
-        crate::bridge::awaitable(py, async move {
+        self.mode.run(py, async move {
+            let timeout = timeout?;
             let client = connection.get().await?;
-            client
-                .delete_volume(&name, force, timeout)
-                .await
-                .into_py_result()
+            client.delete_volume(&name, force, timeout).await?;
+            Ok(NONE)
         })
     }
 
-    fn __repr__(&self) -> String {
-        "AsyncVolumes()".to_owned()
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        format!("{}()", class_name(slf))
     }
 }
 
-/// One volume. Its properties are as last seen; `refresh()` reads them anew.
-#[pyclass(module = "sandlot", frozen)]
+/// What `AsyncVolume` and `Volume` share: one volume. Its properties are as
+/// last seen; `refresh()` reads them anew.
+#[pyclass(module = "sandlot._native", name = "_Volume", subclass, frozen)]
 #[derive(Debug)]
-pub struct AsyncVolume {
+pub struct VolumeBase {
+    mode: Mode,
     client: Client,
     status: Arc<Mutex<VolumeStatus>>,
 }
 
-impl AsyncVolume {
-    fn new(client: Client, status: VolumeStatus) -> Self {
-        AsyncVolume {
-            client,
-            status: Arc::new(Mutex::new(status)),
-        }
+twins!(VolumeBase => AsyncVolume, SyncVolume);
+
+/// One volume of an `AsyncClient`.
+#[pyclass(module = "sandlot", extends = VolumeBase, frozen)]
+#[derive(Debug)]
+pub struct AsyncVolume;
+
+/// One volume of a `Client`.
+#[pyclass(module = "sandlot", name = "Volume", extends = VolumeBase, frozen)]
+#[derive(Debug)]
+pub struct SyncVolume;
+
+impl VolumeBase {
+    fn in_mode(mode: Mode, client: Client, status: VolumeStatus) -> InMode<Self> {
+        InMode(
+            mode,
+            VolumeBase {
+                mode,
+                client,
+                status: Arc::new(Mutex::new(status)),
+            },
+        )
     }
 
     fn last(&self) -> VolumeStatus {
@@ -138,7 +175,7 @@ impl AsyncVolume {
 }
 
 #[pymethods]
-impl AsyncVolume {
+impl VolumeBase {
     #[getter]
     fn name(&self) -> String {
         self.last().name
@@ -192,8 +229,8 @@ impl AsyncVolume {
         let this = slf.get();
         let (client, slot, name) = (this.client.clone(), this.status.clone(), this.last().name);
         let owner = slf.clone().unbind();
-        crate::bridge::awaitable(slf.py(), async move {
-            let status = client.get_volume(&name).await.into_py_result()?;
+        this.mode.run(slf.py(), async move {
+            let status = client.get_volume(&name).await?;
             *slot.lock().unwrap_or_else(|p| p.into_inner()) = status;
             Ok(owner)
         })
@@ -207,13 +244,11 @@ impl AsyncVolume {
         force: bool,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let timeout = seconds("timeout", timeout)?;
+        let timeout = inputs::seconds("timeout", timeout);
         let (client, name) = (self.client.clone(), self.last().name);
-        crate::bridge::awaitable(py, async move {
-            client
-                .delete_volume(&name, force, timeout)
-                .await
-                .into_py_result()
+        self.mode.run(py, async move {
+            client.delete_volume(&name, force, timeout?).await?;
+            Ok(NONE)
         })
     }
 
@@ -221,11 +256,15 @@ impl AsyncVolume {
         crate::html::volumes_table(&[&self.last()])
     }
 
-    fn __repr__(&self) -> String {
-        let s = self.last();
+    fn __repr__(slf: &Bound<'_, Self>) -> String {
+        let s = slf.get().last();
         format!(
-            "AsyncVolume(name='{}', phase='{}', size='{}', attached_to={:?})",
-            s.name, s.phase, s.size, s.attached_to
+            "{}(name='{}', phase='{}', size='{}', attached_to={:?})",
+            class_name(slf),
+            s.name,
+            s.phase,
+            s.size,
+            s.attached_to
         )
     }
 }

@@ -1,4 +1,4 @@
-//! Read-only result objects: `SandboxStatus` and `ExecResult`.
+//! Read-only result objects: `SandboxStatus`, `ExecResult` and `TerminateResult`.
 
 use std::collections::BTreeMap;
 
@@ -52,7 +52,7 @@ impl SandboxStatus {
 
     /// The phase, a `sandlot.Phase`.
     #[getter]
-    fn phase<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+    pub fn phase<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         python_enum(py, "Phase", self.inner.phase.as_str())
     }
 

@@ -1,0 +1,7 @@
+"""Hooks into the native runtime for sandlot's own tests and benchmarks; not
+part of the public API."""
+
+from sandlot._native import _runtime_task_count as runtime_task_count
+from sandlot._native import _yield_once as yield_once
+
+__all__ = ["runtime_task_count", "yield_once"]

@@ -1,0 +1,503 @@
+//! Streaming objects: a spawned command (`AsyncProcess` / `Process`) whose
+//! streams Python reads and writes, `ByteStream` (its stdout or stderr) and
+//! `LineStream` (log lines). The streams iterate both ways: `async for` and
+//! `for`.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::future::{BoxFuture, FutureExt, Shared};
+use futures::{StreamExt, TryFutureExt};
+use pyo3::prelude::*;
+use pyo3::types::{PyAny, PyBytes};
+use sandlot_core::{Error, ExecProcess, LogLines};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, SimplexStream, WriteHalf};
+
+use crate::bridge::{Failure, Mode, NONE, Outcome};
+use crate::errors::core_error;
+use crate::inputs;
+use crate::twins::twins;
+
+/// Largest chunk one read of a stream returns.
+const CHUNK: usize = 64 * 1024;
+
+/// Log lines read ahead of Python: the reading goes on on the runtime while
+/// Python takes lines that are already there, without a trip to the runtime.
+const LINES_AHEAD: usize = 4096;
+
+/// When Python had to wait for a line, how long it waits on for more lines to
+/// bring back in the same trip (a line arriving alone is this much later).
+const LINE_BATCH_WINDOW: Duration = Duration::from_millis(2);
+
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+/// The exit code, or the sandbox name and message of the exec error.
+type ExitCode = Shared<BoxFuture<'static, Result<i32, (String, String)>>>;
+
+/// The connection of a spawned command, shared by the process object and its
+/// streams: it stays open while any of them is in use, and `close()` ends it
+/// for all (readers then see the end of their stream).
+struct Connection {
+    /// Owns the exec's websocket task; `None` once closed.
+    exit: Mutex<Option<ExitCode>>,
+    closed: tokio::sync::watch::Sender<bool>,
+}
+
+impl Connection {
+    fn close(&self) {
+        self.exit.lock().unwrap_or_else(|p| p.into_inner()).take();
+        self.closed.send_replace(true);
+    }
+
+    /// Resolves once `close()` was called.
+    async fn wait_closed(&self) {
+        let mut closed = self.closed.subscribe();
+        let _ = closed.wait_for(|closed| *closed).await;
+    }
+}
+
+/// The bytes a command writes to stdout or stderr, as they arrive: `async
+/// for chunk in process.stdout` (async process) or `for chunk in
+/// process.stdout` (sync process).
+#[pyclass(module = "sandlot", frozen)]
+pub struct ByteStream {
+    reader: SharedReader,
+    connection: Arc<Connection>,
+}
+
+type SharedReader = Arc<tokio::sync::Mutex<Option<Reader>>>;
+
+impl std::fmt::Debug for ByteStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ByteStream")
+    }
+}
+
+impl ByteStream {
+    /// The next chunk (at most [`CHUNK`] bytes); [`Failure::End`] once the
+    /// stream ended or the connection was closed.
+    fn next_chunk<'py>(&self, py: Python<'py>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
+        let (reader, connection) = (self.reader.clone(), self.connection.clone());
+        mode.run(py, async move {
+            let mut guard = reader.lock().await;
+            let Some(stream) = guard.as_mut() else {
+                return Err(Failure::End);
+            };
+            let mut buf = vec![0; CHUNK];
+            let read = tokio::select! {
+                read = stream.read(&mut buf) => read.map_err(Failure::Broken)?,
+                () = connection.wait_closed() => 0,
+            };
+            if read == 0 {
+                *guard = None;
+                return Err(Failure::End);
+            }
+            buf.truncate(read);
+            Ok(Bytes(buf))
+        })
+    }
+}
+
+#[pymethods]
+impl ByteStream {
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Awaits the next chunk (at most 64 KiB); ends when the stream does.
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.next_chunk(py, Mode::Async)
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Waits for the next chunk (at most 64 KiB); ends when the stream does.
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.next_chunk(py, Mode::Blocking)
+    }
+
+    /// Awaits everything left in the stream, until it ends (a sync process
+    /// has `read_stdout()` and `read_stderr()`).
+    fn read_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        read_all(
+            py,
+            Mode::Async,
+            self.reader.clone(),
+            self.connection.clone(),
+        )
+    }
+}
+
+/// Everything left in `reader`, until it ends or the connection is closed.
+fn read_all(
+    py: Python<'_>,
+    mode: Mode,
+    reader: SharedReader,
+    connection: Arc<Connection>,
+) -> PyResult<Bound<'_, PyAny>> {
+    mode.run(py, async move {
+        let mut buf = Vec::new();
+        if let Some(mut stream) = reader.lock().await.take() {
+            tokio::select! {
+                read = stream.read_to_end(&mut buf) => {
+                    read.map_err(Failure::Broken)?;
+                }
+                () = connection.wait_closed() => {}
+            }
+        }
+        Ok(Bytes(buf))
+    })
+}
+
+/// What `AsyncProcess` and `Process` share: a command running in a sandbox,
+/// started by `spawn(...)`.
+///
+/// Read `stdout` and `stderr` (both, or a chatty one can stall the other),
+/// `write()` to stdin and `close_stdin()`, then `wait()` for the exit code.
+/// `close()` (or leaving `with`) tears the connection down; the command
+/// itself may keep running in the sandbox.
+#[pyclass(module = "sandlot._native", name = "_Process", subclass, frozen)]
+pub struct ProcessBase {
+    mode: Mode,
+    process: Mutex<Option<ExecProcess>>,
+    stdout: SharedReader,
+    stderr: SharedReader,
+    stdin: Arc<tokio::sync::Mutex<Option<WriteHalf<SimplexStream>>>>,
+    connection: Arc<Connection>,
+    sandbox: String,
+    deadline: Option<tokio::time::Instant>,
+    timeout: Option<Duration>,
+}
+
+impl std::fmt::Debug for ProcessBase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ProcessBase")
+    }
+}
+
+twins!(ProcessBase => AsyncProcess, SyncProcess);
+
+impl ProcessBase {
+    pub fn new(mode: Mode, mut process: ExecProcess, timeout: Option<Duration>) -> Self {
+        let reader = |stream: Option<Reader>| Arc::new(tokio::sync::Mutex::new(stream));
+        let stdout = reader(process.take_stdout().map(|r| Box::new(r) as Reader));
+        let stderr = reader(process.take_stderr().map(|r| Box::new(r) as Reader));
+        let stdin = process.take_stdin();
+        let sandbox = process.sandbox().to_owned();
+        let exit: ExitCode = process
+            .wait()
+            .map_err(|err| match err {
+                Error::Exec { name, message } => (name, message),
+                other => (String::new(), other.to_string()),
+            })
+            .boxed()
+            .shared();
+        ProcessBase {
+            mode,
+            process: Mutex::new(Some(process)),
+            stdout,
+            stderr,
+            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
+            connection: Arc::new(Connection {
+                exit: Mutex::new(Some(exit)),
+                closed: tokio::sync::watch::Sender::new(false),
+            }),
+            sandbox,
+            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            timeout,
+        }
+    }
+
+    fn stream(&self, reader: &SharedReader) -> ByteStream {
+        ByteStream {
+            reader: reader.clone(),
+            connection: self.connection.clone(),
+        }
+    }
+}
+
+#[pymethods]
+impl ProcessBase {
+    /// The command's output (on a TTY, everything it prints).
+    #[getter]
+    fn stdout(&self) -> ByteStream {
+        self.stream(&self.stdout)
+    }
+
+    /// The command's error output (empty on a TTY).
+    #[getter]
+    fn stderr(&self) -> ByteStream {
+        self.stream(&self.stderr)
+    }
+
+    /// Everything left on stdout, until it ends.
+    fn read_stdout<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        read_all(py, self.mode, self.stdout.clone(), self.connection.clone())
+    }
+
+    /// Everything left on stderr, until it ends.
+    fn read_stderr<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        read_all(py, self.mode, self.stderr.clone(), self.connection.clone())
+    }
+
+    /// Writes `data` (bytes or str) to the command's stdin.
+    fn write<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+        let data = inputs::bytes("data", data);
+        let stdin = self.stdin.clone();
+        self.mode.run(py, async move {
+            let data = data?;
+            let mut guard = stdin.lock().await;
+            let writer = guard.as_mut().ok_or_else(|| {
+                Error::invalid(
+                    "stdin",
+                    "is not open: spawn with stdin=True, and write before close_stdin()",
+                )
+            })?;
+            writer.write_all(&data).await.map_err(Failure::Broken)?;
+            Ok(NONE)
+        })
+    }
+
+    /// Closes the command's stdin, so it sees end of input.
+    fn close_stdin<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let stdin = self.stdin.clone();
+        self.mode.run(py, async move {
+            if let Some(mut writer) = stdin.lock().await.take() {
+                let _ = writer.shutdown().await;
+            }
+            Ok(NONE)
+        })
+    }
+
+    /// Waits for the command to end and returns its exact exit code. Raises
+    /// `ExecError` if the connection broke first, `sandlot.TimeoutError` once the
+    /// spawn's timeout has passed. May be called more than once.
+    fn wait<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let exit = self
+            .connection
+            .exit
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let sandbox = self.sandbox.clone();
+        let (deadline, timeout) = (self.deadline, self.timeout);
+        self.mode.run(py, async move {
+            let Some(exit) = exit else {
+                return Err(Error::Exec {
+                    name: sandbox,
+                    message: "the process was closed before it ended".into(),
+                }
+                .into());
+            };
+            let outcome = match deadline {
+                Some(deadline) => {
+                    tokio::time::timeout_at(deadline, exit)
+                        .await
+                        .map_err(|_| Error::Timeout {
+                            what: "the spawned command".into(),
+                            after: timeout.unwrap_or_default(),
+                        })?
+                }
+                None => exit.await,
+            };
+            outcome.map_err(|(name, message)| Error::Exec { name, message }.into())
+        })
+    }
+
+    /// Sends a new terminal size (TTY only).
+    fn resize(&self, py: Python<'_>, width: u16, height: u16) -> PyResult<()> {
+        let mut guard = self.process.lock().unwrap_or_else(|p| p.into_inner());
+        let resized = match guard.as_mut() {
+            Some(process) => process.resize(width, height),
+            None => Err(Error::invalid("resize", "the process is closed")),
+        };
+        resized.map_err(|err| core_error(py, &err))
+    }
+
+    /// Tears the connection down. Streams end; `wait()` raises `ExecError`.
+    fn close(&self) {
+        self.process
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        self.connection.close();
+    }
+}
+
+/// A command running in a sandbox of an `AsyncClient`; `async with` closes
+/// its connection when the block ends.
+#[pyclass(module = "sandlot", extends = ProcessBase, frozen)]
+#[derive(Debug)]
+pub struct AsyncProcess;
+
+#[pymethods]
+impl AsyncProcess {
+    fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Mode::Async.ready(slf.py(), Ok(slf.clone().unbind()))
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __aexit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_info: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.as_super().get().close();
+        Mode::Async.ready(slf.py(), Ok(false))
+    }
+}
+
+/// A command running in a sandbox of a `Client`; `with` closes its
+/// connection when the block ends.
+#[pyclass(module = "sandlot", name = "Process", extends = ProcessBase, frozen)]
+#[derive(Debug)]
+pub struct SyncProcess;
+
+#[pymethods]
+impl SyncProcess {
+    fn __enter__<'py>(slf: &Bound<'py, Self>) -> Bound<'py, Self> {
+        slf.clone()
+    }
+
+    #[pyo3(signature = (*_exc_info))]
+    fn __exit__(slf: &Bound<'_, Self>, _exc_info: &Bound<'_, PyAny>) -> bool {
+        slf.as_super().get().close();
+        false
+    }
+}
+
+/// Bytes handed to Python as `bytes`.
+struct Bytes(Vec<u8>);
+
+impl<'py> IntoPyObject<'py> for Bytes {
+    type Target = PyBytes;
+    type Output = Bound<'py, PyBytes>;
+    type Error = std::convert::Infallible;
+
+    fn into_pyobject(self, py: Python<'py>) -> Result<Bound<'py, PyBytes>, Self::Error> {
+        Ok(PyBytes::new(py, &self.0))
+    }
+}
+
+/// Log lines as they arrive, without their line endings: `async for line in
+/// sandbox.stream_logs()` (async sandbox) or `for line in ...` (sync sandbox).
+#[pyclass(module = "sandlot", frozen)]
+pub struct LineStream {
+    state: Arc<tokio::sync::Mutex<LineState>>,
+    /// Lines taken from the channel in one go, handed out before the channel
+    /// is asked again: one trip to the runtime brings every line waiting.
+    taken: Arc<Mutex<VecDeque<sandlot_core::Result<String>>>>,
+}
+
+impl std::fmt::Debug for LineStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LineStream")
+    }
+}
+
+/// A log stream opens on the first `__anext__`; from then on a runtime task
+/// reads lines ahead into a channel ([`LINES_AHEAD`] at most).
+enum LineState {
+    Unopened(BoxFuture<'static, Outcome<LogLines>>),
+    Open(tokio::sync::mpsc::Receiver<sandlot_core::Result<String>>),
+    Done,
+}
+
+impl LineStream {
+    pub fn new(open: BoxFuture<'static, Outcome<LogLines>>) -> Self {
+        LineStream {
+            state: Arc::new(tokio::sync::Mutex::new(LineState::Unopened(open))),
+            taken: Arc::default(),
+        }
+    }
+
+    /// The next line: one already taken is handed over at once, without the
+    /// runtime; else the call waits for the channel.
+    fn next_line<'py>(&self, py: Python<'py>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
+        let taken = self.taken.clone();
+        let next = taken.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
+        if let Some(line) = next {
+            return mode.ready(py, line.map_err(Failure::from));
+        }
+        let state = self.state.clone();
+        mode.run(py, async move {
+            let mut guard = state.lock().await;
+            if let LineState::Unopened(open) = &mut *guard {
+                match open.await {
+                    Ok(lines) => *guard = LineState::Open(read_ahead(lines)),
+                    Err(failure) => {
+                        *guard = LineState::Done;
+                        return Err(failure);
+                    }
+                }
+            }
+            let LineState::Open(lines) = &mut *guard else {
+                return Err(Failure::End);
+            };
+            let waited = lines.is_empty();
+            let Some(line) = lines.recv().await else {
+                *guard = LineState::Done;
+                return Err(Failure::End);
+            };
+            let mut batch = Vec::new();
+            if waited {
+                // This call crosses back to Python anyway: let more lines join it.
+                let more = async {
+                    while batch.len() < LINES_AHEAD {
+                        match lines.recv().await {
+                            Some(line) => batch.push(line),
+                            None => break,
+                        }
+                    }
+                };
+                let _ = tokio::time::timeout(LINE_BATCH_WINDOW, more).await;
+            }
+            let mut taken = taken.lock().unwrap_or_else(|p| p.into_inner());
+            taken.extend(batch);
+            while let Ok(more) = lines.try_recv() {
+                taken.push_back(more);
+            }
+            Ok(line?)
+        })
+    }
+}
+
+/// Reads `lines` into a channel until they end or the stream is dropped.
+fn read_ahead(mut lines: LogLines) -> tokio::sync::mpsc::Receiver<sandlot_core::Result<String>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(LINES_AHEAD);
+    tokio::spawn(async move {
+        loop {
+            let line = tokio::select! {
+                _ = sender.closed() => return,
+                line = lines.next() => line,
+            };
+            let Some(line) = line else { return };
+            if sender.send(line).await.is_err() {
+                return;
+            }
+        }
+    });
+    receiver
+}
+
+#[pymethods]
+impl LineStream {
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Awaits the next line; ends when the log does.
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.next_line(py, Mode::Async)
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Waits for the next line; ends when the log does.
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.next_line(py, Mode::Blocking)
+    }
+}
