@@ -39,7 +39,8 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-KUBECTL = str(REPO / ".cluster" / "bin" / "kubectl")
+# The local cluster's kubectl; SANDLOT_KUBECTL names another (as for the tests).
+KUBECTL = os.environ.get("SANDLOT_KUBECTL", str(REPO / ".cluster" / "bin" / "kubectl"))
 AUDIT_LOG = Path(os.environ.get("SANDLOT_CLUSTER_STATE", "/var/lib/sandlot-cluster")) / "logs" / "audit.log"
 NAMESPACE = "sandlot-bench"
 BUSYBOX = "docker.io/library/busybox:1.36"
