@@ -808,16 +808,20 @@ def charts(table: dict[str, dict[int, dict[str, dict[str, Any]]]], folder: Path)
     for scenario, sizes in table.items():
         for size, by_client in sizes.items():
             figures = [f for f in CHART_FIGURES[scenario] if any(f"_{f}" in row for row in by_client.values())]
+            if scenario == "bridge":  # one chart of sandlot's figures beside asyncio's
+                fig, ax = plt.subplots(figsize=(4.8, 3.6))
+                values = [by_client["sandlot"].get(f"_{f}", 0) for f in figures]
+                ax.bar(range(len(figures)), values, color=["#2e8b57", "#2e8b57", "#6e7781", "#6e7781"])
+                ax.set_xticks(range(len(figures)), [f.removesuffix("_us") for f in figures], rotation=30, ha="right")
+                ax.set_yscale("log")
+                ax.set_title("microseconds per await")
+                fig.suptitle(f"{scenario}, size {size}")
+                fig.tight_layout()
+                fig.savefig(folder / f"{scenario}-{size}.png", dpi=90)
+                plt.close(fig)
+                continue
             fig, axes = plt.subplots(1, len(figures), figsize=(3.2 * len(figures), 3.2), squeeze=False)
             for ax, figure in zip(axes[0], figures, strict=True):
-                if scenario == "bridge":
-                    labels = figures
-                    values = [by_client["sandlot"].get(f"_{f}", 0) for f in figures]
-                    ax.bar(range(len(labels)), values, color=["#2e8b57", "#2e8b57", "#6e7781", "#6e7781"])
-                    ax.set_xticks(range(len(labels)), [f.removesuffix("_us") for f in labels], rotation=30, ha="right")
-                    ax.set_yscale("log")
-                    ax.set_title("microseconds per await")
-                    break
                 clients = [c for c in by_client if by_client[c].get(f"_{figure}") is not None]
                 values = [by_client[c][f"_{figure}"] for c in clients]
                 ax.bar(clients, values, color=["#2e8b57" if c == "sandlot" else "#6e7781" for c in clients])
