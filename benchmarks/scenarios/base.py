@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from benchmarks import clients
+from benchmarks.clients import NAMES
 from benchmarks.clients.base import Client
 from benchmarks.measure import Figures
 
@@ -31,7 +31,8 @@ class Scenario:
     higher_is_better: bool
     # Figures charted, one bar chart each, clients side by side.
     chart_figures: tuple[str, ...]
-    clients: tuple[str, ...] = clients.NAMES
+    # The clients measured, by name, in the order of the table.
+    clients: tuple[str, ...] = NAMES
     # Clients that run once even where the others repeat.
     runs_once: tuple[str, ...] = ()
     # Seconds a run may take before it is stopped and reported as such.
