@@ -1,0 +1,114 @@
+"""The official `kubernetes` client: blocking calls, concurrent work on a thread pool,
+waits by polling, exec through `stream()`."""
+
+# Written as its users write it (manifests as dicts, raw `_preload_content=False`
+# returns, a pod's status read as present), which its annotations do not describe.
+# mypy: disable-error-code="arg-type,attr-defined,union-attr,no-untyped-call"
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+from kubernetes import client, config
+from kubernetes.stream import stream
+
+from benchmarks.clients.base import Client
+from benchmarks.cluster import NAMESPACE, pod_manifest
+
+
+def core_api() -> client.CoreV1Api:
+    """An API client, the kubeconfig loaded (also for the clients `exec_collect` makes)."""
+    config.load_kube_config()
+    return client.CoreV1Api()
+
+
+def exec_collect(name: str, command: list[str]) -> tuple[bytes, int]:
+    """Exec with `stream()`, collecting stdout and the exit code, as a user's exec does.
+
+    `stream()` patches the API client it is given while it runs, so each exec
+    gets a client of its own (the usual workaround when threads share one)."""
+    exec_api = client.CoreV1Api(client.ApiClient())
+    resp = stream(
+        exec_api.connect_get_namespaced_pod_exec,
+        name,
+        NAMESPACE,
+        command=command,
+        stderr=True,
+        stdin=False,
+        stdout=True,
+        tty=False,
+        _preload_content=False,
+        binary=True,
+    )
+    out = bytearray()
+    while resp.is_open():
+        resp.update(timeout=1)
+        if resp.peek_stdout():
+            out += resp.read_stdout()
+        if resp.peek_stderr():
+            resp.read_stderr()
+    resp.close()
+    return bytes(out), resp.returncode if resp.returncode is not None else -1
+
+
+class KubernetesClient(Client):
+    name = "kubernetes"
+
+    def fan_out(self, commands: dict[str, list[str]]) -> list[bytes]:
+        api = core_api()
+
+        def one(name: str) -> bytes:
+            api.create_namespaced_pod(NAMESPACE, pod_manifest(name))
+            while api.read_namespaced_pod(name, NAMESPACE).status.phase != "Running":
+                time.sleep(0.5)
+            out, _ = exec_collect(name, commands[name])
+            api.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=2)
+            return out
+
+        with ThreadPoolExecutor(max_workers=min(len(commands), 32)) as pool:
+            return list(pool.map(one, commands))
+
+    def wait_running(self, names: list[str], selector: str) -> None:
+        api = core_api()
+
+        def one(name: str) -> None:
+            while api.read_namespaced_pod(name, NAMESPACE).status.phase != "Running":
+                time.sleep(1)
+
+        with ThreadPoolExecutor(max_workers=32) as pool:
+            list(pool.map(one, names))
+
+    def time_execs(self, pod: str, command: list[str], n: int) -> list[float]:
+        core_api()
+        times = []
+        for _ in range(n):
+            t = time.perf_counter()
+            exec_collect(pod, command)
+            times.append(time.perf_counter() - t)
+        return times
+
+    def exec_stdout(self, pod: str, command: list[str]) -> bytes:
+        core_api()
+        return exec_collect(pod, command)[0]
+
+    def follow_logs(self, pod: str, on_line: Callable[[str], None]) -> None:
+        api = core_api()
+        resp = api.read_namespaced_pod_log(pod, NAMESPACE, follow=True, _preload_content=False)
+        pending = b""
+        for raw in resp.stream():
+            *complete, pending = (pending + raw).split(b"\n")
+            for line in complete:
+                on_line(line.decode())
+        if pending:
+            on_line(pending.decode())
+
+    def process_start_seconds(self) -> None:
+        return None  # no process per call
+
+    async def time_native_awaits(self, n: int) -> tuple[float, float]:
+        raise NotImplementedError("no native runtime: every call blocks its thread")
+
+
+CLIENT = KubernetesClient()

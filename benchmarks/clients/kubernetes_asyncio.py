@@ -1,0 +1,127 @@
+"""`kubernetes_asyncio`: one event loop and one ApiClient per operation, a watch per
+waited pod, a websocket client per exec."""
+
+# Written as its users write it (manifests as dicts, raw `_preload_content=False`
+# returns), which its annotations do not describe.
+# mypy: disable-error-code="arg-type,attr-defined"
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+from kubernetes_asyncio import client, config, watch
+from kubernetes_asyncio.stream import WsApiClient
+
+from benchmarks.clients.base import Client
+from benchmarks.cluster import NAMESPACE, pod_manifest
+
+
+async def exec_collect(name: str, command: list[str]) -> tuple[bytes, int]:
+    """Exec over a websocket client of its own, collecting stdout and the exit code, as a user's exec does."""
+    ws_api = WsApiClient()
+    v1 = client.CoreV1Api(api_client=ws_api)
+    out = bytearray()
+    code = -1
+    ws = await v1.connect_get_namespaced_pod_exec(
+        name, NAMESPACE, command=command, stderr=True, stdin=False, stdout=True, tty=False, _preload_content=False
+    )
+    async with ws as stream:
+        async for msg in stream:
+            data = msg.data if isinstance(msg.data, bytes) else msg.data.encode()
+            if data and data[0] == 1:
+                out += data[1:]
+            elif data and data[0] == 3:
+                status = json.loads(data[1:])
+                if status.get("status") == "Success":
+                    code = 0
+                else:
+                    causes = status.get("details", {}).get("causes", [])
+                    code = int(next((c["message"] for c in causes if c.get("reason") == "ExitCode"), -1))
+    await ws_api.close()
+    return bytes(out), code
+
+
+async def watch_until_running(v1: client.CoreV1Api, name: str) -> None:
+    """Watch pod `name` (a watch of its own) until it runs."""
+    w = watch.Watch()
+    async for event in w.stream(
+        v1.list_namespaced_pod, NAMESPACE, field_selector=f"metadata.name={name}", timeout_seconds=600
+    ):
+        if event["object"].status.phase == "Running":
+            w.stop()
+
+
+class KubernetesAsyncioClient(Client):
+    name = "kubernetes_asyncio"
+
+    def fan_out(self, commands: dict[str, list[str]]) -> list[bytes]:
+        async def run() -> list[bytes]:
+            await config.load_kube_config()
+            async with client.ApiClient() as api_client:
+                v1 = client.CoreV1Api(api_client)
+
+                async def one(name: str) -> bytes:
+                    await v1.create_namespaced_pod(NAMESPACE, pod_manifest(name))
+                    await watch_until_running(v1, name)
+                    out, _ = await exec_collect(name, commands[name])
+                    await v1.delete_namespaced_pod(name, NAMESPACE, grace_period_seconds=2)
+                    return out
+
+                return await asyncio.gather(*(one(name) for name in commands))
+
+        return asyncio.run(run())
+
+    def wait_running(self, names: list[str], selector: str) -> None:
+        async def run() -> None:
+            await config.load_kube_config()
+            async with client.ApiClient() as api_client:
+                v1 = client.CoreV1Api(api_client)
+                await asyncio.gather(*(watch_until_running(v1, name) for name in names))
+
+        asyncio.run(run())
+
+    def time_execs(self, pod: str, command: list[str], n: int) -> list[float]:
+        times: list[float] = []
+
+        async def run() -> None:
+            await config.load_kube_config()
+            for _ in range(n):
+                t = time.perf_counter()
+                await exec_collect(pod, command)
+                times.append(time.perf_counter() - t)
+
+        asyncio.run(run())
+        return times
+
+    def exec_stdout(self, pod: str, command: list[str]) -> bytes:
+        received: list[bytes] = []  # kept out of asyncio.run's return: it reprs its result, costly at 100 MiB
+
+        async def run() -> None:
+            await config.load_kube_config()
+            received.append((await exec_collect(pod, command))[0])
+
+        asyncio.run(run())
+        return received[0]
+
+    def follow_logs(self, pod: str, on_line: Callable[[str], None]) -> None:
+        async def run() -> None:
+            await config.load_kube_config()
+            async with client.ApiClient() as api_client:
+                v1 = client.CoreV1Api(api_client)
+                resp = await v1.read_namespaced_pod_log(pod, NAMESPACE, follow=True, _preload_content=False)
+                while line := await resp.content.readline():
+                    on_line(line.decode().rstrip("\n"))
+
+        asyncio.run(run())
+
+    def process_start_seconds(self) -> None:
+        return None  # no process per call
+
+    async def time_native_awaits(self, n: int) -> tuple[float, float]:
+        raise NotImplementedError("no native runtime: its calls are coroutines on the caller's loop")
+
+
+CLIENT = KubernetesAsyncioClient()

@@ -1,0 +1,102 @@
+"""The figures every scenario shares: the client's wall and CPU time and peak memory
+(taken in the worker), and requests and open watches at the API server (taken by the
+runner, so the client is not charged for them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from benchmarks.clients.base import Client
+from benchmarks.cluster import KUBECTL
+
+# A scenario's figures: JSON values by name.
+Figures = dict[str, Any]
+AUDIT_LOG = Path(os.environ.get("SANDLOT_CLUSTER_STATE", "/var/lib/sandlot-cluster")) / "logs" / "audit.log"
+
+
+class Timed:
+    """Wall time, CPU seconds (the worker's own and its child processes') and the
+    wall-clock window (for the audit log) of the client's part of a scenario.
+    Setup and teardown (kubectl, imports) stay outside."""
+
+    def __enter__(self) -> Timed:
+        self._own = resource.getrusage(resource.RUSAGE_SELF)
+        self._children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.window_start = time.time()
+        self._started = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall = time.perf_counter() - self._started
+        self.window_end = time.time()
+        own = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        self.cpu = sum(
+            getattr(after, f) - getattr(before, f)
+            for before, after in ((self._own, own), (self._children, children))
+            for f in ("ru_utime", "ru_stime")
+        )
+
+    def figures(self, client: Client) -> Figures:
+        """The common figures; peak RSS is the Python process's, or for a client working in
+        child processes (kubectl) its largest process's. `_window` is for the runner."""
+        who = resource.RUSAGE_CHILDREN if client.works_in_child_processes else resource.RUSAGE_SELF
+        return {
+            "wall_s": round(self.wall, 3),
+            "cpu_s": round(self.cpu, 3),
+            "peak_rss_mib": round(resource.getrusage(who).ru_maxrss / 1024, 1),
+            "_window": [self.window_start, self.window_end],
+        }
+
+
+def audit_log_size() -> int:
+    """Where the audit log ends now: the offset to read a run's requests from."""
+    return AUDIT_LOG.stat().st_size if AUDIT_LOG.exists() else 0
+
+
+def audited(window: list[float], offset: int) -> tuple[int, list[float]]:
+    """Requests by the admin user in the bench namespace received within `window`
+    (epoch seconds), read from the audit log from byte `offset`; and the server's
+    time for each exec among them (received to complete, ms)."""
+    if not AUDIT_LOG.exists():
+        return 0, []
+    if AUDIT_LOG.stat().st_size < offset:  # rotated
+        offset = 0
+    ids = set()
+    exec_ms = []
+    with AUDIT_LOG.open("rb") as log:
+        log.seek(offset)
+        for line in log:
+            if not line.endswith(b"\n"):
+                break  # still being written
+            event = json.loads(line)
+            if event.get("user", {}).get("username") != "sandlot-admin":
+                continue
+            received = datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
+            if not window[0] <= received <= window[1]:
+                continue
+            ids.add(event["auditID"])
+            if event["stage"] == "ResponseComplete" and event.get("objectRef", {}).get("subresource") == "exec":
+                done = datetime.fromisoformat(event["stageTimestamp"]).timestamp()
+                exec_ms.append((done - received) * 1000)
+    return len(ids), exec_ms
+
+
+def open_watches() -> int:
+    """Watches of pods open at the API server (of one pod: scope "resource"; of many: "namespace")."""
+    metrics = subprocess.run([KUBECTL, "get", "--raw", "/metrics"], capture_output=True, text=True).stdout
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in metrics.splitlines()
+        if line.startswith("apiserver_longrunning_requests{")
+        and 'resource="pods"' in line
+        and 'scope="cluster"' not in line
+        and 'subresource="",verb="WATCH"' in line
+    )

@@ -1,0 +1,25 @@
+"""The scenarios, one module each: in the order results.md shows them, and in the order they run."""
+
+from __future__ import annotations
+
+from benchmarks.scenarios import bridge, exec_latency, exec_throughput, fanout, log_follow, waiting
+from benchmarks.scenarios.base import Scenario
+
+ALL: tuple[Scenario, ...] = (
+    fanout.SCENARIO,
+    waiting.SCENARIO,
+    exec_latency.SCENARIO,
+    exec_throughput.SCENARIO,
+    log_follow.SCENARIO,
+    bridge.SCENARIO,
+)
+# The one that leaves most pods to stop comes last, so nothing waits for them.
+RUN_ORDER: tuple[Scenario, ...] = (
+    bridge.SCENARIO,
+    exec_latency.SCENARIO,
+    exec_throughput.SCENARIO,
+    log_follow.SCENARIO,
+    fanout.SCENARIO,
+    waiting.SCENARIO,
+)
+BY_NAME = {scenario.name: scenario for scenario in ALL}
