@@ -53,3 +53,8 @@ class Client(ABC):
         """On the caller's event loop, with a connected client: seconds for n awaits of a
         call that can finish at once, then for n awaits of a call that crosses to the
         client's native runtime and back."""
+
+    @abstractmethod
+    def time_native_blocking_calls(self, n: int) -> tuple[float, float]:
+        """The same two calls through the client's blocking interface: seconds for n calls
+        that can finish at once, then for n calls that cross to the native runtime and back."""

@@ -60,5 +60,8 @@ class KubectlClient(Client):
     async def time_native_awaits(self, n: int) -> tuple[float, float]:
         raise NotImplementedError("no native runtime: it is a process per command")
 
+    def time_native_blocking_calls(self, n: int) -> tuple[float, float]:
+        raise NotImplementedError("no native runtime: it is a process per command")
+
 
 CLIENT = KubectlClient()

@@ -110,5 +110,8 @@ class KubernetesClient(Client):
     async def time_native_awaits(self, n: int) -> tuple[float, float]:
         raise NotImplementedError("no native runtime: every call blocks its thread")
 
+    def time_native_blocking_calls(self, n: int) -> tuple[float, float]:
+        raise NotImplementedError("no native runtime: every call blocks its thread")
+
 
 CLIENT = KubernetesClient()

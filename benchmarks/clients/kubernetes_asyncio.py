@@ -123,5 +123,8 @@ class KubernetesAsyncioClient(Client):
     async def time_native_awaits(self, n: int) -> tuple[float, float]:
         raise NotImplementedError("no native runtime: its calls are coroutines on the caller's loop")
 
+    def time_native_blocking_calls(self, n: int) -> tuple[float, float]:
+        raise NotImplementedError("no native runtime: its calls are coroutines on the caller's loop")
+
 
 CLIENT = KubernetesAsyncioClient()

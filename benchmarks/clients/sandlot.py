@@ -9,7 +9,7 @@ from collections.abc import Callable
 import sandlot
 from benchmarks.clients.base import Client
 from benchmarks.cluster import BUSYBOX, NAMESPACE
-from sandlot import _native
+from sandlot import _testing
 
 
 class SandlotClient(Client):
@@ -82,7 +82,19 @@ class SandlotClient(Client):
             ready = time.perf_counter() - t
             t = time.perf_counter()
             for _ in range(n):
-                await _native.yield_once()
+                await _testing.yield_once()
+            crossing = time.perf_counter() - t
+        return ready, crossing
+
+    def time_native_blocking_calls(self, n: int) -> tuple[float, float]:
+        with sandlot.Client(NAMESPACE) as c:
+            t = time.perf_counter()
+            for _ in range(n):
+                c.connect()  # connected already: nothing to wait for
+            ready = time.perf_counter() - t
+            t = time.perf_counter()
+            for _ in range(n):
+                _testing.yield_once(blocking=True)
             crossing = time.perf_counter() - t
         return ready, crossing
 
