@@ -8,8 +8,8 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 
 use crate::error::{Error, ObjectKind, Result, api_status, error_chain, object_error};
+use crate::labels;
 use crate::retry::retry;
-use crate::spec::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::validate;
 use crate::watch::PodWatch;
 
@@ -195,7 +195,7 @@ impl Client {
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
-                labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
+                labels: Some(labels::managed_labels()),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()

@@ -6,6 +6,7 @@
 
 mod client;
 mod error;
+mod labels;
 mod retry;
 mod sandbox;
 mod spec;

@@ -11,27 +11,8 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 
 use crate::error::{Error, Result};
+use crate::labels::{self, CONTAINER_NAME, TTL_ANNOTATION};
 use crate::validate;
-
-/// Label on everything sandlot creates.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY: &str = "sandlot";
-/// Label selector matching everything sandlot manages.
-pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sandlot";
-/// Prefix that turns a tag key into a label key, keeping tags apart from other labels.
-pub const TAG_LABEL_PREFIX: &str = "tags.sandlot.dev/";
-/// Annotation recording when terminate was requested (RFC 3339).
-pub const TERMINATED_AT_ANNOTATION: &str = "sandlot.dev/terminated-at";
-/// Annotation carrying a random token per create call, so a retried create can
-/// recognise the pod its own earlier try made.
-pub const CREATE_TOKEN_ANNOTATION: &str = "sandlot.dev/create-token";
-/// Annotation recording why a launch failed, once sandlot has stopped retrying it.
-pub const LAUNCH_FAILED_ANNOTATION: &str = "sandlot.dev/launch-failed";
-/// Annotation recording the requested maximum lifetime in seconds.
-pub const TTL_ANNOTATION: &str = "sandlot.dev/ttl-seconds";
-/// The name of the one container in a sandbox pod.
-pub const CONTAINER_NAME: &str = "sandbox";
 
 /// CPU limit when none is given: one core.
 pub const DEFAULT_CPU_LIMIT: &str = "1";
@@ -141,10 +122,7 @@ impl SandboxSpec {
                 ));
             }
         }
-        for (key, value) in &self.tags {
-            validate::label_part(&format!("tags[{key:?}]"), key, false)?;
-            validate::label_part(&format!("tags[{key:?}]"), value, true)?;
-        }
+        labels::validate_tags(&self.tags)?;
         for (path, volume) in &self.volume_mounts {
             let field = format!("volume_mounts[{path:?}]");
             if !path.starts_with('/') {
@@ -193,10 +171,7 @@ impl SandboxSpec {
     /// privilege escalation, seccomp RuntimeDefault, limits always set, and a
     /// short grace period. The spec must have passed [`SandboxSpec::validate`].
     pub fn to_pod(&self, name: &str) -> Pod {
-        let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())]);
-        for (key, value) in &self.tags {
-            labels.insert(format!("{TAG_LABEL_PREFIX}{key}"), value.clone());
-        }
+        let labels = labels::labels_of(&self.tags);
         let mut annotations = BTreeMap::new();
         if let Some(ttl) = self.ttl_seconds {
             annotations.insert(TTL_ANNOTATION.to_owned(), ttl.to_string());
@@ -355,6 +330,7 @@ fn no_nul(field: &str, items: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL};
 
     fn field_of(spec: &SandboxSpec) -> String {
         match spec.validate() {

@@ -9,8 +9,8 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::spec::{
-    CONTAINER_NAME, LAUNCH_FAILED_ANNOTATION, TAG_LABEL_PREFIX, TERMINATED_AT_ANNOTATION,
+use crate::labels::{
+    self, CONTAINER_NAME, LAUNCH_FAILED_ANNOTATION, TERMINATED_AT_ANNOTATION, annotation,
 };
 
 /// Where a sandbox is in its life.
@@ -170,10 +170,9 @@ impl SandboxStatus {
         let exited = state.and_then(|s| s.terminated.as_ref());
         let waiting = state.and_then(|s| s.waiting.as_ref());
 
-        let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key));
         let terminated_at =
-            annotation(TERMINATED_AT_ANNOTATION).and_then(|t| t.parse::<Timestamp>().ok());
-        let launch_failure = annotation(LAUNCH_FAILED_ANNOTATION);
+            annotation(meta, TERMINATED_AT_ANNOTATION).and_then(|t| t.parse::<Timestamp>().ok());
+        let launch_failure = annotation(meta, LAUNCH_FAILED_ANNOTATION);
         let pod_phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
         let pod_reason = status.and_then(|s| s.reason.as_deref());
         let pod_message = status.and_then(|s| s.message.clone());
@@ -272,7 +271,7 @@ impl SandboxStatus {
             image: container_spec
                 .and_then(|c| c.image.clone())
                 .unwrap_or_default(),
-            tags: tags_of(pod),
+            tags: labels::tags_of(meta),
             volume_mounts: volume_mounts_of(pod),
         }
     }
@@ -283,11 +282,7 @@ impl SandboxStatus {
 pub(crate) fn unsettled_launch_failure(pod: &Pod, status: &SandboxStatus) -> bool {
     status.termination_reason == Some(TerminationReason::LaunchFailed)
         && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
-        && !pod
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(LAUNCH_FAILED_ANNOTATION))
+        && annotation(&pod.metadata, LAUNCH_FAILED_ANNOTATION).is_none()
 }
 
 fn is_scheduled(pod: &Pod) -> bool {
@@ -300,20 +295,6 @@ fn is_scheduled(pod: &Pod) -> bool {
                 .any(|c| c.type_ == "PodScheduled" && c.status == "True")
         });
     scheduled_condition || pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
-}
-
-fn tags_of(pod: &Pod) -> BTreeMap<String, String> {
-    pod.metadata
-        .labels
-        .iter()
-        .flatten()
-        .filter_map(|(key, value)| {
-            Some((
-                key.strip_prefix(TAG_LABEL_PREFIX)?.to_owned(),
-                value.clone(),
-            ))
-        })
-        .collect()
 }
 
 fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, String> {

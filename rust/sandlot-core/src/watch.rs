@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::error_chain;
-use crate::spec::MANAGED_SELECTOR;
+use crate::labels::MANAGED_SELECTOR;
 
 /// What the watch task publishes after every event.
 #[derive(Debug, Clone, Default)]

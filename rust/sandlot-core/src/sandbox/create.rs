@@ -5,8 +5,9 @@ use kube::api::PostParams;
 
 use crate::client::Client;
 use crate::error::{Error, Result, api_status};
+use crate::labels::{self, CREATE_TOKEN_ANNOTATION};
 use crate::retry::{self, ATTEMPTS};
-use crate::spec::{CREATE_TOKEN_ANNOTATION, SandboxSpec};
+use crate::spec::SandboxSpec;
 use crate::status::SandboxStatus;
 use crate::validate;
 
@@ -80,11 +81,7 @@ impl Client {
 }
 
 fn created_by(pod: &Pod, token: &str) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CREATE_TOKEN_ANNOTATION))
-        .is_some_and(|t| t == token)
+    labels::annotation(&pod.metadata, CREATE_TOKEN_ANNOTATION).is_some_and(|t| t == token)
 }
 
 #[cfg(test)]

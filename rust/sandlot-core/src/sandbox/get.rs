@@ -4,8 +4,8 @@ use serde_json::json;
 
 use crate::client::Client;
 use crate::error::{Error, ObjectKind, Result};
+use crate::labels::{self, LAUNCH_FAILED_ANNOTATION};
 use crate::retry::retry;
-use crate::spec::{LAUNCH_FAILED_ANNOTATION, MANAGED_BY, MANAGED_BY_LABEL};
 use crate::status::{SandboxStatus, unsettled_launch_failure};
 use crate::validate;
 
@@ -17,13 +17,7 @@ impl Client {
         let pod = retry(|| self.pods().get(name))
             .await
             .map_err(|err| self.sandbox_error(err, name))?;
-        let managed = pod
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|labels| labels.get(MANAGED_BY_LABEL))
-            .is_some_and(|value| value == MANAGED_BY);
-        if !managed {
+        if !labels::is_managed(&pod.metadata) {
             return Err(Error::NotFound {
                 kind: ObjectKind::Sandbox,
                 name: name.to_owned(),

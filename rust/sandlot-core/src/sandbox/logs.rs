@@ -7,8 +7,8 @@ use kube::api::LogParams;
 
 use crate::client::Client;
 use crate::error::{Error, Result, error_chain};
+use crate::labels::CONTAINER_NAME;
 use crate::retry::retry;
-use crate::spec::CONTAINER_NAME;
 use crate::status::Phase;
 
 /// Which part of a sandbox's log to read.

@@ -7,9 +7,10 @@ use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::{Error, ObjectKind, Result, api_status, object_error};
+use crate::labels;
 use crate::retry::retry;
 use crate::sandbox::{ListFilter, Selection};
-use crate::spec::{MANAGED_BY, MANAGED_BY_LABEL, MANAGED_SELECTOR, volume_of_mount};
+use crate::spec::volume_of_mount;
 use crate::status::SandboxStatus;
 use crate::validate;
 use crate::volume::{VolumeSpec, VolumeStatus};
@@ -47,13 +48,7 @@ impl Client {
         &self,
         tags: &std::collections::BTreeMap<String, String>,
     ) -> Result<Vec<VolumeStatus>> {
-        let mut selector = MANAGED_SELECTOR.to_owned();
-        for (key, value) in tags {
-            validate::label_part(&format!("tags[{key:?}]"), key, false)?;
-            validate::label_part(&format!("tags[{key:?}]"), value, true)?;
-            selector.push_str(&format!(",{}{key}={value}", crate::spec::TAG_LABEL_PREFIX));
-        }
-        let params = ListParams::default().labels(&selector);
+        let params = ListParams::default().labels(&labels::selector(tags)?);
         let claims = retry(|| self.claims().list(&params)).await?;
         let attached = self.attachments().await?;
         let mut volumes = Vec::with_capacity(claims.items.len());
@@ -151,13 +146,7 @@ impl Client {
         let claim = retry(|| self.claims().get(name))
             .await
             .map_err(|err| self.volume_error(err, name))?;
-        let managed = claim
-            .metadata
-            .labels
-            .as_ref()
-            .and_then(|l| l.get(MANAGED_BY_LABEL))
-            .is_some_and(|v| v == MANAGED_BY);
-        if !managed {
+        if !labels::is_managed(&claim.metadata) {
             return Err(Error::NotFound {
                 kind: ObjectKind::Volume,
                 name: name.to_owned(),

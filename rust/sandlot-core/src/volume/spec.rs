@@ -10,7 +10,7 @@ use kube::api::ObjectMeta;
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::spec::{MANAGED_BY, MANAGED_BY_LABEL, TAG_LABEL_PREFIX};
+use crate::labels;
 use crate::validate;
 
 /// Size of a volume when none is given.
@@ -120,19 +120,12 @@ impl VolumeSpec {
         if let Some(class) = &self.storage_class {
             validate::dns_subdomain("storage_class", class)?;
         }
-        for (key, value) in &self.tags {
-            validate::label_part(&format!("tags[{key:?}]"), key, false)?;
-            validate::label_part(&format!("tags[{key:?}]"), value, true)?;
-        }
-        Ok(())
+        labels::validate_tags(&self.tags)
     }
 
     /// The claim for this spec. The spec must have passed [`VolumeSpec::validate`].
     pub fn to_claim(&self) -> PersistentVolumeClaim {
-        let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())]);
-        for (key, value) in &self.tags {
-            labels.insert(format!("{TAG_LABEL_PREFIX}{key}"), value.clone());
-        }
+        let labels = labels::labels_of(&self.tags);
         PersistentVolumeClaim {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -211,15 +204,7 @@ impl VolumeStatus {
                 .unwrap_or_default(),
             attached_to,
             created_at: claim.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            tags: claim
-                .metadata
-                .labels
-                .iter()
-                .flatten()
-                .filter_map(|(k, v)| {
-                    Some((k.strip_prefix(TAG_LABEL_PREFIX)?.to_owned(), v.clone()))
-                })
-                .collect(),
+            tags: labels::tags_of(&claim.metadata),
         }
     }
 }
