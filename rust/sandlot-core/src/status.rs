@@ -277,14 +277,6 @@ impl SandboxStatus {
     }
 }
 
-/// True if `status` is a launch failure that Kubernetes still retries (the pod
-/// is pending), so sandlot should settle it.
-pub(crate) fn unsettled_launch_failure(pod: &Pod, status: &SandboxStatus) -> bool {
-    status.termination_reason == Some(TerminationReason::LaunchFailed)
-        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
-        && annotation(&pod.metadata, LAUNCH_FAILED_ANNOTATION).is_none()
-}
-
 fn is_scheduled(pod: &Pod) -> bool {
     let scheduled_condition = pod
         .status
