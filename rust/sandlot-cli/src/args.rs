@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use clap::{Args, Parser, Subcommand};
-use sandlot_core::{AccessMode, Error, Phase, Resources, SandboxSpec, Selection, VolumeSpec};
+use sandlot_core::{
+    AccessMode, Error, Mount, Phase, Resources, SandboxRequest, SandboxSpec, Selection, VolumeSpec,
+};
 
 /// Sandboxes on Kubernetes for untrusted code.
 #[derive(Debug, Parser)]
@@ -158,10 +160,10 @@ pub struct VolumeDeleteArgs {
 }
 
 impl Command {
-    /// Checks what can be checked without the cluster.
+    /// Checks what can be checked without the cluster. A create's spec is
+    /// checked as it is built ([`CreateArgs::spec`]), so it is not checked here.
     pub fn validate(&self) -> sandlot_core::Result<()> {
         match self {
-            Command::Create(args) => args.spec().and_then(|spec| spec.validate()),
             Command::List(args) => args.tags().map(drop),
             Command::Terminate(args) => args.selection().map(drop),
             Command::Purge(args) => args.selection().map(drop),
@@ -226,8 +228,9 @@ pub struct CreateArgs {
 }
 
 impl CreateArgs {
+    /// The checked spec these arguments ask for.
     pub fn spec(&self) -> sandlot_core::Result<SandboxSpec> {
-        Ok(SandboxSpec {
+        SandboxSpec::try_from(SandboxRequest {
             image: self.image.clone(),
             name: self.name.clone(),
             command: (!self.command.is_empty()).then(|| self.command.clone()),
@@ -403,8 +406,8 @@ fn parse_phase(text: &str) -> Result<Phase, String> {
     text.parse().map_err(|err: Error| err.to_string())
 }
 
-/// Parses repeated VOLUME:/PATH[:ro] options into mount path -> "volume[:ro]".
-fn mounts(items: &[String]) -> sandlot_core::Result<BTreeMap<String, String>> {
+/// Parses repeated VOLUME:/PATH[:ro] (or :rw) options into mount path -> mount.
+fn mounts(items: &[String]) -> sandlot_core::Result<BTreeMap<String, Mount>> {
     items
         .iter()
         .map(|item| {
@@ -415,13 +418,17 @@ fn mounts(items: &[String]) -> sandlot_core::Result<BTreeMap<String, String>> {
                 )
             };
             let (volume, rest) = item.split_once(':').ok_or_else(malformed)?;
-            let (path, value) = match rest.rsplit_once(':') {
-                Some((path, "ro")) => (path, format!("{volume}:ro")),
-                Some((path, "rw")) => (path, volume.to_owned()),
+            let (path, read_only) = match rest.rsplit_once(':') {
+                Some((path, "ro")) => (path, true),
+                Some((path, "rw")) => (path, false),
                 Some(_) => return Err(malformed()),
-                None => (rest, volume.to_owned()),
+                None => (rest, false),
             };
-            Ok((path.to_owned(), value))
+            let mount = Mount {
+                volume: volume.to_owned(),
+                read_only,
+            };
+            Ok((path.to_owned(), mount))
         })
         .collect()
 }

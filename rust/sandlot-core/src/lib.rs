@@ -1,7 +1,8 @@
 //! sandlot's core: sandboxes on Kubernetes, with every Kubernetes concern here
 //! and no Python. The Python bindings and the CLI only translate to and from it.
 //!
-//! A sandbox is one pod ([`SandboxSpec::to_pod`]); its phase is derived from the
+//! A sandbox is asked for with a [`SandboxRequest`], checked once into a
+//! [`SandboxSpec`], and runs as one pod ([`SandboxSpec::to_pod`]); its phase is derived from the
 //! pod by [`SandboxStatus::from_pod`]; operations are methods of [`Client`].
 
 mod client;
@@ -21,6 +22,6 @@ pub use sandbox::{
     BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, ListFilter, LogLines, LogOptions,
     Selection, SpawnOptions, TerminateOutcome,
 };
-pub use spec::{Resources, SandboxSpec};
+pub use spec::{Mount, Resources, SandboxRequest, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};
 pub use volume::{AccessMode, VolumePhase, VolumeSpec, VolumeStatus};

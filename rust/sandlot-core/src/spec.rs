@@ -1,6 +1,9 @@
-//! What a user asks for ([`SandboxSpec`]) and the hardened pod it becomes.
+//! What a user asks for ([`SandboxRequest`]), the checked spec it becomes
+//! ([`SandboxSpec`]), and the hardened pod made from that.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
 
 use k8s_openapi::api::core::v1::{
     Capabilities, Container, EmptyDirVolumeSource, EnvVar, PersistentVolumeClaimVolumeSource, Pod,
@@ -9,6 +12,7 @@ use k8s_openapi::api::core::v1::{
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
+use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::labels::{self, CONTAINER_NAME, TTL_ANNOTATION};
@@ -49,9 +53,74 @@ pub struct Resources {
     pub memory: Option<String>,
 }
 
-/// Everything a sandbox is created from.
+/// A volume mounted into a sandbox.
+///
+/// Written and parsed in the notation of the Python API: `"volume"` or
+/// `"volume:rw"` (read-write), `"volume:ro"` (read-only). [`Display`](fmt::Display)
+/// writes the short form back (`"volume"` or `"volume:ro"`), and so does its JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Mount {
+    /// The name of the volume (its claim).
+    pub volume: String,
+    /// Mount it read-only.
+    pub read_only: bool,
+}
+
+impl Mount {
+    /// Parses `"volume"`, `"volume:rw"` or `"volume:ro"`, naming `field` in the
+    /// [`Error::InvalidSpec`] for a bad mode or volume name.
+    pub fn parse(field: &str, text: &str) -> Result<Mount> {
+        let (volume, mode) = text.split_once(':').unwrap_or((text, "rw"));
+        let read_only = match mode {
+            "rw" => false,
+            "ro" => true,
+            _ => {
+                return Err(Error::invalid(
+                    field,
+                    format!("{text:?}: the mode after ':' must be ro or rw"),
+                ));
+            }
+        };
+        validate::object_name(field, volume)?;
+        Ok(Mount {
+            volume: volume.to_owned(),
+            read_only,
+        })
+    }
+}
+
+/// Parses the Python notation; errors name the field `volume_mounts`.
+impl FromStr for Mount {
+    type Err = Error;
+
+    fn from_str(text: &str) -> Result<Mount> {
+        Mount::parse("volume_mounts", text)
+    }
+}
+
+impl fmt::Display for Mount {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.volume)?;
+        if self.read_only {
+            f.write_str(":ro")?;
+        }
+        Ok(())
+    }
+}
+
+impl Serialize for Mount {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+/// What a user asks for, field by field, before any check. Turn it into a
+/// [`SandboxSpec`] with `SandboxSpec::try_from`, which checks every field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SandboxSpec {
+pub struct SandboxRequest {
     /// Container image reference.
     pub image: String,
     /// The sandbox's name; generated when `None`.
@@ -64,8 +133,8 @@ pub struct SandboxSpec {
     pub env: BTreeMap<String, String>,
     /// Filterable string pairs, stored as labels.
     pub tags: BTreeMap<String, String>,
-    /// Mount path -> volume name; "name:ro" mounts it read-only.
-    pub volume_mounts: BTreeMap<String, String>,
+    /// Mount path -> the volume mounted there.
+    pub volume_mounts: BTreeMap<String, Mount>,
     pub resources: Resources,
     /// Maximum lifetime in seconds, enforced by Kubernetes.
     pub ttl_seconds: Option<i64>,
@@ -77,111 +146,135 @@ pub struct SandboxSpec {
     pub runtime_class: Option<String>,
 }
 
-impl SandboxSpec {
-    /// A spec for `image` with every other field at its default.
+impl SandboxRequest {
+    /// A request for `image` with every other field at its default.
     pub fn new(image: impl Into<String>) -> Self {
-        SandboxSpec {
+        SandboxRequest {
             image: image.into(),
-            ..SandboxSpec::default()
+            ..SandboxRequest::default()
         }
     }
+}
 
-    /// Checks every field against the rules Kubernetes would apply, naming the
-    /// field that breaks one.
-    pub fn validate(&self) -> Result<()> {
-        if self.image.trim().is_empty() {
-            return Err(Error::invalid("image", "must not be empty"));
-        }
-        if self.image.chars().any(char::is_whitespace) {
+/// A sandbox request that passed every check: the only input
+/// [`Client::create_sandbox`](crate::Client::create_sandbox) takes. Built only
+/// by `SandboxSpec::try_from(request)`, so holding one means it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    request: SandboxRequest,
+}
+
+/// Checks every field against the rules Kubernetes would apply; the
+/// [`Error::InvalidSpec`] names the field that breaks one.
+impl TryFrom<SandboxRequest> for SandboxSpec {
+    type Error = Error;
+
+    fn try_from(request: SandboxRequest) -> Result<SandboxSpec> {
+        check(&request)?;
+        Ok(SandboxSpec { request })
+    }
+}
+
+fn check(request: &SandboxRequest) -> Result<()> {
+    let image = &request.image;
+    if image.trim().is_empty() {
+        return Err(Error::invalid("image", "must not be empty"));
+    }
+    if image.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(
+            "image",
+            format!("{image:?} must not contain whitespace"),
+        ));
+    }
+    if let Some(name) = &request.name {
+        validate::object_name("name", name)?;
+    }
+    if let Some(command) = &request.command {
+        if command.is_empty() {
             return Err(Error::invalid(
-                "image",
-                format!("{:?} must not contain whitespace", self.image),
+                "command",
+                "must not be empty; leave it out for an idle sandbox",
             ));
         }
-        if let Some(name) = &self.name {
-            validate::object_name("name", name)?;
-        }
-        if let Some(command) = &self.command {
-            if command.is_empty() {
-                return Err(Error::invalid(
-                    "command",
-                    "must not be empty; leave it out for an idle sandbox",
-                ));
-            }
-            no_nul("command", command)?;
-        }
-        if let Some(args) = &self.args {
-            no_nul("args", args)?;
-        }
-        for (key, value) in &self.env {
-            validate::env_name(&format!("env[{key:?}]"), key)?;
-            if value.contains('\0') {
-                return Err(Error::invalid(
-                    format!("env[{key:?}]"),
-                    "value must not contain NUL bytes",
-                ));
-            }
-        }
-        labels::validate_tags(&self.tags)?;
-        for (path, volume) in &self.volume_mounts {
-            let field = format!("volume_mounts[{path:?}]");
-            if !path.starts_with('/') {
-                return Err(Error::invalid(field, "mount path must be absolute"));
-            }
-            if path.split('/').any(|part| part == "..") || path.contains(':') {
-                return Err(Error::invalid(
-                    field,
-                    "mount path must not contain '..' or ':'",
-                ));
-            }
-            let (name, mode) = volume.split_once(':').unwrap_or((volume, "rw"));
-            if !matches!(mode, "rw" | "ro") {
-                return Err(Error::invalid(
-                    field,
-                    format!("{volume:?}: the mode after ':' must be ro or rw"),
-                ));
-            }
-            validate::object_name(&field, name)?;
-        }
-        if let Some(cpu) = &self.resources.cpu {
-            validate::quantity("resources.cpu", cpu)?;
-        }
-        if let Some(memory) = &self.resources.memory {
-            validate::quantity("resources.memory", memory)?;
-        }
-        if self.ttl_seconds.is_some_and(|ttl| ttl < 1) {
-            return Err(Error::invalid("ttl_seconds", "must be at least 1"));
-        }
-        if let Some(uid) = self.run_as_user
-            && !(1..=i64::from(i32::MAX)).contains(&uid)
-        {
+        no_nul("command", command)?;
+    }
+    if let Some(args) = &request.args {
+        no_nul("args", args)?;
+    }
+    for (key, value) in &request.env {
+        validate::env_name(&format!("env[{key:?}]"), key)?;
+        if value.contains('\0') {
             return Err(Error::invalid(
-                "run_as_user",
-                format!("{uid} must be a non-root uid between 1 and 2147483647"),
+                format!("env[{key:?}]"),
+                "value must not contain NUL bytes",
             ));
         }
-        if let Some(class) = &self.runtime_class {
-            validate::dns_subdomain("runtime_class", class)?;
+    }
+    labels::validate_tags(&request.tags)?;
+    for (path, mount) in &request.volume_mounts {
+        let field = format!("volume_mounts[{path:?}]");
+        if !path.starts_with('/') {
+            return Err(Error::invalid(field, "mount path must be absolute"));
         }
-        Ok(())
+        if path.split('/').any(|part| part == "..") || path.contains(':') {
+            return Err(Error::invalid(
+                field,
+                "mount path must not contain '..' or ':'",
+            ));
+        }
+        validate::object_name(&field, &mount.volume)?;
+    }
+    if let Some(cpu) = &request.resources.cpu {
+        validate::quantity("resources.cpu", cpu)?;
+    }
+    if let Some(memory) = &request.resources.memory {
+        validate::quantity("resources.memory", memory)?;
+    }
+    if request.ttl_seconds.is_some_and(|ttl| ttl < 1) {
+        return Err(Error::invalid("ttl_seconds", "must be at least 1"));
+    }
+    if let Some(uid) = request.run_as_user
+        && !(1..=i64::from(i32::MAX)).contains(&uid)
+    {
+        return Err(Error::invalid(
+            "run_as_user",
+            format!("{uid} must be a non-root uid between 1 and 2147483647"),
+        ));
+    }
+    if let Some(class) = &request.runtime_class {
+        validate::dns_subdomain("runtime_class", class)?;
+    }
+    Ok(())
+}
+
+impl SandboxSpec {
+    /// The checked request, field by field.
+    pub fn request(&self) -> &SandboxRequest {
+        &self.request
+    }
+
+    /// The name asked for; `None` means a generated one.
+    pub fn name(&self) -> Option<&str> {
+        self.request.name.as_deref()
     }
 
     /// The pod for this spec under `name`, hardened for untrusted code: no
     /// service-account token, no service links, every capability dropped, no
     /// privilege escalation, seccomp RuntimeDefault, limits always set, and a
-    /// short grace period. The spec must have passed [`SandboxSpec::validate`].
+    /// short grace period.
     pub fn to_pod(&self, name: &str) -> Pod {
-        let labels = labels::labels_of(&self.tags);
+        let request = &self.request;
+        let labels = labels::labels_of(&request.tags);
         let mut annotations = BTreeMap::new();
-        if let Some(ttl) = self.ttl_seconds {
+        if let Some(ttl) = request.ttl_seconds {
             annotations.insert(TTL_ANNOTATION.to_owned(), ttl.to_string());
         }
 
-        let (command, args) = match (&self.command, &self.args) {
+        let (command, args) = match (&request.command, &request.args) {
             (None, None) => (Some(IDLE_COMMAND.map(str::to_owned).to_vec()), None),
             (command, args) => (command.clone(), args.clone()),
         };
-        let env: Vec<EnvVar> = self
+        let env: Vec<EnvVar> = request
             .env
             .iter()
             .map(|(name, value)| EnvVar {
@@ -202,17 +295,17 @@ impl SandboxSpec {
                 ..Volume::default()
             })
             .collect();
-        let mut volume_mounts: Vec<VolumeMount> = self
+        let mut volume_mounts: Vec<VolumeMount> = request
             .volume_mounts
             .iter()
-            .map(|(path, volume)| VolumeMount {
-                name: volume_of_mount(volume).to_owned(),
+            .map(|(path, mount)| VolumeMount {
+                name: mount.volume.clone(),
                 mount_path: path.clone(),
-                read_only: volume.ends_with(":ro").then_some(true),
+                read_only: mount.read_only.then_some(true),
                 ..VolumeMount::default()
             })
             .collect();
-        if self.read_only_root_filesystem && !self.volume_mounts.contains_key(SCRATCH_PATH) {
+        if request.read_only_root_filesystem && !request.volume_mounts.contains_key(SCRATCH_PATH) {
             volumes.push(Volume {
                 name: SCRATCH_VOLUME.into(),
                 empty_dir: Some(EmptyDirVolumeSource {
@@ -227,7 +320,7 @@ impl SandboxSpec {
                 ..VolumeMount::default()
             });
         }
-        let uid = self.run_as_user;
+        let uid = request.run_as_user;
 
         Pod {
             metadata: ObjectMeta {
@@ -241,8 +334,8 @@ impl SandboxSpec {
                 automount_service_account_token: Some(false),
                 enable_service_links: Some(false),
                 termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-                active_deadline_seconds: self.ttl_seconds,
-                runtime_class_name: self.runtime_class.clone(),
+                active_deadline_seconds: request.ttl_seconds,
+                runtime_class_name: request.runtime_class.clone(),
                 security_context: Some(PodSecurityContext {
                     seccomp_profile: Some(SeccompProfile {
                         type_: "RuntimeDefault".into(),
@@ -256,7 +349,7 @@ impl SandboxSpec {
                 }),
                 containers: vec![Container {
                     name: CONTAINER_NAME.into(),
-                    image: Some(self.image.clone()),
+                    image: Some(request.image.clone()),
                     command,
                     args,
                     env: (!env.is_empty()).then_some(env),
@@ -264,7 +357,9 @@ impl SandboxSpec {
                     security_context: Some(SecurityContext {
                         allow_privilege_escalation: Some(false),
                         privileged: Some(false),
-                        read_only_root_filesystem: self.read_only_root_filesystem.then_some(true),
+                        read_only_root_filesystem: request
+                            .read_only_root_filesystem
+                            .then_some(true),
                         capabilities: Some(Capabilities {
                             drop: Some(vec!["ALL".into()]),
                             add: None,
@@ -284,20 +379,22 @@ impl SandboxSpec {
     /// The distinct volumes this spec mounts, in name order.
     pub fn volume_names(&self) -> Vec<&str> {
         let names: std::collections::BTreeSet<&str> = self
+            .request
             .volume_mounts
             .values()
-            .map(|v| volume_of_mount(v))
+            .map(|mount| mount.volume.as_str())
             .collect();
         names.into_iter().collect()
     }
 
     fn resource_requirements(&self) -> ResourceRequirements {
+        let request = &self.request;
         let quantity = |text: &str| Quantity(text.to_owned());
-        let (cpu_request, cpu_limit) = match &self.resources.cpu {
+        let (cpu_request, cpu_limit) = match &request.resources.cpu {
             Some(cpu) => (cpu.as_str(), cpu.as_str()),
             None => (DEFAULT_CPU_REQUEST, DEFAULT_CPU_LIMIT),
         };
-        let (memory_request, memory_limit) = match &self.resources.memory {
+        let (memory_request, memory_limit) = match &request.resources.memory {
             Some(memory) => (memory.as_str(), memory.as_str()),
             None => (DEFAULT_MEMORY_REQUEST, DEFAULT_MEMORY_LIMIT),
         };
@@ -315,11 +412,6 @@ impl SandboxSpec {
     }
 }
 
-/// The volume name of a mount value ("data" or "data:ro").
-pub fn volume_of_mount(mount: &str) -> &str {
-    mount.split_once(':').map_or(mount, |(name, _)| name)
-}
-
 fn no_nul(field: &str, items: &[String]) -> Result<()> {
     if items.iter().any(|item| item.contains('\0')) {
         return Err(Error::invalid(field, "must not contain NUL bytes"));
@@ -332,8 +424,13 @@ mod tests {
     use super::*;
     use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL};
 
-    fn field_of(spec: &SandboxSpec) -> String {
-        match spec.validate() {
+    /// The spec of a request that must pass the checks.
+    fn valid(request: SandboxRequest) -> SandboxSpec {
+        SandboxSpec::try_from(request).unwrap()
+    }
+
+    fn field_of(request: SandboxRequest) -> String {
+        match SandboxSpec::try_from(request) {
             Err(Error::InvalidSpec { field, .. }) => field,
             other => panic!("expected InvalidSpec, got {other:?}"),
         }
@@ -341,62 +438,68 @@ mod tests {
 
     #[test]
     fn every_field_is_validated_with_its_name() {
-        let base = SandboxSpec::new("busybox:1.36");
-        base.validate().unwrap();
-        let cases: Vec<(SandboxSpec, &str)> = vec![
-            (SandboxSpec::new(""), "image"),
-            (SandboxSpec::new("a b"), "image"),
+        let base = SandboxRequest::new("busybox:1.36");
+        valid(base.clone());
+        let cases: Vec<(SandboxRequest, &str)> = vec![
+            (SandboxRequest::new(""), "image"),
+            (SandboxRequest::new("a b"), "image"),
             (
-                SandboxSpec {
+                SandboxRequest {
                     name: Some("Bad_Name".into()),
                     ..base.clone()
                 },
                 "name",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     command: Some(vec![]),
                     ..base.clone()
                 },
                 "command",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     args: Some(vec!["a\0".into()]),
                     ..base.clone()
                 },
                 "args",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     env: BTreeMap::from([("A=B".into(), "x".into())]),
                     ..base.clone()
                 },
                 "env[\"A=B\"]",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     tags: BTreeMap::from([("team".into(), "a b".into())]),
                     ..base.clone()
                 },
                 "tags[\"team\"]",
             ),
             (
-                SandboxSpec {
-                    volume_mounts: BTreeMap::from([("data".into(), "vol".into())]),
+                SandboxRequest {
+                    volume_mounts: BTreeMap::from([("data".into(), "vol".parse().unwrap())]),
                     ..base.clone()
                 },
                 "volume_mounts[\"data\"]",
             ),
             (
-                SandboxSpec {
-                    volume_mounts: BTreeMap::from([("/data".into(), "vol:rx".into())]),
+                SandboxRequest {
+                    volume_mounts: BTreeMap::from([(
+                        "/data".into(),
+                        Mount {
+                            volume: "Bad_Name".into(),
+                            read_only: false,
+                        },
+                    )]),
                     ..base.clone()
                 },
                 "volume_mounts[\"/data\"]",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     resources: Resources {
                         cpu: Some("lots".into()),
                         memory: None,
@@ -406,7 +509,7 @@ mod tests {
                 "resources.cpu",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     resources: Resources {
                         cpu: None,
                         memory: Some("0".into()),
@@ -416,21 +519,21 @@ mod tests {
                 "resources.memory",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     ttl_seconds: Some(0),
                     ..base.clone()
                 },
                 "ttl_seconds",
             ),
         ];
-        for (spec, field) in cases {
-            assert_eq!(field_of(&spec), field, "{spec:?}");
+        for (request, field) in cases {
+            assert_eq!(field_of(request.clone()), field, "{request:?}");
         }
     }
 
     #[test]
     fn pod_carries_every_hardening_field() {
-        let pod = SandboxSpec::new("busybox:1.36").to_pod("sb");
+        let pod = valid(SandboxRequest::new("busybox:1.36")).to_pod("sb");
         let spec = pod.spec.unwrap();
         assert_eq!(spec.automount_service_account_token, Some(false));
         assert_eq!(spec.enable_service_links, Some(false));
@@ -464,7 +567,7 @@ mod tests {
 
     #[test]
     fn pod_maps_every_spec_field() {
-        let spec = SandboxSpec {
+        let spec = valid(SandboxRequest {
             image: "python:3.11-slim".into(),
             name: Some("job".into()),
             command: Some(vec!["python3".into()]),
@@ -472,17 +575,16 @@ mod tests {
             env: BTreeMap::from([("MODE".into(), "fast".into())]),
             tags: BTreeMap::from([("team".into(), "ml".into())]),
             volume_mounts: BTreeMap::from([
-                ("/data".into(), "vol".into()),
-                ("/cache".into(), "vol:ro".into()),
+                ("/data".into(), "vol".parse().unwrap()),
+                ("/cache".into(), "vol:ro".parse().unwrap()),
             ]),
             resources: Resources {
                 cpu: Some("500m".into()),
                 memory: Some("256Mi".into()),
             },
             ttl_seconds: Some(60),
-            ..SandboxSpec::default()
-        };
-        spec.validate().unwrap();
+            ..SandboxRequest::default()
+        });
         let pod = spec.to_pod("job");
         assert_eq!(
             pod.metadata.labels.as_ref().unwrap()["tags.sandlot.dev/team"],
@@ -532,13 +634,12 @@ mod tests {
 
     #[test]
     fn opt_in_hardening_reaches_the_pod() {
-        let spec = SandboxSpec {
+        let spec = valid(SandboxRequest {
             run_as_user: Some(1000),
             read_only_root_filesystem: true,
             runtime_class: Some("gvisor".into()),
-            ..SandboxSpec::new("busybox:1.36")
-        };
-        spec.validate().unwrap();
+            ..SandboxRequest::new("busybox:1.36")
+        });
         let pod_spec = spec.to_pod("sb").spec.unwrap();
         assert_eq!(pod_spec.runtime_class_name.as_deref(), Some("gvisor"));
         let pod_security = pod_spec.security_context.unwrap();
@@ -560,7 +661,10 @@ mod tests {
             mounts.iter().any(|m| m.mount_path == "/tmp"),
             "read-only sandboxes keep a writable /tmp"
         );
-        let defaults = SandboxSpec::new("busybox:1.36").to_pod("sb").spec.unwrap();
+        let defaults = valid(SandboxRequest::new("busybox:1.36"))
+            .to_pod("sb")
+            .spec
+            .unwrap();
         assert_eq!(
             defaults.security_context.unwrap().run_as_user,
             None,
@@ -570,18 +674,48 @@ mod tests {
 
     #[test]
     fn no_command_means_an_idle_sandbox() {
-        let pod = SandboxSpec::new("busybox:1.36").to_pod("idle");
+        let pod = valid(SandboxRequest::new("busybox:1.36")).to_pod("idle");
         let command = pod.spec.unwrap().containers[0].command.clone().unwrap();
         assert_eq!(command[0], "/bin/sh");
-        let with_args = SandboxSpec {
+        let with_args = valid(SandboxRequest {
             args: Some(vec!["x".into()]),
-            ..SandboxSpec::new("img")
-        }
+            ..SandboxRequest::new("img")
+        })
         .to_pod("a");
         assert_eq!(
             with_args.spec.unwrap().containers[0].command,
             None,
             "args alone go to the entrypoint"
         );
+    }
+
+    #[test]
+    fn mounts_read_and_write_the_python_notation() {
+        let read_only: Mount = "data:ro".parse().unwrap();
+        assert_eq!(
+            read_only,
+            Mount {
+                volume: "data".into(),
+                read_only: true
+            }
+        );
+        assert_eq!(read_only.to_string(), "data:ro");
+        let read_write: Mount = "data:rw".parse().unwrap();
+        assert!(!read_write.read_only);
+        assert_eq!(read_write.to_string(), "data");
+        assert_eq!("data".parse::<Mount>().unwrap(), read_write);
+        assert_eq!(serde_json::to_value(&read_only).unwrap(), "data:ro");
+        for bad in ["data:rx", "data:", "Bad_Name", "a:b:ro", ""] {
+            match Mount::parse("volume_mounts[\"/data\"]", bad) {
+                Err(Error::InvalidSpec { field, .. }) => {
+                    assert_eq!(field, "volume_mounts[\"/data\"]", "{bad:?}")
+                }
+                other => panic!("{bad:?}: expected InvalidSpec, got {other:?}"),
+            }
+        }
+        assert!(matches!(
+            "data:rx".parse::<Mount>(),
+            Err(Error::InvalidSpec { field, .. }) if field == "volume_mounts"
+        ));
     }
 }

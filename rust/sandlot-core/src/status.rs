@@ -12,6 +12,7 @@ use crate::error::Error;
 use crate::labels::{
     self, CONTAINER_NAME, LAUNCH_FAILED_ANNOTATION, TERMINATED_AT_ANNOTATION, annotation,
 };
+use crate::spec::Mount;
 
 /// Where a sandbox is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -139,8 +140,8 @@ pub struct SandboxStatus {
     pub finished_at: Option<Timestamp>,
     pub image: String,
     pub tags: BTreeMap<String, String>,
-    /// Mount path -> volume name.
-    pub volume_mounts: BTreeMap<String, String>,
+    /// Mount path -> the volume mounted there.
+    pub volume_mounts: BTreeMap<String, Mount>,
 }
 
 /// Waiting reasons of a container that will not start by itself.
@@ -289,7 +290,7 @@ fn is_scheduled(pod: &Pod) -> bool {
     scheduled_condition || pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
 }
 
-fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, String> {
+fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, Mount> {
     let Some(spec) = &pod.spec else {
         return BTreeMap::new();
     };
@@ -306,13 +307,11 @@ fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, String> {
         .filter(|c| c.name == CONTAINER_NAME)
         .flat_map(|c| c.volume_mounts.iter().flatten())
         .filter_map(|m| {
-            let claim = claim_of(&m.name)?;
-            let value = if m.read_only == Some(true) {
-                format!("{claim}:ro")
-            } else {
-                claim
+            let mount = Mount {
+                volume: claim_of(&m.name)?,
+                read_only: m.read_only == Some(true),
             };
-            Some((m.mount_path.clone(), value))
+            Some((m.mount_path.clone(), mount))
         })
         .collect()
 }
@@ -327,12 +326,13 @@ fn sandbox_container_status(pod: &Pod) -> Option<&ContainerStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::SandboxSpec;
+    use crate::spec::{SandboxRequest, SandboxSpec};
     use serde_json::json;
 
     /// A sandbox pod with `status` (JSON) and optional annotations.
     fn pod(status: serde_json::Value, annotations: serde_json::Value) -> Pod {
-        let mut pod = SandboxSpec::new("busybox:1.36").to_pod("sb");
+        let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
+        let mut pod = spec.to_pod("sb");
         let mut value = serde_json::to_value(&pod).unwrap();
         value["status"] = status;
         value["metadata"]["annotations"] = annotations;
@@ -532,15 +532,24 @@ mod tests {
 
     #[test]
     fn status_reports_image_tags_and_mounts() {
-        let mut spec = SandboxSpec::new("python:3.11-slim");
-        spec.tags.insert("team".into(), "ml".into());
-        spec.volume_mounts.insert("/data".into(), "vol".into());
+        let mut request = SandboxRequest::new("python:3.11-slim");
+        request.tags.insert("team".into(), "ml".into());
+        request
+            .volume_mounts
+            .insert("/data".into(), "vol".parse().unwrap());
+        request
+            .volume_mounts
+            .insert("/logs".into(), "vol:ro".parse().unwrap());
+        let spec = SandboxSpec::try_from(request).unwrap();
         let s = SandboxStatus::from_pod(&spec.to_pod("sb"));
         assert_eq!(s.image, "python:3.11-slim");
         assert_eq!(s.tags, BTreeMap::from([("team".into(), "ml".into())]));
         assert_eq!(
             s.volume_mounts,
-            BTreeMap::from([("/data".into(), "vol".into())])
+            BTreeMap::from([
+                ("/data".into(), "vol".parse().unwrap()),
+                ("/logs".into(), "vol:ro".parse().unwrap())
+            ])
         );
     }
 }

@@ -7,8 +7,8 @@ use std::time::Duration;
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyBytes, PyString};
 use sandlot_core::{
-    Client, Error, ExecOptions, ListFilter, LogOptions, Phase, Resources, SandboxSpec, Selection,
-    SpawnOptions,
+    Client, Error, ExecOptions, ListFilter, LogOptions, Mount, Phase, Resources, SandboxRequest,
+    SandboxSpec, Selection, SpawnOptions,
 };
 
 use crate::client::LazyClient;
@@ -54,22 +54,31 @@ impl AsyncSandboxes {
         read_only_root_filesystem: bool,
         runtime_class: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let spec = SandboxSpec {
+        let volume_mounts = volume_mounts
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(path, mount)| {
+                let field = format!("volume_mounts[{path:?}]");
+                Ok((path, Mount::parse(&field, &mount)?))
+            })
+            .collect::<sandlot_core::Result<_>>()
+            .into_py_result()?;
+        let request = SandboxRequest {
             image,
             name,
             command,
             args,
             env: env.unwrap_or_default(),
             tags: tags.unwrap_or_default(),
-            volume_mounts: volume_mounts.unwrap_or_default(),
+            volume_mounts,
             resources: resources_from(resources.unwrap_or_default())?,
             ttl_seconds,
             run_as_user,
             read_only_root_filesystem,
             runtime_class,
         };
-        // Checked here too, so bad input fails before any connection is made.
-        spec.validate().into_py_result()?;
+        // Checked here, so bad input fails before any connection is made.
+        let spec = SandboxSpec::try_from(request).into_py_result()?;
         let connection = self.connection.clone();
         crate::bridge::awaitable(py, async move {
             let client = connection.get().await?;

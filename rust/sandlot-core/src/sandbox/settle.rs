@@ -62,11 +62,11 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::spec::SandboxSpec;
+    use crate::spec::{SandboxRequest, SandboxSpec};
 
     fn pod(status: serde_json::Value, annotations: serde_json::Value) -> Pod {
-        let mut value =
-            serde_json::to_value(SandboxSpec::new("busybox:1.36").to_pod("sb")).unwrap();
+        let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
+        let mut value = serde_json::to_value(spec.to_pod("sb")).unwrap();
         value["status"] = status;
         value["metadata"]["annotations"] = annotations;
         serde_json::from_value(value).unwrap()

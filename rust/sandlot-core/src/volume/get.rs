@@ -7,7 +7,6 @@ use crate::error::{Error, ObjectKind, Result, object_error};
 use crate::labels;
 use crate::retry::retry;
 use crate::sandbox::ListFilter;
-use crate::spec::volume_of_mount;
 use crate::status::SandboxStatus;
 use crate::validate;
 use crate::volume::VolumeStatus;
@@ -123,7 +122,7 @@ pub(crate) fn mounts(sandbox: &SandboxStatus, name: &str) -> bool {
     sandbox
         .volume_mounts
         .values()
-        .any(|mount| volume_of_mount(mount) == name)
+        .any(|mount| mount.volume == name)
 }
 
 /// Names of the sandboxes in `live` that mount volume `name`.
