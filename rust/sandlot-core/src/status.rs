@@ -1,7 +1,6 @@
 //! A sandbox's phase and status, derived from its pod by one pure function.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 
 use jiff::Timestamp;
@@ -13,10 +12,26 @@ use crate::labels::{
     self, CONTAINER_NAME, LAUNCH_FAILED_ANNOTATION, TERMINATED_AT_ANNOTATION, annotation,
 };
 use crate::spec::Mount;
+use crate::validate;
 
-/// Where a sandbox is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// Where a sandbox is in its life. Displayed, parsed and serialized by its
+/// lowercase name ("running").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Phase {
     /// Accepted, waiting for capacity.
     Queued,
@@ -45,14 +60,7 @@ impl Phase {
 
     /// The lowercase name users see ("running").
     pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Queued => "queued",
-            Phase::Creating => "creating",
-            Phase::Running => "running",
-            Phase::Succeeded => "succeeded",
-            Phase::Failed => "failed",
-            Phase::Terminated => "terminated",
-        }
+        self.into()
     }
 
     /// True for phases a sandbox never leaves.
@@ -61,33 +69,32 @@ impl Phase {
     }
 }
 
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
+/// Parses the lowercase name; the [`Error::InvalidSpec`] names the field
+/// `phase` and lists every phase.
 impl FromStr for Phase {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Error> {
-        Phase::ALL
-            .into_iter()
-            .find(|phase| phase.as_str() == text)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "phase",
-                    format!(
-                        "{text:?} is not one of queued, creating, running, succeeded, failed, terminated"
-                    ),
-                )
-            })
+        validate::one_of("phase", text)
     }
 }
 
-/// Why a sandbox stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Why a sandbox stopped. Displayed and serialized by its snake_case name
+/// ("ttl_expired").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TerminationReason {
     /// The command exited by itself (see the exit code).
     WorkloadExited,
@@ -106,20 +113,7 @@ pub enum TerminationReason {
 impl TerminationReason {
     /// The snake_case name users see ("ttl_expired").
     pub fn as_str(self) -> &'static str {
-        match self {
-            TerminationReason::WorkloadExited => "workload_exited",
-            TerminationReason::TtlExpired => "ttl_expired",
-            TerminationReason::Terminated => "terminated",
-            TerminationReason::LaunchFailed => "launch_failed",
-            TerminationReason::OomKilled => "oom_killed",
-            TerminationReason::BackendLost => "backend_lost",
-        }
-    }
-}
-
-impl fmt::Display for TerminationReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -528,6 +522,55 @@ mod tests {
             "Running".parse::<Phase>(),
             Err(Error::InvalidSpec { .. })
         ));
+    }
+
+    #[test]
+    fn names_are_the_same_in_text_and_json() {
+        use strum::VariantArray;
+        assert_eq!(Phase::ALL, Phase::VARIANTS, "ALL lists every phase");
+        let names: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "queued",
+                "creating",
+                "running",
+                "succeeded",
+                "failed",
+                "terminated"
+            ]
+        );
+        for phase in Phase::ALL {
+            assert_eq!(serde_json::to_value(phase).unwrap(), phase.to_string());
+        }
+        let reasons: Vec<&str> = TerminationReason::VARIANTS
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "workload_exited",
+                "ttl_expired",
+                "terminated",
+                "launch_failed",
+                "oom_killed",
+                "backend_lost"
+            ]
+        );
+        for reason in TerminationReason::VARIANTS {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.to_string());
+        }
+        match "Running".parse::<Phase>() {
+            Err(Error::InvalidSpec { field, rule }) => {
+                assert_eq!(field, "phase");
+                assert_eq!(
+                    rule,
+                    "\"Running\" is not one of queued, creating, running, succeeded, failed, terminated"
+                );
+            }
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
     }
 
     #[test]

@@ -129,6 +129,25 @@ pub fn quantity(field: &str, text: &str) -> Result<()> {
     Ok(())
 }
 
+/// Parses `text` as the name of one of `E`'s variants (its strum name); the
+/// error names `field` and lists every name, in declaration order.
+pub(crate) fn one_of<E>(field: &str, text: &str) -> Result<E>
+where
+    E: strum::VariantArray + Copy + Into<&'static str>,
+{
+    E::VARIANTS
+        .iter()
+        .copied()
+        .find(|&variant| variant.into() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = E::VARIANTS.iter().map(|&variant| variant.into()).collect();
+            Error::invalid(
+                field,
+                format!("{text:?} is not one of {}", names.join(", ")),
+            )
+        })
+}
+
 /// A fresh sandbox or volume name: `prefix` and 10 random base-36 characters.
 pub fn generated_name(prefix: &str) -> String {
     const ALPHABET: &[u8] = b"abcdefghijklmnopqrstuvwxyz0123456789";
