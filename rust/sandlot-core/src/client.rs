@@ -6,12 +6,16 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{self, await_condition};
 
 use crate::error::{Error, ObjectKind, Result, api_status, error_chain, object_error};
 use crate::labels;
 use crate::retry::retry;
 use crate::validate;
-use crate::watch::PodWatch;
+use crate::watch::{PodWatch, watch_error};
+
+/// How long a new namespace may take to get its default service account.
+const SERVICE_ACCOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variable naming the namespace when none is passed.
 pub const NAMESPACE_ENV: &str = "SANDLOT_NAMESPACE";
@@ -206,16 +210,19 @@ impl Client {
             Err(err) => return Err(object_error(err, ObjectKind::Namespace, name, name)),
         }
         let accounts: Api<ServiceAccount> = Api::namespaced(self.kube().clone(), name);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while retry(|| accounts.get_opt("default")).await?.is_none() {
-            if tokio::time::Instant::now() > deadline {
-                return Err(Error::Timeout {
-                    what: format!("the default service account of new namespace {name:?}"),
-                    after: Duration::from_secs(30),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let exists = |account: Option<&ServiceAccount>| account.is_some();
+        let appeared = retry(|| async {
+            await_condition(accounts.clone(), "default", exists)
+                .await
+                .map(drop)
+                .map_err(|wait::Error::ProbeFailed(err)| watch_error(err))
+        });
+        match tokio::time::timeout(SERVICE_ACCOUNT_TIMEOUT, appeared).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Error::Timeout {
+                what: format!("the default service account of new namespace {name:?}"),
+                after: SERVICE_ACCOUNT_TIMEOUT,
+            }),
         }
-        Ok(())
     }
 }

@@ -108,6 +108,20 @@ impl PodWatch {
     }
 }
 
+/// The request error behind a failed watch, so it is classified (and retried)
+/// like the failure of any other call.
+pub(crate) fn watch_error(err: watcher::Error) -> kube::Error {
+    match err {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => e,
+        watcher::Error::WatchError(status) => kube::Error::Api(status),
+        watcher::Error::NoResourceVersion => {
+            kube::Error::ReadEvents(std::io::Error::other(err.to_string()))
+        }
+    }
+}
+
 /// The server's message if `err` is a refusal (403) of the list or watch.
 fn forbidden(err: &watcher::Error) -> Option<String> {
     let status = match err {

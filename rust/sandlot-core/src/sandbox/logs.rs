@@ -1,8 +1,7 @@
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::pin::{Pin, pin};
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, Stream, StreamExt};
+use futures::{AsyncBufReadExt, Stream};
 use kube::api::LogParams;
 
 use crate::client::Client;
@@ -120,76 +119,59 @@ impl Client {
             .log_stream(name, &params)
             .await
             .map_err(|err| self.sandbox_error(err, name))?;
-        let last_delivered = Arc::new(Mutex::new(None::<Vec<u8>>));
-        let held_back = Arc::new(Mutex::new(None::<Vec<u8>>));
-        let sandbox = name.to_owned();
-        let (last, holder) = (last_delivered.clone(), held_back.clone());
-        let lines = futures::stream::unfold(Some(Box::pin(reader)), move |reader| {
-            let (sandbox, last, holder) = (sandbox.clone(), last.clone(), holder.clone());
-            async move {
-                let mut reader = reader?;
+        let (client, sandbox) = (self.clone(), name.to_owned());
+        Ok(Box::pin(async_stream::stream! {
+            let mut reader = pin!(reader);
+            // The last line delivered, with its timestamp, when draining.
+            let mut last_delivered: Option<Vec<u8>> = None;
+            loop {
                 let mut line = Vec::new();
                 match reader.read_until(b'\n', &mut line).await {
-                    Ok(0) => None,
-                    Ok(_) if line.last() != Some(&b'\n') && drain => {
-                        // A last line without its ending: the drain decides.
-                        *holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
-                        None
-                    }
+                    Ok(0) => break,
+                    // A last line without its ending: the drain decides.
+                    Ok(_) if line.last() != Some(&b'\n') && drain => break,
                     Ok(_) => {
                         if line.last() == Some(&b'\n') {
                             line.pop();
                         }
                         let text = delivered_text(&line, strip);
                         if drain {
-                            *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+                            last_delivered = Some(line);
                         }
-                        Some((Ok(text), Some(reader)))
+                        yield Ok(text);
                     }
-                    Err(err) => Some((
-                        Err(Error::LogStream {
-                            name: sandbox,
+                    Err(err) => {
+                        yield Err(Error::LogStream {
+                            name: sandbox.clone(),
                             message: error_chain(&err),
-                        }),
-                        None,
-                    )),
+                        });
+                        break;
+                    }
                 }
             }
-        });
-        if !follow {
-            return Ok(lines.boxed());
-        }
-        let (client, sandbox) = (self.clone(), name.to_owned());
-        let rest = futures::stream::once(async move {
+            if !follow {
+                return;
+            }
             let ended = [Phase::Succeeded, Phase::Failed, Phase::Terminated];
-            match client
-                .wait_sandbox(&sandbox, &ended, FOLLOW_END_TIMEOUT)
-                .await
-            {
+            match client.wait_sandbox(&sandbox, &ended, FOLLOW_END_TIMEOUT).await {
                 Ok(_) | Err(Error::Timeout { .. }) | Err(Error::NotFound { .. }) => {}
-                Err(err) => return vec![Err(err)],
+                Err(err) => {
+                    yield Err(err);
+                    return;
+                }
             }
-            let held = held_back.lock().unwrap_or_else(|p| p.into_inner()).take();
             if !drain {
-                return held
-                    .map(|line| Ok(String::from_utf8_lossy(&line).into_owned()))
-                    .into_iter()
-                    .collect();
+                return;
             }
-            let last = last_delivered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            match client.settled_rest_of_log(&sandbox, last.as_deref()).await {
-                Ok(rest) => rest
-                    .iter()
-                    .map(|line| Ok(delivered_text(line, strip)))
-                    .collect(),
-                Err(err) => vec![Err(err)],
+            match client.settled_rest_of_log(&sandbox, last_delivered.as_deref()).await {
+                Ok(rest) => {
+                    for line in rest {
+                        yield Ok(delivered_text(&line, strip));
+                    }
+                }
+                Err(err) => yield Err(err),
             }
-        })
-        .flat_map(futures::stream::iter);
-        Ok(lines.chain(rest).boxed())
+        }))
     }
 
     /// The lines (with timestamps) of ended sandbox `name`'s log after line
