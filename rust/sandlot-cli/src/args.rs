@@ -368,27 +368,24 @@ impl PurgeArgs {
     }
 }
 
-/// Parses "90", "30s", "10m", "2h" or "1d".
+/// Parses a duration: plain seconds ("90"), or jiff's friendly format with a
+/// day taken as 24 hours ("30s", "10m", "2h", "1d", "1h30m", "2 hours").
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 10m, 2h or 1d"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        "d" => value * 86400,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration like 30s, 10m, 2h or 1d"
-            ));
-        }
-    };
-    Ok(std::time::Duration::from_secs(seconds))
+    let invalid = || format!("{text:?} is not a duration like 30s, 10m, 2h or 1d");
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| invalid());
+    }
+    let span: jiff::Span = text.parse().map_err(|_| invalid())?;
+    let seconds = span
+        .total((
+            jiff::Unit::Second,
+            jiff::SpanRelativeTo::days_are_24_hours(),
+        ))
+        .map_err(|_| invalid())?;
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| invalid())
 }
 
 impl TerminateArgs {
@@ -443,4 +440,52 @@ pub fn pairs(option: &str, items: &[String]) -> sandlot_core::Result<BTreeMap<St
                 .ok_or_else(|| Error::invalid(option, format!("{item:?} must look like KEY=VALUE")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn durations_in_seconds_or_with_a_unit() {
+        for (text, seconds) in [
+            ("90", 90),
+            ("0", 0),
+            ("30s", 30),
+            ("10m", 600),
+            ("2h", 7200),
+            ("1d", 86400),
+            ("1h30m", 5400),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(seconds)),
+                "{text:?}"
+            );
+        }
+        for bad in ["", "abc", "-5m", "10x", "1.5.h"] {
+            assert_eq!(
+                parse_duration(bad),
+                Err(format!("{bad:?} is not a duration like 30s, 10m, 2h or 1d")),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn volumes_mount_read_write_unless_ro() {
+        let parsed = mounts(&["data:/data".into(), "cache:/cache:ro".into()]).unwrap();
+        assert_eq!(
+            parsed["/data"],
+            Mount {
+                volume: "data".into(),
+                read_only: false
+            }
+        );
+        assert!(parsed["/cache"].read_only);
+        assert!(mounts(&["data".into()]).is_err());
+        assert!(mounts(&["data:/x:rx".into()]).is_err());
+    }
 }
