@@ -8,6 +8,7 @@
 mod client;
 mod error;
 mod labels;
+mod mount;
 mod retry;
 mod sandbox;
 mod spec;
@@ -18,10 +19,11 @@ mod watch;
 
 pub use client::{Client, ConnectOptions, DEFAULT_NAMESPACE, NAMESPACE_ENV};
 pub use error::{Error, ObjectKind, Result};
+pub use mount::Mount;
 pub use sandbox::{
     BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, ListFilter, LogLines, LogOptions,
     Selection, SpawnOptions, TerminateOutcome,
 };
-pub use spec::{Mount, Resources, SandboxRequest, SandboxSpec};
+pub use spec::{Resources, SandboxRequest, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};
 pub use volume::{AccessMode, VolumePhase, VolumeSpec, VolumeStatus};

@@ -11,7 +11,7 @@ use crate::error::Error;
 use crate::labels::{
     self, CONTAINER_NAME, LAUNCH_FAILED_ANNOTATION, TERMINATED_AT_ANNOTATION, annotation,
 };
-use crate::spec::Mount;
+use crate::mount::Mount;
 use crate::validate;
 
 /// Where a sandbox is in its life. Displayed, parsed and serialized by its
