@@ -226,3 +226,87 @@ impl Client {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+    use tower_test::mock;
+
+    use super::*;
+
+    fn respond(code: u16, body: serde_json::Value) -> Response<Body> {
+        Response::builder()
+            .status(code)
+            .body(Body::from(body.to_string().into_bytes()))
+            .unwrap()
+    }
+
+    /// A client for namespace "fresh", whose API server does not have it yet;
+    /// the default service account appears through the watch when `appears`.
+    fn client(appears: bool) -> (Client, tokio::task::JoinHandle<()>) {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut open_watches = Vec::new();
+            while let Some((request, reply)) = handle.next_request().await {
+                let query = request.uri().query().unwrap_or_default().to_owned();
+                let response = match (request.method().as_str(), request.uri().path()) {
+                    ("GET", "/api/v1/namespaces/fresh") => respond(
+                        404,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "code": 404, "reason": "NotFound", "message": "not found"}),
+                    ),
+                    ("POST", "/api/v1/namespaces") => respond(
+                        201,
+                        json!({"kind": "Namespace", "apiVersion": "v1",
+                            "metadata": {"name": "fresh"}}),
+                    ),
+                    ("GET", "/api/v1/namespaces/fresh/serviceaccounts")
+                        if query.contains("watch=true") =>
+                    {
+                        assert!(query.contains("metadata.name%3Ddefault"), "{query}");
+                        if !appears {
+                            open_watches.push(reply);
+                            continue;
+                        }
+                        let added = json!({"type": "ADDED", "object": {"kind": "ServiceAccount",
+                            "apiVersion": "v1", "metadata": {"name": "default",
+                            "namespace": "fresh", "resourceVersion": "2"}}});
+                        Response::builder()
+                            .status(200)
+                            .body(Body::from(format!("{added}\n").into_bytes()))
+                            .unwrap()
+                    }
+                    ("GET", "/api/v1/namespaces/fresh/serviceaccounts") => respond(
+                        200,
+                        json!({"kind": "ServiceAccountList", "apiVersion": "v1",
+                            "metadata": {"resourceVersion": "1"}, "items": []}),
+                    ),
+                    (method, path) => panic!("unexpected request {method} {path}?{query}"),
+                };
+                reply.send_response(response);
+            }
+        });
+        let client = Client::from_kube(kube::Client::new(service, "fresh"), "fresh".into());
+        (client, server)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_namespace_is_ready_once_its_service_account_appears() {
+        let (client, server) = client(true);
+        client.ensure_namespace().await.unwrap();
+        server.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_account_that_never_appears_is_a_timeout() {
+        let (client, server) = client(false);
+        let err = client.ensure_namespace().await.unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout { after, .. } if after == SERVICE_ACCOUNT_TIMEOUT),
+            "{err:?}"
+        );
+        server.abort();
+    }
+}
