@@ -2,8 +2,9 @@
 //! and no Python. The Python bindings and the CLI only translate to and from it.
 //!
 //! A sandbox is asked for with a [`SandboxRequest`], checked once into a
-//! [`SandboxSpec`], and runs as one pod ([`SandboxSpec::to_pod`]); its phase is derived from the
-//! pod by [`SandboxStatus::from_pod`]; operations are methods of [`Client`].
+//! [`SandboxSpec`], and runs as one pod ([`SandboxSpec::to_pod`]); its phase is
+//! derived from the pod by [`SandboxStatus::from_pod`]; operations are methods
+//! of [`Client`].
 
 mod client;
 mod error;
