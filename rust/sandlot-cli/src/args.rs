@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 
 use clap::{Args, Parser, Subcommand};
-use sandlot_core::{AccessMode, Error, Phase, Resources, SandboxSpec, Selection, VolumeSpec};
+use sandlot_core::{
+    AccessMode, Error, Mount, Phase, Resources, SandboxRequest, SandboxSpec, Selection, VolumeSpec,
+};
 
 /// Sandboxes on Kubernetes for untrusted code.
 #[derive(Debug, Parser)]
@@ -158,10 +160,10 @@ pub struct VolumeDeleteArgs {
 }
 
 impl Command {
-    /// Checks what can be checked without the cluster.
+    /// Checks what can be checked without the cluster. A create's spec is
+    /// checked as it is built ([`CreateArgs::spec`]), so it is not checked here.
     pub fn validate(&self) -> sandlot_core::Result<()> {
         match self {
-            Command::Create(args) => args.spec().and_then(|spec| spec.validate()),
             Command::List(args) => args.tags().map(drop),
             Command::Terminate(args) => args.selection().map(drop),
             Command::Purge(args) => args.selection().map(drop),
@@ -226,8 +228,9 @@ pub struct CreateArgs {
 }
 
 impl CreateArgs {
+    /// The checked spec these arguments ask for.
     pub fn spec(&self) -> sandlot_core::Result<SandboxSpec> {
-        Ok(SandboxSpec {
+        SandboxSpec::try_from(SandboxRequest {
             image: self.image.clone(),
             name: self.name.clone(),
             command: (!self.command.is_empty()).then(|| self.command.clone()),
@@ -365,27 +368,24 @@ impl PurgeArgs {
     }
 }
 
-/// Parses "90", "30s", "10m", "2h" or "1d".
+/// Parses a duration: plain seconds ("90"), or jiff's friendly format with a
+/// day taken as 24 hours ("30s", "10m", "2h", "1d", "1h30m", "2 hours").
 pub fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
-    let (number, unit) = text.split_at(
-        text.find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(text.len()),
-    );
-    let value: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} is not a duration like 30s, 10m, 2h or 1d"))?;
-    let seconds = match unit {
-        "" | "s" => value,
-        "m" => value * 60,
-        "h" => value * 3600,
-        "d" => value * 86400,
-        _ => {
-            return Err(format!(
-                "{text:?} is not a duration like 30s, 10m, 2h or 1d"
-            ));
-        }
-    };
-    Ok(std::time::Duration::from_secs(seconds))
+    let invalid = || format!("{text:?} is not a duration like 30s, 10m, 2h or 1d");
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return text
+            .parse()
+            .map(std::time::Duration::from_secs)
+            .map_err(|_| invalid());
+    }
+    let span: jiff::Span = text.parse().map_err(|_| invalid())?;
+    let seconds = span
+        .total((
+            jiff::Unit::Second,
+            jiff::SpanRelativeTo::days_are_24_hours(),
+        ))
+        .map_err(|_| invalid())?;
+    std::time::Duration::try_from_secs_f64(seconds).map_err(|_| invalid())
 }
 
 impl TerminateArgs {
@@ -403,8 +403,8 @@ fn parse_phase(text: &str) -> Result<Phase, String> {
     text.parse().map_err(|err: Error| err.to_string())
 }
 
-/// Parses repeated VOLUME:/PATH[:ro] options into mount path -> "volume[:ro]".
-fn mounts(items: &[String]) -> sandlot_core::Result<BTreeMap<String, String>> {
+/// Parses repeated VOLUME:/PATH[:ro] (or :rw) options into mount path -> mount.
+fn mounts(items: &[String]) -> sandlot_core::Result<BTreeMap<String, Mount>> {
     items
         .iter()
         .map(|item| {
@@ -415,13 +415,17 @@ fn mounts(items: &[String]) -> sandlot_core::Result<BTreeMap<String, String>> {
                 )
             };
             let (volume, rest) = item.split_once(':').ok_or_else(malformed)?;
-            let (path, value) = match rest.rsplit_once(':') {
-                Some((path, "ro")) => (path, format!("{volume}:ro")),
-                Some((path, "rw")) => (path, volume.to_owned()),
+            let (path, read_only) = match rest.rsplit_once(':') {
+                Some((path, "ro")) => (path, true),
+                Some((path, "rw")) => (path, false),
                 Some(_) => return Err(malformed()),
-                None => (rest, volume.to_owned()),
+                None => (rest, false),
             };
-            Ok((path.to_owned(), value))
+            let mount = Mount {
+                volume: volume.to_owned(),
+                read_only,
+            };
+            Ok((path.to_owned(), mount))
         })
         .collect()
 }
@@ -436,4 +440,52 @@ pub fn pairs(option: &str, items: &[String]) -> sandlot_core::Result<BTreeMap<St
                 .ok_or_else(|| Error::invalid(option, format!("{item:?} must look like KEY=VALUE")))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn durations_in_seconds_or_with_a_unit() {
+        for (text, seconds) in [
+            ("90", 90),
+            ("0", 0),
+            ("30s", 30),
+            ("10m", 600),
+            ("2h", 7200),
+            ("1d", 86400),
+            ("1h30m", 5400),
+        ] {
+            assert_eq!(
+                parse_duration(text),
+                Ok(Duration::from_secs(seconds)),
+                "{text:?}"
+            );
+        }
+        for bad in ["", "abc", "-5m", "10x", "1.5.h"] {
+            assert_eq!(
+                parse_duration(bad),
+                Err(format!("{bad:?} is not a duration like 30s, 10m, 2h or 1d")),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn volumes_mount_read_write_unless_ro() {
+        let parsed = mounts(&["data:/data".into(), "cache:/cache:ro".into()]).unwrap();
+        assert_eq!(
+            parsed["/data"],
+            Mount {
+                volume: "data".into(),
+                read_only: false
+            }
+        );
+        assert!(parsed["/cache"].read_only);
+        assert!(mounts(&["data".into()]).is_err());
+        assert!(mounts(&["data:/x:rx".into()]).is_err());
+    }
 }

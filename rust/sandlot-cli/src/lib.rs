@@ -75,16 +75,23 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
     };
     // Arguments are checked before connecting, so bad input sends nothing.
     cli.command.validate()?;
-    let client = Client::connect(options).await?;
+    let connect = || Client::connect(options);
     match cli.command {
-        Command::Create(args) => commands::create::run(&client, printer, args).await,
-        Command::List(args) => commands::list::run(&client, printer, args).await,
-        Command::Get(args) => commands::get::run(&client, printer, args).await,
-        Command::Logs(args) => commands::logs::run(&client, args).await,
-        Command::Exec(args) => commands::exec::run(&client, args).await,
-        Command::Wait(args) => commands::wait::run(&client, printer, args).await,
-        Command::Terminate(args) => commands::terminate::run(&client, printer, args).await,
-        Command::Purge(args) => commands::purge::run(&client, printer, args).await,
-        Command::Volume(command) => commands::volume::run(&client, printer, command).await,
+        Command::Create(args) => {
+            let spec = args.spec()?;
+            commands::create::run(&connect().await?, printer, &spec, &args).await
+        }
+        Command::List(args) => commands::list::run(&connect().await?, printer, args).await,
+        Command::Get(args) => commands::get::run(&connect().await?, printer, args).await,
+        Command::Logs(args) => commands::logs::run(&connect().await?, args).await,
+        Command::Exec(args) => commands::exec::run(&connect().await?, args).await,
+        Command::Wait(args) => commands::wait::run(&connect().await?, printer, args).await,
+        Command::Terminate(args) => {
+            commands::terminate::run(&connect().await?, printer, args).await
+        }
+        Command::Purge(args) => commands::purge::run(&connect().await?, printer, args).await,
+        Command::Volume(command) => {
+            commands::volume::run(&connect().await?, printer, command).await
+        }
     }
 }

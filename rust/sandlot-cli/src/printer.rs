@@ -215,7 +215,7 @@ fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".into())
 }
 
-fn pairs(map: &BTreeMap<String, String>, separator: &str) -> String {
+fn pairs(map: &BTreeMap<String, impl std::fmt::Display>, separator: &str) -> String {
     if map.is_empty() {
         return "-".into();
     }

@@ -6,12 +6,16 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, ServiceAccount};
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
+use kube::runtime::wait::{self, await_condition};
 
 use crate::error::{Error, ObjectKind, Result, api_status, error_chain, object_error};
+use crate::labels;
 use crate::retry::retry;
-use crate::spec::{MANAGED_BY, MANAGED_BY_LABEL};
 use crate::validate;
-use crate::watch::PodWatch;
+use crate::watch::{PodWatch, watch_error};
+
+/// How long a new namespace may take to get its default service account.
+const SERVICE_ACCOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Environment variable naming the namespace when none is passed.
 pub const NAMESPACE_ENV: &str = "SANDLOT_NAMESPACE";
@@ -195,7 +199,7 @@ impl Client {
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
-                labels: Some([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())].into()),
+                labels: Some(labels::managed_labels()),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
@@ -206,16 +210,103 @@ impl Client {
             Err(err) => return Err(object_error(err, ObjectKind::Namespace, name, name)),
         }
         let accounts: Api<ServiceAccount> = Api::namespaced(self.kube().clone(), name);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        while retry(|| accounts.get_opt("default")).await?.is_none() {
-            if tokio::time::Instant::now() > deadline {
-                return Err(Error::Timeout {
-                    what: format!("the default service account of new namespace {name:?}"),
-                    after: Duration::from_secs(30),
-                });
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let exists = |account: Option<&ServiceAccount>| account.is_some();
+        let appeared = retry(|| async {
+            await_condition(accounts.clone(), "default", exists)
+                .await
+                .map(drop)
+                .map_err(|wait::Error::ProbeFailed(err)| watch_error(err))
+        });
+        match tokio::time::timeout(SERVICE_ACCOUNT_TIMEOUT, appeared).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(Error::Timeout {
+                what: format!("the default service account of new namespace {name:?}"),
+                after: SERVICE_ACCOUNT_TIMEOUT,
+            }),
         }
-        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+    use tower_test::mock;
+
+    use super::*;
+
+    fn respond(code: u16, body: serde_json::Value) -> Response<Body> {
+        Response::builder()
+            .status(code)
+            .body(Body::from(body.to_string().into_bytes()))
+            .unwrap()
+    }
+
+    /// A client for namespace "fresh", whose API server does not have it yet;
+    /// the default service account appears through the watch when `appears`.
+    fn client(appears: bool) -> (Client, tokio::task::JoinHandle<()>) {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut open_watches = Vec::new();
+            while let Some((request, reply)) = handle.next_request().await {
+                let query = request.uri().query().unwrap_or_default().to_owned();
+                let response = match (request.method().as_str(), request.uri().path()) {
+                    ("GET", "/api/v1/namespaces/fresh") => respond(
+                        404,
+                        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                            "code": 404, "reason": "NotFound", "message": "not found"}),
+                    ),
+                    ("POST", "/api/v1/namespaces") => respond(
+                        201,
+                        json!({"kind": "Namespace", "apiVersion": "v1",
+                            "metadata": {"name": "fresh"}}),
+                    ),
+                    ("GET", "/api/v1/namespaces/fresh/serviceaccounts")
+                        if query.contains("watch=true") =>
+                    {
+                        assert!(query.contains("metadata.name%3Ddefault"), "{query}");
+                        if !appears {
+                            open_watches.push(reply);
+                            continue;
+                        }
+                        let added = json!({"type": "ADDED", "object": {"kind": "ServiceAccount",
+                            "apiVersion": "v1", "metadata": {"name": "default",
+                            "namespace": "fresh", "resourceVersion": "2"}}});
+                        Response::builder()
+                            .status(200)
+                            .body(Body::from(format!("{added}\n").into_bytes()))
+                            .unwrap()
+                    }
+                    ("GET", "/api/v1/namespaces/fresh/serviceaccounts") => respond(
+                        200,
+                        json!({"kind": "ServiceAccountList", "apiVersion": "v1",
+                            "metadata": {"resourceVersion": "1"}, "items": []}),
+                    ),
+                    (method, path) => panic!("unexpected request {method} {path}?{query}"),
+                };
+                reply.send_response(response);
+            }
+        });
+        let client = Client::from_kube(kube::Client::new(service, "fresh"), "fresh".into());
+        (client, server)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_namespace_is_ready_once_its_service_account_appears() {
+        let (client, server) = client(true);
+        client.ensure_namespace().await.unwrap();
+        server.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_service_account_that_never_appears_is_a_timeout() {
+        let (client, server) = client(false);
+        let err = client.ensure_namespace().await.unwrap_err();
+        assert!(
+            matches!(err, Error::Timeout { after, .. } if after == SERVICE_ACCOUNT_TIMEOUT),
+            "{err:?}"
+        );
+        server.abort();
     }
 }

@@ -7,8 +7,9 @@ use kube::core::Status;
 
 use crate::status::SandboxStatus;
 
-/// What kind of object an error is about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// What kind of object an error is about; displayed in lowercase ("sandbox").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, strum::Display)]
+#[strum(serialize_all = "lowercase")]
 pub enum ObjectKind {
     /// A sandbox (one pod).
     Sandbox,
@@ -16,16 +17,6 @@ pub enum ObjectKind {
     Volume,
     /// The namespace a client works in.
     Namespace,
-}
-
-impl std::fmt::Display for ObjectKind {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            ObjectKind::Sandbox => "sandbox",
-            ObjectKind::Volume => "volume",
-            ObjectKind::Namespace => "namespace",
-        })
-    }
 }
 
 /// Every failure sandlot reports.

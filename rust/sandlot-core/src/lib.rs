@@ -1,11 +1,15 @@
 //! sandlot's core: sandboxes on Kubernetes, with every Kubernetes concern here
 //! and no Python. The Python bindings and the CLI only translate to and from it.
 //!
-//! A sandbox is one pod ([`SandboxSpec::to_pod`]); its phase is derived from the
-//! pod by [`SandboxStatus::from_pod`]; operations are methods of [`Client`].
+//! A sandbox is asked for with a [`SandboxRequest`], checked once into a
+//! [`SandboxSpec`], and runs as one pod ([`SandboxSpec::to_pod`]); its phase is
+//! derived from the pod by [`SandboxStatus::from_pod`]; operations are methods
+//! of [`Client`].
 
 mod client;
 mod error;
+mod labels;
+mod mount;
 mod retry;
 mod sandbox;
 mod spec;
@@ -16,10 +20,11 @@ mod watch;
 
 pub use client::{Client, ConnectOptions, DEFAULT_NAMESPACE, NAMESPACE_ENV};
 pub use error::{Error, ObjectKind, Result};
+pub use mount::Mount;
 pub use sandbox::{
     BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, ListFilter, LogLines, LogOptions,
     Selection, SpawnOptions, TerminateOutcome,
 };
-pub use spec::{Resources, SandboxSpec};
+pub use spec::{Resources, SandboxRequest, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};
 pub use volume::{AccessMode, VolumePhase, VolumeSpec, VolumeStatus};

@@ -5,10 +5,14 @@
 use std::future::Future;
 use std::time::Duration;
 
+use backon::{Backoff, Retryable};
+
 use crate::error::api_status;
 
 /// Tries per call, the first included.
 pub(crate) const ATTEMPTS: u32 = 6;
+/// Pause before the first retry when the server names none; it doubles per try.
+const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// Longest pause between two tries.
 const MAX_DELAY: Duration = Duration::from_secs(5);
 
@@ -21,37 +25,44 @@ pub(crate) fn is_transient(err: &kube::Error) -> bool {
     }
 }
 
+/// The pauses between tries when the server names none: [`FIRST_DELAY`],
+/// doubling, at most [`MAX_DELAY`]; one fewer than [`ATTEMPTS`]. Exact
+/// durations (backon's exponential builder computes them in `f32`).
+fn backoff() -> impl Backoff {
+    (0..ATTEMPTS - 1).map(|retry| (FIRST_DELAY * 2u32.saturating_pow(retry)).min(MAX_DELAY))
+}
+
+/// The server's Retry-After, capped at [`MAX_DELAY`], if it sent one.
+fn retry_after(err: &kube::Error) -> Option<Duration> {
+    api_status(err)
+        .and_then(|s| s.details.as_ref())
+        .map(|d| d.retry_after_seconds)
+        .filter(|&seconds| seconds > 0)
+        .map(|seconds| Duration::from_secs(u64::from(seconds)).min(MAX_DELAY))
+}
+
 /// How long to pause before try `attempt + 1` (1-based `attempt`): the server's
 /// Retry-After when it sent one, else 100 ms doubling per try.
 pub(crate) fn delay(err: &kube::Error, attempt: u32) -> Duration {
-    let retry_after = api_status(err)
-        .and_then(|s| s.details.as_ref())
-        .map(|d| d.retry_after_seconds)
-        .filter(|&seconds| seconds > 0);
-    match retry_after {
-        Some(seconds) => Duration::from_secs(u64::from(seconds)).min(MAX_DELAY),
-        None => (Duration::from_millis(100) * 2u32.saturating_pow(attempt.saturating_sub(1)))
-            .min(MAX_DELAY),
-    }
+    retry_after(err).unwrap_or_else(|| {
+        backoff()
+            .nth(attempt.saturating_sub(1) as usize)
+            .unwrap_or(MAX_DELAY)
+    })
 }
 
-/// Runs `call` until it succeeds, fails for a lasting reason, or [`ATTEMPTS`] run out.
-/// Only for calls that are safe to repeat (reads, deletes, and patches that set values).
-pub(crate) async fn retry<T, F, Fut>(mut call: F) -> kube::Result<T>
+/// Runs `call` until it succeeds, fails for a lasting reason, or [`ATTEMPTS`] run out,
+/// pausing as [`delay`] says. Only for calls that are safe to repeat (reads,
+/// deletes, and patches that set values).
+pub(crate) async fn retry<T, F, Fut>(call: F) -> kube::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = kube::Result<T>>,
 {
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(err) if attempt < ATTEMPTS && is_transient(&err) => {
-                tokio::time::sleep(delay(&err, attempt)).await;
-                attempt += 1;
-            }
-            result => return result,
-        }
-    }
+    call.retry(backoff())
+        .when(is_transient)
+        .adjust(|err, pause| pause.map(|pause| retry_after(err).unwrap_or(pause)))
+        .await
 }
 
 #[cfg(test)]
@@ -112,6 +123,7 @@ mod tests {
         assert_eq!(calls, 1, "a 404 is not retried");
 
         let mut calls = 0;
+        let started = tokio::time::Instant::now();
         let result: kube::Result<()> = retry(|| {
             calls += 1;
             async { Err(api_error(429, 1)) }
@@ -119,5 +131,18 @@ mod tests {
         .await;
         assert!(result.is_err());
         assert_eq!(calls, ATTEMPTS);
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_secs(u64::from(ATTEMPTS - 1)),
+            "the server's Retry-After between every two tries"
+        );
+
+        let started = tokio::time::Instant::now();
+        let _: kube::Result<()> = retry(|| async { Err(api_error(503, 0)) }).await;
+        assert_eq!(
+            started.elapsed(),
+            Duration::from_millis(100 + 200 + 400 + 800 + 1600),
+            "100 ms doubling without a Retry-After"
+        );
     }
 }

@@ -1,4 +1,5 @@
-//! What a user asks for ([`SandboxSpec`]) and the hardened pod it becomes.
+//! What a user asks for ([`SandboxRequest`]), the checked spec it becomes
+//! ([`SandboxSpec`]), and the hardened pod made from that.
 
 use std::collections::BTreeMap;
 
@@ -11,27 +12,9 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 
 use crate::error::{Error, Result};
+use crate::labels::{self, CONTAINER_NAME, TTL_ANNOTATION};
+use crate::mount::Mount;
 use crate::validate;
-
-/// Label on everything sandlot creates.
-pub const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
-/// Value of [`MANAGED_BY_LABEL`].
-pub const MANAGED_BY: &str = "sandlot";
-/// Label selector matching everything sandlot manages.
-pub const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sandlot";
-/// Prefix that turns a tag key into a label key, keeping tags apart from other labels.
-pub const TAG_LABEL_PREFIX: &str = "tags.sandlot.dev/";
-/// Annotation recording when terminate was requested (RFC 3339).
-pub const TERMINATED_AT_ANNOTATION: &str = "sandlot.dev/terminated-at";
-/// Annotation carrying a random token per create call, so a retried create can
-/// recognise the pod its own earlier try made.
-pub const CREATE_TOKEN_ANNOTATION: &str = "sandlot.dev/create-token";
-/// Annotation recording why a launch failed, once sandlot has stopped retrying it.
-pub const LAUNCH_FAILED_ANNOTATION: &str = "sandlot.dev/launch-failed";
-/// Annotation recording the requested maximum lifetime in seconds.
-pub const TTL_ANNOTATION: &str = "sandlot.dev/ttl-seconds";
-/// The name of the one container in a sandbox pod.
-pub const CONTAINER_NAME: &str = "sandbox";
 
 /// CPU limit when none is given: one core.
 pub const DEFAULT_CPU_LIMIT: &str = "1";
@@ -68,9 +51,10 @@ pub struct Resources {
     pub memory: Option<String>,
 }
 
-/// Everything a sandbox is created from.
+/// What a user asks for, field by field, before any check. Turn it into a
+/// [`SandboxSpec`] with `SandboxSpec::try_from`, which checks every field.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct SandboxSpec {
+pub struct SandboxRequest {
     /// Container image reference.
     pub image: String,
     /// The sandbox's name; generated when `None`.
@@ -83,8 +67,8 @@ pub struct SandboxSpec {
     pub env: BTreeMap<String, String>,
     /// Filterable string pairs, stored as labels.
     pub tags: BTreeMap<String, String>,
-    /// Mount path -> volume name; "name:ro" mounts it read-only.
-    pub volume_mounts: BTreeMap<String, String>,
+    /// Mount path -> the volume mounted there.
+    pub volume_mounts: BTreeMap<String, Mount>,
     pub resources: Resources,
     /// Maximum lifetime in seconds, enforced by Kubernetes.
     pub ttl_seconds: Option<i64>,
@@ -96,117 +80,135 @@ pub struct SandboxSpec {
     pub runtime_class: Option<String>,
 }
 
-impl SandboxSpec {
-    /// A spec for `image` with every other field at its default.
+impl SandboxRequest {
+    /// A request for `image` with every other field at its default.
     pub fn new(image: impl Into<String>) -> Self {
-        SandboxSpec {
+        SandboxRequest {
             image: image.into(),
-            ..SandboxSpec::default()
+            ..SandboxRequest::default()
         }
     }
+}
 
-    /// Checks every field against the rules Kubernetes would apply, naming the
-    /// field that breaks one.
-    pub fn validate(&self) -> Result<()> {
-        if self.image.trim().is_empty() {
-            return Err(Error::invalid("image", "must not be empty"));
-        }
-        if self.image.chars().any(char::is_whitespace) {
+/// A sandbox request that passed every check: the only input
+/// [`Client::create_sandbox`](crate::Client::create_sandbox) takes. Built only
+/// by `SandboxSpec::try_from(request)`, so holding one means it is valid.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SandboxSpec {
+    request: SandboxRequest,
+}
+
+/// Checks every field against the rules Kubernetes would apply; the
+/// [`Error::InvalidSpec`] names the field that breaks one.
+impl TryFrom<SandboxRequest> for SandboxSpec {
+    type Error = Error;
+
+    fn try_from(request: SandboxRequest) -> Result<SandboxSpec> {
+        check(&request)?;
+        Ok(SandboxSpec { request })
+    }
+}
+
+fn check(request: &SandboxRequest) -> Result<()> {
+    let image = &request.image;
+    if image.trim().is_empty() {
+        return Err(Error::invalid("image", "must not be empty"));
+    }
+    if image.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(
+            "image",
+            format!("{image:?} must not contain whitespace"),
+        ));
+    }
+    if let Some(name) = &request.name {
+        validate::object_name("name", name)?;
+    }
+    if let Some(command) = &request.command {
+        if command.is_empty() {
             return Err(Error::invalid(
-                "image",
-                format!("{:?} must not contain whitespace", self.image),
+                "command",
+                "must not be empty; leave it out for an idle sandbox",
             ));
         }
-        if let Some(name) = &self.name {
-            validate::object_name("name", name)?;
-        }
-        if let Some(command) = &self.command {
-            if command.is_empty() {
-                return Err(Error::invalid(
-                    "command",
-                    "must not be empty; leave it out for an idle sandbox",
-                ));
-            }
-            no_nul("command", command)?;
-        }
-        if let Some(args) = &self.args {
-            no_nul("args", args)?;
-        }
-        for (key, value) in &self.env {
-            validate::env_name(&format!("env[{key:?}]"), key)?;
-            if value.contains('\0') {
-                return Err(Error::invalid(
-                    format!("env[{key:?}]"),
-                    "value must not contain NUL bytes",
-                ));
-            }
-        }
-        for (key, value) in &self.tags {
-            validate::label_part(&format!("tags[{key:?}]"), key, false)?;
-            validate::label_part(&format!("tags[{key:?}]"), value, true)?;
-        }
-        for (path, volume) in &self.volume_mounts {
-            let field = format!("volume_mounts[{path:?}]");
-            if !path.starts_with('/') {
-                return Err(Error::invalid(field, "mount path must be absolute"));
-            }
-            if path.split('/').any(|part| part == "..") || path.contains(':') {
-                return Err(Error::invalid(
-                    field,
-                    "mount path must not contain '..' or ':'",
-                ));
-            }
-            let (name, mode) = volume.split_once(':').unwrap_or((volume, "rw"));
-            if !matches!(mode, "rw" | "ro") {
-                return Err(Error::invalid(
-                    field,
-                    format!("{volume:?}: the mode after ':' must be ro or rw"),
-                ));
-            }
-            validate::object_name(&field, name)?;
-        }
-        if let Some(cpu) = &self.resources.cpu {
-            validate::quantity("resources.cpu", cpu)?;
-        }
-        if let Some(memory) = &self.resources.memory {
-            validate::quantity("resources.memory", memory)?;
-        }
-        if self.ttl_seconds.is_some_and(|ttl| ttl < 1) {
-            return Err(Error::invalid("ttl_seconds", "must be at least 1"));
-        }
-        if let Some(uid) = self.run_as_user
-            && !(1..=i64::from(i32::MAX)).contains(&uid)
-        {
+        no_nul("command", command)?;
+    }
+    if let Some(args) = &request.args {
+        no_nul("args", args)?;
+    }
+    for (key, value) in &request.env {
+        validate::env_name(&format!("env[{key:?}]"), key)?;
+        if value.contains('\0') {
             return Err(Error::invalid(
-                "run_as_user",
-                format!("{uid} must be a non-root uid between 1 and 2147483647"),
+                format!("env[{key:?}]"),
+                "value must not contain NUL bytes",
             ));
         }
-        if let Some(class) = &self.runtime_class {
-            validate::dns_subdomain("runtime_class", class)?;
+    }
+    labels::validate_tags(&request.tags)?;
+    for (path, mount) in &request.volume_mounts {
+        let field = format!("volume_mounts[{path:?}]");
+        if !path.starts_with('/') {
+            return Err(Error::invalid(field, "mount path must be absolute"));
         }
-        Ok(())
+        if path.split('/').any(|part| part == "..") || path.contains(':') {
+            return Err(Error::invalid(
+                field,
+                "mount path must not contain '..' or ':'",
+            ));
+        }
+        validate::object_name(&field, &mount.volume)?;
+    }
+    if let Some(cpu) = &request.resources.cpu {
+        validate::quantity("resources.cpu", cpu)?;
+    }
+    if let Some(memory) = &request.resources.memory {
+        validate::quantity("resources.memory", memory)?;
+    }
+    if request.ttl_seconds.is_some_and(|ttl| ttl < 1) {
+        return Err(Error::invalid("ttl_seconds", "must be at least 1"));
+    }
+    if let Some(uid) = request.run_as_user
+        && !(1..=i64::from(i32::MAX)).contains(&uid)
+    {
+        return Err(Error::invalid(
+            "run_as_user",
+            format!("{uid} must be a non-root uid between 1 and 2147483647"),
+        ));
+    }
+    if let Some(class) = &request.runtime_class {
+        validate::dns_subdomain("runtime_class", class)?;
+    }
+    Ok(())
+}
+
+impl SandboxSpec {
+    /// The checked request, field by field.
+    pub fn request(&self) -> &SandboxRequest {
+        &self.request
+    }
+
+    /// The name asked for; `None` means a generated one.
+    pub fn name(&self) -> Option<&str> {
+        self.request.name.as_deref()
     }
 
     /// The pod for this spec under `name`, hardened for untrusted code: no
     /// service-account token, no service links, every capability dropped, no
     /// privilege escalation, seccomp RuntimeDefault, limits always set, and a
-    /// short grace period. The spec must have passed [`SandboxSpec::validate`].
+    /// short grace period.
     pub fn to_pod(&self, name: &str) -> Pod {
-        let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())]);
-        for (key, value) in &self.tags {
-            labels.insert(format!("{TAG_LABEL_PREFIX}{key}"), value.clone());
-        }
+        let request = &self.request;
+        let labels = labels::labels_of(&request.tags);
         let mut annotations = BTreeMap::new();
-        if let Some(ttl) = self.ttl_seconds {
+        if let Some(ttl) = request.ttl_seconds {
             annotations.insert(TTL_ANNOTATION.to_owned(), ttl.to_string());
         }
 
-        let (command, args) = match (&self.command, &self.args) {
+        let (command, args) = match (&request.command, &request.args) {
             (None, None) => (Some(IDLE_COMMAND.map(str::to_owned).to_vec()), None),
             (command, args) => (command.clone(), args.clone()),
         };
-        let env: Vec<EnvVar> = self
+        let env: Vec<EnvVar> = request
             .env
             .iter()
             .map(|(name, value)| EnvVar {
@@ -227,17 +229,17 @@ impl SandboxSpec {
                 ..Volume::default()
             })
             .collect();
-        let mut volume_mounts: Vec<VolumeMount> = self
+        let mut volume_mounts: Vec<VolumeMount> = request
             .volume_mounts
             .iter()
-            .map(|(path, volume)| VolumeMount {
-                name: volume_of_mount(volume).to_owned(),
+            .map(|(path, mount)| VolumeMount {
+                name: mount.volume.clone(),
                 mount_path: path.clone(),
-                read_only: volume.ends_with(":ro").then_some(true),
+                read_only: mount.read_only.then_some(true),
                 ..VolumeMount::default()
             })
             .collect();
-        if self.read_only_root_filesystem && !self.volume_mounts.contains_key(SCRATCH_PATH) {
+        if request.read_only_root_filesystem && !request.volume_mounts.contains_key(SCRATCH_PATH) {
             volumes.push(Volume {
                 name: SCRATCH_VOLUME.into(),
                 empty_dir: Some(EmptyDirVolumeSource {
@@ -252,7 +254,7 @@ impl SandboxSpec {
                 ..VolumeMount::default()
             });
         }
-        let uid = self.run_as_user;
+        let uid = request.run_as_user;
 
         Pod {
             metadata: ObjectMeta {
@@ -266,8 +268,8 @@ impl SandboxSpec {
                 automount_service_account_token: Some(false),
                 enable_service_links: Some(false),
                 termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-                active_deadline_seconds: self.ttl_seconds,
-                runtime_class_name: self.runtime_class.clone(),
+                active_deadline_seconds: request.ttl_seconds,
+                runtime_class_name: request.runtime_class.clone(),
                 security_context: Some(PodSecurityContext {
                     seccomp_profile: Some(SeccompProfile {
                         type_: "RuntimeDefault".into(),
@@ -281,7 +283,7 @@ impl SandboxSpec {
                 }),
                 containers: vec![Container {
                     name: CONTAINER_NAME.into(),
-                    image: Some(self.image.clone()),
+                    image: Some(request.image.clone()),
                     command,
                     args,
                     env: (!env.is_empty()).then_some(env),
@@ -289,7 +291,9 @@ impl SandboxSpec {
                     security_context: Some(SecurityContext {
                         allow_privilege_escalation: Some(false),
                         privileged: Some(false),
-                        read_only_root_filesystem: self.read_only_root_filesystem.then_some(true),
+                        read_only_root_filesystem: request
+                            .read_only_root_filesystem
+                            .then_some(true),
                         capabilities: Some(Capabilities {
                             drop: Some(vec!["ALL".into()]),
                             add: None,
@@ -309,20 +313,22 @@ impl SandboxSpec {
     /// The distinct volumes this spec mounts, in name order.
     pub fn volume_names(&self) -> Vec<&str> {
         let names: std::collections::BTreeSet<&str> = self
+            .request
             .volume_mounts
             .values()
-            .map(|v| volume_of_mount(v))
+            .map(|mount| mount.volume.as_str())
             .collect();
         names.into_iter().collect()
     }
 
     fn resource_requirements(&self) -> ResourceRequirements {
+        let request = &self.request;
         let quantity = |text: &str| Quantity(text.to_owned());
-        let (cpu_request, cpu_limit) = match &self.resources.cpu {
+        let (cpu_request, cpu_limit) = match &request.resources.cpu {
             Some(cpu) => (cpu.as_str(), cpu.as_str()),
             None => (DEFAULT_CPU_REQUEST, DEFAULT_CPU_LIMIT),
         };
-        let (memory_request, memory_limit) = match &self.resources.memory {
+        let (memory_request, memory_limit) = match &request.resources.memory {
             Some(memory) => (memory.as_str(), memory.as_str()),
             None => (DEFAULT_MEMORY_REQUEST, DEFAULT_MEMORY_LIMIT),
         };
@@ -340,11 +346,6 @@ impl SandboxSpec {
     }
 }
 
-/// The volume name of a mount value ("data" or "data:ro").
-pub fn volume_of_mount(mount: &str) -> &str {
-    mount.split_once(':').map_or(mount, |(name, _)| name)
-}
-
 fn no_nul(field: &str, items: &[String]) -> Result<()> {
     if items.iter().any(|item| item.contains('\0')) {
         return Err(Error::invalid(field, "must not contain NUL bytes"));
@@ -355,9 +356,15 @@ fn no_nul(field: &str, items: &[String]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::labels::{MANAGED_BY, MANAGED_BY_LABEL};
 
-    fn field_of(spec: &SandboxSpec) -> String {
-        match spec.validate() {
+    /// The spec of a request that must pass the checks.
+    fn valid(request: SandboxRequest) -> SandboxSpec {
+        SandboxSpec::try_from(request).unwrap()
+    }
+
+    fn field_of(request: SandboxRequest) -> String {
+        match SandboxSpec::try_from(request) {
             Err(Error::InvalidSpec { field, .. }) => field,
             other => panic!("expected InvalidSpec, got {other:?}"),
         }
@@ -365,62 +372,68 @@ mod tests {
 
     #[test]
     fn every_field_is_validated_with_its_name() {
-        let base = SandboxSpec::new("busybox:1.36");
-        base.validate().unwrap();
-        let cases: Vec<(SandboxSpec, &str)> = vec![
-            (SandboxSpec::new(""), "image"),
-            (SandboxSpec::new("a b"), "image"),
+        let base = SandboxRequest::new("busybox:1.36");
+        valid(base.clone());
+        let cases: Vec<(SandboxRequest, &str)> = vec![
+            (SandboxRequest::new(""), "image"),
+            (SandboxRequest::new("a b"), "image"),
             (
-                SandboxSpec {
+                SandboxRequest {
                     name: Some("Bad_Name".into()),
                     ..base.clone()
                 },
                 "name",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     command: Some(vec![]),
                     ..base.clone()
                 },
                 "command",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     args: Some(vec!["a\0".into()]),
                     ..base.clone()
                 },
                 "args",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     env: BTreeMap::from([("A=B".into(), "x".into())]),
                     ..base.clone()
                 },
                 "env[\"A=B\"]",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     tags: BTreeMap::from([("team".into(), "a b".into())]),
                     ..base.clone()
                 },
                 "tags[\"team\"]",
             ),
             (
-                SandboxSpec {
-                    volume_mounts: BTreeMap::from([("data".into(), "vol".into())]),
+                SandboxRequest {
+                    volume_mounts: BTreeMap::from([("data".into(), "vol".parse().unwrap())]),
                     ..base.clone()
                 },
                 "volume_mounts[\"data\"]",
             ),
             (
-                SandboxSpec {
-                    volume_mounts: BTreeMap::from([("/data".into(), "vol:rx".into())]),
+                SandboxRequest {
+                    volume_mounts: BTreeMap::from([(
+                        "/data".into(),
+                        Mount {
+                            volume: "Bad_Name".into(),
+                            read_only: false,
+                        },
+                    )]),
                     ..base.clone()
                 },
                 "volume_mounts[\"/data\"]",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     resources: Resources {
                         cpu: Some("lots".into()),
                         memory: None,
@@ -430,7 +443,7 @@ mod tests {
                 "resources.cpu",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     resources: Resources {
                         cpu: None,
                         memory: Some("0".into()),
@@ -440,21 +453,21 @@ mod tests {
                 "resources.memory",
             ),
             (
-                SandboxSpec {
+                SandboxRequest {
                     ttl_seconds: Some(0),
                     ..base.clone()
                 },
                 "ttl_seconds",
             ),
         ];
-        for (spec, field) in cases {
-            assert_eq!(field_of(&spec), field, "{spec:?}");
+        for (request, field) in cases {
+            assert_eq!(field_of(request.clone()), field, "{request:?}");
         }
     }
 
     #[test]
     fn pod_carries_every_hardening_field() {
-        let pod = SandboxSpec::new("busybox:1.36").to_pod("sb");
+        let pod = valid(SandboxRequest::new("busybox:1.36")).to_pod("sb");
         let spec = pod.spec.unwrap();
         assert_eq!(spec.automount_service_account_token, Some(false));
         assert_eq!(spec.enable_service_links, Some(false));
@@ -488,7 +501,7 @@ mod tests {
 
     #[test]
     fn pod_maps_every_spec_field() {
-        let spec = SandboxSpec {
+        let spec = valid(SandboxRequest {
             image: "python:3.11-slim".into(),
             name: Some("job".into()),
             command: Some(vec!["python3".into()]),
@@ -496,17 +509,16 @@ mod tests {
             env: BTreeMap::from([("MODE".into(), "fast".into())]),
             tags: BTreeMap::from([("team".into(), "ml".into())]),
             volume_mounts: BTreeMap::from([
-                ("/data".into(), "vol".into()),
-                ("/cache".into(), "vol:ro".into()),
+                ("/data".into(), "vol".parse().unwrap()),
+                ("/cache".into(), "vol:ro".parse().unwrap()),
             ]),
             resources: Resources {
                 cpu: Some("500m".into()),
                 memory: Some("256Mi".into()),
             },
             ttl_seconds: Some(60),
-            ..SandboxSpec::default()
-        };
-        spec.validate().unwrap();
+            ..SandboxRequest::default()
+        });
         let pod = spec.to_pod("job");
         assert_eq!(
             pod.metadata.labels.as_ref().unwrap()["tags.sandlot.dev/team"],
@@ -556,13 +568,12 @@ mod tests {
 
     #[test]
     fn opt_in_hardening_reaches_the_pod() {
-        let spec = SandboxSpec {
+        let spec = valid(SandboxRequest {
             run_as_user: Some(1000),
             read_only_root_filesystem: true,
             runtime_class: Some("gvisor".into()),
-            ..SandboxSpec::new("busybox:1.36")
-        };
-        spec.validate().unwrap();
+            ..SandboxRequest::new("busybox:1.36")
+        });
         let pod_spec = spec.to_pod("sb").spec.unwrap();
         assert_eq!(pod_spec.runtime_class_name.as_deref(), Some("gvisor"));
         let pod_security = pod_spec.security_context.unwrap();
@@ -584,7 +595,10 @@ mod tests {
             mounts.iter().any(|m| m.mount_path == "/tmp"),
             "read-only sandboxes keep a writable /tmp"
         );
-        let defaults = SandboxSpec::new("busybox:1.36").to_pod("sb").spec.unwrap();
+        let defaults = valid(SandboxRequest::new("busybox:1.36"))
+            .to_pod("sb")
+            .spec
+            .unwrap();
         assert_eq!(
             defaults.security_context.unwrap().run_as_user,
             None,
@@ -594,13 +608,13 @@ mod tests {
 
     #[test]
     fn no_command_means_an_idle_sandbox() {
-        let pod = SandboxSpec::new("busybox:1.36").to_pod("idle");
+        let pod = valid(SandboxRequest::new("busybox:1.36")).to_pod("idle");
         let command = pod.spec.unwrap().containers[0].command.clone().unwrap();
         assert_eq!(command[0], "/bin/sh");
-        let with_args = SandboxSpec {
+        let with_args = valid(SandboxRequest {
             args: Some(vec!["x".into()]),
-            ..SandboxSpec::new("img")
-        }
+            ..SandboxRequest::new("img")
+        })
         .to_pod("a");
         assert_eq!(
             with_args.spec.unwrap().containers[0].command,

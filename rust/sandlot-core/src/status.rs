@@ -1,7 +1,6 @@
 //! A sandbox's phase and status, derived from its pod by one pure function.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::str::FromStr;
 
 use jiff::Timestamp;
@@ -9,13 +8,30 @@ use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use serde::Serialize;
 
 use crate::error::Error;
-use crate::spec::{
-    CONTAINER_NAME, LAUNCH_FAILED_ANNOTATION, TAG_LABEL_PREFIX, TERMINATED_AT_ANNOTATION,
+use crate::labels::{
+    self, CONTAINER_NAME, LAUNCH_FAILED_ANNOTATION, TERMINATED_AT_ANNOTATION, annotation,
 };
+use crate::mount::Mount;
+use crate::validate;
 
-/// Where a sandbox is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+/// Where a sandbox is in its life. Displayed, parsed and serialized by its
+/// lowercase name ("running").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum Phase {
     /// Accepted, waiting for capacity.
     Queued,
@@ -44,14 +60,7 @@ impl Phase {
 
     /// The lowercase name users see ("running").
     pub fn as_str(self) -> &'static str {
-        match self {
-            Phase::Queued => "queued",
-            Phase::Creating => "creating",
-            Phase::Running => "running",
-            Phase::Succeeded => "succeeded",
-            Phase::Failed => "failed",
-            Phase::Terminated => "terminated",
-        }
+        self.into()
     }
 
     /// True for phases a sandbox never leaves.
@@ -60,33 +69,32 @@ impl Phase {
     }
 }
 
-impl fmt::Display for Phase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
+/// Parses the lowercase name; the [`Error::InvalidSpec`] names the field
+/// `phase` and lists every phase.
 impl FromStr for Phase {
     type Err = Error;
 
     fn from_str(text: &str) -> Result<Self, Error> {
-        Phase::ALL
-            .into_iter()
-            .find(|phase| phase.as_str() == text)
-            .ok_or_else(|| {
-                Error::invalid(
-                    "phase",
-                    format!(
-                        "{text:?} is not one of queued, creating, running, succeeded, failed, terminated"
-                    ),
-                )
-            })
+        validate::one_of("phase", text)
     }
 }
 
-/// Why a sandbox stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// Why a sandbox stopped. Displayed and serialized by its snake_case name
+/// ("ttl_expired").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "snake_case")]
+#[strum(serialize_all = "snake_case")]
 pub enum TerminationReason {
     /// The command exited by itself (see the exit code).
     WorkloadExited,
@@ -105,20 +113,7 @@ pub enum TerminationReason {
 impl TerminationReason {
     /// The snake_case name users see ("ttl_expired").
     pub fn as_str(self) -> &'static str {
-        match self {
-            TerminationReason::WorkloadExited => "workload_exited",
-            TerminationReason::TtlExpired => "ttl_expired",
-            TerminationReason::Terminated => "terminated",
-            TerminationReason::LaunchFailed => "launch_failed",
-            TerminationReason::OomKilled => "oom_killed",
-            TerminationReason::BackendLost => "backend_lost",
-        }
-    }
-}
-
-impl fmt::Display for TerminationReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -139,8 +134,8 @@ pub struct SandboxStatus {
     pub finished_at: Option<Timestamp>,
     pub image: String,
     pub tags: BTreeMap<String, String>,
-    /// Mount path -> volume name.
-    pub volume_mounts: BTreeMap<String, String>,
+    /// Mount path -> the volume mounted there.
+    pub volume_mounts: BTreeMap<String, Mount>,
 }
 
 /// Waiting reasons of a container that will not start by itself.
@@ -170,10 +165,9 @@ impl SandboxStatus {
         let exited = state.and_then(|s| s.terminated.as_ref());
         let waiting = state.and_then(|s| s.waiting.as_ref());
 
-        let annotation = |key: &str| meta.annotations.as_ref().and_then(|a| a.get(key));
         let terminated_at =
-            annotation(TERMINATED_AT_ANNOTATION).and_then(|t| t.parse::<Timestamp>().ok());
-        let launch_failure = annotation(LAUNCH_FAILED_ANNOTATION);
+            annotation(meta, TERMINATED_AT_ANNOTATION).and_then(|t| t.parse::<Timestamp>().ok());
+        let launch_failure = annotation(meta, LAUNCH_FAILED_ANNOTATION);
         let pod_phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
         let pod_reason = status.and_then(|s| s.reason.as_deref());
         let pod_message = status.and_then(|s| s.message.clone());
@@ -272,22 +266,10 @@ impl SandboxStatus {
             image: container_spec
                 .and_then(|c| c.image.clone())
                 .unwrap_or_default(),
-            tags: tags_of(pod),
+            tags: labels::tags_of(meta),
             volume_mounts: volume_mounts_of(pod),
         }
     }
-}
-
-/// True if `status` is a launch failure that Kubernetes still retries (the pod
-/// is pending), so sandlot should settle it.
-pub(crate) fn unsettled_launch_failure(pod: &Pod, status: &SandboxStatus) -> bool {
-    status.termination_reason == Some(TerminationReason::LaunchFailed)
-        && pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending")
-        && !pod
-            .metadata
-            .annotations
-            .as_ref()
-            .is_some_and(|a| a.contains_key(LAUNCH_FAILED_ANNOTATION))
 }
 
 fn is_scheduled(pod: &Pod) -> bool {
@@ -302,21 +284,7 @@ fn is_scheduled(pod: &Pod) -> bool {
     scheduled_condition || pod.spec.as_ref().is_some_and(|s| s.node_name.is_some())
 }
 
-fn tags_of(pod: &Pod) -> BTreeMap<String, String> {
-    pod.metadata
-        .labels
-        .iter()
-        .flatten()
-        .filter_map(|(key, value)| {
-            Some((
-                key.strip_prefix(TAG_LABEL_PREFIX)?.to_owned(),
-                value.clone(),
-            ))
-        })
-        .collect()
-}
-
-fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, String> {
+fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, Mount> {
     let Some(spec) = &pod.spec else {
         return BTreeMap::new();
     };
@@ -333,13 +301,11 @@ fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, String> {
         .filter(|c| c.name == CONTAINER_NAME)
         .flat_map(|c| c.volume_mounts.iter().flatten())
         .filter_map(|m| {
-            let claim = claim_of(&m.name)?;
-            let value = if m.read_only == Some(true) {
-                format!("{claim}:ro")
-            } else {
-                claim
+            let mount = Mount {
+                volume: claim_of(&m.name)?,
+                read_only: m.read_only == Some(true),
             };
-            Some((m.mount_path.clone(), value))
+            Some((m.mount_path.clone(), mount))
         })
         .collect()
 }
@@ -354,12 +320,13 @@ fn sandbox_container_status(pod: &Pod) -> Option<&ContainerStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::spec::SandboxSpec;
+    use crate::spec::{SandboxRequest, SandboxSpec};
     use serde_json::json;
 
     /// A sandbox pod with `status` (JSON) and optional annotations.
     fn pod(status: serde_json::Value, annotations: serde_json::Value) -> Pod {
-        let mut pod = SandboxSpec::new("busybox:1.36").to_pod("sb");
+        let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
+        let mut pod = spec.to_pod("sb");
         let mut value = serde_json::to_value(&pod).unwrap();
         value["status"] = status;
         value["metadata"]["annotations"] = annotations;
@@ -558,16 +525,74 @@ mod tests {
     }
 
     #[test]
+    fn names_are_the_same_in_text_and_json() {
+        use strum::VariantArray;
+        assert_eq!(Phase::ALL, Phase::VARIANTS, "ALL lists every phase");
+        let names: Vec<&str> = Phase::ALL.iter().map(|p| p.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "queued",
+                "creating",
+                "running",
+                "succeeded",
+                "failed",
+                "terminated"
+            ]
+        );
+        for phase in Phase::ALL {
+            assert_eq!(serde_json::to_value(phase).unwrap(), phase.to_string());
+        }
+        let reasons: Vec<&str> = TerminationReason::VARIANTS
+            .iter()
+            .map(|r| r.as_str())
+            .collect();
+        assert_eq!(
+            reasons,
+            [
+                "workload_exited",
+                "ttl_expired",
+                "terminated",
+                "launch_failed",
+                "oom_killed",
+                "backend_lost"
+            ]
+        );
+        for reason in TerminationReason::VARIANTS {
+            assert_eq!(serde_json::to_value(reason).unwrap(), reason.to_string());
+        }
+        match "Running".parse::<Phase>() {
+            Err(Error::InvalidSpec { field, rule }) => {
+                assert_eq!(field, "phase");
+                assert_eq!(
+                    rule,
+                    "\"Running\" is not one of queued, creating, running, succeeded, failed, terminated"
+                );
+            }
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
     fn status_reports_image_tags_and_mounts() {
-        let mut spec = SandboxSpec::new("python:3.11-slim");
-        spec.tags.insert("team".into(), "ml".into());
-        spec.volume_mounts.insert("/data".into(), "vol".into());
+        let mut request = SandboxRequest::new("python:3.11-slim");
+        request.tags.insert("team".into(), "ml".into());
+        request
+            .volume_mounts
+            .insert("/data".into(), "vol".parse().unwrap());
+        request
+            .volume_mounts
+            .insert("/logs".into(), "vol:ro".parse().unwrap());
+        let spec = SandboxSpec::try_from(request).unwrap();
         let s = SandboxStatus::from_pod(&spec.to_pod("sb"));
         assert_eq!(s.image, "python:3.11-slim");
         assert_eq!(s.tags, BTreeMap::from([("team".into(), "ml".into())]));
         assert_eq!(
             s.volume_mounts,
-            BTreeMap::from([("/data".into(), "vol".into())])
+            BTreeMap::from([
+                ("/data".into(), "vol".parse().unwrap()),
+                ("/logs".into(), "vol:ro".parse().unwrap())
+            ])
         );
     }
 }

@@ -1,6 +1,8 @@
 //! Local checks of user input against the Kubernetes rules, so bad input fails
 //! with the field named before any request is sent.
 
+use kube_quantity::ParsedQuantity;
+
 use crate::error::{Error, Result};
 
 /// Longest sandbox or volume name (a DNS-1123 label).
@@ -110,54 +112,40 @@ pub fn env_name(field: &str, name: &str) -> Result<()> {
 }
 
 /// Checks a Kubernetes resource quantity such as "500m", "1.5", "256Mi" or
-/// "1e3", and that it is greater than zero.
+/// "1e3" (parsed by `kube_quantity`), and that it is greater than zero.
 pub fn quantity(field: &str, text: &str) -> Result<()> {
-    let rule = || {
-        Error::invalid(
+    let positive = ParsedQuantity::try_from(text)
+        .ok()
+        .and_then(|quantity| quantity.to_bytes_f64())
+        .is_some_and(|value| value > 0.0);
+    if !positive {
+        return Err(Error::invalid(
             field,
             format!(
                 "{text:?} is not a Kubernetes quantity greater than zero (e.g. \"500m\", \"2\", \"256Mi\", \"1G\")"
             ),
-        )
-    };
-    let number_len = text
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(text.len());
-    let (number, suffix) = text.split_at(number_len);
-    let mut parts = number.split('.');
-    let whole = parts.next().unwrap_or_default();
-    let fraction = parts.next();
-    if parts.next().is_some() || (whole.is_empty() && fraction.is_none_or(str::is_empty)) {
-        return Err(rule());
-    }
-    let suffix_ok = matches!(
-        suffix,
-        "" | "n"
-            | "u"
-            | "m"
-            | "k"
-            | "M"
-            | "G"
-            | "T"
-            | "P"
-            | "E"
-            | "Ki"
-            | "Mi"
-            | "Gi"
-            | "Ti"
-            | "Pi"
-            | "Ei"
-    ) || suffix
-        .strip_prefix(['e', 'E'])
-        .map(|exp| exp.strip_prefix(['+', '-']).unwrap_or(exp))
-        .is_some_and(|digits| !digits.is_empty() && digits.chars().all(|c| c.is_ascii_digit()));
-    if !suffix_ok {
-        return Err(rule());
-    }
-    if !number.chars().any(|c| c.is_ascii_digit() && c != '0') {
-        return Err(rule());
+        ));
     }
     Ok(())
+}
+
+/// Parses `text` as the name of one of `E`'s variants (its strum name); the
+/// error names `field` and lists every name, in declaration order.
+pub(crate) fn one_of<E>(field: &str, text: &str) -> Result<E>
+where
+    E: strum::VariantArray + Copy + Into<&'static str>,
+{
+    E::VARIANTS
+        .iter()
+        .copied()
+        .find(|&variant| variant.into() == text)
+        .ok_or_else(|| {
+            let names: Vec<&str> = E::VARIANTS.iter().map(|&variant| variant.into()).collect();
+            Error::invalid(
+                field,
+                format!("{text:?} is not one of {}", names.join(", ")),
+            )
+        })
 }
 
 /// A fresh sandbox or volume name: `prefix` and 10 random base-36 characters.
@@ -251,7 +239,8 @@ mod tests {
             quantity("resources.cpu", ok).unwrap_or_else(|e| panic!("{ok:?}: {e}"));
         }
         for bad in [
-            "", "0", "0m", "-1", "1.2.3", "abc", "1KB", "1mi", "Mi", ".", "1e", "1 Gi",
+            "", "0", "0m", "-1", "1.2.3", "abc", "1KB", "1mi", "Mi", ".", "1e", "1 Gi", "inf",
+            "NaN", "-0.5Gi",
         ] {
             assert_eq!(
                 field_of(quantity("resources.cpu", bad)),

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::error::error_chain;
-use crate::spec::MANAGED_SELECTOR;
+use crate::labels::MANAGED_SELECTOR;
 
 /// What the watch task publishes after every event.
 #[derive(Debug, Clone, Default)]
@@ -105,6 +105,20 @@ impl PodWatch {
     /// The last watch error, for messages about waits that did not finish.
     pub fn last_error(&self) -> Option<String> {
         self.state.borrow().last_error.clone()
+    }
+}
+
+/// The request error behind a failed watch, so it is classified (and retried)
+/// like the failure of any other call.
+pub(crate) fn watch_error(err: watcher::Error) -> kube::Error {
+    match err {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => e,
+        watcher::Error::WatchError(status) => kube::Error::Api(status),
+        watcher::Error::NoResourceVersion => {
+            kube::Error::ReadEvents(std::io::Error::other(err.to_string()))
+        }
     }
 }
 

@@ -103,7 +103,11 @@ impl SandboxStatus {
     /// Mount path -> volume name.
     #[getter]
     fn volume_mounts(&self) -> BTreeMap<String, String> {
-        self.inner.volume_mounts.clone()
+        self.inner
+            .volume_mounts
+            .iter()
+            .map(|(path, mount)| (path.clone(), mount.to_string()))
+            .collect()
     }
 
     fn _repr_html_(&self) -> String {

@@ -8,7 +8,10 @@ use std::sync::{Arc, Mutex};
 use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
-use sandlot_core::{Client, Error, ExecOptions, ListFilter, LogOptions, SandboxSpec, SpawnOptions};
+use sandlot_core::{
+    Client, Error, ExecOptions, ListFilter, LogOptions, Mount, SandboxRequest, SandboxSpec,
+    SpawnOptions,
+};
 
 use crate::bridge::{Failure, Mode, Outcome};
 use crate::client::LazyClient;
@@ -73,22 +76,29 @@ impl SandboxesBase {
         runtime_class: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let spec = inputs::resources(resources.unwrap_or_default()).and_then(|resources| {
-            let spec = SandboxSpec {
+            let volume_mounts = volume_mounts
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(path, mount)| {
+                    let mount = Mount::parse(&format!("volume_mounts[{path:?}]"), &mount)?;
+                    Ok((path, mount))
+                })
+                .collect::<sandlot_core::Result<_>>()?;
+            let request = SandboxRequest {
                 image,
                 name,
                 command,
                 args,
                 env: env.unwrap_or_default(),
                 tags: tags.unwrap_or_default(),
-                volume_mounts: volume_mounts.unwrap_or_default(),
+                volume_mounts,
                 resources,
                 ttl_seconds,
                 run_as_user,
                 read_only_root_filesystem,
                 runtime_class,
             };
-            spec.validate()?;
-            Ok(spec)
+            Ok(SandboxSpec::try_from(request)?)
         });
         let (mode, connection) = (self.mode, self.connection.clone());
         self.mode.run(py, async move {

@@ -1,13 +1,19 @@
 use std::time::Duration;
 
-use sandlot_core::{Client, Phase, Result};
+use sandlot_core::{Client, Phase, Result, SandboxSpec};
 
 use crate::args::CreateArgs;
 use crate::printer::Printer;
 
-pub async fn run(client: &Client, printer: &Printer, args: CreateArgs) -> Result<i32> {
-    let spec = args.spec()?;
-    let mut status = client.create_sandbox(&spec).await?;
+/// Creates the sandbox of `spec` (built from `args` before connecting) and,
+/// with --wait, waits until it runs or has ended.
+pub async fn run(
+    client: &Client,
+    printer: &Printer,
+    spec: &SandboxSpec,
+    args: &CreateArgs,
+) -> Result<i32> {
+    let mut status = client.create_sandbox(spec).await?;
     if args.wait {
         let timeout = Duration::try_from_secs_f64(args.timeout).map_err(|_| {
             sandlot_core::Error::invalid("--timeout", "must be a number of seconds >= 0")

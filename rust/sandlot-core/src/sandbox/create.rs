@@ -5,8 +5,9 @@ use kube::api::PostParams;
 
 use crate::client::Client;
 use crate::error::{Error, Result, api_status};
+use crate::labels::{self, CREATE_TOKEN_ANNOTATION};
 use crate::retry::{self, ATTEMPTS};
-use crate::spec::{CREATE_TOKEN_ANNOTATION, SandboxSpec};
+use crate::spec::SandboxSpec;
 use crate::status::SandboxStatus;
 use crate::validate;
 
@@ -14,19 +15,18 @@ use crate::validate;
 const SERVICE_ACCOUNT_RETRIES: u32 = 50;
 
 impl Client {
-    /// Creates a sandbox. The spec is validated first; nothing is sent if it is
-    /// invalid. Fails with [`Error::NameConflict`] if the name is taken.
+    /// Creates a sandbox from a checked spec. Fails with [`Error::NotFound`] if a
+    /// mounted volume does not exist, and with [`Error::NameConflict`] if the
+    /// name is taken.
     ///
     /// Transient failures are retried. Each create carries a random token, so a
     /// retry that finds the name taken by this very create (its first response
     /// was lost) succeeds instead of reporting a conflict.
     pub async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<SandboxStatus> {
-        spec.validate()?;
         self.require_volumes(spec.volume_names()).await?;
         let name = spec
-            .name
-            .clone()
-            .unwrap_or_else(|| validate::generated_name("sb-"));
+            .name()
+            .map_or_else(|| validate::generated_name("sb-"), str::to_owned);
         let token = validate::generated_name("");
         let mut pod = spec.to_pod(&name);
         pod.metadata
@@ -66,7 +66,7 @@ impl Client {
                 continue;
             }
             return Err(match self.sandbox_error(err, &name) {
-                Error::NameConflict { .. } if spec.name.is_none() => {
+                Error::NameConflict { .. } if spec.name().is_none() => {
                     // A generated name collided: vanishingly rare, so say so plainly.
                     Error::invalid(
                         "name",
@@ -80,11 +80,7 @@ impl Client {
 }
 
 fn created_by(pod: &Pod, token: &str) -> bool {
-    pod.metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(CREATE_TOKEN_ANNOTATION))
-        .is_some_and(|t| t == token)
+    labels::annotation(&pod.metadata, CREATE_TOKEN_ANNOTATION).is_some_and(|t| t == token)
 }
 
 #[cfg(test)]
@@ -95,6 +91,7 @@ mod tests {
     use tower_test::mock;
 
     use super::*;
+    use crate::spec::SandboxRequest;
 
     type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
@@ -135,10 +132,11 @@ mod tests {
             let pod = body_json(request).await;
             reply.send_response(respond(201, pod));
         });
-        let spec = SandboxSpec {
+        let spec = SandboxSpec::try_from(SandboxRequest {
             name: Some("job".into()),
-            ..SandboxSpec::new("busybox:1.36")
-        };
+            ..SandboxRequest::new("busybox:1.36")
+        })
+        .unwrap();
         let status = client.create_sandbox(&spec).await.unwrap();
         assert_eq!(status.name, "job");
         server.await.unwrap();
@@ -162,10 +160,11 @@ mod tests {
             assert_eq!(request.method(), "GET");
             reply.send_response(respond(200, stored));
         });
-        let spec = SandboxSpec {
+        let spec = SandboxSpec::try_from(SandboxRequest {
             name: Some("job".into()),
-            ..SandboxSpec::new("busybox:1.36")
-        };
+            ..SandboxRequest::new("busybox:1.36")
+        })
+        .unwrap();
         let status = client.create_sandbox(&spec).await.unwrap();
         assert_eq!(status.name, "job");
         server.await.unwrap();
@@ -180,13 +179,16 @@ mod tests {
             let (_, reply) = handle.next_request().await.unwrap();
             reply.send_response(respond(409, status_body(409, "AlreadyExists", 0)));
             let (_, reply) = handle.next_request().await.unwrap();
-            let other = SandboxSpec::new("busybox:1.36").to_pod("job");
+            let other = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36"))
+                .unwrap()
+                .to_pod("job");
             reply.send_response(respond(200, serde_json::to_value(other).unwrap()));
         });
-        let spec = SandboxSpec {
+        let spec = SandboxSpec::try_from(SandboxRequest {
             name: Some("job".into()),
-            ..SandboxSpec::new("busybox:1.36")
-        };
+            ..SandboxRequest::new("busybox:1.36")
+        })
+        .unwrap();
         let err = client.create_sandbox(&spec).await.unwrap_err();
         assert!(matches!(err, Error::NameConflict { .. }), "{err:?}");
         server.await.unwrap();

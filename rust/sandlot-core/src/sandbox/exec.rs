@@ -7,7 +7,7 @@ use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::{Error, Result, error_chain};
-use crate::spec::CONTAINER_NAME;
+use crate::labels::CONTAINER_NAME;
 use crate::status::Phase;
 
 /// Buffer between the websocket and each stream of a command.

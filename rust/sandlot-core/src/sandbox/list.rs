@@ -4,10 +4,9 @@ use kube::api::ListParams;
 
 use crate::client::Client;
 use crate::error::Result;
+use crate::labels;
 use crate::retry::retry;
-use crate::spec::{MANAGED_SELECTOR, TAG_LABEL_PREFIX};
 use crate::status::{Phase, SandboxStatus};
-use crate::validate;
 
 /// Which sandboxes to list. Empty fields match everything.
 #[derive(Debug, Clone, Default)]
@@ -21,13 +20,7 @@ pub struct ListFilter {
 impl Client {
     /// The sandboxes of the namespace matching `filter`, oldest first.
     pub async fn list_sandboxes(&self, filter: &ListFilter) -> Result<Vec<SandboxStatus>> {
-        let mut selector = MANAGED_SELECTOR.to_owned();
-        for (key, value) in &filter.tags {
-            validate::label_part(&format!("tags[{key:?}]"), key, false)?;
-            validate::label_part(&format!("tags[{key:?}]"), value, true)?;
-            selector.push_str(&format!(",{TAG_LABEL_PREFIX}{key}={value}"));
-        }
-        let params = ListParams::default().labels(&selector);
+        let params = ListParams::default().labels(&labels::selector(&filter.tags)?);
         let pods = retry(|| self.pods().list(&params)).await?;
         let mut statuses: Vec<SandboxStatus> = pods
             .items

@@ -1,14 +1,13 @@
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
+use std::pin::{Pin, pin};
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, Stream, StreamExt};
+use futures::{AsyncBufReadExt, Stream};
 use kube::api::LogParams;
 
 use crate::client::Client;
 use crate::error::{Error, Result, error_chain};
+use crate::labels::CONTAINER_NAME;
 use crate::retry::retry;
-use crate::spec::CONTAINER_NAME;
 use crate::status::Phase;
 
 /// Which part of a sandbox's log to read.
@@ -120,76 +119,59 @@ impl Client {
             .log_stream(name, &params)
             .await
             .map_err(|err| self.sandbox_error(err, name))?;
-        let last_delivered = Arc::new(Mutex::new(None::<Vec<u8>>));
-        let held_back = Arc::new(Mutex::new(None::<Vec<u8>>));
-        let sandbox = name.to_owned();
-        let (last, holder) = (last_delivered.clone(), held_back.clone());
-        let lines = futures::stream::unfold(Some(Box::pin(reader)), move |reader| {
-            let (sandbox, last, holder) = (sandbox.clone(), last.clone(), holder.clone());
-            async move {
-                let mut reader = reader?;
+        let (client, sandbox) = (self.clone(), name.to_owned());
+        Ok(Box::pin(async_stream::stream! {
+            let mut reader = pin!(reader);
+            // The last line delivered, with its timestamp, when draining.
+            let mut last_delivered: Option<Vec<u8>> = None;
+            loop {
                 let mut line = Vec::new();
                 match reader.read_until(b'\n', &mut line).await {
-                    Ok(0) => None,
-                    Ok(_) if line.last() != Some(&b'\n') && drain => {
-                        // A last line without its ending: the drain decides.
-                        *holder.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
-                        None
-                    }
+                    Ok(0) => break,
+                    // A last line without its ending: the drain decides.
+                    Ok(_) if line.last() != Some(&b'\n') && drain => break,
                     Ok(_) => {
                         if line.last() == Some(&b'\n') {
                             line.pop();
                         }
                         let text = delivered_text(&line, strip);
                         if drain {
-                            *last.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+                            last_delivered = Some(line);
                         }
-                        Some((Ok(text), Some(reader)))
+                        yield Ok(text);
                     }
-                    Err(err) => Some((
-                        Err(Error::LogStream {
-                            name: sandbox,
+                    Err(err) => {
+                        yield Err(Error::LogStream {
+                            name: sandbox.clone(),
                             message: error_chain(&err),
-                        }),
-                        None,
-                    )),
+                        });
+                        break;
+                    }
                 }
             }
-        });
-        if !follow {
-            return Ok(lines.boxed());
-        }
-        let (client, sandbox) = (self.clone(), name.to_owned());
-        let rest = futures::stream::once(async move {
+            if !follow {
+                return;
+            }
             let ended = [Phase::Succeeded, Phase::Failed, Phase::Terminated];
-            match client
-                .wait_sandbox(&sandbox, &ended, FOLLOW_END_TIMEOUT)
-                .await
-            {
+            match client.wait_sandbox(&sandbox, &ended, FOLLOW_END_TIMEOUT).await {
                 Ok(_) | Err(Error::Timeout { .. }) | Err(Error::NotFound { .. }) => {}
-                Err(err) => return vec![Err(err)],
+                Err(err) => {
+                    yield Err(err);
+                    return;
+                }
             }
-            let held = held_back.lock().unwrap_or_else(|p| p.into_inner()).take();
             if !drain {
-                return held
-                    .map(|line| Ok(String::from_utf8_lossy(&line).into_owned()))
-                    .into_iter()
-                    .collect();
+                return;
             }
-            let last = last_delivered
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take();
-            match client.settled_rest_of_log(&sandbox, last.as_deref()).await {
-                Ok(rest) => rest
-                    .iter()
-                    .map(|line| Ok(delivered_text(line, strip)))
-                    .collect(),
-                Err(err) => vec![Err(err)],
+            match client.settled_rest_of_log(&sandbox, last_delivered.as_deref()).await {
+                Ok(rest) => {
+                    for line in rest {
+                        yield Ok(delivered_text(&line, strip));
+                    }
+                }
+                Err(err) => yield Err(err),
             }
-        })
-        .flat_map(futures::stream::iter);
-        Ok(lines.chain(rest).boxed())
+        }))
     }
 
     /// The lines (with timestamps) of ended sandbox `name`'s log after line
@@ -279,7 +261,98 @@ fn lines_after(lines: &[Vec<u8>], last: Option<&[u8]>, complete: bool) -> Option
 
 #[cfg(test)]
 mod tests {
+    use futures::StreamExt;
+    use http::{Request, Response};
+    use kube::client::Body;
+    use serde_json::json;
+    use tower_test::mock;
+
     use super::{delivered_text, lines_after, split_raw_lines};
+    use crate::client::Client;
+    use crate::sandbox::LogOptions;
+    use crate::spec::{SandboxRequest, SandboxSpec};
+
+    /// A running sandbox pod named "sb" in namespace "test".
+    fn running_pod() -> serde_json::Value {
+        let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
+        let mut pod = serde_json::to_value(spec.to_pod("sb")).unwrap();
+        pod["metadata"]["namespace"] = json!("test");
+        pod["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "sandbox",
+            "image": "busybox:1.36", "imageID": "", "ready": true, "restartCount": 0,
+            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]});
+        pod
+    }
+
+    fn respond(body: Vec<u8>) -> Response<Body> {
+        Response::builder()
+            .status(200)
+            .body(Body::from(body))
+            .unwrap()
+    }
+
+    /// A client whose API server answers by path: the pod, a list of it, its
+    /// log (`follow` for a follow, `full` otherwise); watches stay open.
+    fn client(follow: &'static str, full: &'static str) -> (Client, tokio::task::JoinHandle<()>) {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let mut open_watches = Vec::new();
+            while let Some((request, reply)) = handle.next_request().await {
+                let query = request.uri().query().unwrap_or_default().to_owned();
+                let body = match request.uri().path() {
+                    "/api/v1/namespaces/test/pods/sb/log" if query.contains("follow=true") => {
+                        follow.as_bytes().to_vec()
+                    }
+                    "/api/v1/namespaces/test/pods/sb/log" => full.as_bytes().to_vec(),
+                    "/api/v1/namespaces/test/pods/sb" => running_pod().to_string().into_bytes(),
+                    "/api/v1/namespaces/test/pods" if query.contains("watch=true") => {
+                        open_watches.push(reply);
+                        continue;
+                    }
+                    "/api/v1/namespaces/test/pods" => json!({"kind": "PodList", "apiVersion": "v1",
+                        "metadata": {"resourceVersion": "1"}, "items": [running_pod()]})
+                    .to_string()
+                    .into_bytes(),
+                    other => panic!("unexpected request {other}?{query}"),
+                };
+                reply.send_response(respond(body));
+            }
+        });
+        let client = Client::from_kube(kube::Client::new(service, "test"), "test".into());
+        (client, server)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_log_is_read_line_by_line_including_a_last_line_without_ending() {
+        let (client, server) = client("", "a\nb\nc");
+        let lines: Vec<String> = client
+            .stream_logs("sb", &LogOptions::default(), false)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(lines, ["a", "b", "c"]);
+        server.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_ends_with_the_rest_of_the_log_once_the_sandbox_ended() {
+        // The follow stops early, in the middle of a line; the log written
+        // after that is read once the sandbox has ended.
+        let (client, server) = client(
+            "2026-01-01T00:00:01Z a\n2026-01-01T00:00:02Z b\n2026-01-01T00:00:03Z par",
+            "2026-01-01T00:00:01Z a\n2026-01-01T00:00:02Z b\n2026-01-01T00:00:03Z partial\n2026-01-01T00:00:04Z d\n",
+        );
+        let lines: Vec<String> = client
+            .stream_logs("sb", &LogOptions::default(), true)
+            .await
+            .unwrap()
+            .map(Result::unwrap)
+            .collect()
+            .await;
+        assert_eq!(lines, ["a", "b", "partial", "d"]);
+        server.abort();
+    }
 
     fn lines(text: &str) -> Vec<Vec<u8>> {
         split_raw_lines(text.as_bytes())

@@ -6,6 +6,7 @@ mod exec;
 mod get;
 mod list;
 mod logs;
+mod settle;
 mod terminate;
 mod wait;
 

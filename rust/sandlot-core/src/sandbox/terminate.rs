@@ -3,8 +3,8 @@ use serde_json::json;
 
 use crate::client::Client;
 use crate::error::Result;
+use crate::labels::TERMINATED_AT_ANNOTATION;
 use crate::retry::retry;
-use crate::spec::TERMINATED_AT_ANNOTATION;
 use crate::status::SandboxStatus;
 
 impl Client {

@@ -14,6 +14,9 @@ impl Client {
     /// [`Error::PhaseUnreachable`] if the sandbox reaches a terminal phase not in
     /// `phases`, with [`Error::NotFound`] if it does not exist or is deleted, and
     /// with [`Error::Timeout`] once `timeout` has passed.
+    ///
+    /// May write: a launch failure it sees is settled (see `sandbox/settle.rs`),
+    /// so it ends the wait as `failed`.
     pub async fn wait_sandbox(
         &self,
         name: &str,
@@ -57,7 +60,7 @@ impl Client {
             match watch.get(name) {
                 Some(pod) => {
                     seen = true;
-                    let status = self.settled_status(&pod).await?;
+                    let status = self.settle_launch_failure(&pod).await?;
                     if phases.contains(&status.phase) {
                         return Ok(status);
                     }

@@ -1,7 +1,11 @@
 //! Volumes: one PersistentVolumeClaim each, created before the sandboxes that
-//! mount them. Operations are methods of [`Client`](crate::Client).
+//! mount them. Operations are methods of [`Client`](crate::Client), one file
+//! each, as for sandboxes.
 
-mod ops;
+mod create;
+mod delete;
+mod get;
+mod list;
 mod spec;
 
 pub use spec::{AccessMode, VolumePhase, VolumeSpec, VolumeStatus};

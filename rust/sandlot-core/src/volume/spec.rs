@@ -1,5 +1,4 @@
 use std::collections::BTreeMap;
-use std::fmt;
 
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::{
@@ -9,15 +8,27 @@ use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::ObjectMeta;
 use serde::Serialize;
 
-use crate::error::{Error, Result};
-use crate::spec::{MANAGED_BY, MANAGED_BY_LABEL, TAG_LABEL_PREFIX};
+use crate::error::Result;
+use crate::labels;
 use crate::validate;
 
 /// Size of a volume when none is given.
 pub const DEFAULT_VOLUME_SIZE: &str = "1Gi";
 
-/// How many nodes may mount a volume, and how.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+/// How many nodes may mount a volume, and how. Displayed and parsed by its
+/// Kubernetes name ("ReadWriteOnce").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Default,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 pub enum AccessMode {
     /// Read-write by one node (the usual block volume).
     #[default]
@@ -33,36 +44,31 @@ pub enum AccessMode {
 impl AccessMode {
     /// The Kubernetes name, e.g. "ReadWriteOnce".
     pub fn as_str(self) -> &'static str {
-        match self {
-            AccessMode::ReadWriteOnce => "ReadWriteOnce",
-            AccessMode::ReadWriteOncePod => "ReadWriteOncePod",
-            AccessMode::ReadOnlyMany => "ReadOnlyMany",
-            AccessMode::ReadWriteMany => "ReadWriteMany",
-        }
+        self.into()
     }
 
-    /// Parses the Kubernetes name, naming `field` on error.
+    /// Parses the Kubernetes name; the [`Error::InvalidSpec`](crate::Error::InvalidSpec)
+    /// names `field` and lists every mode.
     pub fn parse(field: &str, text: &str) -> Result<Self> {
-        [
-            AccessMode::ReadWriteOnce,
-            AccessMode::ReadWriteOncePod,
-            AccessMode::ReadOnlyMany,
-            AccessMode::ReadWriteMany,
-        ]
-        .into_iter()
-        .find(|mode| mode.as_str() == text)
-        .ok_or_else(|| {
-            Error::invalid(
-                field,
-                format!("{text:?} is not one of ReadWriteOnce, ReadWriteOncePod, ReadOnlyMany, ReadWriteMany"),
-            )
-        })
+        validate::one_of(field, text)
     }
 }
 
-/// Where a volume is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+/// Where a volume is in its life. Displayed and serialized by its lowercase
+/// name ("ready").
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Serialize,
+    strum::Display,
+    strum::IntoStaticStr,
+    strum::VariantArray,
+)]
 #[serde(rename_all = "lowercase")]
+#[strum(serialize_all = "lowercase")]
 pub enum VolumePhase {
     /// Being provisioned.
     Pending,
@@ -75,17 +81,7 @@ pub enum VolumePhase {
 impl VolumePhase {
     /// The lowercase name users see.
     pub fn as_str(self) -> &'static str {
-        match self {
-            VolumePhase::Pending => "pending",
-            VolumePhase::Ready => "ready",
-            VolumePhase::Failed => "failed",
-        }
-    }
-}
-
-impl fmt::Display for VolumePhase {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
+        self.into()
     }
 }
 
@@ -120,19 +116,12 @@ impl VolumeSpec {
         if let Some(class) = &self.storage_class {
             validate::dns_subdomain("storage_class", class)?;
         }
-        for (key, value) in &self.tags {
-            validate::label_part(&format!("tags[{key:?}]"), key, false)?;
-            validate::label_part(&format!("tags[{key:?}]"), value, true)?;
-        }
-        Ok(())
+        labels::validate_tags(&self.tags)
     }
 
     /// The claim for this spec. The spec must have passed [`VolumeSpec::validate`].
     pub fn to_claim(&self) -> PersistentVolumeClaim {
-        let mut labels = BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())]);
-        for (key, value) in &self.tags {
-            labels.insert(format!("{TAG_LABEL_PREFIX}{key}"), value.clone());
-        }
+        let labels = labels::labels_of(&self.tags);
         PersistentVolumeClaim {
             metadata: ObjectMeta {
                 name: Some(self.name.clone()),
@@ -211,15 +200,7 @@ impl VolumeStatus {
                 .unwrap_or_default(),
             attached_to,
             created_at: claim.metadata.creation_timestamp.as_ref().map(|t| t.0),
-            tags: claim
-                .metadata
-                .labels
-                .iter()
-                .flatten()
-                .filter_map(|(k, v)| {
-                    Some((k.strip_prefix(TAG_LABEL_PREFIX)?.to_owned(), v.clone()))
-                })
-                .collect(),
+            tags: labels::tags_of(&claim.metadata),
         }
     }
 }
@@ -227,6 +208,7 @@ impl VolumeStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use serde_json::json;
 
     fn claim(status: serde_json::Value) -> PersistentVolumeClaim {
@@ -284,10 +266,20 @@ mod tests {
             }),
             "storage_class"
         );
-        assert!(matches!(
-            AccessMode::parse("access_mode", "rwx"),
-            Err(Error::InvalidSpec { .. })
-        ));
+        match AccessMode::parse("access_mode", "rwx") {
+            Err(Error::InvalidSpec { field, rule }) => {
+                assert_eq!(field, "access_mode");
+                assert_eq!(
+                    rule,
+                    "\"rwx\" is not one of ReadWriteOnce, ReadWriteOncePod, ReadOnlyMany, ReadWriteMany"
+                );
+            }
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+        for phase in <VolumePhase as strum::VariantArray>::VARIANTS {
+            assert_eq!(serde_json::to_value(phase).unwrap(), phase.to_string());
+        }
+        assert_eq!(VolumePhase::Ready.as_str(), "ready");
         assert_eq!(
             AccessMode::parse("access_mode", "ReadWriteMany").unwrap(),
             AccessMode::ReadWriteMany

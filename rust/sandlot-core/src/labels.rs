@@ -1,0 +1,142 @@
+//! The names sandlot writes onto Kubernetes objects and reads back: the
+//! managed-by label, tags stored as labels, the annotations that record what
+//! happened to a sandbox, and the name of a sandbox pod's one container.
+//!
+//! Both directions live here: encoding tags into labels and decoding them back,
+//! the label selector for "managed by sandlot and carrying these tags", and the
+//! check that an object is sandlot's.
+
+use std::collections::BTreeMap;
+
+use kube::api::ObjectMeta;
+
+use crate::error::Result;
+use crate::validate;
+
+/// Label on everything sandlot creates.
+pub(crate) const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
+/// Value of [`MANAGED_BY_LABEL`].
+pub(crate) const MANAGED_BY: &str = "sandlot";
+/// Label selector matching everything sandlot manages.
+pub(crate) const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sandlot";
+/// Prefix that turns a tag key into a label key, keeping tags apart from other labels.
+pub(crate) const TAG_LABEL_PREFIX: &str = "tags.sandlot.dev/";
+/// Annotation recording when terminate was requested (RFC 3339).
+pub(crate) const TERMINATED_AT_ANNOTATION: &str = "sandlot.dev/terminated-at";
+/// Annotation carrying a random token per create call, so a retried create can
+/// recognise the pod its own earlier try made.
+pub(crate) const CREATE_TOKEN_ANNOTATION: &str = "sandlot.dev/create-token";
+/// Annotation recording why a launch failed, once sandlot has stopped retrying it.
+pub(crate) const LAUNCH_FAILED_ANNOTATION: &str = "sandlot.dev/launch-failed";
+/// Annotation recording the requested maximum lifetime in seconds.
+pub(crate) const TTL_ANNOTATION: &str = "sandlot.dev/ttl-seconds";
+/// The name of the one container in a sandbox pod.
+pub(crate) const CONTAINER_NAME: &str = "sandbox";
+
+/// Checks tags against the label rules; the field named on error is `tags["key"]`.
+pub(crate) fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
+    for (key, value) in tags {
+        let field = format!("tags[{key:?}]");
+        validate::label_part(&field, key, false)?;
+        validate::label_part(&field, value, true)?;
+    }
+    Ok(())
+}
+
+/// The labels of a new object: the managed-by label and one label per tag.
+/// The tags must have passed [`validate_tags`].
+pub(crate) fn labels_of(tags: &BTreeMap<String, String>) -> BTreeMap<String, String> {
+    let mut labels = managed_labels();
+    labels.extend(
+        tags.iter()
+            .map(|(key, value)| (format!("{TAG_LABEL_PREFIX}{key}"), value.clone())),
+    );
+    labels
+}
+
+/// Just the managed-by label, for objects without tags (the namespace).
+pub(crate) fn managed_labels() -> BTreeMap<String, String> {
+    BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())])
+}
+
+/// The tags stored in an object's labels; other labels are ignored.
+pub(crate) fn tags_of(meta: &ObjectMeta) -> BTreeMap<String, String> {
+    meta.labels
+        .iter()
+        .flatten()
+        .filter_map(|(key, value)| {
+            Some((
+                key.strip_prefix(TAG_LABEL_PREFIX)?.to_owned(),
+                value.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// The label selector for objects sandlot manages that carry every one of
+/// `tags`. Invalid tags fail with the field named, before any request is sent.
+pub(crate) fn selector(tags: &BTreeMap<String, String>) -> Result<String> {
+    validate_tags(tags)?;
+    let mut selector = MANAGED_SELECTOR.to_owned();
+    for (key, value) in tags {
+        selector.push_str(&format!(",{TAG_LABEL_PREFIX}{key}={value}"));
+    }
+    Ok(selector)
+}
+
+/// True if the object carries sandlot's managed-by label; objects of the same
+/// name that sandlot did not create are treated as absent.
+pub(crate) fn is_managed(meta: &ObjectMeta) -> bool {
+    meta.labels
+        .as_ref()
+        .and_then(|labels| labels.get(MANAGED_BY_LABEL))
+        .is_some_and(|value| value == MANAGED_BY)
+}
+
+/// The value of annotation `key` on the object, if present.
+pub(crate) fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a String> {
+    meta.annotations.as_ref().and_then(|a| a.get(key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+
+    fn meta(labels: BTreeMap<String, String>) -> ObjectMeta {
+        ObjectMeta {
+            labels: Some(labels),
+            ..ObjectMeta::default()
+        }
+    }
+
+    #[test]
+    fn tags_go_into_labels_and_come_back() {
+        let tags = BTreeMap::from([("team".to_owned(), "ml".to_owned())]);
+        let labels = labels_of(&tags);
+        assert_eq!(labels["tags.sandlot.dev/team"], "ml");
+        assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY);
+        let object = meta(labels);
+        assert!(is_managed(&object));
+        assert_eq!(tags_of(&object), tags);
+        assert!(!is_managed(&ObjectMeta::default()));
+    }
+
+    #[test]
+    fn selector_names_sandlot_and_every_tag() {
+        assert_eq!(selector(&BTreeMap::new()).unwrap(), MANAGED_SELECTOR);
+        let tags = BTreeMap::from([
+            ("a".to_owned(), "1".to_owned()),
+            ("b".to_owned(), String::new()),
+        ]);
+        assert_eq!(
+            selector(&tags).unwrap(),
+            "app.kubernetes.io/managed-by=sandlot,tags.sandlot.dev/a=1,tags.sandlot.dev/b="
+        );
+        let bad = BTreeMap::from([("a b".to_owned(), "1".to_owned())]);
+        assert!(matches!(
+            selector(&bad),
+            Err(Error::InvalidSpec { field, .. }) if field == "tags[\"a b\"]"
+        ));
+    }
+}
