@@ -7,6 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import nbclient
@@ -151,3 +152,29 @@ def test_the_async_client_fixture_serves_tests_in_their_own_event_loops(
     )
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
     result.assert_outcomes(passed=2)
+
+
+def test_a_fresh_namespace_is_left_empty_by_default(pytester: pytest.Pytester, kubeconfig: str, tmp_path: Path) -> None:
+    record = tmp_path / "namespace"
+    pytester.makepyfile(
+        f"""
+        def test_leaves_things_behind(sandlot_client, sandlot_namespace):
+            open({str(record)!r}, "w").write(sandlot_namespace)
+            volume = sandlot_client.volumes.create("left-behind", size="16Mi")
+            sandlot_client.sandboxes.create("docker.io/library/busybox:1.36", volume_mounts={{"/v": volume.name}})
+            sandlot_client.sandboxes.create("docker.io/library/busybox:1.36", command=["true"])
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sandlot-fresh-namespace")
+    result.assert_outcomes(passed=1)
+    namespace = record.read_text()
+    try:
+        assert namespace.startswith("sandlot-test-")
+        for _ in range(60):  # deleted objects may linger a moment while their pods stop
+            left = [item["metadata"]["name"] for item in Kubectl(namespace).json("get", "pods,pvc")["items"]]
+            if not left:
+                break
+            time.sleep(0.5)
+        assert left == []
+    finally:
+        Kubectl().run("delete", "namespace", namespace, "--wait=false", check=False)
