@@ -8,11 +8,13 @@ LOCAL_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 # The local cluster unless the caller names another one.
 TEST_KUBECONFIG ?= $(LOCAL_KUBECONFIG)
 
-.PHONY: help cluster cluster-down cluster-status cluster-figures venv develop lint test demo bench
+.PHONY: help cluster cluster-down cluster-status cluster-figures venv develop wheel lint test-unit test demo bench
 
 help:
 	@echo "make demo            start the local cluster if none is configured, install sandlot, run examples/quickstart.py"
-	@echo "make test            lint, Rust tests, and every pytest suite (e2e on the local cluster)"
+	@echo "make test            everything: make test-unit, make wheel, and the e2e pytest suites on the local cluster"
+	@echo "make test-unit       what needs no cluster: lint, Rust tests, the stub check, pytest -m unit"
+	@echo "make wheel           the abi3 manylinux wheel users install, into dist/"
 	@echo "make bench           sandlot against the kubernetes clients and kubectl: benchmarks/results.md"
 	@echo "make cluster         build and start the local single-node Kubernetes (idempotent)"
 	@echo "make cluster-down    stop it; make cluster-status tells what runs"
@@ -37,6 +39,13 @@ $(VENV)/.installed: requirements-dev.txt
 develop: venv
 	$(BIN)/maturin develop -q --release
 
+# The wheel users install: abi3, tagged manylinux by maturin's audit (see
+# compatibility in pyproject.toml). The same profile and features as `develop`,
+# so after it cargo rebuilds nothing: a few seconds.
+wheel: venv
+	rm -f dist/sandlot-*.whl
+	$(BIN)/maturin build -q --release --out dist
+
 lint: venv
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
@@ -44,10 +53,14 @@ lint: venv
 	$(BIN)/ruff format --check python tests examples benchmarks
 	$(BIN)/mypy
 
-test: cluster develop lint
+# Everything that needs no cluster; tests that need none are marked `unit`.
+test-unit: develop lint
 	cargo test --workspace --exclude sandlot-py
 	$(BIN)/python -m mypy.stubtest sandlot._native
-	KUBECONFIG=$(TEST_KUBECONFIG) $(BIN)/pytest
+	$(BIN)/pytest -m unit
+
+test: test-unit cluster wheel
+	KUBECONFIG=$(TEST_KUBECONFIG) $(BIN)/pytest -m "not unit"
 
 demo: develop
 	@if [ -z "$$KUBECONFIG" ] && [ ! -f "$$HOME/.kube/config" ] && [ -z "$$KUBERNETES_SERVICE_HOST" ]; then \

@@ -1,6 +1,11 @@
 """Shared fixtures. Every e2e test runs against a real cluster: the one KUBECONFIG
 names (`make test` points it at the local cluster). A missing or unreachable
-cluster fails the tests; it never skips them."""
+cluster fails the tests; it never skips them. Tests marked `unit` need no
+cluster (`make test-unit` runs them alone).
+
+sandlot's own pytest plugin gives each test module a fresh namespace
+(`sandlot_namespace`, with `sandlot_client` and `sandlot_async_client` in it:
+see the ini options in pyproject.toml); this file deletes those namespaces."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import json
 import os
 import subprocess
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -67,3 +72,15 @@ def kubectl_ns(kubeconfig: str) -> Iterator[Kubectl]:
     Kubectl().run("wait", "--for=create", "serviceaccount/default", "-n", namespace, "--timeout=60s")
     yield Kubectl(namespace)
     Kubectl().run("delete", "namespace", namespace, "--wait=false", check=False)
+
+
+@pytest.fixture(scope="session")
+def sandlot_delete_namespace(kubeconfig: str) -> Callable[[str], None]:
+    """Deletes the plugin's fresh namespaces whole, with the admin credentials
+    (the plugin alone can only empty them). Asking for `kubeconfig` here makes
+    every test in a fresh namespace fail at once when there is no cluster."""
+
+    def delete(namespace: str) -> None:
+        Kubectl().run("delete", "namespace", namespace, "--wait=false", check=False)
+
+    return delete

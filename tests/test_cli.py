@@ -12,23 +12,14 @@ import shutil
 import subprocess
 import sys
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import Kubectl, unique
+from conftest import unique
 
 SANDLOT = shutil.which("sandlot", path=str(Path(sys.executable).parent)) or "sandlot"
 BUSYBOX = "docker.io/library/busybox:1.36"
-
-
-@pytest.fixture(scope="module")
-def cli_namespace(kubeconfig: str) -> Iterator[str]:
-    name = f"sandlot-cli-{uuid.uuid4().hex[:8]}"
-    yield name
-    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
 
 
 def sandlot(namespace: str, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
@@ -43,70 +34,72 @@ def sandlot(namespace: str, *args: str, stdin: str | None = None) -> subprocess.
     )
 
 
-def test_main_path_from_the_terminal(cli_namespace: str) -> None:
+def test_main_path_from_the_terminal(sandlot_namespace: str) -> None:
     name = unique("cli")
-    created = sandlot(cli_namespace, "create", BUSYBOX, "--name", name, "--tag", "via=cli", "--wait")
+    created = sandlot(sandlot_namespace, "create", BUSYBOX, "--name", name, "--tag", "via=cli", "--wait")
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == name
 
-    ran = sandlot(cli_namespace, "exec", name, "--", "sh", "-c", "echo hi; echo oops >&2; exit 42")
+    ran = sandlot(sandlot_namespace, "exec", name, "--", "sh", "-c", "echo hi; echo oops >&2; exit 42")
     assert ran.returncode == 42
     assert ran.stdout == "hi\n"
     assert ran.stderr == "oops\n"
 
-    listed = sandlot(cli_namespace, "list", "--phase", "running", "--tag", "via=cli")
+    listed = sandlot(sandlot_namespace, "list", "--phase", "running", "--tag", "via=cli")
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.splitlines()[0].split() == ["NAME", "PHASE", "EXIT", "REASON", "IMAGE", "AGE", "TAGS"]
     assert name in listed.stdout and "via=cli" in listed.stdout
 
-    as_json = sandlot(cli_namespace, "list", "--phase", "running", "-o", "json")
+    as_json = sandlot(sandlot_namespace, "list", "--phase", "running", "-o", "json")
     parsed = json.loads(as_json.stdout)
     assert [s["phase"] for s in parsed if s["name"] == name] == ["running"]
     assert {"name", "phase", "exit_code", "termination_reason", "image", "tags", "created_at"} <= set(parsed[0])
 
-    names = sandlot(cli_namespace, "list", "-o", "name", "--tag", "via=cli")
+    names = sandlot(sandlot_namespace, "list", "-o", "name", "--tag", "via=cli")
     assert names.stdout.split() == [name]
 
-    got = sandlot(cli_namespace, "get", name, "-o", "json")
+    got = sandlot(sandlot_namespace, "get", name, "-o", "json")
     assert json.loads(got.stdout)["phase"] == "running"
 
-    terminated = sandlot(cli_namespace, "terminate", name)
+    terminated = sandlot(sandlot_namespace, "terminate", name)
     assert terminated.returncode == 0, terminated.stderr
     assert terminated.stdout.split() == [name, "terminated"]
-    assert json.loads(sandlot(cli_namespace, "get", name, "-o", "json").stdout)["phase"] == "terminated"
-    assert name not in sandlot(cli_namespace, "list", "-o", "name").stdout, "list shows active sandboxes by default"
-    assert name in sandlot(cli_namespace, "list", "--all-phases", "-o", "name").stdout
+    assert json.loads(sandlot(sandlot_namespace, "get", name, "-o", "json").stdout)["phase"] == "terminated"
+    assert name not in sandlot(sandlot_namespace, "list", "-o", "name").stdout, "list shows active sandboxes by default"
+    assert name in sandlot(sandlot_namespace, "list", "--all-phases", "-o", "name").stdout
 
 
-def test_logs_wait_and_follow(cli_namespace: str) -> None:
+def test_logs_wait_and_follow(sandlot_namespace: str) -> None:
     name = unique("cli-logs")
-    created = sandlot(cli_namespace, "create", BUSYBOX, "--name", name, "--", "sh", "-c", "sleep 1; echo one; echo two")
+    created = sandlot(
+        sandlot_namespace, "create", BUSYBOX, "--name", name, "--", "sh", "-c", "sleep 1; echo one; echo two"
+    )
     assert created.returncode == 0, created.stderr
-    followed = sandlot(cli_namespace, "logs", name, "-f")
+    followed = sandlot(sandlot_namespace, "logs", name, "-f")
     assert followed.returncode == 0, followed.stderr
     assert followed.stdout == "one\ntwo\n", "a follow ends by itself when the sandbox ends"
-    waited = sandlot(cli_namespace, "wait", name, "--phase", "succeeded", "-o", "json")
+    waited = sandlot(sandlot_namespace, "wait", name, "--phase", "succeeded", "-o", "json")
     assert json.loads(waited.stdout)["exit_code"] == 0
-    assert sandlot(cli_namespace, "logs", name, "--tail", "1").stdout == "two\n"
-    assert sandlot(cli_namespace, "logs", name, "--since", "10m").stdout == "one\ntwo\n"
-    stamped = sandlot(cli_namespace, "logs", name, "--timestamps").stdout.splitlines()
+    assert sandlot(sandlot_namespace, "logs", name, "--tail", "1").stdout == "two\n"
+    assert sandlot(sandlot_namespace, "logs", name, "--since", "10m").stdout == "one\ntwo\n"
+    stamped = sandlot(sandlot_namespace, "logs", name, "--timestamps").stdout.splitlines()
     assert stamped[0].endswith(" one") and stamped[0][:4].isdigit()
 
 
-def test_exec_passes_stdin_with_i(cli_namespace: str) -> None:
+def test_exec_passes_stdin_with_i(sandlot_namespace: str) -> None:
     name = unique("cli-stdin")
-    assert sandlot(cli_namespace, "create", BUSYBOX, "--name", name, "--wait").returncode == 0
-    piped = sandlot(cli_namespace, "exec", "-i", name, "--", "sh", "-c", "tr a-z A-Z; exit 3", stdin="shout\n")
+    assert sandlot(sandlot_namespace, "create", BUSYBOX, "--name", name, "--wait").returncode == 0
+    piped = sandlot(sandlot_namespace, "exec", "-i", name, "--", "sh", "-c", "tr a-z A-Z; exit 3", stdin="shout\n")
     assert (piped.returncode, piped.stdout) == (3, "SHOUT\n")
-    sandlot(cli_namespace, "terminate", name)
+    sandlot(sandlot_namespace, "terminate", name)
 
 
-def test_exec_t_drives_a_remote_shell_through_a_real_terminal(cli_namespace: str) -> None:
+def test_exec_t_drives_a_remote_shell_through_a_real_terminal(sandlot_namespace: str) -> None:
     name = unique("cli-tty")
-    assert sandlot(cli_namespace, "create", BUSYBOX, "--name", name, "--wait").returncode == 0
+    assert sandlot(sandlot_namespace, "create", BUSYBOX, "--name", name, "--wait").returncode == 0
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(SANDLOT, [SANDLOT, "--namespace", cli_namespace, "exec", "-it", name, "--", "sh"])
+        os.execv(SANDLOT, [SANDLOT, "--namespace", sandlot_namespace, "exec", "-it", name, "--", "sh"])
     output = b""
 
     def read_until(marker: bytes, seconds: float) -> None:
@@ -129,75 +122,79 @@ def test_exec_t_drives_a_remote_shell_through_a_real_terminal(cli_namespace: str
     os.close(fd)
     assert b"typed-42" in output
     assert os.waitstatus_to_exitcode(status) == 5
-    sandlot(cli_namespace, "terminate", name)
+    sandlot(sandlot_namespace, "terminate", name)
 
 
-def test_terminate_twenty_by_tag(cli_namespace: str) -> None:
+def test_terminate_twenty_by_tag(sandlot_namespace: str) -> None:
     tag = unique("batch")
     for _ in range(20):
-        assert sandlot(cli_namespace, "create", BUSYBOX, "--tag", f"batch={tag}").returncode == 0
-    dry = sandlot(cli_namespace, "terminate", "--tag", f"batch={tag}", "--dry-run")
+        assert sandlot(sandlot_namespace, "create", BUSYBOX, "--tag", f"batch={tag}").returncode == 0
+    dry = sandlot(sandlot_namespace, "terminate", "--tag", f"batch={tag}", "--dry-run")
     assert len(dry.stdout.splitlines()) == 20 and "would be terminated" in dry.stdout
-    done = sandlot(cli_namespace, "terminate", "--tag", f"batch={tag}", "--yes")
+    done = sandlot(sandlot_namespace, "terminate", "--tag", f"batch={tag}", "--yes")
     assert done.returncode == 0, done.stderr
     assert len(done.stdout.splitlines()) == 20
-    statuses = json.loads(sandlot(cli_namespace, "list", "--all-phases", "--tag", f"batch={tag}", "-o", "json").stdout)
+    statuses = json.loads(
+        sandlot(sandlot_namespace, "list", "--all-phases", "--tag", f"batch={tag}", "-o", "json").stdout
+    )
     assert [s["phase"] for s in statuses] == ["terminated"] * 20
-    purged = sandlot(cli_namespace, "purge", "--tag", f"batch={tag}", "--yes")
+    purged = sandlot(sandlot_namespace, "purge", "--tag", f"batch={tag}", "--yes")
     assert purged.returncode == 0, purged.stderr
     assert len(purged.stdout.splitlines()) == 20
-    assert sandlot(cli_namespace, "list", "--all-phases", "--tag", f"batch={tag}", "-o", "name").stdout == ""
+    assert sandlot(sandlot_namespace, "list", "--all-phases", "--tag", f"batch={tag}", "-o", "name").stdout == ""
 
 
-def test_bulk_operations_on_everything_need_confirmation(cli_namespace: str) -> None:
-    refused = sandlot(cli_namespace, "terminate", "--all")
+def test_bulk_operations_on_everything_need_confirmation(sandlot_namespace: str) -> None:
+    refused = sandlot(sandlot_namespace, "terminate", "--all")
     assert refused.returncode == 2
     assert "--yes" in refused.stderr
-    assert sandlot(cli_namespace, "purge").returncode == 2
+    assert sandlot(sandlot_namespace, "purge").returncode == 2
 
 
-def test_documented_exit_statuses_and_one_line_errors(cli_namespace: str) -> None:
-    missing = sandlot(cli_namespace, "get", "no-such-sandbox")
+def test_documented_exit_statuses_and_one_line_errors(sandlot_namespace: str) -> None:
+    missing = sandlot(sandlot_namespace, "get", "no-such-sandbox")
     assert missing.returncode == 4
     assert (
-        missing.stderr.splitlines()[0] == f'error: sandbox "no-such-sandbox" not found in namespace "{cli_namespace}"'
+        missing.stderr.splitlines()[0]
+        == f'error: sandbox "no-such-sandbox" not found in namespace "{sandlot_namespace}"'
     )
-    invalid = sandlot(cli_namespace, "create", BUSYBOX, "--name", "Bad_Name")
+    invalid = sandlot(sandlot_namespace, "create", BUSYBOX, "--name", "Bad_Name")
     assert invalid.returncode == 2
     assert invalid.stderr.startswith('error: invalid name: "Bad_Name"')
-    malformed = sandlot(cli_namespace, "list", "--tag", "no-equals-sign")
+    malformed = sandlot(sandlot_namespace, "list", "--tag", "no-equals-sign")
     assert malformed.returncode == 2
     assert malformed.stderr.startswith("error: invalid --tag")
-    assert sandlot(cli_namespace, "exec").returncode == 2
+    assert sandlot(sandlot_namespace, "exec").returncode == 2
 
     done = unique("cli-done")
-    sandlot(cli_namespace, "create", BUSYBOX, "--name", done, "--wait", "--", "true")
-    sandlot(cli_namespace, "wait", done, "--phase", "succeeded")
-    not_running = sandlot(cli_namespace, "exec", done, "--", "true")
+    sandlot(sandlot_namespace, "create", BUSYBOX, "--name", done, "--wait", "--", "true")
+    sandlot(sandlot_namespace, "wait", done, "--phase", "succeeded")
+    not_running = sandlot(sandlot_namespace, "exec", done, "--", "true")
     assert not_running.returncode == 3
     assert "not running" in not_running.stderr
-    timed_out = sandlot(cli_namespace, "wait", done, "--phase", "running", "--timeout", "1")
+    timed_out = sandlot(sandlot_namespace, "wait", done, "--phase", "running", "--timeout", "1")
     assert timed_out.returncode == 1, "a sandbox that ended cannot become running: an error at once"
     idle = unique("cli-idle")
-    sandlot(cli_namespace, "create", BUSYBOX, "--name", idle)
-    assert sandlot(cli_namespace, "wait", idle, "--phase", "succeeded", "--timeout", "1").returncode == 124
-    sandlot(cli_namespace, "terminate", idle)
+    sandlot(sandlot_namespace, "create", BUSYBOX, "--name", idle)
+    assert sandlot(sandlot_namespace, "wait", idle, "--phase", "succeeded", "--timeout", "1").returncode == 124
+    sandlot(sandlot_namespace, "terminate", idle)
 
 
-def test_kubeconfig_flag_and_unreachable_cluster(cli_namespace: str, tmp_path: Path) -> None:
+def test_kubeconfig_flag_and_unreachable_cluster(sandlot_namespace: str, tmp_path: Path) -> None:
     kubeconfig = os.environ["KUBECONFIG"]
     env = {k: v for k, v in os.environ.items() if k != "KUBECONFIG"}
     env["HOME"] = str(tmp_path)
     with_flag = subprocess.run(
-        [SANDLOT, "--kubeconfig", kubeconfig, "-n", cli_namespace, "list"], capture_output=True, text=True, env=env
+        [SANDLOT, "--kubeconfig", kubeconfig, "-n", sandlot_namespace, "list"], capture_output=True, text=True, env=env
     )
     assert with_flag.returncode == 0, with_flag.stderr
-    without = subprocess.run([SANDLOT, "-n", cli_namespace, "list"], capture_output=True, text=True, env=env)
+    without = subprocess.run([SANDLOT, "-n", sandlot_namespace, "list"], capture_output=True, text=True, env=env)
     assert without.returncode == 1
     assert without.stderr.startswith("error: cluster unreachable")
     assert "hint:" in without.stderr
 
 
+@pytest.mark.unit
 def test_help_documents_every_command_with_examples() -> None:
     top = subprocess.run([SANDLOT, "--help"], capture_output=True, text=True)
     for command in ["create", "list", "get", "logs", "exec", "wait", "terminate", "purge", "volume"]:

@@ -7,8 +7,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
-from collections.abc import Iterator
+import time
 from pathlib import Path
 
 import nbclient
@@ -21,11 +20,11 @@ EXAMPLES = REPO / "examples"
 
 
 @pytest.fixture
-def example_namespace(kubeconfig: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    name = f"sandlot-ex-{uuid.uuid4().hex[:8]}"
-    monkeypatch.setenv("SANDLOT_NAMESPACE", name)
-    yield name
-    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
+def example_namespace(sandlot_namespace: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The module's namespace, handed to the example scripts and the pytest runs
+    they start through $SANDLOT_NAMESPACE."""
+    monkeypatch.setenv("SANDLOT_NAMESPACE", sandlot_namespace)
+    return sandlot_namespace
 
 
 def run_example(script: str) -> str:
@@ -126,3 +125,56 @@ def test_sandbox_fixture_terminates_its_sandboxes_when_the_test_raises(
         pod = Kubectl(example_namespace).json("get", "pod", name)
         assert pod["metadata"]["annotations"]["sandlot.dev/terminated-at"]
         assert pod["metadata"]["labels"]["tags.sandlot.dev/plugin"] == "raises"
+
+
+def test_the_async_client_fixture_serves_tests_in_their_own_event_loops(
+    pytester: pytest.Pytester, example_namespace: str
+) -> None:
+    pytester.makeini("[pytest]\nasyncio_mode = auto\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        import asyncio
+
+        loops = []
+
+        async def test_first(sandlot_async_client):
+            loops.append(asyncio.get_running_loop())
+            sb = await sandlot_async_client.sandboxes.create("docker.io/library/busybox:1.36", tags={"plugin": "loops"})
+            await sb.wait("running", timeout=120)
+            assert (await sb.exec("echo one")).stdout == "one\\n"
+
+        async def test_second(sandlot_async_client):
+            assert loops and loops[0] is not asyncio.get_running_loop()
+            [sb] = await sandlot_async_client.sandboxes.list(tags={"plugin": "loops"})
+            assert (await sb.exec("echo two")).stdout == "two\\n"
+            await sb.terminate()
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
+
+
+def test_a_fresh_namespace_is_left_empty_by_default(pytester: pytest.Pytester, kubeconfig: str, tmp_path: Path) -> None:
+    record = tmp_path / "namespace"
+    pytester.makepyfile(
+        f"""
+        def test_leaves_things_behind(sandlot_client, sandlot_namespace):
+            open({str(record)!r}, "w").write(sandlot_namespace)
+            volume = sandlot_client.volumes.create("left-behind", size="16Mi")
+            sandlot_client.sandboxes.create("docker.io/library/busybox:1.36", volume_mounts={{"/v": volume.name}})
+            sandlot_client.sandboxes.create("docker.io/library/busybox:1.36", command=["true"])
+        """
+    )
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sandlot-fresh-namespace")
+    result.assert_outcomes(passed=1)
+    namespace = record.read_text()
+    try:
+        assert namespace.startswith("sandlot-test-")
+        for _ in range(60):  # deleted objects may linger a moment while their pods stop
+            left = [item["metadata"]["name"] for item in Kubectl(namespace).json("get", "pods,pvc")["items"]]
+            if not left:
+                break
+            time.sleep(0.5)
+        assert left == []
+    finally:
+        Kubectl().run("delete", "namespace", namespace, "--wait=false", check=False)

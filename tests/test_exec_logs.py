@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 import sandlot
-from conftest import Kubectl
 from sandlot import _testing
 
 BUSYBOX = "docker.io/library/busybox:1.36"
@@ -21,22 +19,9 @@ MIB = 1024 * 1024
 
 
 @pytest.fixture(scope="module")
-def namespace(kubeconfig: str) -> Iterator[str]:
-    name = f"sandlot-exec-{uuid.uuid4().hex[:8]}"
-    yield name
-    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture(scope="module")
-async def client(namespace: str) -> AsyncIterator[sandlot.AsyncClient]:
-    async with sandlot.AsyncClient(namespace) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
-async def box(client: sandlot.AsyncClient) -> AsyncIterator[sandlot.AsyncSandbox]:
+async def box(sandlot_async_client: sandlot.AsyncClient) -> AsyncIterator[sandlot.AsyncSandbox]:
     """One running busybox sandbox shared by the exec tests, with room for large files."""
-    sb = await client.sandboxes.create(BUSYBOX, resources={"cpu": "1", "memory": "1Gi"})
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, resources={"cpu": "1", "memory": "1Gi"})
     await sb.wait("running", timeout=120)
     yield sb
     await sb.terminate()
@@ -112,8 +97,8 @@ async def test_timeout_raises_and_says_what(box: sandlot.AsyncSandbox) -> None:
     assert caught.value.after == 1.0
 
 
-async def test_exec_on_a_sandbox_that_is_not_running(client: sandlot.AsyncClient) -> None:
-    done = await client.sandboxes.create(BUSYBOX, command=["true"])
+async def test_exec_on_a_sandbox_that_is_not_running(sandlot_async_client: sandlot.AsyncClient) -> None:
+    done = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["true"])
     await done.wait("succeeded", timeout=120)
     with pytest.raises(sandlot.SandboxNotRunningError) as caught:
         await done.exec(["true"])
@@ -155,9 +140,9 @@ async def test_tty_session_runs_a_shell_with_typed_input(box: sandlot.AsyncSandb
     assert await proc.wait() == 7
 
 
-async def test_200_concurrent_execs_across_20_sandboxes(client: sandlot.AsyncClient) -> None:
-    sandboxes = await asyncio.gather(*(client.sandboxes.create(BUSYBOX) for _ in range(20)))
-    await client.sandboxes.wait_all(sandboxes, "running", timeout=300)
+async def test_200_concurrent_execs_across_20_sandboxes(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sandboxes = await asyncio.gather(*(sandlot_async_client.sandboxes.create(BUSYBOX) for _ in range(20)))
+    await sandlot_async_client.sandboxes.wait_all(sandboxes, "running", timeout=300)
 
     async def one(i: int) -> tuple[int, sandlot.ExecResult]:
         sb = sandboxes[i % 20]
@@ -167,14 +152,16 @@ async def test_200_concurrent_execs_across_20_sandboxes(client: sandlot.AsyncCli
     for i, result in results:
         assert result.stdout == f"{i} {sandboxes[i % 20].name}\n"
         assert result.exit_code == i % 7
-    await client.sandboxes.terminate_many(sandboxes)
+    await sandlot_async_client.sandboxes.terminate_many(sandboxes)
 
 
-async def test_follow_delivers_every_line_in_order_and_ends_with_the_sandbox(client: sandlot.AsyncClient) -> None:
+async def test_follow_delivers_every_line_in_order_and_ends_with_the_sandbox(
+    sandlot_async_client: sandlot.AsyncClient,
+) -> None:
     # The pause after `seq` lets containerd 1.6 copy the output into the log file:
     # when a container exits at once, the runtime may drop the tail of a fast burst
     # (seen under load; the log file itself ends early), which no client can read.
-    sb = await client.sandboxes.create(
+    sb = await sandlot_async_client.sandboxes.create(
         PYTHON, command=["sh", "-c", "sleep 2; seq 1 100000; sleep 2; printf tail-without-newline"]
     )
     lines = [line async for line in sb.stream_logs(follow=True)]
@@ -183,8 +170,8 @@ async def test_follow_delivers_every_line_in_order_and_ends_with_the_sandbox(cli
     assert (await sb.refresh()).phase == sandlot.Phase.SUCCEEDED, "the follow ended once the sandbox had"
 
 
-async def test_stream_logs_without_follow_and_after_the_end(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(BUSYBOX, command=["sh", "-c", "echo a; echo b; echo c"])
+async def test_stream_logs_without_follow_and_after_the_end(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["sh", "-c", "echo a; echo b; echo c"])
     await sb.wait("succeeded", timeout=120)
     assert [line async for line in sb.stream_logs(follow=False)] == ["a", "b", "c"]
     assert [line async for line in sb.stream_logs(follow=False, tail=1)] == ["c"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -17,23 +16,10 @@ BUSYBOX = "docker.io/library/busybox:1.36"
 PYTHON = "docker.io/library/python:3.11-slim"
 
 
-@pytest.fixture(scope="module")
-def namespace(kubeconfig: str) -> Iterator[str]:
-    name = unique("sandlot-life")
-    yield name
-    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture(scope="module")
-async def client(namespace: str) -> AsyncIterator[sandlot.AsyncClient]:
-    async with sandlot.AsyncClient(namespace) as client:
-        yield client
-
-
 async def test_queued_while_unschedulable_then_terminated_without_ever_running(
-    client: sandlot.AsyncClient, namespace: str
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
 ) -> None:
-    sb = await client.sandboxes.create(BUSYBOX, resources={"cpu": "64", "memory": "64Mi"})
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, resources={"cpu": "64", "memory": "64Mi"})
     status = await sb.wait("queued", timeout=60)
     assert status.phase == sandlot.Phase.QUEUED
     # The scheduler says why, once it has tried.
@@ -48,12 +34,12 @@ async def test_queued_while_unschedulable_then_terminated_without_ever_running(
         sandlot.Phase.TERMINATED,
         sandlot.TerminationReason.TERMINATED,
     )
-    pod = Kubectl(namespace).json("get", "pod", sb.name)
+    pod = Kubectl(sandlot_namespace).json("get", "pod", sb.name)
     assert "nodeName" not in pod["spec"], "a terminated sandbox is never scheduled"
 
 
 async def test_creating_while_the_runtime_is_prepared_then_terminated(
-    client: sandlot.AsyncClient, namespace: str
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
 ) -> None:
     # A runtime class whose handler containerd lacks: the pod is scheduled, and
     # the runtime cannot be prepared, so it stays in creating.
@@ -62,7 +48,7 @@ async def test_creating_while_the_runtime_is_prepared_then_terminated(
         f"apiVersion: node.k8s.io/v1\nkind: RuntimeClass\nmetadata: {{name: {runtime_class}}}\nhandler: no-such-handler\n"
     )
     try:
-        sb = await client.sandboxes.create(BUSYBOX, runtime_class=runtime_class)
+        sb = await sandlot_async_client.sandboxes.create(BUSYBOX, runtime_class=runtime_class)
         status = await sb.wait("creating", timeout=60)
         assert status.phase == sandlot.Phase.CREATING
         await asyncio.sleep(2)
@@ -74,9 +60,9 @@ async def test_creating_while_the_runtime_is_prepared_then_terminated(
 
 
 async def test_unpullable_image_fails_with_launch_failed_instead_of_hanging(
-    client: sandlot.AsyncClient, namespace: str
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
 ) -> None:
-    sb = await client.sandboxes.create("docker.io/library/no-such-image-sandlot:1.0")
+    sb = await sandlot_async_client.sandboxes.create("docker.io/library/no-such-image-sandlot:1.0")
     with pytest.raises(sandlot.PhaseUnreachableError) as caught:
         await sb.wait("running", timeout=120)
     status = caught.value.status
@@ -85,15 +71,19 @@ async def test_unpullable_image_fails_with_launch_failed_instead_of_hanging(
     assert status.message is not None and "no-such-image-sandlot" in status.message
     # Settled: Kubernetes stops retrying, and the sandbox stays failed.
     await asyncio.to_thread(
-        Kubectl(namespace).run, "wait", "--for=jsonpath={.status.phase}=Failed", f"pod/{sb.name}", "--timeout=60s"
+        Kubectl(sandlot_namespace).run,
+        "wait",
+        "--for=jsonpath={.status.phase}=Failed",
+        f"pod/{sb.name}",
+        "--timeout=60s",
     )
-    again = (await client.sandboxes.get(sb.name)).status
+    again = (await sandlot_async_client.sandboxes.get(sb.name)).status
     assert (again.phase, again.termination_reason) == (sandlot.Phase.FAILED, sandlot.TerminationReason.LAUNCH_FAILED)
     assert (await sb.terminate()).phase == sandlot.Phase.FAILED, "terminate leaves an ended sandbox as it is"
 
 
-async def test_exceeding_the_memory_limit_fails_with_oom_killed(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(
+async def test_exceeding_the_memory_limit_fails_with_oom_killed(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(
         PYTHON,
         command=["python3", "-c", "data = b'x' * (512 * 1024 * 1024); print(len(data))"],
         resources={"memory": "64Mi"},
@@ -104,8 +94,8 @@ async def test_exceeding_the_memory_limit_fails_with_oom_killed(client: sandlot.
     assert status.exit_code == 137
 
 
-async def test_ttl_ends_the_sandbox_with_ttl_expired(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(BUSYBOX, ttl_seconds=3)
+async def test_ttl_ends_the_sandbox_with_ttl_expired(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, ttl_seconds=3)
     await sb.wait("running", timeout=60)
     status = await sb.wait("failed", timeout=60)
     assert status.termination_reason == sandlot.TerminationReason.TTL_EXPIRED
@@ -113,19 +103,19 @@ async def test_ttl_ends_the_sandbox_with_ttl_expired(client: sandlot.AsyncClient
     assert (status.finished_at - status.started_at).total_seconds() >= 2
 
 
-async def test_terminate_is_idempotent(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(BUSYBOX)
+async def test_terminate_is_idempotent(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX)
     await sb.wait("running", timeout=60)
     first = await sb.terminate()
     second = await sb.terminate()
     assert first.phase == second.phase == sandlot.Phase.TERMINATED
-    [result] = await client.sandboxes.terminate_many([sb])
+    [result] = await sandlot_async_client.sandboxes.terminate_many([sb])
     assert result.terminated and result.error is None
 
 
-async def test_env_tags_and_opt_in_hardening(client: sandlot.AsyncClient) -> None:
+async def test_env_tags_and_opt_in_hardening(sandlot_async_client: sandlot.AsyncClient) -> None:
     tag = unique("t")
-    sb = await client.sandboxes.create(
+    sb = await sandlot_async_client.sandboxes.create(
         BUSYBOX,
         env={"GREETING": "hello there"},
         tags={"suite": tag, "kind": "hardened"},
@@ -136,15 +126,15 @@ async def test_env_tags_and_opt_in_hardening(client: sandlot.AsyncClient) -> Non
     assert (await sb.exec("echo $GREETING; id -u")).stdout == "hello there\n1000\n"
     assert (await sb.exec("touch /should-fail")).exit_code != 0
     assert (await sb.exec("touch /tmp/ok && echo ok")).stdout == "ok\n"
-    listed = await client.sandboxes.list(tags={"suite": tag})
+    listed = await sandlot_async_client.sandboxes.list(tags={"suite": tag})
     assert [s.name for s in listed] == [sb.name]
     assert listed[0].status.tags == {"suite": tag, "kind": "hardened"}
-    assert await client.sandboxes.list(tags={"suite": tag, "kind": "other"}) == []
+    assert await sandlot_async_client.sandboxes.list(tags={"suite": tag, "kind": "other"}) == []
     await sb.terminate()
 
 
-async def test_root_in_the_image_has_no_capabilities(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(BUSYBOX)
+async def test_root_in_the_image_has_no_capabilities(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX)
     await sb.wait("running", timeout=60)
     caps = (await sb.exec("grep CapEff /proc/self/status")).stdout
     assert caps.split() == ["CapEff:", "0000000000000000"]
@@ -152,32 +142,32 @@ async def test_root_in_the_image_has_no_capabilities(client: sandlot.AsyncClient
     await sb.terminate()
 
 
-async def test_purge_deletes_ended_records_and_frees_their_names(client: sandlot.AsyncClient) -> None:
+async def test_purge_deletes_ended_records_and_frees_their_names(sandlot_async_client: sandlot.AsyncClient) -> None:
     tag = unique("purge")
     done_name = unique("done")
-    done = await client.sandboxes.create(BUSYBOX, name=done_name, command=["true"], tags={"suite": tag})
-    active = await client.sandboxes.create(BUSYBOX, tags={"suite": tag})
+    done = await sandlot_async_client.sandboxes.create(BUSYBOX, name=done_name, command=["true"], tags={"suite": tag})
+    active = await sandlot_async_client.sandboxes.create(BUSYBOX, tags={"suite": tag})
     await done.wait("succeeded", timeout=60)
     await active.wait("running", timeout=60)
-    assert await client.sandboxes.purge(tags={"suite": tag}, older_than=3600) == []
-    purged = await client.sandboxes.purge(tags={"suite": tag})
+    assert await sandlot_async_client.sandboxes.purge(tags={"suite": tag}, older_than=3600) == []
+    purged = await sandlot_async_client.sandboxes.purge(tags={"suite": tag})
     assert purged == [done_name], "active sandboxes are never purged"
     with pytest.raises(sandlot.NotFoundError):
-        await client.sandboxes.get(done_name)
-    again = await client.sandboxes.create(BUSYBOX, name=done_name, command=["true"])
+        await sandlot_async_client.sandboxes.get(done_name)
+    again = await sandlot_async_client.sandboxes.create(BUSYBOX, name=done_name, command=["true"])
     assert again.name == done_name
     await active.terminate()
 
 
-async def test_bulk_selection_is_validated_before_any_request(client: sandlot.AsyncClient) -> None:
+async def test_bulk_selection_is_validated_before_any_request(sandlot_async_client: sandlot.AsyncClient) -> None:
     with pytest.raises(sandlot.InvalidSpecError) as caught:
-        await client.sandboxes.terminate_many()
+        await sandlot_async_client.sandboxes.terminate_many()
     assert caught.value.field == "names"
     with pytest.raises(sandlot.InvalidSpecError) as caught:
-        await client.sandboxes.terminate_many(["a"], all=True)
+        await sandlot_async_client.sandboxes.terminate_many(["a"], all=True)
     assert caught.value.field == "all"
     with pytest.raises(sandlot.InvalidSpecError) as caught:
-        await client.sandboxes.wait_all(["Bad_Name"], "running", timeout=1)
+        await sandlot_async_client.sandboxes.wait_all(["Bad_Name"], "running", timeout=1)
     assert caught.value.field == "name"
 
 
@@ -187,9 +177,9 @@ def open_namespaced_pod_watches() -> int:
     return sum(int(m) for m in re.findall(pattern, metrics, flags=re.MULTILINE))
 
 
-async def test_a_hundred_sandboxes_waited_through_one_watch_then_terminated_by_tag(namespace: str) -> None:
+async def test_a_hundred_sandboxes_waited_through_one_watch_then_terminated_by_tag(sandlot_namespace: str) -> None:
     tag = unique("fleet")
-    async with sandlot.AsyncClient(namespace) as fleet_client:
+    async with sandlot.AsyncClient(sandlot_namespace) as fleet_client:
         before = open_namespaced_pod_watches()
         sandboxes = await asyncio.gather(
             *(fleet_client.sandboxes.create(BUSYBOX, tags={"fleet": tag}) for _ in range(100))
@@ -221,7 +211,7 @@ async def test_a_hundred_sandboxes_waited_through_one_watch_then_terminated_by_t
 
     # None left running: every pod stops within its grace period.
     def pods_still_running() -> int:
-        pods = Kubectl(namespace).json("get", "pods", "-l", f"tags.sandlot.dev/fleet={tag}")["items"]
+        pods = Kubectl(sandlot_namespace).json("get", "pods", "-l", f"tags.sandlot.dev/fleet={tag}")["items"]
         return sum(1 for p in pods if p["status"].get("phase") in ("Running", "Pending"))
 
     for _ in range(120):

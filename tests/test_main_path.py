@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import os
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -17,22 +16,9 @@ PYTHON = "docker.io/library/python:3.11-slim"
 BUSYBOX = "docker.io/library/busybox:1.36"
 
 
-@pytest.fixture(scope="session")
-def namespace(kubeconfig: str) -> Iterator[str]:
-    name = unique("sandlot-e2e")
-    yield name
-    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture(scope="session")
-async def client(namespace: str) -> AsyncIterator[sandlot.AsyncClient]:
-    async with sandlot.AsyncClient(namespace) as client:
-        yield client
-
-
-async def test_main_path(client: sandlot.AsyncClient) -> None:
+async def test_main_path(sandlot_async_client: sandlot.AsyncClient) -> None:
     name = unique("hello")
-    sb = await client.sandboxes.create(PYTHON, name=name, tags={"suite": "main-path"})
+    sb = await sandlot_async_client.sandboxes.create(PYTHON, name=name, tags={"suite": "main-path"})
     assert sb.name == name
     assert sb.phase in (sandlot.Phase.QUEUED, sandlot.Phase.CREATING)
 
@@ -49,9 +35,9 @@ async def test_main_path(client: sandlot.AsyncClient) -> None:
     assert result.stderr == ""
     assert result.exit_code == 0
 
-    running = await client.sandboxes.list(phase="running")
+    running = await sandlot_async_client.sandboxes.list(phase="running")
     assert name in [s.name for s in running]
-    same = await client.sandboxes.get(name)
+    same = await sandlot_async_client.sandboxes.get(name)
     assert same.name == name and same.phase == sandlot.Phase.RUNNING
 
     terminated = await sb.terminate()
@@ -59,13 +45,13 @@ async def test_main_path(client: sandlot.AsyncClient) -> None:
     assert terminated.termination_reason == sandlot.TerminationReason.TERMINATED
     status = await sb.refresh()
     assert status.phase == sandlot.Phase.TERMINATED
-    assert name not in [s.name for s in await client.sandboxes.list(phase="running")]
-    assert name in [s.name for s in await client.sandboxes.list(phase="terminated")]
-    assert (await client.sandboxes.get(name)).phase == sandlot.Phase.TERMINATED
+    assert name not in [s.name for s in await sandlot_async_client.sandboxes.list(phase="running")]
+    assert name in [s.name for s in await sandlot_async_client.sandboxes.list(phase="terminated")]
+    assert (await sandlot_async_client.sandboxes.get(name)).phase == sandlot.Phase.TERMINATED
 
 
-async def test_exec_exit_code_is_a_result(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(BUSYBOX, name=unique("exit"))
+async def test_exec_exit_code_is_a_result(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, name=unique("exit"))
     await sb.wait("running", timeout=120)
     result = await sb.exec(["sh", "-c", "echo out; echo err >&2; exit 7"])
     assert (result.exit_code, result.stdout, result.stderr) == (7, "out\n", "err\n")
@@ -77,8 +63,8 @@ async def test_exec_exit_code_is_a_result(client: sandlot.AsyncClient) -> None:
     await sb.terminate()
 
 
-async def test_command_failure_ends_failed_with_exit_code_and_logs(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(BUSYBOX, command=["sh", "-c", "echo hi; exit 3"])
+async def test_command_failure_ends_failed_with_exit_code_and_logs(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["sh", "-c", "echo hi; exit 3"])
     assert sb.name.startswith("sb-")  # generated
     with pytest.raises(sandlot.PhaseUnreachableError) as caught:
         await sb.wait("running", timeout=120)
@@ -91,15 +77,15 @@ async def test_command_failure_ends_failed_with_exit_code_and_logs(client: sandl
     assert await sb.logs() == "hi\n"
 
 
-async def test_command_success_ends_succeeded(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(BUSYBOX, command=["echo", "done"])
+async def test_command_success_ends_succeeded(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["echo", "done"])
     status = await sb.wait("succeeded", timeout=120)
     assert (status.phase, status.exit_code) == (sandlot.Phase.SUCCEEDED, 0)
     assert await sb.logs() == "done\n"
 
 
-async def test_logs_are_readable_after_terminate(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(
+async def test_logs_are_readable_after_terminate(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(
         BUSYBOX, name=unique("logs"), command=["sh", "-c", "echo first line; echo second line >&2; exec sleep 3600"]
     )
     await sb.wait("running", timeout=120)
@@ -114,24 +100,25 @@ async def test_logs_are_readable_after_terminate(client: sandlot.AsyncClient) ->
         await sb.exec(["true"])
 
 
-async def test_get_of_unknown_name_raises_not_found(client: sandlot.AsyncClient) -> None:
+async def test_get_of_unknown_name_raises_not_found(sandlot_async_client: sandlot.AsyncClient) -> None:
     with pytest.raises(sandlot.NotFoundError) as caught:
-        await client.sandboxes.get(unique("missing"))
+        await sandlot_async_client.sandboxes.get(unique("missing"))
     assert caught.value.kind == "sandbox"
     assert isinstance(caught.value, LookupError)
 
 
-async def test_taken_name_raises_name_conflict_even_when_terminated(client: sandlot.AsyncClient) -> None:
+async def test_taken_name_raises_name_conflict_even_when_terminated(sandlot_async_client: sandlot.AsyncClient) -> None:
     name = unique("taken")
-    first = await client.sandboxes.create(BUSYBOX, name=name)
+    first = await sandlot_async_client.sandboxes.create(BUSYBOX, name=name)
     with pytest.raises(sandlot.NameConflictError) as caught:
-        await client.sandboxes.create(BUSYBOX, name=name)
+        await sandlot_async_client.sandboxes.create(BUSYBOX, name=name)
     assert caught.value.name == name
     await first.terminate()
     with pytest.raises(sandlot.NameConflictError):
-        await client.sandboxes.create(BUSYBOX, name=name)
+        await sandlot_async_client.sandboxes.create(BUSYBOX, name=name)
 
 
+@pytest.mark.unit
 async def test_invalid_name_is_rejected_before_any_request(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # A kubeconfig whose server cannot be reached: any request would fail with
     # ClusterUnreachableError, so InvalidSpecError proves nothing was sent.
@@ -175,6 +162,7 @@ async def test_namespace_is_created_when_missing(kubeconfig: str) -> None:
         Kubectl().run("delete", "namespace", namespace, "--wait=false", check=False)
 
 
+@pytest.mark.unit
 def test_namespace_defaults_to_environment_then_sandlot(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("SANDLOT_NAMESPACE", raising=False)
     assert sandlot.AsyncClient().namespace == "sandlot"
@@ -183,24 +171,26 @@ def test_namespace_defaults_to_environment_then_sandlot(monkeypatch: pytest.Monk
     assert sandlot.AsyncClient("explicit").namespace == "explicit"
 
 
-async def test_objects_have_readable_reprs(client: sandlot.AsyncClient) -> None:
-    sb = await client.sandboxes.create(BUSYBOX, command=["true"])
+async def test_objects_have_readable_reprs(sandlot_async_client: sandlot.AsyncClient) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["true"])
     assert repr(sb).startswith(f"AsyncSandbox(name='{sb.name}', phase=")
     status = await sb.wait("succeeded", timeout=120)
     assert (
         repr(status)
         == f"SandboxStatus(name='{sb.name}', phase='succeeded', exit_code=0, termination_reason='workload_exited')"
     )
-    assert repr(client) == f"AsyncClient(namespace='{client.namespace}')"
+    assert repr(sandlot_async_client) == f"AsyncClient(namespace='{sandlot_async_client.namespace}')"
 
 
-async def test_sandbox_pods_are_hardened(namespace: str, client: sandlot.AsyncClient) -> None:
+async def test_sandbox_pods_are_hardened(sandlot_namespace: str, sandlot_async_client: sandlot.AsyncClient) -> None:
     sandboxes = [
-        await client.sandboxes.create(BUSYBOX),
-        await client.sandboxes.create(BUSYBOX, command=["true"], resources={"cpu": "250m", "memory": "64Mi"}),
+        await sandlot_async_client.sandboxes.create(BUSYBOX),
+        await sandlot_async_client.sandboxes.create(
+            BUSYBOX, command=["true"], resources={"cpu": "250m", "memory": "64Mi"}
+        ),
     ]
     for sb in sandboxes:
-        pod = Kubectl(namespace).json("get", "pod", sb.name)
+        pod = Kubectl(sandlot_namespace).json("get", "pod", sb.name)
         spec = pod["spec"]
         assert spec["automountServiceAccountToken"] is False
         assert spec["enableServiceLinks"] is False
@@ -210,13 +200,14 @@ async def test_sandbox_pods_are_hardened(namespace: str, client: sandlot.AsyncCl
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
         assert set(container["resources"]["limits"]) == {"cpu", "memory"}
         assert not any(m["mountPath"].startswith("/var/run/secrets") for m in container.get("volumeMounts", []))
-    assert Kubectl(namespace).json("get", "pod", sandboxes[1].name)["spec"]["containers"][0]["resources"] == {
+    assert Kubectl(sandlot_namespace).json("get", "pod", sandboxes[1].name)["spec"]["containers"][0]["resources"] == {
         "limits": {"cpu": "250m", "memory": "64Mi"},
         "requests": {"cpu": "250m", "memory": "64Mi"},
     }
     await sandboxes[0].terminate()
 
 
+@pytest.mark.unit
 def test_version_is_the_crate_version() -> None:
     assert sandlot.__version__ == "0.1.0"
     assert os.path.exists(Path(sandlot.__file__).parent / "py.typed")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +35,16 @@ def role_without(resource: str | None, verb: str | None) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def namespace(kubeconfig: str) -> Iterator[str]:
-    name = f"sandlot-rbac-{uuid.uuid4().hex[:8]}"
-    Kubectl().run("create", "namespace", name)
-    Kubectl(name).run("apply", "-f", str(RBAC))
-    yield name
-    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture(scope="module")
-def service_account_kubeconfig(namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig that authenticates as the `sandlot` service account only."""
+def service_account_kubeconfig(sandlot_namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig that authenticates as the `sandlot` service account only,
+    with deploy/rbac.yaml applied in the module's namespace."""
+    Kubectl().run(
+        "create", "namespace", sandlot_namespace, check=False
+    )  # there already when $SANDLOT_NAMESPACE names it
+    Kubectl(sandlot_namespace).run("apply", "-f", str(RBAC))
     admin = yaml.safe_load(Kubectl().run("config", "view", "--raw", "--minify").stdout)
     cluster = admin["clusters"][0]["cluster"]
-    token = Kubectl(namespace).run("create", "token", "sandlot", "--duration", "1h").stdout.strip()
+    token = Kubectl(sandlot_namespace).run("create", "token", "sandlot", "--duration", "1h").stdout.strip()
     config = {
         "apiVersion": "v1",
         "kind": "Config",
@@ -62,7 +58,7 @@ def service_account_kubeconfig(namespace: str, tmp_path_factory: pytest.TempPath
             }
         ],
         "users": [{"name": "sandlot", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sandlot", "namespace": namespace}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sandlot", "namespace": sandlot_namespace}}],
         "current-context": "sa",
     }
     path = tmp_path_factory.mktemp("sa") / "kubeconfig"
@@ -72,10 +68,10 @@ def service_account_kubeconfig(namespace: str, tmp_path_factory: pytest.TempPath
 
 @pytest.fixture
 async def client(
-    namespace: str, service_account_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+    sandlot_namespace: str, service_account_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
 ) -> AsyncIterator[sandlot.AsyncClient]:
     monkeypatch.setenv("KUBECONFIG", str(service_account_kubeconfig))
-    async with sandlot.AsyncClient(namespace) as client:
+    async with sandlot.AsyncClient(sandlot_namespace) as client:
         yield client
 
 
@@ -151,7 +147,7 @@ async def operate(client: sandlot.AsyncClient, resource: str, verb: str, name: s
 
 @pytest.mark.parametrize(("resource", "verb", "setup", "operation"), CASES, ids=[f"{r}-{v}" for r, v, _, _ in CASES])
 async def test_each_rule_is_needed(
-    namespace: str,
+    sandlot_namespace: str,
     service_account_kubeconfig: Path,
     monkeypatch: pytest.MonkeyPatch,
     resource: str,
@@ -159,12 +155,12 @@ async def test_each_rule_is_needed(
     setup: Callable[[sandlot.AsyncClient], Awaitable[str]],
     operation: Operation,
 ) -> None:
-    async with sandlot.AsyncClient(namespace) as admin:  # the admin kubeconfig: full rights
+    async with sandlot.AsyncClient(sandlot_namespace) as admin:  # the admin kubeconfig: full rights
         name = await setup(admin)
     monkeypatch.setenv("KUBECONFIG", str(service_account_kubeconfig))
-    Kubectl(namespace).apply(yaml.safe_dump(role_without(resource, verb)))
+    Kubectl(sandlot_namespace).apply(yaml.safe_dump(role_without(resource, verb)))
     try:
-        async with sandlot.AsyncClient(namespace) as client:
+        async with sandlot.AsyncClient(sandlot_namespace) as client:
             # RBAC changes reach the API server's authorizer within moments.
             for _ in range(50):
                 try:
@@ -175,26 +171,27 @@ async def test_each_rule_is_needed(
             else:
                 pytest.fail(f"without {verb} on {resource}, the operation still succeeded")
     finally:
-        Kubectl(namespace).run("apply", "-f", str(RBAC))
+        Kubectl(sandlot_namespace).run("apply", "-f", str(RBAC))
 
 
 async def test_waiting_needs_watch(
-    namespace: str, service_account_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+    sandlot_namespace: str, service_account_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async with sandlot.AsyncClient(namespace) as admin:
+    async with sandlot.AsyncClient(sandlot_namespace) as admin:
         name = (await admin.sandboxes.create(BUSYBOX)).name
     monkeypatch.setenv("KUBECONFIG", str(service_account_kubeconfig))
-    Kubectl(namespace).apply(yaml.safe_dump(role_without("pods", "watch")))
+    Kubectl(sandlot_namespace).apply(yaml.safe_dump(role_without("pods", "watch")))
     try:
         await asyncio.sleep(1)
-        async with sandlot.AsyncClient(namespace) as client:
+        async with sandlot.AsyncClient(sandlot_namespace) as client:
             sb = await client.sandboxes.get(name)
             with pytest.raises(sandlot.PermissionDeniedError):
                 await sb.wait("succeeded", timeout=60)
     finally:
-        Kubectl(namespace).run("apply", "-f", str(RBAC))
+        Kubectl(sandlot_namespace).run("apply", "-f", str(RBAC))
 
 
+@pytest.mark.unit
 def test_every_rule_of_the_role_is_checked() -> None:
     role = next(doc for doc in manifests() if doc["kind"] == "Role")
     granted = {(resource, verb) for rule in role["rules"] for resource in rule["resources"] for verb in rule["verbs"]}

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 from test_cli import sandlot as run_cli
@@ -16,21 +15,8 @@ from conftest import Kubectl, unique
 BUSYBOX = "docker.io/library/busybox:1.36"
 
 
-@pytest.fixture(scope="module")
-def namespace(kubeconfig: str) -> Iterator[str]:
-    name = unique("sandlot-vol")
-    yield name
-    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
-
-
-@pytest.fixture(scope="module")
-async def client(namespace: str) -> AsyncIterator[sandlot.AsyncClient]:
-    async with sandlot.AsyncClient(namespace) as client:
-        yield client
-
-
-async def test_data_outlives_the_sandbox_that_wrote_it(client: sandlot.AsyncClient) -> None:
-    volume = await client.volumes.create(unique("data"), size="64Mi", tags={"suite": "volumes"})
+async def test_data_outlives_the_sandbox_that_wrote_it(sandlot_async_client: sandlot.AsyncClient) -> None:
+    volume = await sandlot_async_client.volumes.create(unique("data"), size="64Mi", tags={"suite": "volumes"})
     assert volume.phase in (sandlot.VolumePhase.PENDING, sandlot.VolumePhase.READY)
     for _ in range(100):
         if (await volume.refresh()).phase == sandlot.VolumePhase.READY:
@@ -41,7 +27,7 @@ async def test_data_outlives_the_sandbox_that_wrote_it(client: sandlot.AsyncClie
     assert volume.access_mode == "ReadWriteOnce"
     assert volume.tags == {"suite": "volumes"}
 
-    writer = await client.sandboxes.create(
+    writer = await sandlot_async_client.sandboxes.create(
         BUSYBOX,
         command=["sh", "-c", "echo written by the first sandbox > /data/note"],
         volume_mounts={"/data": volume.name},
@@ -49,7 +35,7 @@ async def test_data_outlives_the_sandbox_that_wrote_it(client: sandlot.AsyncClie
     assert (await writer.wait(["succeeded", "failed"], timeout=120)).exit_code == 0
     assert writer.status.volume_mounts == {"/data": volume.name}
 
-    reader = await client.sandboxes.create(BUSYBOX, volume_mounts={"/in": f"{volume.name}:ro"})
+    reader = await sandlot_async_client.sandboxes.create(BUSYBOX, volume_mounts={"/in": f"{volume.name}:ro"})
     await reader.wait("running", timeout=120)
     assert (await reader.exec(["cat", "/in/note"])).stdout == "written by the first sandbox\n"
     assert (await reader.exec("echo more > /in/other")).exit_code != 0, "a read-only mount refuses writes"
@@ -57,9 +43,9 @@ async def test_data_outlives_the_sandbox_that_wrote_it(client: sandlot.AsyncClie
     await reader.terminate()
 
 
-async def test_non_root_sandbox_writes_to_its_volume(client: sandlot.AsyncClient) -> None:
-    volume = await client.volumes.create(unique("nonroot"), size="16Mi")
-    sb = await client.sandboxes.create(
+async def test_non_root_sandbox_writes_to_its_volume(sandlot_async_client: sandlot.AsyncClient) -> None:
+    volume = await sandlot_async_client.volumes.create(unique("nonroot"), size="16Mi")
+    sb = await sandlot_async_client.sandboxes.create(
         BUSYBOX,
         command=["sh", "-c", "id -u && echo ok > /work/file && cat /work/file"],
         volume_mounts={"/work": volume.name},
@@ -70,72 +56,78 @@ async def test_non_root_sandbox_writes_to_its_volume(client: sandlot.AsyncClient
     assert await sb.logs() == "1234\nok\n"
 
 
-async def test_names_are_unique_and_free_again_after_delete(client: sandlot.AsyncClient) -> None:
+async def test_names_are_unique_and_free_again_after_delete(sandlot_async_client: sandlot.AsyncClient) -> None:
     name = unique("once")
-    first = await client.volumes.create(name, size="16Mi")
+    first = await sandlot_async_client.volumes.create(name, size="16Mi")
     with pytest.raises(sandlot.NameConflictError) as caught:
-        await client.volumes.create(name)
+        await sandlot_async_client.volumes.create(name)
     assert caught.value.kind == "volume"
 
-    sb = await client.sandboxes.create(BUSYBOX, command=["sh", "-c", "echo old > /v/file"], volume_mounts={"/v": name})
+    sb = await sandlot_async_client.sandboxes.create(
+        BUSYBOX, command=["sh", "-c", "echo old > /v/file"], volume_mounts={"/v": name}
+    )
     await sb.wait("succeeded", timeout=120)
     await first.delete()
     with pytest.raises(sandlot.NotFoundError):
-        await client.volumes.get(name)
+        await sandlot_async_client.volumes.get(name)
 
-    again = await client.volumes.create(name, size="16Mi")
+    again = await sandlot_async_client.volumes.create(name, size="16Mi")
     assert again.name == name
-    check = await client.sandboxes.create(BUSYBOX, command=["ls", "-A", "/v"], volume_mounts={"/v": name})
+    check = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["ls", "-A", "/v"], volume_mounts={"/v": name})
     await check.wait("succeeded", timeout=120)
     assert await check.logs() == "", "a new volume of a reused name starts empty"
 
 
-async def test_delete_while_attached_raises_volume_in_use_until_terminated(client: sandlot.AsyncClient) -> None:
-    volume = await client.volumes.create(unique("busy"), size="16Mi")
-    sb = await client.sandboxes.create(BUSYBOX, volume_mounts={"/busy": volume.name})
+async def test_delete_while_attached_raises_volume_in_use_until_terminated(
+    sandlot_async_client: sandlot.AsyncClient,
+) -> None:
+    volume = await sandlot_async_client.volumes.create(unique("busy"), size="16Mi")
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, volume_mounts={"/busy": volume.name})
     await sb.wait("running", timeout=120)
 
-    listed = {v.name: v for v in await client.volumes.list()}
+    listed = {v.name: v for v in await sandlot_async_client.volumes.list()}
     assert listed[volume.name].attached_to == [sb.name]
-    assert (await client.volumes.get(volume.name)).attached_to == [sb.name]
+    assert (await sandlot_async_client.volumes.get(volume.name)).attached_to == [sb.name]
 
     with pytest.raises(sandlot.VolumeInUseError) as caught:
-        await client.volumes.delete(volume.name)
+        await sandlot_async_client.volumes.delete(volume.name)
     assert caught.value.sandboxes == [sb.name]
     assert sb.name in str(caught.value)
 
     await sb.terminate()
-    assert (await client.volumes.get(volume.name)).attached_to == []
-    await client.volumes.delete(volume.name)
-    assert volume.name not in [v.name for v in await client.volumes.list()]
+    assert (await sandlot_async_client.volumes.get(volume.name)).attached_to == []
+    await sandlot_async_client.volumes.delete(volume.name)
+    assert volume.name not in [v.name for v in await sandlot_async_client.volumes.list()]
     with pytest.raises(sandlot.NotFoundError):
         await sb.refresh()  # the ended record that mounted it is purged with it
 
 
-async def test_force_delete_terminates_and_purges_the_sandboxes_using_it(client: sandlot.AsyncClient) -> None:
-    volume = await client.volumes.create(unique("forced"), size="16Mi")
-    sb = await client.sandboxes.create(BUSYBOX, volume_mounts={"/x": volume.name})
+async def test_force_delete_terminates_and_purges_the_sandboxes_using_it(
+    sandlot_async_client: sandlot.AsyncClient,
+) -> None:
+    volume = await sandlot_async_client.volumes.create(unique("forced"), size="16Mi")
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, volume_mounts={"/x": volume.name})
     await sb.wait("running", timeout=120)
     await volume.delete(force=True)
     # Kubernetes keeps a volume while any pod refers to it, so the records go too.
     with pytest.raises(sandlot.NotFoundError):
         await sb.refresh()
     with pytest.raises(sandlot.NotFoundError):
-        await client.volumes.get(volume.name)
+        await sandlot_async_client.volumes.get(volume.name)
 
 
 async def test_mounting_a_missing_volume_is_rejected_before_the_sandbox_exists(
-    client: sandlot.AsyncClient, namespace: str
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
 ) -> None:
     name = unique("with-missing")
     missing = unique("missing")
     with pytest.raises(sandlot.NotFoundError) as caught:
-        await client.sandboxes.create(BUSYBOX, name=name, volume_mounts={"/m": missing})
+        await sandlot_async_client.sandboxes.create(BUSYBOX, name=name, volume_mounts={"/m": missing})
     assert (caught.value.kind, caught.value.name) == ("volume", missing)
-    assert Kubectl(namespace).run("get", "pod", name, check=False).returncode != 0, "no pod was created"
+    assert Kubectl(sandlot_namespace).run("get", "pod", name, check=False).returncode != 0, "no pod was created"
 
 
-async def test_volume_input_is_validated_locally(client: sandlot.AsyncClient) -> None:
+async def test_volume_input_is_validated_locally(sandlot_async_client: sandlot.AsyncClient) -> None:
     for kwargs, field in [
         ({"name": "Bad_Name"}, "name"),
         ({"name": "ok", "size": "lots"}, "size"),
@@ -143,40 +135,40 @@ async def test_volume_input_is_validated_locally(client: sandlot.AsyncClient) ->
         ({"name": "ok", "access_mode": "rwx"}, "access_mode"),
     ]:
         with pytest.raises(sandlot.InvalidSpecError) as caught:
-            await client.volumes.create(**kwargs)  # type: ignore[arg-type]
+            await sandlot_async_client.volumes.create(**kwargs)  # type: ignore[arg-type]
         assert caught.value.field == field
     with pytest.raises(sandlot.InvalidSpecError) as caught:
-        await client.sandboxes.create(BUSYBOX, volume_mounts={"/d": "vol:rx"})
+        await sandlot_async_client.sandboxes.create(BUSYBOX, volume_mounts={"/d": "vol:rx"})
     assert caught.value.field == 'volume_mounts["/d"]'
 
 
-def test_volume_commands_of_the_cli(namespace: str) -> None:
+def test_volume_commands_of_the_cli(sandlot_namespace: str) -> None:
     name = unique("cli-vol")
-    created = run_cli(namespace, "volume", "create", name, "--size", "16Mi", "--tag", "via=cli")
+    created = run_cli(sandlot_namespace, "volume", "create", name, "--size", "16Mi", "--tag", "via=cli")
     assert created.returncode == 0, created.stderr
     assert created.stdout.strip() == name
 
-    listed = run_cli(namespace, "volume", "list", "--tag", "via=cli", "-o", "json")
+    listed = run_cli(sandlot_namespace, "volume", "list", "--tag", "via=cli", "-o", "json")
     assert [v["name"] for v in json.loads(listed.stdout)] == [name]
 
     sb_name = unique("cli-mount")
-    made = run_cli(namespace, "create", BUSYBOX, "--name", sb_name, "--volume", f"{name}:/mnt/data", "--wait")
+    made = run_cli(sandlot_namespace, "create", BUSYBOX, "--name", sb_name, "--volume", f"{name}:/mnt/data", "--wait")
     assert made.returncode == 0, made.stderr
-    inspect = json.loads(run_cli(namespace, "volume", "inspect", name, "-o", "json").stdout)
+    inspect = json.loads(run_cli(sandlot_namespace, "volume", "inspect", name, "-o", "json").stdout)
     assert inspect["attached_to"] == [sb_name]
     assert inspect["phase"] == "ready"
 
-    refused = run_cli(namespace, "volume", "delete", name)
+    refused = run_cli(sandlot_namespace, "volume", "delete", name)
     assert refused.returncode == 1
     assert "in use" in refused.stderr and sb_name in refused.stderr
 
-    forced = run_cli(namespace, "volume", "delete", name, "--force")
+    forced = run_cli(sandlot_namespace, "volume", "delete", name, "--force")
     assert forced.returncode == 0, forced.stderr
-    gone = run_cli(namespace, "volume", "inspect", name)
+    gone = run_cli(sandlot_namespace, "volume", "inspect", name)
     assert gone.returncode == 4 and "not found" in gone.stderr
 
 
-def test_cli_rejects_a_malformed_volume_flag(namespace: str) -> None:
-    bad = run_cli(namespace, "create", BUSYBOX, "--volume", "no-path")
+def test_cli_rejects_a_malformed_volume_flag(sandlot_namespace: str) -> None:
+    bad = run_cli(sandlot_namespace, "create", BUSYBOX, "--volume", "no-path")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: invalid --volume")
