@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -16,17 +15,11 @@ from conftest import Kubectl, unique
 from sandlot import _testing
 
 
-@pytest.fixture(scope="module")
-def namespace(kubeconfig: str) -> Iterator[str]:
-    name = unique("sandlot-bridge")
-    yield name
-    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
-
-
 @pytest.fixture
-async def client(namespace: str) -> AsyncIterator[sandlot.AsyncClient]:
-    async with sandlot.AsyncClient(namespace) as client:
-        yield client
+async def client(sandlot_async_client: sandlot.AsyncClient) -> sandlot.AsyncClient:
+    """The plugin's client, connected."""
+    await sandlot_async_client.connect()
+    return sandlot_async_client
 
 
 async def test_a_finished_call_is_awaitable_once(client: sandlot.AsyncClient) -> None:
@@ -44,9 +37,9 @@ async def test_finished_calls_work_with_asyncio_helpers(client: sandlot.AsyncCli
 
 
 async def test_bad_input_raises_on_await_with_the_field_named_and_sends_nothing(
-    client: sandlot.AsyncClient, namespace: str
+    client: sandlot.AsyncClient, sandlot_namespace: str
 ) -> None:
-    pods_before = Kubectl(namespace).run("get", "pods", "-o", "name").stdout
+    pods_before = Kubectl(sandlot_namespace).run("get", "pods", "-o", "name").stdout
     call = client.sandboxes.create("docker.io/library/busybox:1.36", name="Not_A_Name")  # no raise here
     with pytest.raises(sandlot.errors.InvalidSpecError, match="name") as raised:
         await call
@@ -59,7 +52,7 @@ async def test_bad_input_raises_on_await_with_the_field_named_and_sends_nothing(
     )
     assert [type(o) for o in outcomes] == [sandlot.InvalidSpecError, sandlot.InvalidSpecError]
     assert [o.field for o in outcomes if isinstance(o, sandlot.InvalidSpecError)] == ["ttl_seconds", "phase"]
-    assert Kubectl(namespace).run("get", "pods", "-o", "name").stdout == pods_before, "nothing was created"
+    assert Kubectl(sandlot_namespace).run("get", "pods", "-o", "name").stdout == pods_before, "nothing was created"
 
 
 async def test_a_cancelled_waiting_call_leaves_no_native_task(client: sandlot.AsyncClient) -> None:
@@ -81,10 +74,10 @@ async def test_a_cancelled_waiting_call_leaves_no_native_task(client: sandlot.As
         await queued.terminate()
 
 
-def test_a_call_outside_an_event_loop_starts_nothing(namespace: str) -> None:
-    Kubectl().run("create", "namespace", namespace, check=False)
+def test_a_call_outside_an_event_loop_starts_nothing(sandlot_namespace: str) -> None:
+    Kubectl().run("create", "namespace", sandlot_namespace, check=False)
     name = unique("nowhere")
     with pytest.raises(RuntimeError, match="event loop"):
-        sandlot.AsyncClient(namespace).sandboxes.create("docker.io/library/busybox:1.36", name=name)
+        sandlot.AsyncClient(sandlot_namespace).sandboxes.create("docker.io/library/busybox:1.36", name=name)
     time.sleep(1)  # room for a stray request to land
-    assert Kubectl(namespace).run("get", "pod", name, check=False).returncode != 0
+    assert Kubectl(sandlot_namespace).run("get", "pod", name, check=False).returncode != 0

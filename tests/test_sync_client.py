@@ -10,26 +10,17 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 
 import pytest
 
 import sandlot
-from conftest import Kubectl
 from sandlot import _testing
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 
 
-@pytest.fixture(scope="module")
-def namespace(kubeconfig: str) -> Iterator[str]:
-    name = f"sandlot-sync-{uuid.uuid4().hex[:8]}"
-    yield name
-    Kubectl().run("delete", "namespace", name, "--wait=false", check=False)
-
-
-def test_main_path_without_async(namespace: str) -> None:
-    with sandlot.Client(namespace) as client:
+def test_main_path_without_async(sandlot_namespace: str) -> None:
+    with sandlot.Client(sandlot_namespace) as client:
         volume = client.volumes.create(f"v-{uuid.uuid4().hex[:6]}", size="16Mi")
         with client.sandboxes.create(BUSYBOX, tags={"sync": "yes"}, volume_mounts={"/v": volume.name}) as sb:
             assert sb.wait("running", timeout=120).phase == sandlot.Phase.RUNNING
@@ -78,9 +69,12 @@ sb.terminate()
 """
 
 
-def test_ctrl_c_on_a_blocked_wait_raises_keyboard_interrupt_at_once_and_leaves_no_task(namespace: str) -> None:
+def test_ctrl_c_on_a_blocked_wait_raises_keyboard_interrupt_at_once_and_leaves_no_task(sandlot_namespace: str) -> None:
     proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_SCRIPT, namespace, BUSYBOX], stdout=subprocess.PIPE, text=True, env=os.environ
+        [sys.executable, "-c", CTRL_C_SCRIPT, sandlot_namespace, BUSYBOX],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=os.environ,
     )
     assert proc.stdout is not None
     delays = []
@@ -97,10 +91,10 @@ def test_ctrl_c_on_a_blocked_wait_raises_keyboard_interrupt_at_once_and_leaves_n
     assert sorted(delays)[1] < 0.1, f"KeyboardInterrupt came {delays} s after Ctrl-C"
 
 
-async def test_the_sync_client_works_where_an_event_loop_runs(namespace: str) -> None:
+async def test_the_sync_client_works_where_an_event_loop_runs(sandlot_namespace: str) -> None:
     """A notebook cell runs inside a running loop: blocking calls must still work."""
     asyncio.get_running_loop()
-    with sandlot.Client(namespace) as client:
+    with sandlot.Client(sandlot_namespace) as client:
         assert isinstance(client.sandboxes.list(), sandlot.SandboxList)
         assert _testing.yield_once(blocking=True) is None
 
@@ -122,9 +116,13 @@ print("exited", flush=True)
 """
 
 
-def test_exiting_with_calls_in_flight_is_clean(namespace: str) -> None:
+def test_exiting_with_calls_in_flight_is_clean(sandlot_namespace: str) -> None:
     for _ in range(5):
         proc = subprocess.run(
-            [sys.executable, "-c", EXIT_SCRIPT, namespace], capture_output=True, text=True, env=os.environ, timeout=120
+            [sys.executable, "-c", EXIT_SCRIPT, sandlot_namespace],
+            capture_output=True,
+            text=True,
+            env=os.environ,
+            timeout=120,
         )
         assert (proc.returncode, proc.stdout) == (0, "exited\n"), proc.stderr[-2000:]
