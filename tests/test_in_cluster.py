@@ -142,13 +142,17 @@ def test_without_the_role_the_refusal_names_the_pods_namespace_and_its_source(
     """The refusal a new user meets when the Role is missing: it says which
     namespace sandlot used and that it came from the pod's service account."""
     namespace = kubectl_ns.namespace
-    service_account = next(doc for doc in yaml.safe_load_all(RBAC.read_text()) if doc and doc["kind"] == "ServiceAccount")
+    service_account = next(
+        doc for doc in yaml.safe_load_all(RBAC.read_text()) if doc and doc["kind"] == "ServiceAccount"
+    )
     kubectl_ns.apply(yaml.safe_dump(service_account))
     job = job_from_deployment(worker_image)
     succeeded, output = run_job(kubectl_ns, job)
     assert not succeeded, output
     assert "PermissionDeniedError" in output, output
-    assert f'permission denied in namespace "{namespace}" (the pod\'s own namespace, from its service account)' in output
+    assert (
+        f'permission denied in namespace "{namespace}" (the pod\'s own namespace, from its service account)' in output
+    )
 
 
 @pytest.mark.unit

@@ -121,7 +121,7 @@ impl ClientBase {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
-        format!("{}(namespace='{}')", class_name(slf), slf.get().namespace)
+        format!("{}(namespace='{}')", class_name(slf), slf.get().namespace.name)
     }
 }
 

@@ -20,7 +20,7 @@ import tarfile
 from pathlib import Path
 from typing import Any
 
-from oci_archive import _layer_bytes
+from oci_archive import _layer_bytes  # type: ignore[import-not-found]  # run beside it, not as a package
 
 
 def _read(base: Path) -> tuple[dict[str, Any], list[tuple[str, bytes]]]:
