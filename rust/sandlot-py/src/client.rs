@@ -121,7 +121,11 @@ impl ClientBase {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
-        format!("{}(namespace='{}')", class_name(slf), slf.get().namespace.name)
+        format!(
+            "{}(namespace='{}')",
+            class_name(slf),
+            slf.get().namespace.name
+        )
     }
 }
 
