@@ -32,5 +32,9 @@ if [ ! -f "$out" ]; then
   chmod -R a+rX "$root"
   PYTHONPATH=$here "$python" "$here/layered_archive.py" --base "$base" --rootfs "$root" --ref "$ref" --out "$out" \
     --cmd python3 /app/in_cluster_worker.py --user 10001:10001 --env PYTHONUNBUFFERED=1 >&2
+  # Every wheel is a new image (~150 MB archive, mostly the shared base layer):
+  # keep the three newest archives. containerd keeps the imported images until
+  # the kubelet's image garbage collection needs the space.
+  ls -t "$cache"/sandlot-worker-*.tar | tail -n +4 | xargs -r rm -f
 fi
 echo "$ref $out"
