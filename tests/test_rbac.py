@@ -6,6 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
+import shutil
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -189,6 +193,35 @@ async def test_waiting_needs_watch(
                 await sb.wait("succeeded", timeout=60)
     finally:
         Kubectl(sandlot_namespace).run("apply", "-f", str(RBAC))
+
+
+async def test_a_refusal_names_the_namespace_and_where_it_came_from(
+    service_account_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Role reaches its own namespace only: elsewhere the refusal says which
+    namespace sandlot used and why (and the command line says the same, below)."""
+    monkeypatch.setenv("KUBECONFIG", str(service_account_kubeconfig))
+    monkeypatch.delenv("SANDLOT_NAMESPACE", raising=False)
+    async with sandlot.AsyncClient("default") as client:
+        with pytest.raises(sandlot.PermissionDeniedError) as refused:
+            await client.sandboxes.list()
+    assert (refused.value.namespace, refused.value.namespace_source) == ("default", "argument")
+    assert str(refused.value).startswith(
+        'permission denied in namespace "default" (passed as the namespace argument or -n/--namespace): '
+    )
+
+
+def test_the_command_line_says_the_same(service_account_kubeconfig: Path) -> None:
+    cli = shutil.which("sandlot", path=str(Path(sys.executable).parent)) or "sandlot"
+    base = {k: v for k, v in os.environ.items() if k != "SANDLOT_NAMESPACE"}
+    base["KUBECONFIG"] = str(service_account_kubeconfig)
+    for args, env, source in [
+        (["-n", "default"], {}, "passed as the namespace argument or -n/--namespace"),
+        ([], {"SANDLOT_NAMESPACE": "default"}, "from $SANDLOT_NAMESPACE"),
+    ]:
+        ran = subprocess.run([cli, *args, "list"], capture_output=True, text=True, timeout=120, env={**base, **env})
+        assert ran.returncode == 1, ran.stderr
+        assert ran.stderr.startswith(f'error: permission denied in namespace "default" ({source}): '), ran.stderr
 
 
 @pytest.mark.unit

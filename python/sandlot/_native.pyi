@@ -370,6 +370,8 @@ class AsyncClient(_Client):
     """Async client for sandboxes in one namespace of one cluster."""
 
     @property
+    def namespace_source(self) -> Literal["argument", "environment", "service_account", "default"]: ...
+    @property
     def sandboxes(self) -> AsyncSandboxes: ...
     @property
     def volumes(self) -> AsyncVolumes: ...
@@ -381,6 +383,8 @@ class AsyncClient(_Client):
 class Client(_Client):
     """Blocking client for sandboxes in one namespace of one cluster."""
 
+    @property
+    def namespace_source(self) -> Literal["argument", "environment", "service_account", "default"]: ...
     @property
     def sandboxes(self) -> Sandboxes: ...
     @property

@@ -89,7 +89,13 @@ class TimeoutError(SandlotError, builtins.TimeoutError):
 
 
 class PermissionDeniedError(SandlotError, PermissionError):
-    """The cluster refused the credentials or the action."""
+    """The cluster refused the credentials or the action in ``namespace``.
+    ``namespace_source`` says where the client's namespace came from:
+    ``"argument"``, ``"environment"`` ($SANDLOT_NAMESPACE), ``"service_account"``
+    (the pod's own namespace) or ``"default"`` ("sandlot")."""
+
+    namespace: str
+    namespace_source: str
 
 
 class ClusterUnreachableError(SandlotError, ConnectionError):

@@ -4,7 +4,8 @@ point: installing sandlot is enough.
 Fixtures:
 
 - ``sandlot_namespace``: the name of the namespace the tests use. By default
-  ``$SANDLOT_NAMESPACE``, else "sandlot", for the whole session. With a fresh
+  the one a client without a namespace argument uses (``$SANDLOT_NAMESPACE``,
+  else inside a pod its own namespace, else "sandlot"), for the whole session. With a fresh
   namespace asked for (``--sandlot-fresh-namespace`` on the command line, or
   ``sandlot_fresh_namespace = true`` in the ini file), a new uniquely named one
   per session, or per test module with ``sandlot_namespace_scope = module``,
@@ -45,7 +46,6 @@ import pytest
 from sandlot import AsyncClient, Client, Sandbox
 
 DEFAULT_IMAGE = "docker.io/library/python:3.11-slim"
-DEFAULT_NAMESPACE = "sandlot"
 
 Scope = Literal["session", "module"]
 FRESH_SCOPE = pytest.StashKey["Scope | None"]()
@@ -133,7 +133,7 @@ def sandlot_delete_namespace() -> Callable[[str], None]:
 def sandlot_namespace(request: pytest.FixtureRequest, sandlot_delete_namespace: Callable[[str], None]) -> Iterator[str]:
     """The namespace the tests use: given, or fresh and cleaned up after its scope."""
     if request.config.stash[FRESH_SCOPE] is None:
-        yield os.environ.get("SANDLOT_NAMESPACE") or DEFAULT_NAMESPACE
+        yield Client().namespace  # the clients' own rule; constructing one connects nothing
         return
     namespace = fresh_name(request)
     try:

@@ -6,6 +6,8 @@
 #         and .cluster/bin/kubectl into the repository. A second `up` is a no-op.
 # down    stops every process of the cluster and undoes its mounts and devices.
 # status  says what runs.
+# import-app WHEEL  builds the example application's image with WHEEL
+#         (images/app.sh), imports it into the running cluster, prints its name.
 #
 # There is one cluster per machine: its state lives in $SANDLOT_CLUSTER_STATE
 # (default /var/lib/sandlot-cluster), so a fresh clone finds a cluster that an
@@ -401,18 +403,24 @@ node_ready() {
   [ "$(kubectl get node "$node_name" -o 'jsonpath={.status.conditions[?(@.type=="Ready")].status}')" = True ]
 }
 
-# Imports each locally built image that containerd does not have (by digest).
-import_images() {
+# Imports each image of "REF ARCHIVE" lines on stdin that containerd does not
+# have (by the archive's name, which carries its input hash).
+import_archives() {
   local ref archive have
   have=$(ctr --address "$containerd_sock" -n k8s.io images ls 2>/dev/null || true)
   while read -r ref archive; do
-    # The archive's file name carries its input hash; the label records which one is in.
+    # The label records which archive is in.
     if ! grep -q "^$ref .*sandlot.archive=$(basename "$archive")" <<<"$have"; then
       say "importing $ref"
       ctr --address "$containerd_sock" -n k8s.io images import "$archive" >/dev/null
       ctr --address "$containerd_sock" -n k8s.io images label "$ref" "sandlot.archive=$(basename "$archive")" >/dev/null
     fi
-  done < <(bash "$here/images/build.sh")
+  done
+}
+
+# The locally built stand-ins for public images.
+import_images() {
+  import_archives < <(bash "$here/images/build.sh")
 }
 
 export_access() {
@@ -463,9 +471,21 @@ cmd_status() {
   return $rc
 }
 
+# The example application's image (images/app.sh) with WHEEL installed, into
+# the running cluster's containerd; prints its reference on stdout.
+cmd_import_app() {
+  local wheel=${1:-} line
+  [ -f "$wheel" ] || die "usage: cluster.sh import-app WHEEL (make wheel builds dist/sandlot-*.whl)"
+  [ -S "$containerd_sock" ] || die "the local cluster is not running (make cluster)"
+  line=$(bash "$here/images/app.sh" "$wheel")
+  import_archives <<<"$line" >&2
+  echo "${line%% *}"
+}
+
 case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
-*) die "usage: cluster.sh up|down|status" ;;
+import-app) cmd_import_app "${2:-}" ;;
+*) die "usage: cluster.sh up|down|status|import-app WHEEL" ;;
 esac

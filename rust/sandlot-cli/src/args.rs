@@ -19,7 +19,8 @@ Exit status: 0 ok, 1 error, 2 usage or invalid input, 3 sandbox not running, 4 n
 `exec` exits with the command's own code."
 )]
 pub struct Cli {
-    /// Namespace to work in [default: $SANDLOT_NAMESPACE, else "sandlot"].
+    /// Namespace to work in [default: $SANDLOT_NAMESPACE, else inside a pod
+    /// its own namespace, else "sandlot"].
     #[arg(short, long, global = true)]
     pub namespace: Option<String>,
     /// Kubeconfig context to use instead of the current one.

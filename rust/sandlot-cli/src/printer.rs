@@ -248,9 +248,9 @@ fn hint(err: &Error) -> Option<&'static str> {
             Some("names stay taken while the sandbox record or volume exists; choose another name")
         }
         Error::VolumeInUse { .. } => Some("terminate those sandboxes first, or pass --force"),
-        Error::PermissionDenied { .. } => {
-            Some("check the RBAC of your credentials for this namespace")
-        }
+        Error::PermissionDenied { .. } => Some(
+            "check the RBAC of your credentials for this namespace (deploy/rbac.yaml), or use another with -n/--namespace",
+        ),
         _ => None,
     }
 }

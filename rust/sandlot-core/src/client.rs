@@ -8,8 +8,9 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{self, await_condition};
 
-use crate::error::{Error, ObjectKind, Result, api_status, error_chain, object_error};
+use crate::error::{self, Error, ObjectKind, Result, api_status, error_chain, object_error};
 use crate::labels;
+use crate::namespace::{self, ConfigSource, Placement, Process, ResolvedNamespace};
 use crate::retry::retry;
 use crate::validate;
 use crate::watch::{PodWatch, watch_error};
@@ -17,15 +18,11 @@ use crate::watch::{PodWatch, watch_error};
 /// How long a new namespace may take to get its default service account.
 const SERVICE_ACCOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Environment variable naming the namespace when none is passed.
-pub const NAMESPACE_ENV: &str = "SANDLOT_NAMESPACE";
-/// Namespace used when neither an argument nor [`NAMESPACE_ENV`] names one.
-pub const DEFAULT_NAMESPACE: &str = "sandlot";
-
 /// How to connect.
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
-    /// Namespace to work in; else `$SANDLOT_NAMESPACE`, else `sandlot`.
+    /// Namespace to work in; else `$SANDLOT_NAMESPACE`, else (inside a pod)
+    /// the pod's own namespace, else `sandlot`: see [`ConnectOptions::placement`].
     pub namespace: Option<String>,
     /// Kubeconfig context to use instead of the current one.
     pub context: Option<String>,
@@ -42,7 +39,7 @@ pub struct Client {
 
 struct Inner {
     kube: kube::Client,
-    namespace: String,
+    namespace: ResolvedNamespace,
     pods: Api<Pod>,
     claims: Api<PersistentVolumeClaim>,
     watch: OnceLock<PodWatch>,
@@ -51,7 +48,7 @@ struct Inner {
 impl std::fmt::Debug for Client {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Client")
-            .field("namespace", &self.inner.namespace)
+            .field("namespace", &self.inner.namespace.name)
             .finish_non_exhaustive()
     }
 }
@@ -83,66 +80,83 @@ fn kube_client(config: Config) -> kube::Result<kube::Client> {
 }
 
 impl ConnectOptions {
-    /// The namespace these options select: the argument, else `$SANDLOT_NAMESPACE`,
-    /// else [`DEFAULT_NAMESPACE`].
-    pub fn resolved_namespace(&self) -> String {
-        self.namespace
-            .clone()
-            .or_else(|| {
-                std::env::var(NAMESPACE_ENV)
-                    .ok()
-                    .filter(|ns| !ns.is_empty())
-            })
-            .unwrap_or_else(|| DEFAULT_NAMESPACE.to_owned())
+    /// The configuration and namespace [`Client::connect`] will use, decided
+    /// from the process's environment and files without connecting. Inside a
+    /// pod with no kubeconfig, the in-cluster configuration and the pod's own
+    /// namespace (unless an argument or `$SANDLOT_NAMESPACE` names one).
+    pub fn placement(&self) -> Placement {
+        let explicit = self.context.is_some() || self.kubeconfig.is_some();
+        namespace::place(self.namespace.as_deref(), explicit, &Process)
+    }
+
+    /// The namespace these options select and where it came from.
+    pub fn resolved_namespace(&self) -> ResolvedNamespace {
+        self.placement().namespace
     }
 }
 
 impl Client {
-    /// Connects with the kubeconfig (`$KUBECONFIG`, `~/.kube/config`) or, inside
-    /// a pod, the in-cluster service account, and makes sure the namespace exists
-    /// (creating it when the credentials allow).
+    /// Connects with the configuration [`ConnectOptions::placement`] chooses
+    /// (a kubeconfig, or inside a pod the in-cluster service account), and
+    /// makes sure the namespace exists (creating it when the credentials allow).
     pub async fn connect(options: ConnectOptions) -> Result<Client> {
-        let namespace = options.resolved_namespace();
-        validate::object_name("namespace", &namespace)?;
-        let config = if options.context.is_some() || options.kubeconfig.is_some() {
-            let kubeconfig = match &options.kubeconfig {
-                Some(path) => Kubeconfig::read_from(path),
-                None => Kubeconfig::read(),
+        let Placement { config, namespace } = options.placement();
+        validate::object_name("namespace", &namespace.name)?;
+        let unreachable = |message: String| Error::ClusterUnreachable { message };
+        let mut config = match config {
+            ConfigSource::InCluster => Config::incluster().map_err(|e| {
+                unreachable(format!(
+                    "in-cluster configuration (no kubeconfig found): {}",
+                    error_chain(&e)
+                ))
+            })?,
+            ConfigSource::Kubeconfig
+                if options.context.is_some() || options.kubeconfig.is_some() =>
+            {
+                let kubeconfig = match &options.kubeconfig {
+                    Some(path) => Kubeconfig::read_from(path),
+                    None => Kubeconfig::read(),
+                }
+                .map_err(|e| unreachable(format!("cannot read kubeconfig: {}", error_chain(&e))))?;
+                let opts = KubeConfigOptions {
+                    context: options.context.clone(),
+                    ..KubeConfigOptions::default()
+                };
+                Config::from_custom_kubeconfig(kubeconfig, &opts)
+                    .await
+                    .map_err(|e| unreachable(format!("kubeconfig: {}", error_chain(&e))))?
             }
-            .map_err(|e| Error::ClusterUnreachable {
-                message: format!("cannot read kubeconfig: {}", error_chain(&e)),
-            })?;
-            let opts = KubeConfigOptions {
-                context: options.context.clone(),
-                ..KubeConfigOptions::default()
-            };
-            Config::from_custom_kubeconfig(kubeconfig, &opts)
+            ConfigSource::Kubeconfig => Config::from_kubeconfig(&KubeConfigOptions::default())
                 .await
-                .map_err(|e| Error::ClusterUnreachable {
-                    message: format!("kubeconfig: {}", error_chain(&e)),
-                })?
-        } else {
-            Config::infer()
-                .await
-                .map_err(|e| Error::ClusterUnreachable {
-                    message: format!(
-                        "no usable kubeconfig or in-cluster configuration ({}); set KUBECONFIG",
+                .map_err(|e| {
+                    unreachable(format!(
+                        "no usable kubeconfig and not inside a pod ({}); set KUBECONFIG",
                         error_chain(&e)
-                    ),
-                })?
+                    ))
+                })?,
         };
-        let kube = kube_client(config).map_err(|e| Error::ClusterUnreachable {
-            message: error_chain(&e),
-        })?;
-        let client = Client::from_kube(kube, namespace);
+        config.apply_debug_overrides();
+        let kube = kube_client(config).map_err(|e| unreachable(error_chain(&e)))?;
+        let client = Client::with_namespace(kube, namespace);
         client.ensure_namespace().await?;
         Ok(client)
     }
 
-    /// A client on an existing kube client, without checking the namespace.
+    /// A client on an existing kube client, without checking the namespace,
+    /// which counts as given by the caller.
     pub fn from_kube(kube: kube::Client, namespace: String) -> Client {
-        let pods = Api::namespaced(kube.clone(), &namespace);
-        let claims = Api::namespaced(kube.clone(), &namespace);
+        Client::with_namespace(
+            kube,
+            ResolvedNamespace {
+                name: namespace,
+                source: namespace::NamespaceSource::Argument,
+            },
+        )
+    }
+
+    fn with_namespace(kube: kube::Client, namespace: ResolvedNamespace) -> Client {
+        let pods = Api::namespaced(kube.clone(), &namespace.name);
+        let claims = Api::namespaced(kube.clone(), &namespace.name);
         Client {
             inner: Arc::new(Inner {
                 kube,
@@ -156,6 +170,11 @@ impl Client {
 
     /// The namespace this client works in.
     pub fn namespace(&self) -> &str {
+        &self.inner.namespace.name
+    }
+
+    /// The namespace this client works in and where it came from.
+    pub fn resolved_namespace(&self) -> &ResolvedNamespace {
         &self.inner.namespace
     }
 
@@ -179,9 +198,22 @@ impl Client {
             .get_or_init(|| PodWatch::start(self.inner.pods.clone()))
     }
 
+    /// Maps a failed request that is not about one named object. This and
+    /// [`Client::object_error`] are the one way a kube error of this client
+    /// becomes an [`Error`], so a refusal always names the namespace and where
+    /// it came from.
+    pub(crate) fn api_error(&self, err: kube::Error) -> Error {
+        error::from_kube(err, &self.inner.namespace)
+    }
+
+    /// Maps a failed request about the object `name` of `kind`.
+    pub(crate) fn object_error(&self, err: kube::Error, kind: ObjectKind, name: &str) -> Error {
+        object_error(err, kind, name, &self.inner.namespace)
+    }
+
     /// Maps a failed request about sandbox `name`.
     pub(crate) fn sandbox_error(&self, err: kube::Error, name: &str) -> Error {
-        object_error(err, ObjectKind::Sandbox, name, self.namespace())
+        self.object_error(err, ObjectKind::Sandbox, name)
     }
 
     /// Creates the namespace if it is missing and waits for its default service
@@ -194,7 +226,7 @@ impl Client {
             Ok(Some(_)) => return Ok(()),
             Ok(None) => {}
             Err(err) if api_status(&err).is_some_and(|s| s.code == 403) => return Ok(()),
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(self.api_error(err)),
         }
         let namespace = Namespace {
             metadata: ObjectMeta {
@@ -207,7 +239,7 @@ impl Client {
         match namespaces.create(&PostParams::default(), &namespace).await {
             Ok(_) => {}
             Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => {}
-            Err(err) => return Err(object_error(err, ObjectKind::Namespace, name, name)),
+            Err(err) => return Err(self.object_error(err, ObjectKind::Namespace, name)),
         }
         let accounts: Api<ServiceAccount> = Api::namespaced(self.kube().clone(), name);
         let exists = |account: Option<&ServiceAccount>| account.is_some();
@@ -218,7 +250,7 @@ impl Client {
                 .map_err(|wait::Error::ProbeFailed(err)| watch_error(err))
         });
         match tokio::time::timeout(SERVICE_ACCOUNT_TIMEOUT, appeared).await {
-            Ok(result) => Ok(result?),
+            Ok(result) => result.map_err(|err| self.api_error(err)),
             Err(_) => Err(Error::Timeout {
                 what: format!("the default service account of new namespace {name:?}"),
                 after: SERVICE_ACCOUNT_TIMEOUT,

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use kube::core::Status;
 
+use crate::namespace::{NamespaceSource, ResolvedNamespace};
 use crate::status::SandboxStatus;
 
 /// What kind of object an error is about; displayed in lowercase ("sandbox").
@@ -65,9 +66,14 @@ pub enum Error {
     #[error("timed out after {:.1}s waiting for {what}", .after.as_secs_f64())]
     Timeout { what: String, after: Duration },
 
-    /// The cluster refused the credentials or the action (401 or 403).
-    #[error("permission denied: {message}")]
-    PermissionDenied { message: String },
+    /// The cluster refused the credentials or the action (401 or 403), in
+    /// `namespace`, which came from `source`.
+    #[error("permission denied in namespace {namespace:?} ({}): {message}", .namespace_source.describe())]
+    PermissionDenied {
+        message: String,
+        namespace: String,
+        namespace_source: NamespaceSource,
+    },
 
     /// The cluster cannot be reached or no usable configuration was found.
     #[error("cluster unreachable: {message}")]
@@ -111,35 +117,42 @@ pub(crate) fn api_status(err: &kube::Error) -> Option<&Status> {
     }
 }
 
-/// Converts a kube error whose subject is not a specific object.
-impl From<kube::Error> for Error {
-    fn from(err: kube::Error) -> Self {
-        match err {
-            kube::Error::Api(status) => match status.code {
-                401 | 403 => Error::PermissionDenied {
-                    message: status.message,
-                },
-                code => Error::Api {
-                    status: code,
-                    reason: status.reason,
-                    message: status.message,
-                },
-            },
-            kube::Error::HyperError(e) => Error::ClusterUnreachable {
-                message: error_chain(&e),
-            },
-            kube::Error::Service(e) => Error::ClusterUnreachable {
-                message: error_chain(e.as_ref()),
-            },
-            kube::Error::Auth(e) => Error::PermissionDenied {
-                message: error_chain(&e),
-            },
-            other => Error::Api {
-                status: 0,
-                reason: "ClientError".into(),
-                message: error_chain(&other),
-            },
+impl ResolvedNamespace {
+    /// An [`Error::PermissionDenied`] for a refusal in this namespace.
+    pub(crate) fn refused(&self, message: String) -> Error {
+        Error::PermissionDenied {
+            message,
+            namespace: self.name.clone(),
+            namespace_source: self.source,
         }
+    }
+}
+
+/// Converts a kube error of a client working in `namespace`, whose subject is
+/// not a specific object. Reached only through the client's own mapping
+/// (`Client::api_error`, `Client::object_error`), which knows the namespace.
+pub(crate) fn from_kube(err: kube::Error, namespace: &ResolvedNamespace) -> Error {
+    match err {
+        kube::Error::Api(status) => match status.code {
+            401 | 403 => namespace.refused(status.message),
+            code => Error::Api {
+                status: code,
+                reason: status.reason,
+                message: status.message,
+            },
+        },
+        kube::Error::HyperError(e) => Error::ClusterUnreachable {
+            message: error_chain(&e),
+        },
+        kube::Error::Service(e) => Error::ClusterUnreachable {
+            message: error_chain(e.as_ref()),
+        },
+        kube::Error::Auth(e) => namespace.refused(error_chain(&e)),
+        other => Error::Api {
+            status: 0,
+            reason: "ClientError".into(),
+            message: error_chain(&other),
+        },
     }
 }
 
@@ -149,20 +162,20 @@ pub(crate) fn object_error(
     err: kube::Error,
     kind: ObjectKind,
     name: &str,
-    namespace: &str,
+    namespace: &ResolvedNamespace,
 ) -> Error {
     match api_status(&err).map(|s| (s.code, s.reason.as_str())) {
         Some((404, _)) => Error::NotFound {
             kind,
             name: name.to_owned(),
-            namespace: namespace.to_owned(),
+            namespace: namespace.name.clone(),
         },
         Some((409, "AlreadyExists")) => Error::NameConflict {
             kind,
             name: name.to_owned(),
-            namespace: namespace.to_owned(),
+            namespace: namespace.name.clone(),
         },
-        _ => err.into(),
+        _ => from_kube(err, namespace),
     }
 }
 
@@ -179,4 +192,38 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn forbidden() -> kube::Error {
+        let mut status = Status::failure(
+            "pods is forbidden: User \"system:serviceaccount:apps:sandlot\" cannot list resource \"pods\"",
+            "Forbidden",
+        );
+        status.code = 403;
+        kube::Error::Api(status.boxed())
+    }
+
+    #[test]
+    fn a_refusal_names_the_namespace_and_where_it_came_from() {
+        let namespace = ResolvedNamespace {
+            name: "apps".into(),
+            source: NamespaceSource::ServiceAccount,
+        };
+        let err = object_error(forbidden(), ObjectKind::Sandbox, "job", &namespace);
+        assert!(
+            matches!(&err, Error::PermissionDenied { namespace, namespace_source, .. }
+                if namespace == "apps" && *namespace_source == NamespaceSource::ServiceAccount),
+            "{err:?}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "permission denied in namespace \"apps\" (the pod's own namespace, from its service \
+             account): pods is forbidden: User \"system:serviceaccount:apps:sandlot\" cannot list \
+             resource \"pods\""
+        );
+    }
 }

@@ -10,6 +10,7 @@ mod client;
 mod error;
 mod labels;
 mod mount;
+mod namespace;
 mod retry;
 mod sandbox;
 mod spec;
@@ -18,9 +19,12 @@ mod validate;
 mod volume;
 mod watch;
 
-pub use client::{Client, ConnectOptions, DEFAULT_NAMESPACE, NAMESPACE_ENV};
+pub use client::{Client, ConnectOptions};
 pub use error::{Error, ObjectKind, Result};
 pub use mount::Mount;
+pub use namespace::{
+    ConfigSource, DEFAULT_NAMESPACE, NAMESPACE_ENV, NamespaceSource, Placement, ResolvedNamespace,
+};
 pub use sandbox::{
     BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, ListFilter, LogLines, LogOptions,
     Selection, SpawnOptions, TerminateOutcome,

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
-use sandlot_core::{Client, ConnectOptions};
+use sandlot_core::{Client, ConnectOptions, ResolvedNamespace};
 use tokio::sync::OnceCell;
 
 use crate::bridge::{Mode, NONE, Outcome};
@@ -39,13 +39,14 @@ impl LazyClient {
 ///
 /// Connects on first use (or on `async with` / `with`) with the kubeconfig or,
 /// inside a pod, the in-cluster service account. The namespace is the
-/// argument, else `$SANDLOT_NAMESPACE`, else "sandlot"; it is created if missing.
+/// argument, else `$SANDLOT_NAMESPACE`, else (inside a pod with no kubeconfig)
+/// the pod's own namespace, else "sandlot"; it is created if missing.
 #[pyclass(module = "sandlot._native", name = "_Client", subclass, frozen)]
 #[derive(Debug)]
 pub struct ClientBase {
     mode: Mode,
     connection: Arc<LazyClient>,
-    namespace: String,
+    namespace: ResolvedNamespace,
 }
 
 impl ClientBase {
@@ -86,7 +87,14 @@ impl ClientBase {
     /// The namespace this client works in.
     #[getter]
     fn namespace(&self) -> &str {
-        &self.namespace
+        &self.namespace.name
+    }
+
+    /// Where the namespace came from: "argument", "environment"
+    /// ($SANDLOT_NAMESPACE), "service_account" (inside a pod, its own) or "default".
+    #[getter]
+    fn namespace_source(&self) -> String {
+        self.namespace.source.to_string()
     }
 
     /// Sandbox operations.
@@ -113,7 +121,11 @@ impl ClientBase {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
-        format!("{}(namespace='{}')", class_name(slf), slf.get().namespace)
+        format!(
+            "{}(namespace='{}')",
+            class_name(slf),
+            slf.get().namespace.name
+        )
     }
 }
 

@@ -61,7 +61,15 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("sandboxes", sandboxes.clone())?;
             "VolumeInUseError"
         }
-        Error::PermissionDenied { .. } => "PermissionDeniedError",
+        Error::PermissionDenied {
+            namespace,
+            namespace_source,
+            ..
+        } => {
+            attrs.set_item("namespace", namespace)?;
+            attrs.set_item("namespace_source", namespace_source.to_string())?;
+            "PermissionDeniedError"
+        }
         Error::ClusterUnreachable { .. } => "ClusterUnreachableError",
         Error::Exec { name, .. } => {
             attrs.set_item("name", name)?;

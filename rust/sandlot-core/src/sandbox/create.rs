@@ -45,7 +45,12 @@ impl Client {
             let status = api_status(&err);
             if sent_before && status.is_some_and(|s| s.code == 409) {
                 // Taken: by an earlier try of this create whose answer was lost?
-                if let Some(existing) = self.pods().get_opt(&name).await? {
+                if let Some(existing) = self
+                    .pods()
+                    .get_opt(&name)
+                    .await
+                    .map_err(|err| self.api_error(err))?
+                {
                     if created_by(&existing, &token) {
                         return Ok(SandboxStatus::from_pod(&existing));
                     }

@@ -21,7 +21,9 @@ impl Client {
     /// The sandboxes of the namespace matching `filter`, oldest first.
     pub async fn list_sandboxes(&self, filter: &ListFilter) -> Result<Vec<SandboxStatus>> {
         let params = ListParams::default().labels(&labels::selector(&filter.tags)?);
-        let pods = retry(|| self.pods().list(&params)).await?;
+        let pods = retry(|| self.pods().list(&params))
+            .await
+            .map_err(|err| self.api_error(err))?;
         let mut statuses: Vec<SandboxStatus> = pods
             .items
             .iter()

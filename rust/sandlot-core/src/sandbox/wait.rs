@@ -45,8 +45,9 @@ impl Client {
             },
             after: timeout,
         };
-        let refused = |message: String| Error::PermissionDenied {
-            message: format!("watching pods: {message}"),
+        let refused = |message: String| {
+            self.resolved_namespace()
+                .refused(format!("watching pods: {message}"))
         };
         if !watch.ready(deadline).await {
             return Err(timed_out());

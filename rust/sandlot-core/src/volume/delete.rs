@@ -58,7 +58,11 @@ impl Client {
             Err(err) => return Err(self.volume_error(err, name)),
         }
         let deadline = Instant::now() + timeout;
-        while retry(|| self.claims().get_opt(name)).await?.is_some() {
+        while retry(|| self.claims().get_opt(name))
+            .await
+            .map_err(|err| self.volume_error(err, name))?
+            .is_some()
+        {
             if Instant::now() >= deadline {
                 return Err(Error::Timeout {
                     what: format!("volume {name:?} to be deleted"),

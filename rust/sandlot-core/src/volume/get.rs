@@ -3,7 +3,7 @@ use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
 
 use crate::client::Client;
-use crate::error::{Error, ObjectKind, Result, object_error};
+use crate::error::{Error, ObjectKind, Result};
 use crate::labels;
 use crate::retry::retry;
 use crate::sandbox::ListFilter;
@@ -44,7 +44,7 @@ impl Client {
 
     /// Maps a failed request about volume `name`.
     pub(crate) fn volume_error(&self, err: kube::Error, name: &str) -> Error {
-        object_error(err, ObjectKind::Volume, name, self.namespace())
+        self.object_error(err, ObjectKind::Volume, name)
     }
 
     /// The claim of volume `name`; [`Error::NotFound`] if there is none or it

@@ -13,7 +13,9 @@ impl Client {
     /// The volumes of the namespace carrying all of `tags`, oldest first.
     pub async fn list_volumes(&self, tags: &BTreeMap<String, String>) -> Result<Vec<VolumeStatus>> {
         let params = ListParams::default().labels(&labels::selector(tags)?);
-        let claims = retry(|| self.claims().list(&params)).await?;
+        let claims = retry(|| self.claims().list(&params))
+            .await
+            .map_err(|err| self.api_error(err))?;
         let attached = self.attachments().await?;
         let mut volumes = Vec::with_capacity(claims.items.len());
         for claim in &claims.items {
