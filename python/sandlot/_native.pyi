@@ -364,13 +364,13 @@ class _Client:
     def __new__(cls, namespace: str | None = None, *, context: str | None = None) -> Self: ...
     @property
     def namespace(self) -> str: ...
+    @property
+    def namespace_source(self) -> Literal["argument", "environment", "service_account", "default"]: ...
 
 @final
 class AsyncClient(_Client):
     """Async client for sandboxes in one namespace of one cluster."""
 
-    @property
-    def namespace_source(self) -> Literal["argument", "environment", "service_account", "default"]: ...
     @property
     def sandboxes(self) -> AsyncSandboxes: ...
     @property
@@ -383,8 +383,6 @@ class AsyncClient(_Client):
 class Client(_Client):
     """Blocking client for sandboxes in one namespace of one cluster."""
 
-    @property
-    def namespace_source(self) -> Literal["argument", "environment", "service_account", "default"]: ...
     @property
     def sandboxes(self) -> Sandboxes: ...
     @property
