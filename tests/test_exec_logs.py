@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
@@ -203,3 +203,27 @@ async def test_cancelling_a_streaming_exec_leaves_nothing_running(box: sandlot.A
     assert _testing.runtime_task_count() <= baseline
     # The sandbox is still usable afterwards.
     assert (await box.exec(["echo", "still fine"])).stdout == "still fine\n"
+
+
+async def test_close_ends_a_wait_that_is_already_waiting(box: sandlot.AsyncSandbox) -> None:
+    proc = await box.spawn(["sleep", "300"])
+    waiting = asyncio.ensure_future(proc.wait())
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    async with proc:
+        pass  # leaving the block closes the connection
+    with pytest.raises(sandlot.ExecError, match="closed") as raised:
+        await asyncio.wait_for(waiting, timeout=10)
+    assert raised.value.name == box.name
+
+
+async def test_a_failing_iterable_of_names_raises_its_own_error(sandlot_async_client: sandlot.AsyncClient) -> None:
+    def names() -> Iterator[str]:
+        yield "a"
+        raise LookupError("the caller's own failure")
+
+    with pytest.raises(LookupError, match="own failure"):
+        await sandlot_async_client.sandboxes.terminate_many(names())
+    with pytest.raises(sandlot.InvalidSpecError) as raised:
+        await sandlot_async_client.sandboxes.terminate_many([1, 2])  # type: ignore[list-item]
+    assert raised.value.field == "names"

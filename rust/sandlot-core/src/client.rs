@@ -100,7 +100,15 @@ impl Client {
     /// (a kubeconfig, or inside a pod the in-cluster service account), and
     /// makes sure the namespace exists (creating it when the credentials allow).
     pub async fn connect(options: ConnectOptions) -> Result<Client> {
-        let Placement { config, namespace } = options.placement();
+        let placement = options.placement();
+        Client::connect_placed(options, placement).await
+    }
+
+    /// Connects as `placement` says (decided earlier by
+    /// [`ConnectOptions::placement`] for these `options`), so a client's
+    /// namespace is the one it announced before connecting.
+    pub async fn connect_placed(options: ConnectOptions, placement: Placement) -> Result<Client> {
+        let Placement { config, namespace } = placement;
         validate::object_name("namespace", &namespace.name)?;
         let unreachable = |message: String| Error::ClusterUnreachable { message };
         let mut config = match config {

@@ -176,6 +176,12 @@ where
     T: for<'a> IntoPyObject<'a> + Send + 'static,
 {
     let event_loop = pyo3_async_runtimes::get_running_loop(py)?;
+    if EXIT_GATE.is_closed() {
+        // Its result could never be handed over (an atexit handler awaiting it would hang).
+        return Err(PyRuntimeError::new_err(
+            "the interpreter is exiting: sandlot starts no new calls",
+        ));
+    }
     let pending = event_loop.call_method0(pyo3::intern!(py, "create_future"))?;
     let (event_loop, target) = (event_loop.unbind(), pending.clone().unbind());
     let task = pyo3_async_runtimes::tokio::get_runtime().spawn(async move {
@@ -282,6 +288,10 @@ static EXIT_GATE: ExitGate = ExitGate {
 struct GatePass;
 
 impl ExitGate {
+    fn is_closed(&self) -> bool {
+        self.state.lock().unwrap_or_else(|p| p.into_inner()).0
+    }
+
     fn enter(&'static self) -> Option<GatePass> {
         let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
         if state.0 {
@@ -302,10 +312,12 @@ impl Drop for GatePass {
     }
 }
 
-/// Called once at interpreter exit: from now on results of native tasks are
-/// dropped instead of handed to asyncio, and those being handed over now are
-/// waited for (with the GIL released, so they can finish). Finalizing the
-/// interpreter under such a thread would crash the process.
+/// Called once at interpreter exit: from now on no async call starts, results
+/// of native tasks are dropped instead of handed to asyncio, and those being
+/// handed over now are waited for (with the GIL released, so they can
+/// finish), at most [`QUIESCE_LIMIT`]: finalizing the interpreter under such a
+/// thread would crash the process, and one still holding on after that long
+/// is stuck in Python code of its own.
 #[pyfunction]
 pub fn _quiesce(py: Python<'_>) {
     py.detach(|| {

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
-use sandlot_core::{Client, ConnectOptions, ResolvedNamespace};
+use sandlot_core::{Client, ConnectOptions, Placement, ResolvedNamespace};
 use tokio::sync::OnceCell;
 
 use crate::bridge::{Mode, NONE, Outcome};
@@ -16,6 +16,8 @@ use crate::volume::VolumesBase;
 #[derive(Debug)]
 pub struct LazyClient {
     options: ConnectOptions,
+    /// Decided once, when the Python client is made.
+    placement: Placement,
     client: OnceCell<Client>,
 }
 
@@ -24,7 +26,9 @@ impl LazyClient {
     pub async fn get(&self) -> Outcome<Client> {
         let client = self
             .client
-            .get_or_try_init(|| Client::connect(self.options.clone()))
+            .get_or_try_init(|| {
+                Client::connect_placed(self.options.clone(), self.placement.clone())
+            })
             .await?;
         Ok(client.clone())
     }
@@ -56,11 +60,13 @@ impl ClientBase {
             context,
             kubeconfig: None,
         };
+        let placement = options.placement();
         ClientBase {
             mode,
-            namespace: options.resolved_namespace(),
+            namespace: placement.namespace.clone(),
             connection: Arc::new(LazyClient {
                 options,
+                placement,
                 client: OnceCell::new(),
             }),
         }

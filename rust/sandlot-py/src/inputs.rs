@@ -24,7 +24,7 @@ pub fn names(value: &Bound<'_, PyAny>) -> Read<Vec<String>> {
     let items = value.try_iter().map_err(|_| invalid())?;
     items
         .map(|item| {
-            let item = item.map_err(|_| invalid())?;
+            let item = item.map_err(Failure::Python)?;
             match item.cast::<SandboxBase>() {
                 Ok(sandbox) => Ok(sandbox.get().name().to_owned()),
                 Err(_) => item.extract::<String>().map_err(|_| invalid()),
@@ -38,10 +38,14 @@ pub fn phases(value: &Bound<'_, PyAny>) -> Read<Vec<Phase>> {
     let texts: Vec<String> = if value.is_instance_of::<PyString>() {
         vec![value.extract().map_err(Failure::Python)?]
     } else {
-        value
-            .try_iter()
-            .and_then(|items| items.map(|item| item?.extract::<String>()).collect())
-            .map_err(|_| Error::invalid("phase", "must be a phase name or a list of phase names"))?
+        let invalid = || Error::invalid("phase", "must be a phase name or a list of phase names");
+        let items = value.try_iter().map_err(|_| invalid())?;
+        items
+            .map(|item| {
+                let item = item.map_err(Failure::Python)?;
+                item.extract::<String>().map_err(|_| invalid().into())
+            })
+            .collect::<Read<_>>()?
     };
     texts
         .iter()

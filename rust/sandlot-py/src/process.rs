@@ -31,8 +31,8 @@ const LINES_AHEAD: usize = 4096;
 const LINE_BATCH_WINDOW: Duration = Duration::from_millis(2);
 
 type Reader = Box<dyn AsyncRead + Send + Unpin>;
-/// The exit code, or the sandbox name and message of the exec error.
-type ExitCode = Shared<BoxFuture<'static, Result<i32, (String, String)>>>;
+/// The exit code, or the message of the exec error.
+type ExitCode = Shared<BoxFuture<'static, Result<i32, String>>>;
 
 /// The connection of a spawned command, shared by the process object and its
 /// streams: it stays open while any of them is in use, and `close()` ends it
@@ -189,8 +189,8 @@ impl ProcessBase {
         let exit: ExitCode = process
             .wait()
             .map_err(|err| match err {
-                Error::Exec { name, message } => (name, message),
-                other => (String::new(), other.to_string()),
+                Error::Exec { message, .. } => message,
+                other => other.to_string(),
             })
             .boxed()
             .shared();
@@ -281,15 +281,19 @@ impl ProcessBase {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone();
-        let sandbox = self.sandbox.clone();
+        let (sandbox, connection) = (self.sandbox.clone(), self.connection.clone());
         let (deadline, timeout) = (self.deadline, self.timeout);
         self.mode.run(py, async move {
-            let Some(exit) = exit else {
-                return Err(Error::Exec {
-                    name: sandbox,
-                    message: "the process was closed before it ended".into(),
+            const CLOSED: &str = "the process was closed before it ended";
+            let exit = async {
+                let Some(exit) = exit else {
+                    return Err(CLOSED.to_owned());
+                };
+                // close() ends a wait that is already waiting, too.
+                tokio::select! {
+                    outcome = exit => outcome,
+                    () = connection.wait_closed() => Err(CLOSED.to_owned()),
                 }
-                .into());
             };
             let outcome = match deadline {
                 Some(deadline) => {
@@ -302,7 +306,13 @@ impl ProcessBase {
                 }
                 None => exit.await,
             };
-            outcome.map_err(|(name, message)| Error::Exec { name, message }.into())
+            outcome.map_err(|message| {
+                Error::Exec {
+                    name: sandbox,
+                    message,
+                }
+                .into()
+            })
         })
     }
 
