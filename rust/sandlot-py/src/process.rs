@@ -392,6 +392,8 @@ impl<'py> IntoPyObject<'py> for Bytes {
 
 /// Log lines as they arrive, without their line endings: `async for line in
 /// sandbox.stream_logs()` (async sandbox) or `for line in ...` (sync sandbox).
+/// One stream is for one consumer: lines taken by calls that overlap may be
+/// handed out in another order.
 #[pyclass(module = "sandlot", frozen)]
 pub struct LineStream {
     state: Arc<tokio::sync::Mutex<LineState>>,

@@ -30,9 +30,7 @@ impl SandboxStatus {
     pub fn core(&self) -> &sandlot_core::SandboxStatus {
         &self.inner
     }
-}
 
-impl SandboxStatus {
     fn phase_name(&self) -> &'static str {
         self.inner.phase.as_str()
     }
