@@ -160,6 +160,32 @@ async def test_purge_deletes_ended_records_and_frees_their_names(sandlot_async_c
     await active.terminate()
 
 
+async def test_huge_timeouts_are_long_waits_and_bad_lifetimes_or_mounts_are_refused(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX)
+    try:
+        assert (await sb.wait("running", timeout=1e19)).phase == sandlot.Phase.RUNNING
+        assert (await sb.exec("echo fine", timeout=1e19)).stdout == "fine\n"
+        with sandlot.Client(sandlot_namespace) as client:
+            assert client.sandboxes.get(sb.name).wait("running", timeout=1e19).phase == sandlot.Phase.RUNNING
+    finally:
+        await sb.terminate()
+    pods_before = Kubectl(sandlot_namespace).run("get", "pods", "-o", "name").stdout
+    refused = await asyncio.gather(
+        sandlot_async_client.sandboxes.create(BUSYBOX, ttl_seconds=2**40),
+        sandlot_async_client.sandboxes.create(BUSYBOX, volume_mounts={"/proc": "scratch"}),
+        sandlot_async_client.sandboxes.create(BUSYBOX, volume_mounts={"/": "scratch"}),
+        return_exceptions=True,
+    )
+    assert [getattr(e, "field", e) for e in refused] == [
+        "ttl_seconds",
+        'volume_mounts["/proc"]',
+        'volume_mounts["/"]',
+    ]
+    assert Kubectl(sandlot_namespace).run("get", "pods", "-o", "name").stdout == pods_before
+
+
 async def test_bulk_selection_is_validated_before_any_request(sandlot_async_client: sandlot.AsyncClient) -> None:
     with pytest.raises(sandlot.InvalidSpecError) as caught:
         await sandlot_async_client.sandboxes.terminate_many()

@@ -7,6 +7,7 @@
 //! of [`Client`].
 
 mod client;
+mod deadline;
 mod error;
 mod labels;
 mod mount;
@@ -20,6 +21,7 @@ mod volume;
 mod watch;
 
 pub use client::{Client, ConnectOptions};
+pub use deadline::deadline_after;
 pub use error::{Error, ObjectKind, Result};
 pub use mount::Mount;
 pub use namespace::{

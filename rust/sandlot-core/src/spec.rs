@@ -156,6 +156,13 @@ fn check(request: &SandboxRequest) -> Result<()> {
                 "mount path must not contain '..' or ':'",
             ));
         }
+        let parts: Vec<&str> = path
+            .split('/')
+            .filter(|p| !p.is_empty() && *p != ".")
+            .collect();
+        if let Some(rule) = reserved_mount_path(&parts) {
+            return Err(Error::invalid(field, rule));
+        }
         validate::object_name(&field, &mount.volume)?;
     }
     if let Some(cpu) = &request.resources.cpu {
@@ -164,8 +171,14 @@ fn check(request: &SandboxRequest) -> Result<()> {
     if let Some(memory) = &request.resources.memory {
         validate::quantity("resources.memory", memory)?;
     }
-    if request.ttl_seconds.is_some_and(|ttl| ttl < 1) {
-        return Err(Error::invalid("ttl_seconds", "must be at least 1"));
+    if request
+        .ttl_seconds
+        .is_some_and(|ttl| !(1..=i64::from(i32::MAX)).contains(&ttl))
+    {
+        return Err(Error::invalid(
+            "ttl_seconds",
+            "must be between 1 and 2147483647 (Kubernetes' limit, about 68 years)",
+        ));
     }
     if let Some(uid) = request.run_as_user
         && !(1..=i64::from(i32::MAX)).contains(&uid)
@@ -346,6 +359,19 @@ impl SandboxSpec {
     }
 }
 
+/// Why a mount path (split into its parts) is refused, if it is: the root
+/// would hide the image, and the kernel's and runtime's own filesystems
+/// (`/proc`, `/sys`, and `/dev` itself) cannot be replaced by a volume.
+fn reserved_mount_path(parts: &[&str]) -> Option<&'static str> {
+    match parts {
+        [] => Some("mount path must not be / (it would hide the whole image)"),
+        ["proc" | "sys", ..] | ["dev"] => {
+            Some("mount path must not be /dev, or /proc or /sys or a path under them")
+        }
+        _ => None,
+    }
+}
+
 fn no_nul(field: &str, items: &[String]) -> Result<()> {
     if items.iter().any(|item| item.contains('\0')) {
         return Err(Error::invalid(field, "must not contain NUL bytes"));
@@ -368,6 +394,46 @@ mod tests {
             Err(Error::InvalidSpec { field, .. }) => field,
             other => panic!("expected InvalidSpec, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn reserved_mount_paths_and_huge_ttls_are_refused_before_any_request() {
+        let base = SandboxRequest::new("busybox:1.36");
+        let mount = |path: &str| SandboxRequest {
+            volume_mounts: BTreeMap::from([(path.to_owned(), "vol".parse().unwrap())]),
+            ..base.clone()
+        };
+        for path in [
+            "/",
+            "//",
+            "/proc",
+            "/proc/",
+            "/./proc/sys",
+            "/sys/fs",
+            "/dev",
+            "/dev/",
+        ] {
+            let err = SandboxSpec::try_from(mount(path)).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidSpec { field, .. } if field == &format!("volume_mounts[{path:?}]")),
+                "{path}: {err}"
+            );
+        }
+        for path in ["/data", "/dev/shm", "/process", "/system"] {
+            valid(mount(path));
+        }
+        for ttl in [0, i64::from(i32::MAX) + 1, 1 << 40] {
+            let err = SandboxSpec::try_from(SandboxRequest {
+                ttl_seconds: Some(ttl),
+                ..base.clone()
+            })
+            .unwrap_err();
+            assert!(matches!(err, Error::InvalidSpec { ref field, .. } if field == "ttl_seconds"));
+        }
+        valid(SandboxRequest {
+            ttl_seconds: Some(i64::from(i32::MAX)),
+            ..base.clone()
+        });
     }
 
     #[test]

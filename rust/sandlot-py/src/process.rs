@@ -205,7 +205,7 @@ impl ProcessBase {
                 closed: tokio::sync::watch::Sender::new(false),
             }),
             sandbox,
-            deadline: timeout.map(|t| tokio::time::Instant::now() + t),
+            deadline: timeout.map(sandlot_core::deadline_after),
             timeout,
         }
     }

@@ -3,7 +3,6 @@ use std::time::Duration;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
 use kube::api::{AttachParams, AttachedProcess, TerminalSize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, SimplexStream, WriteHalf};
-use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::{Error, Result, error_chain};
@@ -197,7 +196,7 @@ impl Client {
         command: &[String],
         options: &ExecOptions,
     ) -> Result<ExecResult> {
-        let deadline = options.timeout.map(|t| Instant::now() + t);
+        let deadline = options.timeout.map(crate::deadline_after);
         let run = async {
             let spawn = SpawnOptions {
                 stdin: options.stdin.is_some(),

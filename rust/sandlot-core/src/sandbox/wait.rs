@@ -1,7 +1,5 @@
 use std::time::Duration;
 
-use tokio::time::Instant;
-
 use crate::client::Client;
 use crate::error::{Error, ObjectKind, Result};
 use crate::status::{Phase, SandboxStatus};
@@ -35,7 +33,7 @@ impl Client {
             .map(|p| p.as_str())
             .collect::<Vec<_>>()
             .join(" or ");
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         let watch = self.pod_watch();
         let mut changes = watch.subscribe();
         let timed_out = || Error::Timeout {

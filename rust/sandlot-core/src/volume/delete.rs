@@ -57,7 +57,7 @@ impl Client {
             Err(err) if api_status(&err).is_some_and(|s| s.code == 404) => return Ok(()),
             Err(err) => return Err(self.volume_error(err, name)),
         }
-        let deadline = Instant::now() + timeout;
+        let deadline = crate::deadline_after(timeout);
         while retry(|| self.claims().get_opt(name))
             .await
             .map_err(|err| self.volume_error(err, name))?
