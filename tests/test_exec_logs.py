@@ -227,3 +227,12 @@ async def test_a_failing_iterable_of_names_raises_its_own_error(sandlot_async_cl
     with pytest.raises(sandlot.InvalidSpecError) as raised:
         await sandlot_async_client.sandboxes.terminate_many([1, 2])  # type: ignore[list-item]
     assert raised.value.field == "names"
+
+
+async def test_a_log_with_undecodable_bytes_reads_as_text_and_as_exact_bytes(
+    sandlot_async_client: sandlot.AsyncClient,
+) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["printf", "ok\\377ok\\n"])
+    await sb.wait("succeeded", timeout=120)
+    assert await sb.logs() == "ok\ufffdok\n"
+    assert await sb.logs_bytes() == b"ok\xffok\n"

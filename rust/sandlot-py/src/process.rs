@@ -378,7 +378,7 @@ impl SyncProcess {
 }
 
 /// Bytes handed to Python as `bytes`.
-struct Bytes(Vec<u8>);
+pub struct Bytes(pub Vec<u8>);
 
 impl<'py> IntoPyObject<'py> for Bytes {
     type Target = PyBytes;

@@ -16,7 +16,7 @@ use sandlot_core::{
 use crate::bridge::{Failure, Mode, Outcome};
 use crate::client::LazyClient;
 use crate::inputs;
-use crate::process::{LineStream, ProcessBase};
+use crate::process::{Bytes, LineStream, ProcessBase};
 use crate::results::{ExecResult, SandboxStatus, TerminateResult};
 use crate::twins::{InMode, class_name, twins};
 
@@ -471,7 +471,8 @@ impl SandboxBase {
 
     /// The sandbox's log text (its command's stdout and stderr), also after it
     /// ended: the last `tail` lines, lines of the last `since` seconds, with
-    /// `timestamps` prefixed if asked.
+    /// `timestamps` prefixed if asked. Undecodable bytes are replaced (see
+    /// `logs_bytes()`).
     #[pyo3(signature = (*, tail=None, since=None, timestamps=false))]
     fn logs<'py>(
         &self,
@@ -484,6 +485,22 @@ impl SandboxBase {
         let (client, name) = (self.client.clone(), self.name.clone());
         self.mode.run(py, async move {
             Ok(client.sandbox_logs(&name, &options?).await?)
+        })
+    }
+
+    /// The same part of the log as `logs()`, as the bytes the sandbox wrote.
+    #[pyo3(signature = (*, tail=None, since=None, timestamps=false))]
+    fn logs_bytes<'py>(
+        &self,
+        py: Python<'py>,
+        tail: Option<u64>,
+        since: Option<f64>,
+        timestamps: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = log_options(tail, since, timestamps);
+        let (client, name) = (self.client.clone(), self.name.clone());
+        self.mode.run(py, async move {
+            Ok(Bytes(client.sandbox_log_bytes(&name, &options?).await?))
         })
     }
 

@@ -1,7 +1,7 @@
 use std::pin::{Pin, pin};
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, Stream};
+use futures::{AsyncBufReadExt, AsyncReadExt, Stream};
 use kube::api::LogParams;
 
 use crate::client::Client;
@@ -62,16 +62,34 @@ impl LogOptions {
 
 impl Client {
     /// The log of sandbox `name` (its command's stdout and stderr), also after
-    /// it ended. Empty while the sandbox has not started.
+    /// it ended. Empty while the sandbox has not started. Undecodable bytes
+    /// are replaced (U+FFFD); [`Client::sandbox_log_bytes`] has them as written.
     pub async fn sandbox_logs(&self, name: &str, options: &LogOptions) -> Result<String> {
+        let bytes = self.sandbox_log_bytes(name, options).await?;
+        Ok(String::from_utf8(bytes)
+            .unwrap_or_else(|invalid| String::from_utf8_lossy(invalid.as_bytes()).into_owned()))
+    }
+
+    /// The log of sandbox `name` as the bytes the sandbox wrote (see
+    /// [`Client::sandbox_logs`] for what is read).
+    pub async fn sandbox_log_bytes(&self, name: &str, options: &LogOptions) -> Result<Vec<u8>> {
         let params = options.params(false)?;
         let status = self.get_sandbox(name).await?;
         if matches!(status.phase, Phase::Queued | Phase::Creating)
             || status.started_at.is_none() && status.exit_code.is_none()
         {
-            return Ok(String::new());
+            return Ok(Vec::new());
         }
-        retry(|| self.pods().logs(name, &params))
+        let read = || async {
+            let mut log = Vec::new();
+            let mut stream = self.pods().log_stream(name, &params).await?;
+            stream
+                .read_to_end(&mut log)
+                .await
+                .map_err(kube::Error::ReadEvents)?;
+            Ok(log)
+        };
+        retry(read)
             .await
             .map_err(|err| self.sandbox_error(err, name))
     }
