@@ -203,3 +203,47 @@ def test_help_documents_every_command_with_examples() -> None:
         assert sub.returncode == 0
         assert "Example" in sub.stdout, f"`sandlot {command} --help` shows an example"
     assert "124 timeout" in top.stdout
+
+
+def on_a_terminal(*argv: str) -> bytes:
+    """What `argv` writes to a terminal (its stdout is a pseudo-terminal)."""
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(argv, stdout=follower, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    os.close(follower)
+    output = b""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([leader], [], [], 1)
+        if not ready:
+            if proc.poll() is not None:
+                break
+            continue
+        try:
+            chunk = os.read(leader, 65536)
+        except OSError:  # the terminal closed with the process
+            break
+        if not chunk:
+            break
+        output += chunk
+    proc.wait(timeout=30)
+    os.close(leader)
+    return output
+
+
+def test_text_a_sandbox_wrote_cannot_drive_the_terminal(sandlot_namespace: str) -> None:
+    name = unique("ansi")
+    script = r"printf 'title\033]0;owned\007 clear\033[2J\n'; printf 'end\033[31m' > /dev/termination-log; exit 1"
+    created = sandlot(sandlot_namespace, "create", BUSYBOX, "--name", name, "--", "sh", "-c", script)
+    assert created.returncode == 0, created.stderr
+    assert sandlot(sandlot_namespace, "wait", name, "--phase", "failed", "--timeout", "120").returncode == 0
+    shown_log = on_a_terminal(SANDLOT, "--namespace", sandlot_namespace, "logs", name)
+    assert b"\x1b" not in shown_log and b"\x07" not in shown_log
+    assert b"title\\u{1b}]0;owned\\u{7} clear\\u{1b}[2J" in shown_log
+    shown_status = on_a_terminal(SANDLOT, "--namespace", sandlot_namespace, "get", name)
+    assert b"\x1b[31m" not in shown_status
+    assert b"end\\u{1b}[31m" in shown_status
+    # Into a pipe or a file, the log is what the sandbox wrote, byte for byte.
+    piped = subprocess.run(
+        [SANDLOT, "--namespace", sandlot_namespace, "logs", name], capture_output=True, timeout=120, env=os.environ
+    )
+    assert piped.stdout == b"title\x1b]0;owned\x07 clear\x1b[2J\n"

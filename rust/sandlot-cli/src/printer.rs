@@ -65,7 +65,7 @@ impl Printer {
                     ),
                 ];
                 for (key, value) in rows {
-                    println!("{key:<10} {value}");
+                    println!("{key:<10} {}", terminal_safe(&value));
                 }
             }
         }
@@ -92,7 +92,7 @@ impl Printer {
                         s.termination_reason
                             .map(|r| r.to_string())
                             .unwrap_or_default(),
-                        s.image.clone(),
+                        terminal_safe(&s.image).into_owned(),
                         s.created_at.map(|t| age(now, t)).unwrap_or_default(),
                         s.tags
                             .iter()
@@ -139,7 +139,7 @@ impl Printer {
                     ("created", or_dash(volume.created_at.map(|t| t.to_string()))),
                 ];
                 for (key, value) in rows {
-                    println!("{key:<10} {value}");
+                    println!("{key:<10} {}", terminal_safe(&value));
                 }
             }
         }
@@ -190,7 +190,7 @@ impl Printer {
 
     /// An error: one line of what went wrong, then a hint when there is one.
     pub fn error(&self, err: &Error) {
-        eprintln!("error: {err}");
+        eprintln!("error: {}", terminal_safe(&err.to_string()));
         if let Some(hint) = hint(err) {
             eprintln!("hint: {hint}");
         }
@@ -209,6 +209,27 @@ impl Printer {
         };
         format!("\u{1b}[{code}m{phase}\u{1b}[0m")
     }
+}
+
+/// `text` with the control characters a terminal would act on (escape
+/// sequences, bell, carriage return, ...) written out as escapes (`\u{1b}`);
+/// newlines and tabs stay. Text a sandbox wrote is shown through this, so it
+/// cannot retitle, clear or rewrite the user's terminal.
+pub fn terminal_safe(text: &str) -> std::borrow::Cow<'_, str> {
+    let unsafe_char = |c: char| c.is_control() && c != '\n' && c != '\t';
+    if !text.chars().any(unsafe_char) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    text.chars()
+        .map(|c| {
+            if unsafe_char(c) {
+                c.escape_default().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect::<String>()
+        .into()
 }
 
 fn or_dash(value: Option<String>) -> String {
@@ -258,6 +279,15 @@ fn hint(err: &Error) -> Option<&'static str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_as_escapes() {
+        assert_eq!(terminal_safe("plain\ttext\n"), "plain\ttext\n");
+        assert_eq!(
+            terminal_safe("\u{1b}]0;owned\u{7}\r\u{9b}2J"),
+            "\\u{1b}]0;owned\\u{7}\\r\\u{9b}2J"
+        );
+    }
 
     #[test]
     fn ages_use_the_largest_whole_unit() {

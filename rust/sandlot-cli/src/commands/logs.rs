@@ -1,11 +1,14 @@
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 
 use futures::StreamExt;
 use sandlot_core::{Client, LogOptions, Result};
 
 use crate::args::LogsArgs;
+use crate::printer::terminal_safe;
 
-/// Prints the log; with --follow, line by line until the sandbox ends.
+/// Prints the log; with --follow, line by line until the sandbox ends. To a
+/// terminal, control characters the sandbox wrote are shown as escapes; to a
+/// pipe or file, the log goes out as the bytes the sandbox wrote.
 pub async fn run(client: &Client, args: LogsArgs) -> Result<i32> {
     let options = LogOptions {
         tail_lines: args.tail,
@@ -13,17 +16,27 @@ pub async fn run(client: &Client, args: LogsArgs) -> Result<i32> {
         timestamps: args.timestamps,
     };
     let mut stdout = std::io::stdout().lock();
+    let terminal = stdout.is_terminal();
     if !args.follow {
-        let text = client.sandbox_logs(&args.name, &options).await?;
+        let bytes = if terminal {
+            let text = client.sandbox_logs(&args.name, &options).await?;
+            terminal_safe(&text).into_owned().into_bytes()
+        } else {
+            client.sandbox_log_bytes(&args.name, &options).await?
+        };
         // A closed pipe (`| head`) is not an error worth reporting.
-        let _ = stdout
-            .write_all(text.as_bytes())
-            .and_then(|()| stdout.flush());
+        let _ = stdout.write_all(&bytes).and_then(|()| stdout.flush());
         return Ok(0);
     }
     let mut lines = client.stream_logs(&args.name, &options, true).await?;
     while let Some(line) = lines.next().await {
-        if writeln!(stdout, "{}", line?)
+        let line = line?;
+        let shown = if terminal {
+            terminal_safe(&line)
+        } else {
+            line.as_str().into()
+        };
+        if writeln!(stdout, "{shown}")
             .and_then(|()| stdout.flush())
             .is_err()
         {
