@@ -276,6 +276,23 @@ impl SandboxBase {
             .clone()
     }
 
+    /// Reads the part of the log `options` picks, handed to Python as `shape`
+    /// makes it (text or bytes).
+    fn read_log<'py, T>(
+        &self,
+        py: Python<'py>,
+        options: Outcome<LogOptions>,
+        shape: fn(Vec<u8>) -> T,
+    ) -> PyResult<Bound<'py, PyAny>>
+    where
+        T: for<'a> IntoPyObject<'a> + Send + 'static,
+    {
+        let (client, name) = (self.client.clone(), self.name.clone());
+        self.mode.run(py, async move {
+            Ok(shape(client.sandbox_log_bytes(&name, &options?).await?))
+        })
+    }
+
     /// Terminates the sandbox at the end of a `with` block; one already
     /// purged is left alone. Hands back `False` (the block's exception, if
     /// any, goes on).
@@ -481,11 +498,8 @@ impl SandboxBase {
         since: Option<f64>,
         timestamps: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = log_options(tail, since, timestamps);
-        let (client, name) = (self.client.clone(), self.name.clone());
-        self.mode.run(py, async move {
-            Ok(client.sandbox_logs(&name, &options?).await?)
-        })
+        let text = |bytes: Vec<u8>| String::from_utf8_lossy(&bytes).into_owned();
+        self.read_log(py, log_options(tail, since, timestamps), text)
     }
 
     /// The same part of the log as `logs()`, as the bytes the sandbox wrote.
@@ -497,11 +511,7 @@ impl SandboxBase {
         since: Option<f64>,
         timestamps: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let options = log_options(tail, since, timestamps);
-        let (client, name) = (self.client.clone(), self.name.clone());
-        self.mode.run(py, async move {
-            Ok(Bytes(client.sandbox_log_bytes(&name, &options?).await?))
-        })
+        self.read_log(py, log_options(tail, since, timestamps), Bytes)
     }
 
     /// Terminates the sandbox: its phase is `terminated` from now on, the
