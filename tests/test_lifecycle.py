@@ -11,6 +11,7 @@ import re
 import pytest
 
 import sandlot
+import sandlot._testing as sandlot_testing
 from conftest import Kubectl, unique
 
 BUSYBOX = "docker.io/library/busybox:1.36"
@@ -39,6 +40,67 @@ async def test_queued_while_unschedulable_then_terminated_without_ever_running(
     assert "nodeName" not in pod["spec"], "a terminated sandbox is never scheduled"
 
 
+async def test_terminated_while_queued_never_runs_its_command_once_capacity_frees(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    # The blocker takes all but 100m of the node's free CPU, so the sandbox
+    # asking for all but 150m waits until the blocker is gone.
+    free = await asyncio.to_thread(free_node_millicpu)
+    blocker = await sandlot_async_client.sandboxes.create(
+        BUSYBOX, resources={"cpu": f"{free - 100}m", "memory": "32Mi"}
+    )
+    await blocker.wait("running", timeout=60)
+    sb = await sandlot_async_client.sandboxes.create(
+        BUSYBOX, command=["sh", "-c", "echo STARTED; sleep 600"], resources={"cpu": f"{free - 150}m", "memory": "32Mi"}
+    )
+    assert (await sb.wait("queued", timeout=60)).phase == sandlot.Phase.QUEUED
+    assert (await sb.terminate()).phase == sandlot.Phase.TERMINATED
+    await blocker.terminate()
+    kubectl = Kubectl(sandlot_namespace)
+    # Capacity is free: the scheduler places the pod, and the node must not start the command.
+    await asyncio.to_thread(
+        kubectl.run, "wait", "--for=jsonpath={.spec.nodeName}=sandlot-node", f"pod/{sb.name}", "--timeout=90s"
+    )
+    await asyncio.to_thread(
+        kubectl.run, "wait", "--for=jsonpath={.status.phase}=Failed", f"pod/{sb.name}", "--timeout=90s"
+    )
+    pod = kubectl.json("get", "pod", sb.name)
+    for container in pod["status"].get("containerStatuses", []):
+        assert "running" not in container["state"] and "terminated" not in container["state"], container
+    assert "STARTED" not in kubectl.run("logs", sb.name, check=False).stdout
+    status = await sb.refresh()
+    assert (status.phase, status.termination_reason) == (sandlot.Phase.TERMINATED, sandlot.TerminationReason.TERMINATED)
+    assert status.image == BUSYBOX, "the image the sandbox was created with"
+
+
+async def test_a_command_that_ends_by_itself_just_after_terminate_still_reads_terminated(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    # Each command exits by itself a fraction of a second after terminate is
+    # asked, before the node stops it: its finish time (whole seconds, the
+    # node's clock) then usually falls in the second terminate was asked.
+    ends_soon = ["sh", "-c", "until [ -e /tmp/go ]; do sleep 0.05; done; sleep 0.2"]
+    sandboxes = [await sandlot_async_client.sandboxes.create(BUSYBOX, command=ends_soon) for _ in range(5)]
+    await sandlot_async_client.sandboxes.wait_all(sandboxes, "running", timeout=90)
+    for sb in sandboxes:
+        assert (await sb.exec("touch /tmp/go")).exit_code == 0
+        assert (await sb.terminate()).phase == sandlot.Phase.TERMINATED
+    kubectl = Kubectl(sandlot_namespace)
+    for sb in sandboxes:
+        await asyncio.to_thread(
+            kubectl.run,
+            "wait",
+            "--for=jsonpath={.status.containerStatuses[0].state.terminated.reason}",
+            f"pod/{sb.name}",
+            "--timeout=60s",
+        )
+        status = await sb.refresh()
+        assert (status.phase, status.termination_reason) == (
+            sandlot.Phase.TERMINATED,
+            sandlot.TerminationReason.TERMINATED,
+        ), status
+
+
 async def test_creating_while_the_runtime_is_prepared_then_terminated(
     sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
 ) -> None:
@@ -60,12 +122,26 @@ async def test_creating_while_the_runtime_is_prepared_then_terminated(
         Kubectl().run("delete", "runtimeclass", runtime_class, check=False)
 
 
-async def test_unpullable_image_fails_with_launch_failed_instead_of_hanging(
+async def test_unpullable_image_is_retried_a_while_then_fails_with_launch_failed(
     sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
 ) -> None:
+    # No registry is reachable from this cluster: the pull fails with a network
+    # error, which may heal, so the sandbox reads creating (with the pull error)
+    # while the kubelet retries, and failed once the retry window has passed.
     sb = await sandlot_async_client.sandboxes.create("docker.io/library/no-such-image-sandlot:1.0")
-    with pytest.raises(sandlot.PhaseUnreachableError) as caught:
-        await sb.wait("running", timeout=120)
+    for _ in range(300):
+        status = await sb.refresh()
+        if status.message and "no-such-image-sandlot" in status.message:
+            break
+        await asyncio.sleep(0.2)
+    assert (status.phase, status.termination_reason) == (sandlot.Phase.CREATING, None), status
+    assert status.message is not None and "no-such-image-sandlot" in status.message
+    default_window = sandlot_testing.set_launch_retry_window(3)
+    try:
+        with pytest.raises(sandlot.PhaseUnreachableError) as caught:
+            await sb.wait("running", timeout=120)
+    finally:
+        sandlot_testing.set_launch_retry_window(default_window)
     status = caught.value.status
     assert status.phase == sandlot.Phase.FAILED
     assert status.termination_reason == sandlot.TerminationReason.LAUNCH_FAILED
@@ -160,6 +236,22 @@ async def test_purge_deletes_ended_records_and_frees_their_names(sandlot_async_c
     await active.terminate()
 
 
+async def test_purge_of_a_workload_still_stopping_keeps_its_record_until_it_stopped(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    # The command ignores the stop signal, so the node kills it only at the end
+    # of its grace period; until then the record must stay.
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["sh", "-c", "trap '' TERM; sleep 600"])
+    await sb.wait("running", timeout=60)
+    assert (await sb.terminate()).phase == sandlot.Phase.TERMINATED
+    assert await sandlot_async_client.sandboxes.purge(names=[sb.name]) == [sb.name]
+    pod = Kubectl(sandlot_namespace).json("get", "pod", sb.name)
+    assert pod["metadata"].get("deletionTimestamp"), "marked for deletion"
+    await asyncio.to_thread(Kubectl(sandlot_namespace).run, "wait", "--for=delete", f"pod/{sb.name}", "--timeout=60s")
+    with pytest.raises(sandlot.NotFoundError):
+        await sb.refresh()
+
+
 async def test_huge_timeouts_are_long_waits_and_bad_lifetimes_or_mounts_are_refused(
     sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
 ) -> None:
@@ -196,6 +288,23 @@ async def test_bulk_selection_is_validated_before_any_request(sandlot_async_clie
     with pytest.raises(sandlot.InvalidSpecError) as caught:
         await sandlot_async_client.sandboxes.wait_all(["Bad_Name"], "running", timeout=1)
     assert caught.value.field == "name"
+
+
+def free_node_millicpu() -> int:
+    """The node's allocatable CPU less what its unfinished pods request, in millicores."""
+
+    def millicores(quantity: str) -> int:
+        return int(quantity[:-1]) if quantity.endswith("m") else int(float(quantity) * 1000)
+
+    node = Kubectl().json("get", "node", "sandlot-node")
+    pods = Kubectl().json("get", "pods", "--all-namespaces", "--field-selector", "spec.nodeName=sandlot-node")
+    requested = sum(
+        millicores(c.get("resources", {}).get("requests", {}).get("cpu", "0"))
+        for pod in pods["items"]
+        if pod["status"].get("phase") not in ("Succeeded", "Failed")
+        for c in pod["spec"]["containers"]
+    )
+    return millicores(node["status"]["allocatable"]["cpu"]) - requested
 
 
 async def quiet_watch_count() -> int:

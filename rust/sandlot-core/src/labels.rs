@@ -23,6 +23,9 @@ pub(crate) const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sandlot"
 pub(crate) const TAG_LABEL_PREFIX: &str = "tags.sandlot.dev/";
 /// Annotation recording when terminate was requested (RFC 3339).
 pub(crate) const TERMINATED_AT_ANNOTATION: &str = "sandlot.dev/terminated-at";
+/// Annotation recording the image a sandbox was created with, written when
+/// terminate swaps in an image that never starts (see sandbox/terminate.rs).
+pub(crate) const CREATED_IMAGE_ANNOTATION: &str = "sandlot.dev/image";
 /// Annotation carrying a random token per create call, so a retried create can
 /// recognise the pod its own earlier try made.
 pub(crate) const CREATE_TOKEN_ANNOTATION: &str = "sandlot.dev/create-token";

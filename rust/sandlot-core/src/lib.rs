@@ -28,8 +28,8 @@ pub use namespace::{
     ConfigSource, DEFAULT_NAMESPACE, NAMESPACE_ENV, NamespaceSource, Placement, ResolvedNamespace,
 };
 pub use sandbox::{
-    BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, ListFilter, LogLines, LogOptions,
-    Selection, SpawnOptions, TerminateOutcome,
+    BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, LAUNCH_RETRY_WINDOW, ListFilter,
+    LogLines, LogOptions, Selection, SpawnOptions, TerminateOutcome, set_launch_retry_window,
 };
 pub use spec::{Resources, SandboxRequest, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};

@@ -9,7 +9,8 @@ use serde::Serialize;
 
 use crate::error::Error;
 use crate::labels::{
-    self, CONTAINER_NAME, LAUNCH_FAILED_ANNOTATION, TERMINATED_AT_ANNOTATION, annotation,
+    self, CONTAINER_NAME, CREATED_IMAGE_ANNOTATION, LAUNCH_FAILED_ANNOTATION,
+    TERMINATED_AT_ANNOTATION, annotation,
 };
 use crate::mount::Mount;
 use crate::validate;
@@ -138,15 +139,60 @@ pub struct SandboxStatus {
     pub volume_mounts: BTreeMap<String, Mount>,
 }
 
-/// Waiting reasons of a container that will not start by itself.
-const LAUNCH_FAILURES: [&str; 6] = [
-    "ErrImagePull",
-    "ImagePullBackOff",
+/// Waiting reasons of a container whose start failed and that retrying will
+/// not fix.
+const LASTING_START_FAILURES: [&str; 3] = [
     "InvalidImageName",
     "ErrImageNeverPull",
     "CreateContainerConfigError",
-    "CreateContainerError",
 ];
+
+/// Waiting reasons of a container whose start failed and that the kubelet
+/// retries; each may heal (a registry that throttled, a network blip) unless
+/// its message says otherwise ([`LASTING_PULL_ERRORS`]).
+const RETRIED_START_FAILURES: [&str; 3] =
+    ["ErrImagePull", "ImagePullBackOff", "CreateContainerError"];
+
+/// Words in a pull error (lowercased) saying the image will never be pulled
+/// as named: it does not exist, or these credentials may not have it.
+const LASTING_PULL_ERRORS: [&str; 7] = [
+    ": not found",
+    "manifest unknown",
+    "name unknown",
+    "pull access denied",
+    "unauthorized",
+    "insufficient_scope",
+    "no match for platform",
+];
+
+/// Why the sandbox's container could not start, from its waiting state.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct StartFailure {
+    /// What Kubernetes said (the message, else the reason).
+    pub message: String,
+    /// True if retrying cannot fix it; false while the kubelet's retries may.
+    pub lasting: bool,
+}
+
+/// The start failure the sandbox container is waiting in, if any.
+pub(crate) fn start_failure(pod: &Pod) -> Option<StartFailure> {
+    let waiting = sandbox_container_status(pod)?
+        .state
+        .as_ref()?
+        .waiting
+        .as_ref()?;
+    let reason = waiting.reason.as_deref()?;
+    let message = waiting.message.clone().unwrap_or_else(|| reason.to_owned());
+    let lasting = if LASTING_START_FAILURES.contains(&reason) {
+        true
+    } else if RETRIED_START_FAILURES.contains(&reason) {
+        let lowered = message.to_lowercase();
+        reason != "CreateContainerError" && LASTING_PULL_ERRORS.iter().any(|e| lowered.contains(e))
+    } else {
+        return None;
+    };
+    Some(StartFailure { message, lasting })
+}
 
 /// Pod-level failure reasons meaning the node lost the workload.
 const BACKEND_LOSSES: [&str; 4] = ["Evicted", "NodeLost", "Shutdown", "Terminated"];
@@ -177,15 +223,10 @@ impl SandboxStatus {
             .and_then(|t| t.message.clone())
             .or_else(|| exited_reason.map(str::to_owned));
 
-        // A workload that ended by itself before terminate was requested keeps its own outcome.
-        let ended_before_terminate =
-            match (terminated_at, exited.and_then(|t| t.finished_at.as_ref())) {
-                (Some(requested), Some(finished)) => finished.0 < requested,
-                _ => false,
-            };
-
         use TerminationReason as R;
-        let (phase, reason, message) = if terminated_at.is_some() && !ended_before_terminate {
+        // Terminate records itself only on a pod the API server saw as not
+        // ended (see sandbox/terminate.rs), so the record alone decides.
+        let (phase, reason, message) = if terminated_at.is_some() {
             (Phase::Terminated, Some(R::Terminated), None)
         } else if let Some(failure) = launch_failure {
             (Phase::Failed, Some(R::LaunchFailed), Some(failure.clone()))
@@ -214,13 +255,17 @@ impl SandboxStatus {
                     }
                 }
                 "Pending" => {
-                    if let Some(w) = waiting.filter(|w| {
-                        w.reason
-                            .as_deref()
-                            .is_some_and(|r| LAUNCH_FAILURES.contains(&r))
-                    }) {
-                        let message = w.message.clone().or_else(|| w.reason.clone());
-                        (Phase::Failed, Some(R::LaunchFailed), message)
+                    let start_failure = start_failure(pod);
+                    if let Some(failure) = start_failure.as_ref().filter(|f| f.lasting) {
+                        (
+                            Phase::Failed,
+                            Some(R::LaunchFailed),
+                            Some(failure.message.clone()),
+                        )
+                    } else if let Some(failure) = start_failure {
+                        // The kubelet retries; until sandlot settles it (see
+                        // sandbox/settle.rs) the sandbox is still being created.
+                        (Phase::Creating, None, Some(failure.message))
                     } else if is_scheduled(pod) {
                         (
                             Phase::Creating,
@@ -263,8 +308,9 @@ impl SandboxStatus {
             created_at: meta.creation_timestamp.as_ref().map(|t| t.0),
             started_at,
             finished_at,
-            image: container_spec
-                .and_then(|c| c.image.clone())
+            image: annotation(meta, CREATED_IMAGE_ANNOTATION)
+                .cloned()
+                .or_else(|| container_spec.and_then(|c| c.image.clone()))
                 .unwrap_or_default(),
             tags: labels::tags_of(meta),
             volume_mounts: volume_mounts_of(pod),
@@ -409,13 +455,39 @@ mod tests {
 
     #[test]
     fn failed_on_launch_failures_that_do_not_heal() {
-        for reason in LAUNCH_FAILURES {
-            let s = derive(json!({"phase": "Pending",
+        let waiting = |reason: &str, message: &str| {
+            derive(json!({"phase": "Pending",
                 "conditions": [{"type": "PodScheduled", "status": "True"}],
-                "containerStatuses": container(json!({"waiting": {"reason": reason, "message": "pull access denied"}}))}));
+                "containerStatuses": container(json!({"waiting": {"reason": reason, "message": message}}))}))
+        };
+        let lasting = [
+            ("InvalidImageName", "couldn't parse image name"),
+            (
+                "ErrImageNeverPull",
+                "image not present with pull policy of Never",
+            ),
+            (
+                "CreateContainerConfigError",
+                "container has runAsNonRoot and image will run as root",
+            ),
+            (
+                "ErrImagePull",
+                "failed to resolve reference \"x:1\": x:1: not found",
+            ),
+            (
+                "ImagePullBackOff",
+                "pull access denied, repository does not exist",
+            ),
+            (
+                "ErrImagePull",
+                "unexpected status from HEAD request: 401 Unauthorized",
+            ),
+        ];
+        for (reason, message) in lasting {
+            let s = waiting(reason, message);
             assert_eq!(s.phase, Phase::Failed, "{reason}");
             assert_eq!(s.termination_reason, Some(TerminationReason::LaunchFailed));
-            assert_eq!(s.message.as_deref(), Some("pull access denied"));
+            assert_eq!(s.message.as_deref(), Some(message));
         }
         let start_error = derive(
             json!({"phase": "Failed", "containerStatuses": container(json!({"terminated": {
@@ -425,6 +497,36 @@ mod tests {
             start_error.termination_reason,
             Some(TerminationReason::LaunchFailed)
         );
+    }
+
+    #[test]
+    fn start_failures_that_may_heal_leave_the_sandbox_creating() {
+        let may_heal = [
+            (
+                "ErrImagePull",
+                "dial tcp: lookup registry-1.docker.io on 10.0.0.53:53: no such host",
+            ),
+            (
+                "ImagePullBackOff",
+                "Back-off pulling image: 429 Too Many Requests",
+            ),
+            (
+                "ErrImagePull",
+                "unexpected status from HEAD request: 503 Service Unavailable",
+            ),
+            ("CreateContainerError", "context deadline exceeded"),
+        ];
+        for (reason, message) in may_heal {
+            let s = derive(json!({"phase": "Pending",
+                "conditions": [{"type": "PodScheduled", "status": "True"}],
+                "containerStatuses": container(json!({"waiting": {"reason": reason, "message": message}}))}));
+            assert_eq!(
+                (s.phase, s.termination_reason),
+                (Phase::Creating, None),
+                "{message}"
+            );
+            assert_eq!(s.message.as_deref(), Some(message));
+        }
     }
 
     #[test]
@@ -495,13 +597,21 @@ mod tests {
     }
 
     #[test]
-    fn workload_that_ended_before_terminate_keeps_its_outcome() {
-        let s = SandboxStatus::from_pod(&pod(
-            json!({"phase": "Succeeded", "containerStatuses": container(json!({"terminated": {
-                "exitCode": 0, "reason": "Completed", "finishedAt": "2026-01-01T00:00:30Z"}}))}),
-            json!({TERMINATED_AT_ANNOTATION: "2026-01-01T00:01:00Z"}),
-        ));
-        assert_eq!(s.phase, Phase::Succeeded);
+    fn terminated_record_is_never_weighed_against_the_nodes_clock() {
+        // The node's finish time (whole seconds) reads earlier than the
+        // client's record: the same second, or a client clock running ahead.
+        for phase in ["Running", "Succeeded", "Failed"] {
+            let s = SandboxStatus::from_pod(&pod(
+                json!({"phase": phase, "containerStatuses": container(json!({"terminated": {
+                    "exitCode": 0, "reason": "Completed", "finishedAt": "2026-01-01T00:00:30Z"}}))}),
+                json!({TERMINATED_AT_ANNOTATION: "2026-01-01T00:00:30.700Z"}),
+            ));
+            assert_eq!(
+                (s.phase, s.termination_reason),
+                (Phase::Terminated, Some(TerminationReason::Terminated)),
+                "{phase}"
+            );
+        }
     }
 
     #[test]

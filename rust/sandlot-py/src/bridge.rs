@@ -438,6 +438,16 @@ pub mod hooks {
         })
     }
 
+    /// Shortens how long sandlot leaves a start failure that may heal to the
+    /// kubelet's retries before settling it (`LAUNCH_RETRY_WINDOW`), for this
+    /// process. Returns the window it replaced, in seconds.
+    #[pyfunction]
+    pub fn _set_launch_retry_window(seconds: f64) -> PyResult<f64> {
+        let window = std::time::Duration::try_from_secs_f64(seconds)
+            .map_err(|err| pyo3::exceptions::PyValueError::new_err(format!("seconds: {err}")))?;
+        Ok(sandlot_core::set_launch_retry_window(window).as_secs_f64())
+    }
+
     /// The number of tasks alive in the runtime (tests check that nothing is
     /// left running).
     #[pyfunction]

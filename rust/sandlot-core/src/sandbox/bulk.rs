@@ -2,11 +2,11 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
-use kube::api::DeleteParams;
+use kube::api::{DeleteParams, Preconditions};
 
 use crate::client::Client;
-use crate::error::{Error, Result};
-use crate::retry::retry;
+use crate::error::{Error, Result, api_status};
+use crate::retry::{self, ATTEMPTS};
 use crate::sandbox::ListFilter;
 use crate::status::{Phase, SandboxStatus};
 use crate::validate;
@@ -159,6 +159,19 @@ impl Client {
         selection: &Selection,
         older_than: Option<Duration>,
     ) -> Result<Vec<String>> {
+        Ok(self
+            .purge_candidate_records(selection, older_than)
+            .await?
+            .into_iter()
+            .map(|record| record.name)
+            .collect())
+    }
+
+    async fn purge_candidate_records(
+        &self,
+        selection: &Selection,
+        older_than: Option<Duration>,
+    ) -> Result<Vec<PurgeRecord>> {
         selection.validate()?;
         let too_large = || Error::invalid("older_than", "is too large");
         let cutoff = match older_than {
@@ -174,45 +187,172 @@ impl Client {
             tags: selection.tags.clone(),
         };
         Ok(self
-            .list_sandboxes(&filter)
+            .list_sandbox_pods(&filter)
             .await?
             .into_iter()
-            .filter(|s| s.phase.is_terminal())
-            .filter(|s| selection.names.is_empty() || selection.names.contains(&s.name))
-            .filter(|s| match (cutoff, s.finished_at.or(s.created_at)) {
+            .filter(|(_, s)| s.phase.is_terminal())
+            .filter(|(_, s)| selection.names.is_empty() || selection.names.contains(&s.name))
+            .filter(|(_, s)| match (cutoff, s.finished_at.or(s.created_at)) {
                 (Some(cutoff), Some(ended)) => ended <= cutoff,
                 (Some(_), None) => false,
                 (None, _) => true,
             })
-            .map(|s| s.name)
+            .map(|(pod, status)| PurgeRecord {
+                name: status.name,
+                uid: pod.metadata.uid,
+            })
             .collect())
     }
 
     /// Deletes the records of [`Client::purge_candidates`]; their names are
-    /// free again. Returns the names purged; sandboxes still active are left alone.
+    /// free again once each workload has stopped. Returns the names purged;
+    /// sandboxes still active are left alone.
+    ///
+    /// Each delete is graceful (a workload still stopping is removed only once
+    /// its node confirms it stopped, so nothing runs without a record) and
+    /// holds only for the pod that was listed (a uid precondition: a newer
+    /// sandbox that took the name meanwhile is left alone).
     pub async fn purge_sandboxes(
         &self,
         selection: &Selection,
         older_than: Option<Duration>,
     ) -> Result<Vec<String>> {
-        let candidates = self.purge_candidates(selection, older_than).await?;
-        let params = DeleteParams::default().grace_period(0);
-        stream::iter(candidates)
-            .map(|name| {
-                let params = params.clone();
-                async move {
-                    match retry(|| self.pods().delete(&name, &params)).await {
-                        Ok(_) => Ok(Some(name)),
-                        Err(err) => match self.sandbox_error(err, &name) {
-                            Error::NotFound { .. } => Ok(None),
-                            other => Err(other),
-                        },
-                    }
-                }
+        let records = self.purge_candidate_records(selection, older_than).await?;
+        stream::iter(records)
+            .map(|record| async move {
+                let purged = self.purge_record(&record).await?;
+                Ok(purged.then_some(record.name))
             })
             .buffered(BULK_CONCURRENCY)
             .try_filter_map(|purged| async move { Ok(purged) })
             .try_collect()
             .await
+    }
+
+    /// Deletes one record; true if this call removed it.
+    async fn purge_record(&self, record: &PurgeRecord) -> Result<bool> {
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: record.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        let mut attempt = 1;
+        loop {
+            let err = match self.pods().delete(&record.name, &params).await {
+                Ok(_) => return Ok(true),
+                Err(err) => err,
+            };
+            match api_status(&err).map(|s| s.code) {
+                // Gone: removed by an earlier try of this call whose answer was
+                // lost, or, on the first try, by someone else.
+                Some(404) => return Ok(attempt > 1),
+                // The name belongs to a newer sandbox now.
+                Some(409) => return Ok(false),
+                _ if attempt < ATTEMPTS && retry::is_transient(&err) => {
+                    tokio::time::sleep(retry::delay(&err, attempt)).await;
+                    attempt += 1;
+                }
+                _ => return Err(self.sandbox_error(err, &record.name)),
+            }
+        }
+    }
+}
+
+/// A sandbox record to purge: its name and the uid of the pod listed.
+struct PurgeRecord {
+    name: String,
+    uid: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use http::{Request, Response};
+    use http_body_util::BodyExt;
+    use kube::client::Body;
+    use serde_json::json;
+    use tower_test::mock;
+
+    use super::*;
+    use crate::spec::{SandboxRequest, SandboxSpec};
+
+    fn respond(code: u16, body: serde_json::Value) -> Response<Body> {
+        Response::builder()
+            .status(code)
+            .body(Body::from(body.to_string().into_bytes()))
+            .unwrap()
+    }
+
+    fn status(code: u16, reason: &str) -> serde_json::Value {
+        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+            "reason": reason, "message": reason})
+    }
+
+    fn ended_pod(name: &str, uid: &str) -> serde_json::Value {
+        let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
+        let mut pod = serde_json::to_value(spec.to_pod(name)).unwrap();
+        pod["metadata"]["uid"] = json!(uid);
+        pod["status"] = json!({"phase": "Succeeded"});
+        pod
+    }
+
+    /// Purges "a" and "b": the first delete of each fails as `first`, the
+    /// second (if any) answers `second`. Returns the names purged and the
+    /// bodies of the delete requests.
+    async fn purge(
+        first: (u16, &'static str),
+        second: Option<(u16, &'static str)>,
+    ) -> (Vec<String>, Vec<serde_json::Value>) {
+        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let server = tokio::spawn(async move {
+            let (_, reply) = handle.next_request().await.unwrap();
+            reply.send_response(respond(
+                200,
+                json!({"kind": "PodList", "apiVersion": "v1", "metadata": {},
+                    "items": [ended_pod("a", "uid-a")]}),
+            ));
+            let mut bodies = Vec::new();
+            for answer in std::iter::once(first).chain(second) {
+                let (request, reply) = handle.next_request().await.unwrap();
+                assert_eq!(request.method(), "DELETE");
+                let bytes = request.into_body().collect().await.unwrap().to_bytes();
+                bodies.push(serde_json::from_slice(&bytes).unwrap());
+                reply.send_response(match answer {
+                    (200, _) => respond(200, ended_pod("a", "uid-a")),
+                    (code, reason) => respond(code, status(code, reason)),
+                });
+            }
+            bodies
+        });
+        let client = Client::from_kube(kube::Client::new(service, "test"), "test".into());
+        let selection = Selection {
+            all: true,
+            ..Selection::default()
+        };
+        let purged = client.purge_sandboxes(&selection, None).await.unwrap();
+        (purged, server.await.unwrap())
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_is_graceful_and_holds_only_for_the_pod_listed() {
+        let (purged, bodies) = purge((200, ""), None).await;
+        assert_eq!(purged, ["a"]);
+        assert_eq!(bodies[0]["preconditions"]["uid"], "uid-a");
+        assert!(
+            bodies[0].get("gracePeriodSeconds").is_none(),
+            "{}",
+            bodies[0]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_retried_delete_that_finds_the_record_gone_purged_it() {
+        let (purged, _) = purge((503, "ServiceUnavailable"), Some((404, "NotFound"))).await;
+        assert_eq!(purged, ["a"]);
+        let (purged, _) = purge((404, "NotFound"), None).await;
+        assert!(purged.is_empty(), "deleted by someone else");
+        let (purged, _) = purge((409, "Conflict"), None).await;
+        assert!(purged.is_empty(), "the name belongs to a newer sandbox");
     }
 }

@@ -1,3 +1,5 @@
+use k8s_openapi::api::core::v1::Pod;
+
 use crate::client::Client;
 use crate::error::{Error, ObjectKind, Result};
 use crate::labels;
@@ -13,6 +15,13 @@ impl Client {
     /// first (see `sandbox/settle.rs`).
     pub async fn get_sandbox(&self, name: &str) -> Result<SandboxStatus> {
         validate::object_name("name", name)?;
+        let pod = self.sandbox_pod(name).await?;
+        self.settle_launch_failure(&pod).await
+    }
+
+    /// The pod of sandbox `name` as stored; [`Error::NotFound`] as for
+    /// [`Client::get_sandbox`]. Reads only.
+    pub(crate) async fn sandbox_pod(&self, name: &str) -> Result<Pod> {
         let pod = retry(|| self.pods().get(name))
             .await
             .map_err(|err| self.sandbox_error(err, name))?;
@@ -23,6 +32,6 @@ impl Client {
                 namespace: self.namespace().to_owned(),
             });
         }
-        self.settle_launch_failure(&pod).await
+        Ok(pod)
     }
 }

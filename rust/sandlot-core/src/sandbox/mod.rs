@@ -14,3 +14,4 @@ pub use bulk::{BULK_CONCURRENCY, Selection, TerminateOutcome};
 pub use exec::{ExecOptions, ExecProcess, ExecResult, SpawnOptions};
 pub use list::ListFilter;
 pub use logs::{LogLines, LogOptions};
+pub use settle::{LAUNCH_RETRY_WINDOW, set_launch_retry_window};

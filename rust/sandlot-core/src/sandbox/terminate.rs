@@ -1,32 +1,145 @@
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{Patch, PatchParams};
 use serde_json::json;
 
 use crate::client::Client;
-use crate::error::Result;
-use crate::labels::TERMINATED_AT_ANNOTATION;
+use crate::error::{Error, Result, api_status};
+use crate::labels::{CONTAINER_NAME, CREATED_IMAGE_ANNOTATION, TERMINATED_AT_ANNOTATION};
 use crate::retry::retry;
 use crate::status::SandboxStatus;
+use crate::validate;
+
+/// An image reference the API server accepts and no node can ever resolve
+/// (upper case is invalid in a repository name), so a container given it
+/// never starts, and starting it makes no network request.
+pub(crate) const NEVER_STARTS_IMAGE: &str = "sandlot.invalid/TERMINATED-BEFORE-START";
+
+/// How many times terminate re-reads a pod that changed between its read and
+/// its write (status updates of a starting pod) before giving up.
+const CHANGED_MEANWHILE_TRIES: u32 = 10;
 
 impl Client {
     /// Terminates sandbox `name`: records the request on the pod (the phase is
     /// `terminated` from then on) and has the kubelet stop the workload within
     /// its grace period. The pod record stays, so logs remain readable and the
     /// name stays taken. A sandbox that already ended is left as it is.
+    ///
+    /// The record is written only onto the very pod version read as not ended
+    /// (a resourceVersion precondition), so "terminated" is decided by what the
+    /// API server saw, never by comparing clocks. A sandbox whose command has
+    /// not started yet (queued, or its image still being pulled) also gets an
+    /// image that cannot start, so its command never runs, even once capacity
+    /// frees and the pod lands on a node.
     pub async fn terminate_sandbox(&self, name: &str) -> Result<SandboxStatus> {
-        let current = self.get_sandbox(name).await?;
-        if current.phase.is_terminal() {
-            return Ok(current);
+        validate::object_name("name", name)?;
+        for _ in 0..CHANGED_MEANWHILE_TRIES {
+            let pod = self.sandbox_pod(name).await?;
+            let current = self.settle_launch_failure(&pod).await?;
+            if current.phase.is_terminal() {
+                return Ok(current);
+            }
+            let body = terminate_patch(&pod);
+            let (params, patch) = (PatchParams::default(), Patch::Strategic(&body));
+            match retry(|| self.pods().patch(name, &params, &patch)).await {
+                Ok(pod) => return Ok(SandboxStatus::from_pod(&pod)),
+                // Changed since the read: by the kubelet, or by this very patch
+                // whose answer was lost. Read again and decide again.
+                Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => continue,
+                Err(err) => return Err(self.sandbox_error(err, name)),
+            }
         }
-        // An active deadline that has already passed makes the kubelet stop the
-        // pod, and stops a not yet scheduled pod the moment it lands on a node.
-        let body = json!({
-            "metadata": {"annotations": {TERMINATED_AT_ANNOTATION: jiff::Timestamp::now().to_string()}},
-            "spec": {"activeDeadlineSeconds": 1},
-        });
-        let (params, patch) = (PatchParams::default(), Patch::Merge(&body));
-        let pod = retry(|| self.pods().patch(name, &params, &patch))
-            .await
-            .map_err(|err| self.sandbox_error(err, name))?;
-        Ok(SandboxStatus::from_pod(&pod))
+        Err(Error::Api {
+            status: 409,
+            reason: "Conflict".to_owned(),
+            message: format!("sandbox {name:?} kept changing while being terminated; try again"),
+        })
+    }
+}
+
+/// The patch that terminates `pod`, valid only while the pod is still at the
+/// version read. An active deadline that has already passed makes the kubelet
+/// stop the pod, and stops a not yet started one the moment it lands.
+fn terminate_patch(pod: &Pod) -> serde_json::Value {
+    let mut body = json!({
+        "metadata": {
+            "resourceVersion": pod.metadata.resource_version,
+            "annotations": {TERMINATED_AT_ANNOTATION: jiff::Timestamp::now().to_string()},
+        },
+        "spec": {"activeDeadlineSeconds": 1},
+    });
+    if !command_started(pod) {
+        let image = pod
+            .spec
+            .as_ref()
+            .and_then(|s| s.containers.iter().find(|c| c.name == CONTAINER_NAME))
+            .and_then(|c| c.image.clone());
+        body["metadata"]["annotations"][CREATED_IMAGE_ANNOTATION] = json!(image);
+        body["spec"]["containers"] = json!([{"name": CONTAINER_NAME, "image": NEVER_STARTS_IMAGE}]);
+    }
+    body
+}
+
+/// True once the node has started the sandbox's container (it runs, or ran).
+fn command_started(pod: &Pod) -> bool {
+    let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
+    if phase.is_some_and(|p| p != "Pending") {
+        return true;
+    }
+    pod.status
+        .as_ref()
+        .and_then(|s| s.container_statuses.as_ref())
+        .into_iter()
+        .flatten()
+        .any(|c| {
+            let ran = |state: Option<&k8s_openapi::api::core::v1::ContainerState>| {
+                state.is_some_and(|s| s.running.is_some() || s.terminated.is_some())
+            };
+            ran(c.state.as_ref()) || ran(c.last_state.as_ref())
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::spec::{SandboxRequest, SandboxSpec};
+
+    fn pod(status: serde_json::Value) -> Pod {
+        let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
+        let mut value = serde_json::to_value(spec.to_pod("sb")).unwrap();
+        value["metadata"]["resourceVersion"] = json!("42");
+        value["status"] = status;
+        serde_json::from_value(value).unwrap()
+    }
+
+    #[test]
+    fn the_patch_holds_only_for_the_version_read() {
+        let body = terminate_patch(&pod(json!({"phase": "Running"})));
+        assert_eq!(body["metadata"]["resourceVersion"], "42");
+        assert_eq!(body["spec"]["activeDeadlineSeconds"], 1);
+    }
+
+    #[test]
+    fn a_command_not_yet_started_gets_an_image_that_never_starts() {
+        let queued = terminate_patch(&pod(json!({"phase": "Pending"})));
+        assert_eq!(
+            queued["spec"]["containers"],
+            json!([{"name": "sandbox", "image": NEVER_STARTS_IMAGE}])
+        );
+        assert_eq!(
+            queued["metadata"]["annotations"][CREATED_IMAGE_ANNOTATION],
+            "busybox:1.36"
+        );
+        let pulling = json!({"phase": "Pending", "containerStatuses": [{"name": "sandbox", "image": "x",
+            "imageID": "", "ready": false, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}}]});
+        assert!(terminate_patch(&pod(pulling))["spec"]["containers"].is_array());
+        let running = json!({"phase": "Running", "containerStatuses": [{"name": "sandbox", "image": "x",
+            "imageID": "", "ready": true, "restartCount": 0, "state": {"running": {}}}]});
+        assert!(
+            terminate_patch(&pod(running))["spec"]
+                .get("containers")
+                .is_none()
+        );
     }
 }
