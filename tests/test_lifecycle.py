@@ -13,6 +13,7 @@ import pytest
 import sandlot
 import sandlot._testing as sandlot_testing
 from conftest import Kubectl, unique
+from sandlot import _testing
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 PYTHON = "docker.io/library/python:3.11-slim"
@@ -370,3 +371,22 @@ async def test_a_hundred_sandboxes_waited_through_one_watch_then_terminated_by_t
             break
         await asyncio.sleep(1)
     assert await asyncio.to_thread(pods_still_running) == 0
+
+
+async def test_waits_outlive_the_watch_task_dying(sandlot_async_client: sandlot.AsyncClient) -> None:
+    client = sandlot_async_client
+    running = await client.sandboxes.create(BUSYBOX)
+    await running.wait("running", timeout=120)  # the client's pod watch now runs
+    assert _testing.stop_pod_watch(client)
+    # Waits begun after the watch task died see their transitions...
+    exits = await client.sandboxes.create(BUSYBOX, command=["sh", "-c", "sleep 1; exit 3"])
+    status = await exits.wait(["succeeded", "failed"], timeout=120)
+    assert (status.phase, status.exit_code) == (sandlot.Phase.FAILED, 3)
+    # ...and so do waits under way when it dies.
+    later = await client.sandboxes.create(BUSYBOX, command=["sh", "-c", "sleep 3; exit 4"])
+    waiting = asyncio.ensure_future(later.wait(["succeeded", "failed"], timeout=120))
+    await asyncio.sleep(0.5)
+    assert _testing.stop_pod_watch(client)
+    status = await waiting
+    assert (status.phase, status.exit_code) == (sandlot.Phase.FAILED, 4)
+    await running.terminate()

@@ -11,7 +11,7 @@ use kube::runtime::wait::{self, await_condition};
 use crate::error::{self, Error, ObjectKind, Result, api_status, error_chain, object_error};
 use crate::labels;
 use crate::namespace::{self, ConfigSource, Placement, Process, ResolvedNamespace};
-use crate::retry::retry;
+use crate::retry::{retry, retry_first_contact};
 use crate::validate;
 use crate::watch::{PodWatch, watch_error};
 
@@ -206,6 +206,14 @@ impl Client {
             .get_or_init(|| PodWatch::start(self.inner.pods.clone()))
     }
 
+    /// Stops the task behind the shared pod watch as if it had died (a test
+    /// hook: the watch restarts by itself). False if no wait has started the
+    /// watch yet.
+    #[doc(hidden)]
+    pub fn stop_pod_watch_task(&self) -> bool {
+        self.inner.watch.get().is_some_and(PodWatch::stop_task)
+    }
+
     /// Maps a failed request that is not about one named object. This and
     /// [`Client::object_error`] are the one way a kube error of this client
     /// becomes an [`Error`], so a refusal always names the namespace and where
@@ -230,7 +238,7 @@ impl Client {
     async fn ensure_namespace(&self) -> Result<()> {
         let namespaces: Api<Namespace> = Api::all(self.kube().clone());
         let name = self.namespace();
-        match retry(|| namespaces.get_opt(name)).await {
+        match retry_first_contact(|| namespaces.get_opt(name)).await {
             Ok(Some(_)) => return Ok(()),
             Ok(None) => {}
             Err(err) if api_status(&err).is_some_and(|s| s.code == 403) => return Ok(()),

@@ -1,20 +1,47 @@
 //! Retries of API calls that failed for reasons that pass by themselves: the
 //! server asking to slow down (429), being briefly unavailable (500, 503, 504),
-//! or a dropped connection. The server's Retry-After is honoured.
+//! or a dropped or refused connection. The server's Retry-After is honoured.
+//! A call is retried for [`RETRY_BUDGET`], longer than an API server takes to
+//! restart, so calls made while it restarts finish once it is back.
 
 use std::future::Future;
 use std::time::Duration;
 
 use backon::{Backoff, Retryable};
+use tokio::time::Instant;
 
 use crate::error::api_status;
 
-/// Tries per call, the first included.
-pub(crate) const ATTEMPTS: u32 = 6;
+/// How long a call is retried: no try starts later than this after the
+/// first. An API server restart takes tens of seconds (a static-pod restart
+/// of kube-apiserver is typically 10 to 30 s), so a minute outlasts it with room.
+pub(crate) const RETRY_BUDGET: Duration = Duration::from_secs(60);
+/// How long the first request of a new client is retried: a server that
+/// cannot be reached at all is more likely misconfigured than restarting.
+const FIRST_CONTACT_BUDGET: Duration = Duration::from_secs(3);
 /// Pause before the first retry when the server names none; it doubles per try.
 const FIRST_DELAY: Duration = Duration::from_millis(100);
 /// Longest pause between two tries.
 const MAX_DELAY: Duration = Duration::from_secs(5);
+/// Tries per call, the first included, for loops that count their tries
+/// (create): as many as it takes for the pauses of [`backoff`] to add up to
+/// [`RETRY_BUDGET`].
+pub(crate) const ATTEMPTS: u32 = tries_covering(RETRY_BUDGET);
+
+const fn tries_covering(budget: Duration) -> u32 {
+    let (first, longest) = (FIRST_DELAY.as_millis(), MAX_DELAY.as_millis());
+    let (mut tries, mut paused, mut pause) = (1, 0, first);
+    while paused < budget.as_millis() {
+        paused += pause;
+        tries += 1;
+        pause = if pause * 2 < longest {
+            pause * 2
+        } else {
+            longest
+        };
+    }
+    tries
+}
 
 /// True if trying the same request again may succeed.
 pub(crate) fn is_transient(err: &kube::Error) -> bool {
@@ -26,10 +53,10 @@ pub(crate) fn is_transient(err: &kube::Error) -> bool {
 }
 
 /// The pauses between tries when the server names none: [`FIRST_DELAY`],
-/// doubling, at most [`MAX_DELAY`]; one fewer than [`ATTEMPTS`]. Exact
-/// durations (backon's exponential builder computes them in `f32`).
+/// doubling, at most [`MAX_DELAY`], without end (a budget of time ends
+/// them). Exact durations (backon's exponential builder computes them in `f32`).
 fn backoff() -> impl Backoff {
-    (0..ATTEMPTS - 1).map(|retry| (FIRST_DELAY * 2u32.saturating_pow(retry)).min(MAX_DELAY))
+    (0u32..).map(|retry| (FIRST_DELAY * 2u32.saturating_pow(retry.min(16))).min(MAX_DELAY))
 }
 
 /// The server's Retry-After, capped at [`MAX_DELAY`], if it sent one.
@@ -51,17 +78,39 @@ pub(crate) fn delay(err: &kube::Error, attempt: u32) -> Duration {
     })
 }
 
-/// Runs `call` until it succeeds, fails for a lasting reason, or [`ATTEMPTS`] run out,
-/// pausing as [`delay`] says. Only for calls that are safe to repeat (reads,
-/// deletes, and patches that set values).
+/// Runs `call` until it succeeds, fails for a lasting reason, or
+/// [`RETRY_BUDGET`] runs out, pausing as [`delay`] says. Only for calls that
+/// are safe to repeat (reads, deletes, and patches that set values).
 pub(crate) async fn retry<T, F, Fut>(call: F) -> kube::Result<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = kube::Result<T>>,
 {
+    retry_within(RETRY_BUDGET, call).await
+}
+
+/// [`retry`] for the first request of a new client, within [`FIRST_CONTACT_BUDGET`].
+pub(crate) async fn retry_first_contact<T, F, Fut>(call: F) -> kube::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = kube::Result<T>>,
+{
+    retry_within(FIRST_CONTACT_BUDGET, call).await
+}
+
+/// Retries `call` while the next try would start within `budget` of the first.
+async fn retry_within<T, F, Fut>(budget: Duration, call: F) -> kube::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = kube::Result<T>>,
+{
+    let started = Instant::now();
     call.retry(backoff())
         .when(is_transient)
-        .adjust(|err, pause| pause.map(|pause| retry_after(err).unwrap_or(pause)))
+        .adjust(move |err, pause| {
+            let pause = retry_after(err).or(pause)?;
+            (started.elapsed() + pause <= budget).then_some(pause)
+        })
         .await
 }
 
@@ -77,6 +126,13 @@ mod tests {
         }))
         .unwrap();
         kube::Error::Api(status.boxed())
+    }
+
+    fn refused() -> kube::Error {
+        kube::Error::Service(Box::new(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "connection refused",
+        )))
     }
 
     #[test]
@@ -123,26 +179,68 @@ mod tests {
         assert_eq!(calls, 1, "a 404 is not retried");
 
         let mut calls = 0;
-        let started = tokio::time::Instant::now();
+        let started = Instant::now();
         let result: kube::Result<()> = retry(|| {
             calls += 1;
             async { Err(api_error(429, 1)) }
         })
         .await;
         assert!(result.is_err());
-        assert_eq!(calls, ATTEMPTS);
+        assert_eq!(calls, 61, "a try every second of the budget, and the first");
         assert_eq!(
             started.elapsed(),
-            Duration::from_secs(u64::from(ATTEMPTS - 1)),
+            RETRY_BUDGET,
             "the server's Retry-After between every two tries"
         );
 
-        let started = tokio::time::Instant::now();
-        let _: kube::Result<()> = retry(|| async { Err(api_error(503, 0)) }).await;
+        let mut tried_at = Vec::new();
+        let started = Instant::now();
+        let _: kube::Result<()> = retry(|| {
+            tried_at.push(started.elapsed());
+            async { Err(api_error(503, 0)) }
+        })
+        .await;
+        let pauses: Vec<u128> = tried_at
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis())
+            .collect();
         assert_eq!(
-            started.elapsed(),
-            Duration::from_millis(100 + 200 + 400 + 800 + 1600),
-            "100 ms doubling without a Retry-After"
+            pauses[..8],
+            [100, 200, 400, 800, 1600, 3200, 5000, 5000],
+            "100 ms doubling up to 5 s without a Retry-After"
         );
+        let last = *tried_at.last().unwrap();
+        assert!(
+            last <= RETRY_BUDGET && last + MAX_DELAY > RETRY_BUDGET,
+            "{last:?}"
+        );
+    }
+
+    #[test]
+    fn counted_tries_cover_the_budget() {
+        let err = api_error(503, 0);
+        let paused: Duration = (1..ATTEMPTS).map(|attempt| delay(&err, attempt)).sum();
+        assert!(paused >= RETRY_BUDGET, "{paused:?}");
+        assert!(
+            paused - delay(&err, ATTEMPTS - 1) < RETRY_BUDGET,
+            "no more than needed"
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_api_server_restart_of_30_seconds_is_outlasted() {
+        let restarted_at = Instant::now() + Duration::from_secs(30);
+        let result = retry(|| {
+            let down = Instant::now() < restarted_at;
+            async move { if down { Err(refused()) } else { Ok(()) } }
+        })
+        .await;
+        assert!(result.is_ok(), "{result:?}");
+
+        // The first request of a new client gives up within seconds.
+        let started = Instant::now();
+        let result: kube::Result<()> = retry_first_contact(|| async { Err(refused()) }).await;
+        assert!(result.is_err());
+        assert!(started.elapsed() <= FIRST_CONTACT_BUDGET);
     }
 }

@@ -88,6 +88,19 @@ impl ClientBase {
     }
 }
 
+/// Stops the task behind the client's shared pod watch as if it had died; the
+/// watch restarts by itself (a test hook, `sandlot._testing.stop_pod_watch`).
+/// False if the client has not connected or no wait has started the watch.
+#[pyfunction]
+pub fn _stop_pod_watch(client: &Bound<'_, ClientBase>) -> bool {
+    client
+        .get()
+        .connection
+        .client
+        .get()
+        .is_some_and(Client::stop_pod_watch_task)
+}
+
 #[pymethods]
 impl ClientBase {
     /// The namespace this client works in.

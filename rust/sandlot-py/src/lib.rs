@@ -59,5 +59,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         bridge::hooks::_set_launch_retry_window,
         m
     )?)?;
+    m.add_function(wrap_pyfunction!(client::_stop_pod_watch, m)?)?;
     Ok(())
 }
