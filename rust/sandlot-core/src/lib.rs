@@ -28,8 +28,9 @@ pub use namespace::{
     ConfigSource, DEFAULT_NAMESPACE, NAMESPACE_ENV, NamespaceSource, Placement, ResolvedNamespace,
 };
 pub use sandbox::{
-    BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, ListFilter, LogLines, LogOptions,
-    Selection, SpawnOptions, TerminateOutcome,
+    BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,
+    ExecResult, ListFilter, LogLines, LogOptions, Selection, SpawnOptions, TerminateOutcome,
+    wait_for_background_kills,
 };
 pub use spec::{Resources, SandboxRequest, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};
