@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 
@@ -85,6 +84,7 @@ async def test_a_timeout_kills_the_command_and_carries_its_output_so_far(box: sa
 async def test_a_timeout_kills_the_whole_process_group(box: sandlot.AsyncSandbox) -> None:
     with pytest.raises(sandlot.TimeoutError) as caught:
         await box.exec("sleep 302 & sleep 303 & yes", timeout=3, max_output=1000)
+    assert caught.value.stdout_bytes is not None
     assert len(caught.value.stdout_bytes) == 1000
     assert caught.value.truncated
     left = await live_commands(box)
@@ -154,15 +154,12 @@ except KeyboardInterrupt:
 
 
 async def test_ctrl_c_on_a_sync_exec_kills_the_command(sandlot_namespace: str, box: sandlot.AsyncSandbox) -> None:
-    proc = subprocess.Popen(
-        [sys.executable, "-c", CTRL_C_SCRIPT, sandlot_namespace, box.name],
-        stdout=subprocess.PIPE,
-        text=True,
-        env=os.environ,
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", CTRL_C_SCRIPT, sandlot_namespace, box.name, stdout=asyncio.subprocess.PIPE, env=os.environ
     )
     try:
         assert proc.stdout is not None
-        assert proc.stdout.readline() == "exec\n"
+        assert await asyncio.wait_for(proc.stdout.readline(), PROMPTLY) == b"exec\n"
         for _ in range(60):
             if "sleep 306" in await live_commands(box):
                 break
@@ -170,10 +167,12 @@ async def test_ctrl_c_on_a_sync_exec_kills_the_command(sandlot_namespace: str, b
         else:
             pytest.fail("the command never started")
         proc.send_signal(signal.SIGINT)
-        assert proc.stdout.readline() == "interrupted\n"
-        assert proc.wait(timeout=PROMPTLY) == 0
+        assert await asyncio.wait_for(proc.stdout.readline(), PROMPTLY) == b"interrupted\n"
+        assert await asyncio.wait_for(proc.wait(), PROMPTLY) == 0
     finally:
-        proc.kill()
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
     assert await gone(box, "sleep 306"), "the interrupted command kept running"
 
 
