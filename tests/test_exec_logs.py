@@ -35,7 +35,7 @@ async def remote_sha256(box: sandlot.AsyncSandbox, path: str) -> str:
 async def test_100_mib_of_stdout_arrive_byte_identical(box: sandlot.AsyncSandbox) -> None:
     await box.exec(f"head -c {100 * MIB} /dev/urandom > /tmp/big", check=True)
     expected = await remote_sha256(box, "/tmp/big")
-    result = await box.exec(["cat", "/tmp/big"])
+    result = await box.exec(["cat", "/tmp/big"], max_output=None)
     assert result.exit_code == 0
     assert len(result.stdout_bytes) == 100 * MIB
     assert hashlib.sha256(result.stdout_bytes).hexdigest() == expected

@@ -57,7 +57,7 @@ class SandlotClient(Client):
         async def run() -> None:
             async with sandlot.AsyncClient(NAMESPACE) as c:
                 sb = await c.sandboxes.get(pod)
-                received.append((await sb.exec(command)).stdout_bytes)
+                received.append((await sb.exec(command, max_output=None)).stdout_bytes)
 
         asyncio.run(run())
         return received[0]

@@ -78,6 +78,7 @@ class _ExecOptions(TypedDict, total=False):
     env: Mapping[str, str] | None
     workdir: str | None
     check: bool
+    max_output: int | None
 
 class _SpawnOptions(TypedDict, total=False):
     stdin: bool
@@ -143,6 +144,8 @@ class ExecResult:
     def exit_code(self) -> int: ...
     @property
     def ok(self) -> bool: ...
+    @property
+    def truncated(self) -> bool: ...
     def _repr_html_(self) -> str: ...
 
 @final

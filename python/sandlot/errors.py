@@ -82,10 +82,18 @@ class VolumeInUseError(SandlotError):
 
 
 class TimeoutError(SandlotError, builtins.TimeoutError):
-    """A wait or call did not finish within its timeout (``after`` seconds)."""
+    """A wait or call did not finish within its timeout (``after`` seconds).
+    From ``exec``, whose command was killed, it carries the output so far:
+    ``stdout``, ``stderr``, ``stdout_bytes``, ``stderr_bytes`` and
+    ``truncated``, as an ``ExecResult`` would (elsewhere they are ``None``)."""
 
     what: str
     after: float
+    stdout: str | None = None
+    stderr: str | None = None
+    stdout_bytes: bytes | None = None
+    stderr_bytes: bytes | None = None
+    truncated: bool | None = None
 
 
 class PermissionDeniedError(SandlotError, PermissionError):

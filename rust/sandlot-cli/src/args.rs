@@ -292,7 +292,7 @@ pub struct LogsArgs {
 pub struct ExecArgs {
     /// Sandbox name.
     pub name: String,
-    /// Seconds before giving up.
+    /// Seconds before giving up; the command is killed then (needs /bin/sh in the image).
     #[arg(long, value_name = "SECONDS")]
     pub timeout: Option<f64>,
     /// Pass this terminal's stdin to the command.

@@ -62,7 +62,7 @@ fn exit_status(err: &Error) -> i32 {
         Error::InvalidSpec { .. } => EXIT_USAGE,
         Error::NotRunning { .. } => EXIT_NOT_RUNNING,
         Error::NotFound { .. } => EXIT_NOT_FOUND,
-        Error::Timeout { .. } => EXIT_TIMEOUT,
+        Error::Timeout { .. } | Error::ExecTimeout { .. } => EXIT_TIMEOUT,
         _ => EXIT_FAILURE,
     }
 }

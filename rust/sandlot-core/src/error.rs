@@ -6,6 +6,7 @@ use std::time::Duration;
 use kube::core::Status;
 
 use crate::namespace::{NamespaceSource, ResolvedNamespace};
+use crate::sandbox::ExecOutput;
 use crate::status::SandboxStatus;
 
 /// What kind of object an error is about; displayed in lowercase ("sandbox").
@@ -65,6 +66,15 @@ pub enum Error {
     /// A wait or call did not finish in time.
     #[error("timed out after {:.1}s waiting for {what}", .after.as_secs_f64())]
     Timeout { what: String, after: Duration },
+
+    /// An exec did not finish in time; its processes were killed. `output` is
+    /// what the command had written until then.
+    #[error("timed out after {:.1}s waiting for {what}", .after.as_secs_f64())]
+    ExecTimeout {
+        what: String,
+        after: Duration,
+        output: Box<ExecOutput>,
+    },
 
     /// The cluster refused the credentials or the action (401 or 403), in
     /// `namespace`, which came from `source`.

@@ -28,8 +28,9 @@ pub use namespace::{
     ConfigSource, DEFAULT_NAMESPACE, NAMESPACE_ENV, NamespaceSource, Placement, ResolvedNamespace,
 };
 pub use sandbox::{
-    BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, LAUNCH_RETRY_WINDOW, ListFilter,
-    LogLines, LogOptions, Selection, SpawnOptions, TerminateOutcome, set_launch_retry_window,
+    BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,
+    ExecResult, LAUNCH_RETRY_WINDOW, ListFilter, LogLines, LogOptions, Selection, SpawnOptions,
+    TerminateOutcome, set_launch_retry_window, wait_for_background_kills,
 };
 pub use spec::{Resources, SandboxRequest, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};

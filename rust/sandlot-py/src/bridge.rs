@@ -37,6 +37,9 @@ pub const SIGNAL_CHECK: Duration = Duration::from_millis(20);
 /// How long [`quiesce`] waits at most for results being handed to asyncio.
 const QUIESCE_LIMIT: Duration = Duration::from_secs(2);
 
+/// How long [`quiesce`] waits at most for the kills of cancelled execs.
+const KILLS_LIMIT: Duration = Duration::from_secs(20);
+
 /// Why a native call did not produce a value. Built without the GIL; turned
 /// into the Python exception by [`Failure::into_pyerr`].
 #[derive(Debug)]
@@ -318,9 +321,13 @@ impl Drop for GatePass {
 /// finish), at most [`QUIESCE_LIMIT`]: finalizing the interpreter under such a
 /// thread would crash the process, and one still holding on after that long
 /// is stuck in Python code of its own.
+///
+/// Then it waits, at most [`KILLS_LIMIT`], for the kills that cancelled
+/// execs started (a Ctrl-C usually ends the program right after).
 #[pyfunction]
 pub fn _quiesce(py: Python<'_>) {
     py.detach(|| {
+        sandlot_core::wait_for_background_kills(KILLS_LIMIT);
         let mut state = EXIT_GATE.state.lock().unwrap_or_else(|p| p.into_inner());
         state.0 = true;
         let _ = EXIT_GATE

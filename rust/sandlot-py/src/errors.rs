@@ -4,7 +4,7 @@
 //! anyway: see [`crate::bridge`].
 
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict};
 use sandlot_core::Error;
 
 use crate::results::{ExecResult, SandboxStatus};
@@ -54,6 +54,20 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         Error::Timeout { what, after } => {
             attrs.set_item("what", what)?;
             attrs.set_item("after", after.as_secs_f64())?;
+            "TimeoutError"
+        }
+        Error::ExecTimeout {
+            what,
+            after,
+            output,
+        } => {
+            attrs.set_item("what", what)?;
+            attrs.set_item("after", after.as_secs_f64())?;
+            attrs.set_item("stdout", String::from_utf8_lossy(&output.stdout))?;
+            attrs.set_item("stderr", String::from_utf8_lossy(&output.stderr))?;
+            attrs.set_item("stdout_bytes", PyBytes::new(py, &output.stdout))?;
+            attrs.set_item("stderr_bytes", PyBytes::new(py, &output.stderr))?;
+            attrs.set_item("truncated", output.truncated)?;
             "TimeoutError"
         }
         Error::VolumeInUse { name, sandboxes } => {

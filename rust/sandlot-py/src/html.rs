@@ -103,6 +103,7 @@ mod tests {
             stdout: b"<script>alert(1)</script>".to_vec(),
             stderr: Vec::new(),
             exit_code: 0,
+            truncated: false,
         };
         let html = exec_result(&result);
         assert!(html.contains("&lt;script&gt;"));

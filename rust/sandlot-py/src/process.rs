@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{StreamExt, TryFutureExt};
+use pyo3::exceptions::PyBrokenPipeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyBytes};
 use sandlot_core::{Error, ExecProcess, LogLines};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, SimplexStream, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use crate::bridge::{Failure, Mode, NONE, Outcome};
 use crate::errors::core_error;
@@ -157,14 +158,15 @@ fn read_all(
 /// Read `stdout` and `stderr` (both, or a chatty one can stall the other),
 /// `write()` to stdin and `close_stdin()`, then `wait()` for the exit code.
 /// `close()` (or leaving `with`) tears the connection down; the command
-/// itself may keep running in the sandbox.
+/// itself may keep running in the sandbox (unlike `exec`, whose command is
+/// killed on timeout and cancellation).
 #[pyclass(module = "sandlot._native", name = "_Process", subclass, frozen)]
 pub struct ProcessBase {
     mode: Mode,
     process: Mutex<Option<ExecProcess>>,
     stdout: SharedReader,
     stderr: SharedReader,
-    stdin: Arc<tokio::sync::Mutex<Option<WriteHalf<SimplexStream>>>>,
+    stdin: Arc<tokio::sync::Mutex<Option<DuplexStream>>>,
     connection: Arc<Connection>,
     sandbox: String,
     deadline: Option<tokio::time::Instant>,
@@ -242,10 +244,12 @@ impl ProcessBase {
         read_all(py, self.mode, self.stderr.clone(), self.connection.clone())
     }
 
-    /// Writes `data` (bytes or str) to the command's stdin.
+    /// Writes `data` (bytes or str) to the command's stdin; waits while the
+    /// command does not read. Raises `BrokenPipeError` once the command has
+    /// ended (also in a write that was waiting) or the connection is closed.
     fn write<'py>(&self, py: Python<'py>, data: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
         let data = inputs::bytes("data", data);
-        let stdin = self.stdin.clone();
+        let (stdin, connection) = (self.stdin.clone(), self.connection.clone());
         self.mode.run(py, async move {
             let data = data?;
             let mut guard = stdin.lock().await;
@@ -255,12 +259,22 @@ impl ProcessBase {
                     "is not open: spawn with stdin=True, and write before close_stdin()",
                 )
             })?;
-            writer.write_all(&data).await.map_err(Failure::Broken)?;
+            let written = tokio::select! {
+                written = writer.write_all(&data) => written,
+                () = connection.wait_closed() => Err(std::io::ErrorKind::BrokenPipe.into()),
+            };
+            written.map_err(|err| match err.kind() {
+                std::io::ErrorKind::BrokenPipe => Failure::Python(PyBrokenPipeError::new_err(
+                    "the command's stdin is closed: the command has ended or the process was closed",
+                )),
+                _ => Failure::Broken(err),
+            })?;
             Ok(NONE)
         })
     }
 
-    /// Closes the command's stdin, so it sees end of input.
+    /// Closes the command's stdin, so it sees end of input. Returns at once
+    /// if the command has already ended.
     fn close_stdin<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let stdin = self.stdin.clone();
         self.mode.run(py, async move {

@@ -178,6 +178,12 @@ impl ExecResult {
         self.inner.exit_code == 0
     }
 
+    /// True when output beyond `max_output` was dropped from stdout or stderr.
+    #[getter]
+    fn truncated(&self) -> bool {
+        self.inner.truncated
+    }
+
     fn _repr_html_(&self) -> String {
         crate::html::exec_result(&self.inner)
     }
@@ -192,10 +198,15 @@ impl ExecResult {
             }
         };
         format!(
-            "ExecResult(exit_code={}, stdout={}, stderr={})",
+            "ExecResult(exit_code={}, stdout={}, stderr={}{})",
             self.inner.exit_code,
             preview(&self.inner.stdout),
-            preview(&self.inner.stderr)
+            preview(&self.inner.stderr),
+            if self.inner.truncated {
+                ", truncated=True"
+            } else {
+                ""
+            }
         )
     }
 }

@@ -9,8 +9,8 @@ use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
 use sandlot_core::{
-    Client, Error, ExecOptions, ListFilter, LogOptions, Mount, SandboxRequest, SandboxSpec,
-    SpawnOptions,
+    Client, DEFAULT_MAX_OUTPUT, Error, ExecOptions, ListFilter, LogOptions, Mount, SandboxRequest,
+    SandboxSpec, SpawnOptions,
 };
 
 use crate::bridge::{Failure, Mode, Outcome};
@@ -397,9 +397,12 @@ impl SandboxBase {
     /// `stdin` (str or bytes) is written to the command's input; `env` adds
     /// variables; `workdir` sets its directory. A non-zero exit code is a
     /// result, unless `check`: then `ExecError` is raised, carrying it.
-    /// After `timeout` seconds `sandlot.TimeoutError` is raised; the command
-    /// itself keeps running in the sandbox (Kubernetes cannot stop an exec).
-    #[pyo3(signature = (command, *, stdin=None, timeout=None, env=None, workdir=None, check=false))]
+    /// Each of stdout and stderr keeps at most `max_output` bytes (16 MiB
+    /// unless given; `None` keeps all); the rest is read and dropped, and
+    /// `ExecResult.truncated` says so. After `timeout` seconds the command's
+    /// processes are killed and `sandlot.TimeoutError` is raised, carrying the
+    /// output so far (`stdout`, `stderr`, ...); a cancelled call kills them too.
+    #[pyo3(signature = (command, *, stdin=None, timeout=None, env=None, workdir=None, check=false, max_output=Some(DEFAULT_MAX_OUTPUT as i64)))]
     #[allow(clippy::too_many_arguments)]
     fn exec<'py>(
         &self,
@@ -410,10 +413,18 @@ impl SandboxBase {
         env: Option<BTreeMap<String, String>>,
         workdir: Option<String>,
         check: bool,
+        max_output: Option<i64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let command = inputs::command(command);
         let stdin = stdin.map(|data| inputs::bytes("stdin", data)).transpose();
         let timeout = timeout.map(|t| inputs::seconds("timeout", t)).transpose();
+        let max_output = max_output
+            .map(|bytes| {
+                usize::try_from(bytes).map_err(|_| {
+                    Error::invalid("max_output", "must be a number of bytes >= 0, or None")
+                })
+            })
+            .transpose();
         let (client, name) = (self.client.clone(), self.name.clone());
         self.mode.run(py, async move {
             let command = command?;
@@ -422,6 +433,7 @@ impl SandboxBase {
                 timeout: timeout?,
                 env: env.unwrap_or_default().into_iter().collect(),
                 workdir,
+                max_output: max_output?,
             };
             let result = client.exec_sandbox(&name, &command, &options).await?;
             if check && result.exit_code != 0 {
@@ -458,6 +470,7 @@ impl SandboxBase {
             tty,
             env: env.unwrap_or_default().into_iter().collect(),
             workdir,
+            killable: false,
         };
         let (mode, client, name) = (self.mode, self.client.clone(), self.name.clone());
         self.mode.run(py, async move {

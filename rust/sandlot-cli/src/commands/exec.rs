@@ -8,7 +8,9 @@ use crate::args::ExecArgs;
 
 /// Runs the command, streaming its output as it comes, and returns its exit code.
 /// With -t, this terminal is put in raw mode (restored on exit) and its size
-/// follows window changes; Ctrl-C then reaches the remote command.
+/// follows window changes; Ctrl-C then reaches the remote command. With
+/// --timeout, the command's processes are killed when it passes (the command
+/// then runs under the image's `/bin/sh`).
 pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
     let timeout = args
         .timeout
@@ -21,21 +23,29 @@ pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
     let options = SpawnOptions {
         stdin: args.interactive || tty,
         tty,
+        killable: timeout.is_some(),
         ..SpawnOptions::default()
     };
     let process = client
         .spawn_exec(&args.name, &args.command, &options)
         .await?;
+    let killer = process.killer();
     let _raw = if tty { Some(RawMode::enable()?) } else { None };
     let run = stream(process, tty);
-    match timeout {
-        Some(limit) => tokio::time::timeout(limit, run)
-            .await
-            .map_err(|_| Error::Timeout {
+    let Some(limit) = timeout else {
+        return run.await;
+    };
+    match tokio::time::timeout(limit, run).await {
+        Ok(code) => code,
+        Err(_) => {
+            if let Some(killer) = killer {
+                killer.kill().await?;
+            }
+            Err(Error::Timeout {
                 what: format!("command in sandbox {:?}", args.name),
                 after: limit,
-            })?,
-        None => run.await,
+            })
+        }
     }
 }
 

@@ -1,8 +1,27 @@
+//! Commands in a sandbox, through the API server's exec subresource.
+//!
+//! One task per exec speaks the websocket protocol. It receives output and
+//! the exit status independently of sending stdin, so a command that exits
+//! without reading its input reports at once, and writes to its input fail
+//! from then on instead of waiting for a reader that is gone.
+//!
+//! [`Client::exec_sandbox`] runs its command under a `/bin/sh` wrapper that
+//! tags every process it starts (the variable `SANDLOT_EXEC`, inherited by
+//! children); on a timeout, a cancellation or a lost connection a second exec
+//! kills the tagged processes and the process groups they lead. The kill
+//! does not need the first connection. A command in its own session or that
+//! clears its environment escapes the tag only if it also leaves the group.
+
+use std::pin::pin;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
+use futures::{SinkExt, StreamExt};
+use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use kube::api::{AttachParams, AttachedProcess, TerminalSize};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, ReadHalf, SimplexStream, WriteHalf};
+use kube::api::{AttachParams, TerminalSize};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::Client;
 use crate::error::{Error, Result, error_chain};
@@ -12,17 +31,71 @@ use crate::status::Phase;
 /// Buffer between the websocket and each stream of a command.
 const STREAM_BUFFER: usize = 64 * 1024;
 
+/// The bytes of stdout, and as many of stderr, that [`Client::exec_sandbox`]
+/// keeps unless told otherwise (16 MiB).
+pub const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
+
+/// How long killing a command's processes may take before it is given up.
+const KILL_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How often a connection is pinged, so that proxies keep an idle one open.
+const PING_INTERVAL: Duration = Duration::from_secs(30);
+
+/// The environment variable that tags the processes of one exec.
+const TAG_VARIABLE: &str = "SANDLOT_EXEC";
+
+/// Runs as `/bin/sh -c KILL_SCRIPT TAG`: kills every process whose
+/// environment holds the tag and the process group it leads, again until
+/// none is left (a process may fork while the list is read), 10 rounds at most.
+const KILL_SCRIPT: &str = r#"tag="SANDLOT_EXEC=$0"
+round=0
+while [ "$round" -lt 10 ]; do
+  round=$((round + 1)); found=
+  for dir in /proc/[0-9]*; do
+    { tr '\0' '\n' < "$dir/environ"; } 2>/dev/null | grep -qxF -e "$tag" || continue
+    pid=${dir#/proc/}; found=1
+    kill -9 -- "-$pid" 2>/dev/null; kill -9 "$pid" 2>/dev/null
+  done
+  [ -n "$found" ] || exit 0
+done
+exit 1"#;
+
+// Channels of the exec protocol (k8s.io/apimachinery/pkg/util/remotecommand).
+const STDIN: u8 = 0;
+const STDOUT: u8 = 1;
+const STDERR: u8 = 2;
+const STATUS: u8 = 3;
+const RESIZE: u8 = 4;
+/// v5 only: "this channel reached its end" (followed by the channel).
+const CLOSE: u8 = 255;
+
 /// How to run a command in a sandbox and collect its output.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct ExecOptions {
     /// Bytes written to the command's stdin, which is then closed. `None`: no stdin.
     pub stdin: Option<Vec<u8>>,
-    /// Give up after this long; the command may keep running in the sandbox.
+    /// Give up after this long and kill the command's processes.
     pub timeout: Option<Duration>,
     /// Extra environment variables for the command (needs `env` in the image).
+    /// They travel in the request's URL, which API server audit logs record.
     pub env: Vec<(String, String)>,
     /// Working directory of the command (needs `/bin/sh` in the image).
     pub workdir: Option<String>,
+    /// Keep at most this many bytes of stdout, and as many of stderr; the rest
+    /// is read and dropped ([`ExecResult::truncated`]). `None`: keep all.
+    pub max_output: Option<usize>,
+}
+
+impl Default for ExecOptions {
+    fn default() -> Self {
+        ExecOptions {
+            stdin: None,
+            timeout: None,
+            env: Vec::new(),
+            workdir: None,
+            max_output: Some(DEFAULT_MAX_OUTPUT),
+        }
+    }
 }
 
 /// How to start a command whose streams the caller reads and writes.
@@ -34,6 +107,9 @@ pub struct SpawnOptions {
     pub tty: bool,
     pub env: Vec<(String, String)>,
     pub workdir: Option<String>,
+    /// Tag the command's processes so that [`ExecProcess::killer`] can end
+    /// them (runs it under `/bin/sh`, which the image must have).
+    pub killable: bool,
 }
 
 /// What a finished command left behind. A non-zero exit code is a result, not an error.
@@ -42,17 +118,43 @@ pub struct ExecResult {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
     pub exit_code: i32,
+    /// Output beyond [`ExecOptions::max_output`] was dropped from stdout or stderr.
+    pub truncated: bool,
+}
+
+/// The output a command had written when it was given up ([`Error::ExecTimeout`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExecOutput {
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+    /// Output beyond [`ExecOptions::max_output`] was dropped.
+    pub truncated: bool,
+}
+
+/// How a session on the exec websocket ended: the exit status the server
+/// sent, or why none arrived.
+type SessionEnd = std::result::Result<Status, String>;
+
+/// The task that speaks to the exec websocket; aborted when dropped.
+struct Session(tokio::task::JoinHandle<SessionEnd>);
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 /// A command running in a sandbox. Take its streams, then [`ExecProcess::wait`]
-/// for the exit code. Dropping it tears the connection down.
+/// for the exit code. Dropping it (or the future of `wait`) tears the
+/// connection down.
 pub struct ExecProcess {
     sandbox: String,
-    process: Option<AttachedProcess>,
-    stdout: Option<ReadHalf<SimplexStream>>,
-    stderr: Option<ReadHalf<SimplexStream>>,
-    stdin: Option<WriteHalf<SimplexStream>>,
-    resize: Option<futures::channel::mpsc::Sender<TerminalSize>>,
+    session: Option<Session>,
+    stdout: Option<DuplexStream>,
+    stderr: Option<DuplexStream>,
+    stdin: Option<DuplexStream>,
+    resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
+    killer: Option<ExecKiller>,
 }
 
 impl std::fmt::Debug for ExecProcess {
@@ -70,19 +172,26 @@ impl ExecProcess {
     }
 
     /// The command's stdout (on a TTY, its terminal output). Taken once.
-    pub fn take_stdout(&mut self) -> Option<ReadHalf<SimplexStream>> {
+    pub fn take_stdout(&mut self) -> Option<DuplexStream> {
         self.stdout.take()
     }
 
     /// The command's stderr; empty on a TTY. Taken once.
-    pub fn take_stderr(&mut self) -> Option<ReadHalf<SimplexStream>> {
+    pub fn take_stderr(&mut self) -> Option<DuplexStream> {
         self.stderr.take()
     }
 
     /// The command's stdin, if it was opened. Taken once; shutting it down (or
-    /// dropping it) closes the command's input.
-    pub fn take_stdin(&mut self) -> Option<WriteHalf<SimplexStream>> {
+    /// dropping it) closes the command's input. Once the command has ended,
+    /// writes fail with [`std::io::ErrorKind::BrokenPipe`], also a write that
+    /// was waiting for the command to read.
+    pub fn take_stdin(&mut self) -> Option<DuplexStream> {
         self.stdin.take()
+    }
+
+    /// What kills the command's processes, if it was started `killable`.
+    pub fn killer(&self) -> Option<ExecKiller> {
+        self.killer.clone()
     }
 
     /// Sends a new terminal size (TTY only).
@@ -101,30 +210,32 @@ impl ExecProcess {
     /// needs; a second call fails.
     pub fn wait(&mut self) -> impl std::future::Future<Output = Result<i32>> + Send + 'static {
         let sandbox = self.sandbox.clone();
-        let process = self.process.take();
+        let status = self.wait_status();
+        async move {
+            let status = status.await?;
+            exit_code_of(&status).map_err(|message| Error::Exec {
+                name: sandbox,
+                message,
+            })
+        }
+    }
+
+    /// Waits for the exit status the server sends when the command ends.
+    fn wait_status(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Status>> + Send + 'static {
+        let sandbox = self.sandbox.clone();
+        let session = self.session.take();
         async move {
             let lost = |message: String| Error::Exec {
                 name: sandbox.clone(),
                 message,
             };
-            let mut process = process.ok_or_else(|| lost("already waited for".into()))?;
-            let status = process
-                .take_status()
-                .ok_or_else(|| lost("no status channel".into()))?;
-            let status = status.await;
-            let finished = process.join().await;
-            let status = match (status, finished) {
-                (Some(status), _) => status,
-                (None, Err(err)) => {
-                    return Err(lost(format!("connection lost: {}", error_chain(&err))));
-                }
-                (None, Ok(())) => {
-                    return Err(lost(
-                        "connection closed before the exit status arrived".into(),
-                    ));
-                }
-            };
-            exit_code_of(&status).map_err(lost)
+            let mut session = session.ok_or_else(|| lost("already waited for".into()))?;
+            match (&mut session.0).await {
+                Ok(end) => end.map_err(lost),
+                Err(err) => Err(lost(format!("the exec task ended: {err}"))),
+            }
         }
     }
 
@@ -136,6 +247,108 @@ impl ExecProcess {
     }
 }
 
+/// Kills the processes of a command started `killable`, through an exec of
+/// its own: it works whether or not the command's connection is still open.
+#[derive(Debug, Clone)]
+pub struct ExecKiller {
+    client: Client,
+    sandbox: String,
+    tag: String,
+}
+
+impl ExecKiller {
+    /// Kills every process carrying the command's tag and the process groups
+    /// they lead; gives up after 20 s. Nothing to kill is success.
+    pub async fn kill(self) -> Result<()> {
+        let line: Vec<String> = vec!["/bin/sh".into(), "-c".into(), KILL_SCRIPT.into(), self.tag];
+        let (client, sandbox) = (self.client, self.sandbox);
+        let run = async {
+            let options = SpawnOptions::default();
+            let mut process = client.start_exec(&sandbox, &line, &options, None).await?;
+            // Dropped streams: what the script prints is read and discarded.
+            drop((process.take_stdout(), process.take_stderr()));
+            process.wait().await
+        };
+        let outcome = tokio::time::timeout(KILL_TIMEOUT, run).await;
+        match outcome {
+            Ok(Ok(0)) | Ok(Err(Error::NotRunning { .. } | Error::NotFound { .. })) => Ok(()),
+            Ok(Ok(code)) => Err(Error::Exec {
+                name: sandbox,
+                message: format!("killing the command's processes exited {code}"),
+            }),
+            Ok(Err(err)) => Err(err),
+            Err(_) => Err(Error::Timeout {
+                what: format!("killing a command's processes in sandbox {sandbox:?}"),
+                after: KILL_TIMEOUT,
+            }),
+        }
+    }
+
+    /// Starts [`ExecKiller::kill`] on the current runtime without waiting for
+    /// it; [`wait_for_background_kills`] waits for those still running.
+    fn kill_in_background(self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let pending = BackgroundKill::start();
+        runtime.spawn(async move {
+            let _ = self.kill().await;
+            drop(pending);
+        });
+    }
+}
+
+/// Kills a command's processes in the background when dropped while armed:
+/// the call running it was cancelled, or lost its connection, before the
+/// exit status arrived.
+struct KillOnDrop(Option<ExecKiller>);
+
+impl KillOnDrop {
+    /// The command ended: nothing to kill.
+    fn disarm(&mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if let Some(killer) = self.0.take() {
+            killer.kill_in_background();
+        }
+    }
+}
+
+/// The number of kills running in the background, and a signal when it drops.
+static BACKGROUND_KILLS: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+/// Counts one background kill while it lives.
+struct BackgroundKill;
+
+impl BackgroundKill {
+    fn start() -> Self {
+        *BACKGROUND_KILLS.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        BackgroundKill
+    }
+}
+
+impl Drop for BackgroundKill {
+    fn drop(&mut self) {
+        let mut count = BACKGROUND_KILLS.0.lock().unwrap_or_else(|p| p.into_inner());
+        *count -= 1;
+        BACKGROUND_KILLS.1.notify_all();
+    }
+}
+
+/// Blocks until the kills started by cancelled execs have finished, at most
+/// `limit`. A process about to exit calls it so that those kills are not cut
+/// short (a Ctrl-C usually ends the program right after).
+pub fn wait_for_background_kills(limit: Duration) {
+    let count = BACKGROUND_KILLS.0.lock().unwrap_or_else(|p| p.into_inner());
+    let _ = BACKGROUND_KILLS
+        .1
+        .wait_timeout_while(count, limit, |count| *count > 0);
+}
+
 impl Client {
     /// Starts `command` in running sandbox `name` and hands over its streams.
     /// Fails with [`Error::NotRunning`] unless the sandbox is running.
@@ -145,51 +358,112 @@ impl Client {
         command: &[String],
         options: &SpawnOptions,
     ) -> Result<ExecProcess> {
-        let status = self.get_sandbox(name).await?;
-        if status.phase != Phase::Running {
-            return Err(Error::NotRunning {
-                name: name.to_owned(),
-                phase: status.phase.to_string(),
-            });
-        }
-        self.start_exec(name, command, options).await
+        crate::validate::object_name("name", name)?;
+        let tag = options.killable.then(new_tag);
+        let line = wrap_command(
+            command,
+            &options.env,
+            options.workdir.as_deref(),
+            tag.as_deref(),
+            false,
+        )?;
+        self.start_exec(name, &line, options, tag).await
     }
 
-    /// Starts the exec in a sandbox known to be running.
+    /// Opens the exec of `line`, with no other request while that works. When
+    /// it does not, reads the sandbox to say why (not found, not running) and,
+    /// if it runs, tries once more (the API server may have been restarting).
     async fn start_exec(
         &self,
         name: &str,
-        command: &[String],
+        line: &[String],
         options: &SpawnOptions,
+        tag: Option<String>,
     ) -> Result<ExecProcess> {
-        let command = wrap_command(command, &options.env, options.workdir.as_deref())?;
-        crate::validate::object_name("name", name)?;
+        let connection = match self.connect_exec(name, line, options).await {
+            Ok(connection) => connection,
+            Err(_) => {
+                let status = self.get_sandbox(name).await?;
+                if status.phase != Phase::Running {
+                    return Err(Error::NotRunning {
+                        name: name.to_owned(),
+                        phase: status.phase.to_string(),
+                    });
+                }
+                self.connect_exec(name, line, options)
+                    .await
+                    .map_err(|err| self.sandbox_error(err, name))?
+            }
+        };
+        let (stdout, stdout_end) = tokio::io::duplex(STREAM_BUFFER);
+        let (stderr, stderr_end) = if options.tty {
+            (None, None)
+        } else {
+            let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
+            (Some(ours), Some(theirs))
+        };
+        let (stdin, stdin_end) = if options.stdin {
+            let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
+            (Some(ours), Some(theirs))
+        } else {
+            (None, None)
+        };
+        let (resize, resize_end) = if options.tty {
+            let (sender, receiver) = tokio::sync::mpsc::channel(8);
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        let session = tokio::spawn(run_session(
+            connection,
+            stdin_end,
+            Some(stdout_end),
+            stderr_end,
+            resize_end,
+        ));
+        Ok(ExecProcess {
+            sandbox: name.to_owned(),
+            session: Some(Session(session)),
+            stdout: Some(stdout),
+            stderr,
+            stdin,
+            resize,
+            killer: tag.map(|tag| ExecKiller {
+                client: self.clone(),
+                sandbox: name.to_owned(),
+                tag,
+            }),
+        })
+    }
+
+    /// The upgraded connection of an exec of `line` in pod `name`.
+    async fn connect_exec(
+        &self,
+        name: &str,
+        line: &[String],
+        options: &SpawnOptions,
+    ) -> std::result::Result<kube::client::Connection, kube::Error> {
         let params = AttachParams::default()
             .container(CONTAINER_NAME)
             .stdin(options.stdin)
             .stdout(true)
             .stderr(!options.tty)
-            .tty(options.tty)
-            .max_stdin_buf_size(STREAM_BUFFER)
-            .max_stdout_buf_size(STREAM_BUFFER)
-            .max_stderr_buf_size(STREAM_BUFFER);
-        let mut process = self
-            .pods()
-            .exec(name, command.iter().map(String::as_str), &params)
-            .await
-            .map_err(|err| self.sandbox_error(err, name))?;
-        Ok(ExecProcess {
-            sandbox: name.to_owned(),
-            stdout: process.stdout(),
-            stderr: process.stderr(),
-            stdin: if options.stdin { process.stdin() } else { None },
-            resize: process.terminal_size(),
-            process: Some(process),
-        })
+            .tty(options.tty);
+        let pods = <Pod as kube::Resource>::url_path(&(), Some(self.namespace()));
+        let mut request = kube::core::Request::new(pods)
+            .exec(name, line.iter().map(String::as_str), &params)
+            .map_err(kube::Error::BuildRequest)?;
+        request.extensions_mut().insert("exec");
+        self.kube().connect(request).await
     }
 
-    /// Runs `command` in running sandbox `name` and collects its output and exact
-    /// exit code, draining stdout and stderr concurrently.
+    /// Runs `command` in running sandbox `name` and collects its output (up to
+    /// `max_output` of each stream) and exact exit code, draining stdout and
+    /// stderr concurrently. On timeout the command's processes are killed and
+    /// [`Error::ExecTimeout`] carries the output so far; a cancelled call (its
+    /// future dropped) or a lost connection has them killed in the background.
+    /// In an image without `/bin/sh` (and no `workdir`) the command runs
+    /// untagged, and nothing can be killed.
     pub async fn exec_sandbox(
         &self,
         name: &str,
@@ -197,56 +471,296 @@ impl Client {
         options: &ExecOptions,
     ) -> Result<ExecResult> {
         let deadline = options.timeout.map(crate::deadline_after);
+        match self
+            .collect_exec(name, command, options, true, deadline)
+            .await
+        {
+            Err(Error::Exec { message, .. })
+                if options.workdir.is_none() && lacks_shell(&message) =>
+            {
+                self.collect_exec(name, command, options, false, deadline)
+                    .await
+            }
+            outcome => outcome,
+        }
+    }
+
+    async fn collect_exec(
+        &self,
+        name: &str,
+        command: &[String],
+        options: &ExecOptions,
+        killable: bool,
+        deadline: Option<tokio::time::Instant>,
+    ) -> Result<ExecResult> {
+        let spawn = SpawnOptions {
+            stdin: options.stdin.is_some(),
+            tty: false,
+            env: options.env.clone(),
+            workdir: options.workdir.clone(),
+            killable,
+        };
+        crate::validate::object_name("name", name)?;
+        let tag = killable.then(new_tag);
+        let line = wrap_command(
+            command,
+            &spawn.env,
+            spawn.workdir.as_deref(),
+            tag.as_deref(),
+            spawn.stdin,
+        )?;
+        // Armed from before the request: a call cancelled while the exec
+        // opens may have started the command.
+        let mut guard = KillOnDrop(tag.clone().map(|tag| ExecKiller {
+            client: self.clone(),
+            sandbox: name.to_owned(),
+            tag,
+        }));
+        let mut stdout = Collected::new(options.max_output);
+        let mut stderr = Collected::new(options.max_output);
+        let mut opened = false;
         let run = async {
-            let spawn = SpawnOptions {
-                stdin: options.stdin.is_some(),
-                tty: false,
-                env: options.env.clone(),
-                workdir: options.workdir.clone(),
-            };
-            let mut process = self.spawn_exec(name, command, &spawn).await?;
-            let (stdout, stderr, stdin) = (
+            let mut process = self.start_exec(name, &line, &spawn, tag).await?;
+            opened = true;
+            let (out, err, input) = (
                 process.take_stdout(),
                 process.take_stderr(),
                 process.take_stdin(),
             );
+            let status = process.wait_status();
+            // Input the command does not read is not waited for: once it
+            // ends, the write fails and the exit status is there.
             let feed = async {
-                if let (Some(input), Some(mut writer)) = (options.stdin.as_deref(), stdin) {
-                    writer.write_all(input).await?;
-                    writer.shutdown().await?;
+                if let (Some(data), Some(mut writer)) = (options.stdin.as_deref(), input) {
+                    if writer.write_all(data).await.is_ok() {
+                        let _ = writer.shutdown().await;
+                    }
                 }
-                std::io::Result::Ok(())
+                std::future::pending::<()>().await;
             };
-            let (stdout, stderr, fed, exit_code) =
-                tokio::join!(read_all(stdout), read_all(stderr), feed, process.wait());
-            let exit_code = exit_code?;
-            let broken = |what: &str, err: std::io::Error| process.lost(format!("{what}: {err}"));
-            fed.map_err(|e| broken("writing stdin", e))?;
-            Ok(ExecResult {
-                stdout: stdout.map_err(|e| broken("reading stdout", e))?,
-                stderr: stderr.map_err(|e| broken("reading stderr", e))?,
-                exit_code,
-            })
+            let collect = async { tokio::join!(stdout.drain(out), stderr.drain(err), status) };
+            let (out, err, status) = tokio::select! {
+                collected = collect => collected,
+                () = feed => unreachable!("feeding stdin never ends by itself"),
+            };
+            let broken = |what: &str, err: std::io::Error| Error::Exec {
+                name: name.to_owned(),
+                message: format!("{what}: {err}"),
+            };
+            let status = status?;
+            out.map_err(|e| broken("reading stdout", e))?;
+            err.map_err(|e| broken("reading stderr", e))?;
+            Ok(status)
         };
-        match deadline {
-            Some(deadline) => {
-                tokio::time::timeout_at(deadline, run)
-                    .await
-                    .map_err(|_| Error::Timeout {
-                        what: format!("command {:?} in sandbox {name:?}", command.join(" ")),
-                        after: options.timeout.unwrap_or_default(),
-                    })?
+        let ended = match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, run).await.ok(),
+            None => Some(run.await),
+        };
+        let Some(ended) = ended else {
+            if let Some(killer) = guard.0.take() {
+                let _ = killer.kill().await;
             }
-            None => run.await,
+            return Err(Error::ExecTimeout {
+                what: format!("command {:?} in sandbox {name:?}", command.join(" ")),
+                after: options.timeout.unwrap_or_default(),
+                output: Box::new(ExecOutput {
+                    truncated: stdout.dropped || stderr.dropped,
+                    stdout: stdout.kept,
+                    stderr: stderr.kept,
+                }),
+            });
+        };
+        if !opened {
+            // Refused (not running, say): nothing started.
+            guard.disarm();
+        }
+        let status = ended?;
+        guard.disarm();
+        let exit_code = exit_code_of(&status).map_err(|message| Error::Exec {
+            name: name.to_owned(),
+            message,
+        })?;
+        Ok(ExecResult {
+            truncated: stdout.dropped || stderr.dropped,
+            stdout: stdout.kept,
+            stderr: stderr.kept,
+            exit_code,
+        })
+    }
+}
+
+/// Speaks to the exec websocket until the exit status arrives or the
+/// connection ends: output goes to `stdout` and `stderr` (dropped once their
+/// reader is gone), `stdin` and terminal sizes go to the server. Receiving
+/// never waits for sending, so a command that exits without reading its
+/// input ends the session at once; the streams' ends are dropped with it.
+async fn run_session(
+    connection: kube::client::Connection,
+    stdin: Option<DuplexStream>,
+    mut stdout: Option<DuplexStream>,
+    mut stderr: Option<DuplexStream>,
+    resize: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+) -> SessionEnd {
+    let closes_streams = connection.supports_stream_close();
+    let (mut sink, mut source) = connection.into_stream().split();
+    let receive = async move {
+        while let Some(message) = source.next().await {
+            let frame = match message {
+                Ok(Message::Binary(frame)) => frame,
+                Ok(_) => continue,
+                Err(err) => return Err(format!("connection lost: {}", error_chain(&err))),
+            };
+            let Some((&channel, payload)) = frame.split_first() else {
+                continue;
+            };
+            match channel {
+                STDOUT => deliver(&mut stdout, payload).await,
+                STDERR => deliver(&mut stderr, payload).await,
+                STATUS => {
+                    return serde_json::from_slice::<Status>(payload)
+                        .map_err(|err| format!("unreadable exit status: {err}"));
+                }
+                _ => {}
+            }
+        }
+        Err("connection closed before the exit status arrived".to_owned())
+    };
+    let send = async move {
+        let (mut stdin, mut resize) = (stdin, resize);
+        let start = tokio::time::Instant::now() + PING_INTERVAL;
+        let mut ping = tokio::time::interval_at(start, PING_INTERVAL);
+        let mut buf = vec![0; STREAM_BUFFER];
+        loop {
+            let message = tokio::select! {
+                _ = ping.tick() => Message::Ping(Default::default()),
+                read = read_some(&mut stdin, &mut buf) => match read {
+                    Ok(0) | Err(_) => {
+                        stdin = None;
+                        if !closes_streams {
+                            // Before v5 the end of input is said by closing the connection.
+                            let _ = sink.close().await;
+                            return;
+                        }
+                        Message::binary(vec![CLOSE, STDIN])
+                    }
+                    Ok(read) => Message::binary([&[STDIN], &buf[..read]].concat()),
+                },
+                size = next_size(&mut resize) => match size.map(|size| serde_json::to_vec(&size)) {
+                    Some(Ok(json)) => Message::binary([&[RESIZE], json.as_slice()].concat()),
+                    Some(Err(_)) => continue,
+                    None => {
+                        resize = None;
+                        continue;
+                    }
+                },
+            };
+            if sink.send(message).await.is_err() {
+                return;
+            }
+        }
+    };
+    let mut receive = pin!(receive);
+    tokio::select! {
+        end = &mut receive => end,
+        () = send => receive.await,
+    }
+}
+
+/// Writes `data` to `stream`, or drops it (and the stream) once its reader is gone.
+async fn deliver(stream: &mut Option<DuplexStream>, data: &[u8]) {
+    if let Some(writer) = stream {
+        if writer.write_all(data).await.is_err() {
+            *stream = None;
         }
     }
 }
 
-/// The command line that runs `command` with extra `env` in `workdir`.
+/// Reads from `stream`; never ends without one.
+async fn read_some(stream: &mut Option<DuplexStream>, buf: &mut [u8]) -> std::io::Result<usize> {
+    match stream {
+        Some(stream) => stream.read(buf).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The next terminal size; never ends without a channel.
+async fn next_size(
+    sizes: &mut Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+) -> Option<TerminalSize> {
+    match sizes {
+        Some(sizes) => sizes.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// A stream's output, kept up to a limit; the rest is read and dropped.
+struct Collected {
+    kept: Vec<u8>,
+    limit: Option<usize>,
+    dropped: bool,
+}
+
+impl Collected {
+    fn new(limit: Option<usize>) -> Self {
+        Collected {
+            kept: Vec::new(),
+            limit,
+            dropped: false,
+        }
+    }
+
+    /// Reads `reader` to its end.
+    async fn drain(&mut self, reader: Option<DuplexStream>) -> std::io::Result<()> {
+        let Some(mut reader) = reader else {
+            return Ok(());
+        };
+        let mut buf = vec![0; STREAM_BUFFER];
+        loop {
+            let read = reader.read(&mut buf).await?;
+            if read == 0 {
+                return Ok(());
+            }
+            self.keep(&buf[..read]);
+        }
+    }
+
+    fn keep(&mut self, data: &[u8]) {
+        let room = match self.limit {
+            Some(limit) => limit.saturating_sub(self.kept.len()),
+            None => data.len(),
+        };
+        let kept = data.len().min(room);
+        self.kept.extend_from_slice(&data[..kept]);
+        self.dropped |= kept < data.len();
+    }
+}
+
+/// A fresh tag for the processes of one exec.
+fn new_tag() -> String {
+    format!("{:016x}", rand::random::<u64>())
+}
+
+/// Whether an exec failed because the image has no `/bin/sh` to run the wrapper.
+fn lacks_shell(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("/bin/sh")
+        && (message.contains("no such file") || message.contains("not found"))
+}
+
+/// The command line that runs `command` with extra `env` in `workdir`,
+/// its processes tagged with `tag` if one is given. With a tag and
+/// `drain_stdin`, the wrapper reads what is left of its stdin once the
+/// command has ended, then exits with the command's code: input the command
+/// did not read then never stays in the pipes of the API server and the
+/// runtime, where it can hold up or lose the exit status (seen on
+/// Kubernetes 1.34 with containerd; kubectl is hit the same way). Only for
+/// input that ends: the exit waits for its end.
 fn wrap_command(
     command: &[String],
     env: &[(String, String)],
     workdir: Option<&str>,
+    tag: Option<&str>,
+    drain_stdin: bool,
 ) -> Result<Vec<String>> {
     if command.is_empty() {
         return Err(Error::invalid("command", "must name a program to run"));
@@ -263,18 +777,34 @@ fn wrap_command(
             ));
         }
     }
-    let mut line = Vec::new();
     if let Some(dir) = workdir {
         if dir.is_empty() || dir.contains('\0') {
             return Err(Error::invalid("workdir", "must be a non-empty path"));
         }
-        // $0 is the directory, the rest is the command: no quoting involved.
-        line.extend([
+    }
+    // The shell's arguments carry the values ($0, $1): no quoting involved.
+    let mut line: Vec<String> = Vec::new();
+    match (tag, workdir) {
+        (Some(tag), dir) => {
+            let mut script = format!("export {TAG_VARIABLE}=\"$0\"");
+            if dir.is_some() {
+                script.push_str(" && cd -- \"$1\" && shift");
+            }
+            if drain_stdin {
+                script.push_str(" || exit; \"$@\"; code=$?; cat >/dev/null 2>&1; exit $code");
+            } else {
+                script.push_str(" && exec \"$@\"");
+            }
+            line.extend(["/bin/sh".into(), "-c".into(), script, tag.to_owned()]);
+            line.extend(dir.map(str::to_owned));
+        }
+        (None, Some(dir)) => line.extend([
             "/bin/sh".into(),
             "-c".into(),
             "cd -- \"$0\" && exec \"$@\"".into(),
             dir.to_owned(),
-        ]);
+        ]),
+        (None, None) => {}
     }
     if !env.is_empty() {
         line.push("env".into());
@@ -282,14 +812,6 @@ fn wrap_command(
     }
     line.extend(command.iter().cloned());
     Ok(line)
-}
-
-async fn read_all(reader: Option<impl AsyncRead + Unpin>) -> std::io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    if let Some(mut reader) = reader {
-        reader.read_to_end(&mut buf).await?;
-    }
-    Ok(buf)
 }
 
 /// The exit code in the status the API server sends when an exec ends: Success
@@ -370,8 +892,9 @@ mod tests {
             "-c".to_owned(),
             "print('$HOME')".to_owned(),
         ];
-        assert_eq!(wrap_command(&cmd, &[], None).unwrap(), cmd);
-        let wrapped = wrap_command(&cmd, &[("A".into(), "1 2".into())], Some("/work dir")).unwrap();
+        assert_eq!(wrap_command(&cmd, &[], None, None, false).unwrap(), cmd);
+        let env = [("A".to_owned(), "1 2".to_owned())];
+        let wrapped = wrap_command(&cmd, &env, Some("/work dir"), None, false).unwrap();
         assert_eq!(
             wrapped,
             [
@@ -387,12 +910,163 @@ mod tests {
             ]
         );
         assert!(matches!(
-            wrap_command(&[], &[], None),
+            wrap_command(&[], &[], None, None, false),
             Err(Error::InvalidSpec { .. })
         ));
         assert!(matches!(
-            wrap_command(&cmd, &[("A=B".into(), "x".into())], None),
+            wrap_command(&cmd, &[("A=B".into(), "x".into())], None, None, false),
             Err(Error::InvalidSpec { .. })
         ));
+    }
+
+    #[test]
+    fn a_tag_is_exported_before_the_command_runs() {
+        let cmd = vec!["sleep".to_owned(), "1".to_owned()];
+        assert_eq!(
+            wrap_command(&cmd, &[], None, Some("ab12"), false).unwrap(),
+            [
+                "/bin/sh",
+                "-c",
+                "export SANDLOT_EXEC=\"$0\" && exec \"$@\"",
+                "ab12",
+                "sleep",
+                "1"
+            ]
+        );
+        assert_eq!(
+            wrap_command(&cmd, &[], Some("/tmp"), Some("ab12"), false).unwrap()[2..5],
+            [
+                "export SANDLOT_EXEC=\"$0\" && cd -- \"$1\" && shift && exec \"$@\"",
+                "ab12",
+                "/tmp"
+            ]
+        );
+        assert_eq!(
+            wrap_command(&cmd, &[], Some("/tmp"), Some("ab12"), true).unwrap()[2],
+            "export SANDLOT_EXEC=\"$0\" && cd -- \"$1\" && shift || exit; \
+             \"$@\"; code=$?; cat >/dev/null 2>&1; exit $code"
+        );
+        assert_ne!(new_tag(), new_tag());
+        assert_eq!(new_tag().len(), 16);
+    }
+
+    #[test]
+    fn collected_output_stops_at_its_limit_and_says_so() {
+        let mut bounded = Collected::new(Some(5));
+        bounded.keep(b"abc");
+        assert!(!bounded.dropped);
+        bounded.keep(b"defg");
+        bounded.keep(b"h");
+        assert_eq!(
+            (bounded.kept.as_slice(), bounded.dropped),
+            (&b"abcde"[..], true)
+        );
+        let mut exact = Collected::new(Some(3));
+        exact.keep(b"abc");
+        assert!(!exact.dropped, "output of exactly the limit is whole");
+        let mut unbounded = Collected::new(None);
+        unbounded.keep(&[7; 1000]);
+        assert_eq!((unbounded.kept.len(), unbounded.dropped), (1000, false));
+    }
+
+    #[test]
+    fn a_missing_shell_is_recognised() {
+        assert!(lacks_shell(
+            "OCI runtime exec failed: exec failed: unable to start container process: \
+             exec: \"/bin/sh\": stat /bin/sh: no such file or directory: unknown"
+        ));
+        assert!(!lacks_shell("executable file \"foo\" not found in $PATH"));
+        assert!(!lacks_shell("connection lost"));
+    }
+
+    mod scripted {
+        //! The exec's requests against a scripted API server: an upgrade it
+        //! cannot complete, so these show only the refused path.
+        use http::{Request, Response};
+        use kube::client::Body;
+        use serde_json::json;
+        use tower_test::mock;
+
+        use super::*;
+        use crate::spec::{SandboxRequest, SandboxSpec};
+
+        type Handle = mock::Handle<Request<Body>, Response<Body>>;
+
+        fn client() -> (Client, Handle) {
+            let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+            (
+                Client::from_kube(kube::Client::new(service, "test"), "test".into()),
+                handle,
+            )
+        }
+
+        fn respond(code: u16, body: serde_json::Value) -> Response<Body> {
+            Response::builder()
+                .status(code)
+                .body(Body::from(serde_json::to_vec(&body).unwrap()))
+                .unwrap()
+        }
+
+        fn refusal(code: u16, reason: &str) -> serde_json::Value {
+            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
+                   "reason": reason, "message": reason})
+        }
+
+        fn pod_in_phase(phase: &str) -> serde_json::Value {
+            let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
+            let mut pod = serde_json::to_value(spec.to_pod("job")).unwrap();
+            pod["status"] = json!({"phase": phase});
+            pod
+        }
+
+        /// Answers the exec with `exec_code`, then the pod read with `read`.
+        fn script(
+            mut handle: Handle,
+            exec_code: u16,
+            read: Response<Body>,
+        ) -> tokio::task::JoinHandle<()> {
+            tokio::spawn(async move {
+                let (request, reply) = handle.next_request().await.unwrap();
+                assert_eq!(
+                    request.uri().path(),
+                    "/api/v1/namespaces/test/pods/job/exec",
+                    "the exec is the first request, no read before it"
+                );
+                reply.send_response(respond(exec_code, refusal(exec_code, "BadRequest")));
+                let (request, reply) = handle.next_request().await.unwrap();
+                assert_eq!(request.method(), "GET");
+                assert_eq!(request.uri().path(), "/api/v1/namespaces/test/pods/job");
+                reply.send_response(read);
+            })
+        }
+
+        #[tokio::test]
+        async fn a_refused_exec_reads_the_sandbox_to_say_it_is_not_running() {
+            let (client, handle) = client();
+            let server = script(handle, 400, respond(200, pod_in_phase("Succeeded")));
+            let command = ["true".to_owned()];
+            let err = client
+                .exec_sandbox("job", &command, &ExecOptions::default())
+                .await
+                .unwrap_err();
+            assert!(
+                matches!(&err, Error::NotRunning { phase, .. } if phase == "succeeded"),
+                "{err}"
+            );
+            server.await.unwrap();
+        }
+
+        #[tokio::test]
+        async fn a_refused_exec_of_a_missing_sandbox_is_not_found() {
+            let (client, handle) = client();
+            let server = script(handle, 404, respond(404, refusal(404, "NotFound")));
+            let command = ["true".to_owned()];
+            let err = client
+                .spawn_exec("job", &command, &SpawnOptions::default())
+                .await
+                .unwrap_err();
+            assert!(matches!(err, Error::NotFound { .. }), "{err}");
+            server.await.unwrap();
+        }
     }
 }

@@ -11,7 +11,10 @@ mod terminate;
 mod wait;
 
 pub use bulk::{BULK_CONCURRENCY, Selection, TerminateOutcome};
-pub use exec::{ExecOptions, ExecProcess, ExecResult, SpawnOptions};
+pub use exec::{
+    DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess, ExecResult, SpawnOptions,
+    wait_for_background_kills,
+};
 pub use list::ListFilter;
 pub use logs::{LogLines, LogOptions};
 pub use settle::{LAUNCH_RETRY_WINDOW, set_launch_retry_window};
