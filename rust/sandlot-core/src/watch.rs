@@ -433,6 +433,7 @@ pub(crate) mod scripted {
         table: Arc<Mutex<Table>>,
         watches: mpsc::UnboundedReceiver<OpenWatch>,
         lists: Arc<AtomicUsize>,
+        watches_opened: Arc<AtomicUsize>,
     }
 
     impl Cluster {
@@ -461,6 +462,11 @@ pub(crate) mod scripted {
         pub fn lists(&self) -> usize {
             self.lists.load(Ordering::SeqCst)
         }
+
+        /// How many watch requests the client has made.
+        pub fn watches_opened(&self) -> usize {
+            self.watches_opened.load(Ordering::SeqCst)
+        }
     }
 
     fn reply(code: u16, body: &Value) -> Reply {
@@ -478,11 +484,13 @@ pub(crate) mod scripted {
         let (service, mut handle) = mock::pair::<Request<Body>, Reply>();
         let table = Arc::new(Mutex::new(Table::default()));
         let lists = Arc::new(AtomicUsize::new(0));
+        let watches_opened = Arc::new(AtomicUsize::new(0));
         let (open, watches) = mpsc::unbounded();
         let cluster = Cluster {
             table: table.clone(),
             watches,
             lists: lists.clone(),
+            watches_opened: watches_opened.clone(),
         };
         tokio::spawn(async move {
             while let Some((request, respond)) = handle.next_request().await {
@@ -492,6 +500,7 @@ pub(crate) mod scripted {
                 let response = match path.strip_prefix("/api/v1/namespaces/test/pods") {
                     Some("") if query.contains("watch=true") => {
                         let (body, chunks) = mpsc::unbounded();
+                        watches_opened.fetch_add(1, Ordering::SeqCst);
                         let _ = open.unbounded_send(OpenWatch { query, body });
                         Response::builder()
                             .status(200)

@@ -207,6 +207,35 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_hundred_waits_share_one_watch() {
+        let (client, mut cluster) = scripted::start();
+        let names: Vec<String> = (0..100).map(|i| format!("s{i}")).collect();
+        for name in &names {
+            cluster.set(name, "Pending");
+        }
+        let waits = futures::future::join_all(
+            names
+                .iter()
+                .map(|name| client.wait_sandbox(name, &[Phase::Running], MINUTE)),
+        );
+        let (cluster, names) = (&mut cluster, &names);
+        let server = async move {
+            let watch = cluster.next_watch().await;
+            for name in names {
+                watch.send("MODIFIED", &cluster.set(name, "Running"));
+            }
+            (watch, cluster)
+        };
+        let (statuses, (_watch, cluster)) = tokio::join!(waits, server);
+        assert!(
+            statuses
+                .iter()
+                .all(|s| s.as_ref().unwrap().phase == Phase::Running)
+        );
+        assert_eq!((cluster.lists(), cluster.watches_opened()), (1, 1));
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_timeout_reports_the_time_waited() {
         let (client, mut cluster) = scripted::start();
         cluster.set("a", "Pending");
