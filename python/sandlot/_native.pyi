@@ -35,6 +35,7 @@ __all__ = [
     "_quiesce",
     "_runtime_task_count",
     "_sandboxes_html",
+    "_set_follow_idle",
     "_yield_once",
     "run_cli",
 ]
@@ -52,6 +53,7 @@ def _yield_once(*, blocking: Literal[False] = False) -> Awaitable[None]: ...
 @overload
 def _yield_once(*, blocking: Literal[True]) -> None: ...
 def _runtime_task_count() -> int: ...
+def _set_follow_idle(seconds: float) -> None: ...
 
 class _SandboxOptions(TypedDict, total=False):
     """What a sandbox is created from, besides its image."""

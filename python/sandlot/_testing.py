@@ -2,6 +2,7 @@
 part of the public API."""
 
 from sandlot._native import _runtime_task_count as runtime_task_count
+from sandlot._native import _set_follow_idle as set_follow_idle
 from sandlot._native import _yield_once as yield_once
 
-__all__ = ["runtime_task_count", "yield_once"]
+__all__ = ["runtime_task_count", "set_follow_idle", "yield_once"]

@@ -28,8 +28,8 @@ pub use namespace::{
     ConfigSource, DEFAULT_NAMESPACE, NAMESPACE_ENV, NamespaceSource, Placement, ResolvedNamespace,
 };
 pub use sandbox::{
-    BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, ListFilter, LogLines, LogOptions,
-    Selection, SpawnOptions, TerminateOutcome,
+    BULK_CONCURRENCY, ExecOptions, ExecProcess, ExecResult, ListFilter, LogBatch, LogBatches,
+    LogOptions, Selection, SpawnOptions, TerminateOutcome, set_follow_idle,
 };
 pub use spec::{Resources, SandboxRequest, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};

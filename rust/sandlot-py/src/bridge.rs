@@ -438,6 +438,17 @@ pub mod hooks {
         })
     }
 
+    /// Sets how long a followed log may stay silent before the follow asks
+    /// again on a new connection, for follows started from now on (tests
+    /// stage dead connections with a short one).
+    #[pyfunction]
+    pub fn _set_follow_idle(py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let idle = crate::inputs::seconds("seconds", seconds)
+            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))?;
+        sandlot_core::set_follow_idle(idle);
+        Ok(())
+    }
+
     /// The number of tasks alive in the runtime (tests check that nothing is
     /// left running).
     #[pyfunction]

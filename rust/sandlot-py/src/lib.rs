@@ -55,5 +55,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(bridge::_quiesce, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::hooks::_yield_once, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::hooks::_runtime_task_count, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::hooks::_set_follow_idle, m)?)?;
     Ok(())
 }

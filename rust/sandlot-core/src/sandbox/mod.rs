@@ -13,4 +13,4 @@ mod wait;
 pub use bulk::{BULK_CONCURRENCY, Selection, TerminateOutcome};
 pub use exec::{ExecOptions, ExecProcess, ExecResult, SpawnOptions};
 pub use list::ListFilter;
-pub use logs::{LogLines, LogOptions};
+pub use logs::{LogBatch, LogBatches, LogOptions, set_follow_idle};
