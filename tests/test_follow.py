@@ -101,14 +101,12 @@ async def test_the_cli_follows_into_a_pipe_with_the_bytes_as_written(
     sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
 ) -> None:
     sb = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["sh", "-c", "printf 'ok\\377ok\\nnext'"])
-    followed = subprocess.run(
-        [SANDLOT, "--namespace", sandlot_namespace, "logs", sb.name, "-f"],
-        capture_output=True,
-        timeout=120,
-        env=os.environ,
-        check=True,
+    follower = await asyncio.create_subprocess_exec(
+        SANDLOT, "--namespace", sandlot_namespace, "logs", sb.name, "-f", stdout=subprocess.PIPE, env=os.environ
     )
-    assert followed.stdout == b"ok\xffok\nnext\n"
+    piped, _ = await asyncio.wait_for(follower.communicate(), timeout=120)
+    assert follower.returncode == 0
+    assert piped == b"ok\xffok\nnext\n"
 
 
 def test_a_sync_follow_reads_the_same_lines(sandlot_client: sandlot.Client) -> None:
