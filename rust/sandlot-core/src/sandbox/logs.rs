@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncReadExt, FutureExt, Stream};
+use futures::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, Stream};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
@@ -118,7 +118,7 @@ impl LogOptions {
     }
 }
 
-type LogReader = Pin<Box<dyn AsyncRead + Send>>;
+type LogReader = Pin<Box<dyn AsyncBufRead + Send>>;
 
 impl Client {
     /// The log of sandbox `name` (its command's stdout and stderr), also after
@@ -279,7 +279,6 @@ impl Reading {
     /// rest of the log until one brings nothing new.
     fn follow(mut self, idle: Duration) -> impl Stream<Item = Result<LogBatch>> + Send {
         async_stream::stream! {
-            let mut buf = vec![0; READ_CHUNK];
             let mut pause = FIRST_PAUSE;
             loop {
                 let params = self.params(true);
@@ -292,22 +291,23 @@ impl Reading {
                 };
                 let mut lines = Lines::default();
                 let cut = loop {
-                    let read = tokio::time::timeout(idle, reader.read(&mut buf)).await;
-                    let (filled, cut) = match read {
-                        Ok(Ok(0)) => break Cut::Ended,
-                        Ok(Ok(read)) => read_on(&mut reader, &mut buf, read),
+                    // What arrived is taken where it lies: one poll of the
+                    // connection per wakeup, one batch per piece that arrived.
+                    let mut batch = LogBatch::default();
+                    let taken = match tokio::time::timeout(idle, reader.as_mut().fill_buf()).await {
+                        Ok(Ok([])) => break Cut::Ended,
+                        Ok(Ok(arrived)) => {
+                            let place = &mut self.place;
+                            lines.feed(arrived, |line| place.deliver(line, &mut batch));
+                            arrived.len()
+                        }
                         Ok(Err(_)) => break Cut::Broken,
                         Err(_) => break Cut::Silent,
                     };
+                    reader.as_mut().consume(taken);
                     pause = FIRST_PAUSE;
-                    let mut batch = LogBatch::default();
-                    let place = &mut self.place;
-                    lines.feed(&buf[..filled], |line| place.deliver(line, &mut batch));
                     if !batch.is_empty() {
                         yield Ok(batch);
-                    }
-                    if let Some(cut) = cut {
-                        break cut;
                     }
                 };
                 drop(reader);
@@ -432,21 +432,6 @@ impl Reading {
     }
 }
 
-/// Adds to the `filled` bytes at the start of `buf` what `reader` has at
-/// hand without waiting, so that one batch carries every line that arrived;
-/// the bytes then in `buf`, and how the response came to an end if it did.
-fn read_on(reader: &mut LogReader, buf: &mut [u8], mut filled: usize) -> (usize, Option<Cut>) {
-    while filled < buf.len() {
-        match reader.read(&mut buf[filled..]).now_or_never() {
-            None => break,
-            Some(Ok(0)) => return (filled, Some(Cut::Ended)),
-            Some(Ok(read)) => filled += read,
-            Some(Err(_)) => return (filled, Some(Cut::Broken)),
-        }
-    }
-    (filled, None)
-}
-
 /// True once `pod`'s phase is final or its sandbox container has exited:
 /// nothing more is written to its log.
 fn workload_stopped(pod: &Pod) -> bool {
@@ -548,11 +533,11 @@ impl Place {
                 }
                 return;
             }
-            match parse_stamp(stamp) {
-                Some(at) if at <= skip.at => return,
-                // A later line: the ones delivered are behind.
-                _ => self.skip = None,
+            if !later(stamp, &skip.stamp, skip.at) {
+                return;
             }
+            // A later line: the ones delivered are behind.
+            self.skip = None;
         }
         if stamp == self.stamp.as_slice() {
             self.same += 1;
@@ -579,6 +564,20 @@ impl Place {
     fn since(&self) -> Option<Timestamp> {
         parse_stamp(&self.stamp).and_then(|at| Timestamp::from_second(at.as_second()).ok())
     }
+}
+
+/// Whether timestamp `stamp` is later than `than` (which reads `at`): the
+/// kubelet's timestamps have a fixed width, so two with the same offset
+/// compare as text; others are parsed. One that does not parse counts as later.
+fn later(stamp: &[u8], than: &[u8], at: Timestamp) -> bool {
+    let offset = |text: &[u8]| text.iter().rposition(|&b| matches!(b, b'Z' | b'+' | b'-'));
+    let comparable = stamp.len() == than.len()
+        && offset(stamp)
+            .is_some_and(|o| o >= 19 && stamp[o..] == than[o..] && offset(than) == Some(o));
+    if comparable {
+        return stamp > than;
+    }
+    parse_stamp(stamp).is_none_or(|parsed| parsed > at)
 }
 
 fn parse_stamp(stamp: &[u8]) -> Option<Timestamp> {
@@ -911,6 +910,19 @@ mod tests {
         assert_eq!(batch.line(1), Some(&b""[..]));
         assert_eq!(batch.line(2), Some(&b"ccc"[..]));
         assert_eq!(batch.line(3), None);
+    }
+
+    #[test]
+    fn timestamps_compare_as_text_only_with_the_same_width_and_offset() {
+        let than = b"2026-01-01T00:00:01.500000000Z";
+        let at = parse_stamp(than).unwrap();
+        assert!(later(b"2026-01-01T00:00:01.500000001Z", than, at));
+        assert!(!later(b"2026-01-01T00:00:01.499999999Z", than, at));
+        assert!(!later(than, than, at));
+        // Another offset or width: parsed.
+        assert!(later(b"2026-01-01T02:00:01.6+02:00", than, at));
+        assert!(!later(b"2026-01-01T02:00:01.4+02:00", than, at));
+        assert!(later(b"not a time", than, at));
     }
 
     #[test]
