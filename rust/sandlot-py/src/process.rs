@@ -22,8 +22,8 @@ use crate::twins::twins;
 /// Largest chunk one read of a stream returns.
 const CHUNK: usize = 64 * 1024;
 
-/// Batches of log lines read ahead of Python (a batch is what one read of the
-/// connection brought, 64 KiB at most): the reading goes on on the runtime
+/// Batches of log lines read ahead of Python (a batch is what arrived from
+/// the connection in one piece): the reading goes on on the runtime
 /// while Python takes lines that are already there, without a trip to the
 /// runtime.
 const BATCHES_AHEAD: usize = 16;
