@@ -29,8 +29,9 @@ pub use namespace::{
 };
 pub use sandbox::{
     BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,
-    ExecResult, LAUNCH_RETRY_WINDOW, ListFilter, LogLines, LogOptions, Selection, SpawnOptions,
-    TerminateOutcome, set_launch_retry_window, wait_for_background_kills,
+    ExecResult, LAUNCH_RETRY_WINDOW, ListFilter, LogBatch, LogBatches, LogOptions, Selection,
+    SpawnOptions, TerminateOutcome, set_follow_idle, set_launch_retry_window,
+    wait_for_background_kills,
 };
 pub use spec::{Resources, SandboxRequest, SandboxSpec};
 pub use status::{Phase, SandboxStatus, TerminationReason};

@@ -449,10 +449,21 @@ pub mod hooks {
     /// kubelet's retries before settling it (`LAUNCH_RETRY_WINDOW`), for this
     /// process. Returns the window it replaced, in seconds.
     #[pyfunction]
-    pub fn _set_launch_retry_window(seconds: f64) -> PyResult<f64> {
-        let window = std::time::Duration::try_from_secs_f64(seconds)
-            .map_err(|err| pyo3::exceptions::PyValueError::new_err(format!("seconds: {err}")))?;
+    pub fn _set_launch_retry_window(py: Python<'_>, seconds: f64) -> PyResult<f64> {
+        let window = crate::inputs::seconds("seconds", seconds)
+            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))?;
         Ok(sandlot_core::set_launch_retry_window(window).as_secs_f64())
+    }
+
+    /// Sets how long a followed log may stay silent before the follow asks
+    /// again on a new connection, for follows started from now on (tests
+    /// stage dead connections with a short one).
+    #[pyfunction]
+    pub fn _set_follow_idle(py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let idle = crate::inputs::seconds("seconds", seconds)
+            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))?;
+        sandlot_core::set_follow_idle(idle);
+        Ok(())
     }
 
     /// The number of tasks alive in the runtime (tests check that nothing is

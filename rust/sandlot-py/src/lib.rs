@@ -60,5 +60,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         m
     )?)?;
     m.add_function(wrap_pyfunction!(client::_stop_pod_watch, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::hooks::_set_follow_idle, m)?)?;
     Ok(())
 }

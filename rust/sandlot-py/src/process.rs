@@ -12,7 +12,7 @@ use futures::{StreamExt, TryFutureExt};
 use pyo3::exceptions::PyBrokenPipeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyBytes};
-use sandlot_core::{Error, ExecProcess, LogLines};
+use sandlot_core::{Error, ExecProcess, LogBatch, LogBatches};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use crate::bridge::{Failure, Mode, NONE, Outcome};
@@ -23,9 +23,11 @@ use crate::twins::twins;
 /// Largest chunk one read of a stream returns.
 const CHUNK: usize = 64 * 1024;
 
-/// Log lines read ahead of Python: the reading goes on on the runtime while
-/// Python takes lines that are already there, without a trip to the runtime.
-const LINES_AHEAD: usize = 4096;
+/// Batches of log lines read ahead of Python (a batch is what arrived from
+/// the connection in one piece): the reading goes on on the runtime
+/// while Python takes lines that are already there, without a trip to the
+/// runtime.
+const BATCHES_AHEAD: usize = 16;
 
 /// When Python had to wait for a line, how long it waits on for more lines to
 /// bring back in the same trip (a line arriving alone is this much later).
@@ -411,9 +413,10 @@ impl<'py> IntoPyObject<'py> for Bytes {
 #[pyclass(module = "sandlot", frozen)]
 pub struct LineStream {
     state: Arc<tokio::sync::Mutex<LineState>>,
-    /// Lines taken from the channel in one go, handed out before the channel
-    /// is asked again: one trip to the runtime brings every line waiting.
-    taken: Arc<Mutex<VecDeque<sandlot_core::Result<String>>>>,
+    /// Batches taken from the reading task in one go, handed out line by line
+    /// before the task is asked again: one trip to the runtime brings every
+    /// line waiting.
+    taken: Arc<Mutex<Taken>>,
 }
 
 impl std::fmt::Debug for LineStream {
@@ -423,83 +426,116 @@ impl std::fmt::Debug for LineStream {
 }
 
 /// A log stream opens on the first `__anext__`; from then on a runtime task
-/// reads lines ahead into a channel ([`LINES_AHEAD`] at most).
+/// reads batches of lines ahead into a channel ([`BATCHES_AHEAD`] at most).
 enum LineState {
-    Unopened(BoxFuture<'static, Outcome<LogLines>>),
-    Open(tokio::sync::mpsc::Receiver<sandlot_core::Result<String>>),
+    Unopened(BoxFuture<'static, Outcome<LogBatches>>),
+    Open(tokio::sync::mpsc::Receiver<sandlot_core::Result<LogBatch>>),
     Done,
 }
 
+/// Batches taken from the channel and the place of the next line in the first.
+#[derive(Default)]
+struct Taken {
+    batches: VecDeque<sandlot_core::Result<LogBatch>>,
+    next: usize,
+}
+
+impl Taken {
+    /// The next line as text (undecodable bytes replaced), or the next error;
+    /// `None` when everything taken was handed out.
+    fn pop(&mut self) -> Option<Outcome<String>> {
+        loop {
+            if let Ok(batch) = self.batches.front()? {
+                if let Some(line) = batch.line(self.next) {
+                    self.next += 1;
+                    return Some(Ok(String::from_utf8_lossy(line).into_owned()));
+                }
+            }
+            self.next = 0;
+            if let Err(err) = self.batches.pop_front()? {
+                return Some(Err(err.into()));
+            }
+        }
+    }
+}
+
 impl LineStream {
-    pub fn new(open: BoxFuture<'static, Outcome<LogLines>>) -> Self {
+    pub fn new(open: BoxFuture<'static, Outcome<LogBatches>>) -> Self {
         LineStream {
             state: Arc::new(tokio::sync::Mutex::new(LineState::Unopened(open))),
             taken: Arc::default(),
         }
     }
 
-    /// The next line: one already taken is handed over at once, without the
-    /// runtime; else the call waits for the channel.
+    /// The next line: one already taken, or read ahead into the channel, is
+    /// handed over at once, without the runtime; else the call waits for the
+    /// channel.
     fn next_line<'py>(&self, py: Python<'py>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
         let taken = self.taken.clone();
-        let next = taken.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
-        if let Some(line) = next {
-            return mode.ready(py, line.map_err(Failure::from));
+        let mut held = taken.lock().unwrap_or_else(|p| p.into_inner());
+        if held.batches.is_empty() {
+            if let Ok(mut state) = self.state.try_lock() {
+                if let LineState::Open(batches) = &mut *state {
+                    while let Ok(batch) = batches.try_recv() {
+                        held.batches.push_back(batch);
+                    }
+                }
+            }
         }
+        if let Some(line) = held.pop() {
+            return mode.ready(py, line);
+        }
+        drop(held);
         let state = self.state.clone();
         mode.run(py, async move {
             let mut guard = state.lock().await;
             if let LineState::Unopened(open) = &mut *guard {
                 match open.await {
-                    Ok(lines) => *guard = LineState::Open(read_ahead(lines)),
+                    Ok(batches) => *guard = LineState::Open(read_ahead(batches)),
                     Err(failure) => {
                         *guard = LineState::Done;
                         return Err(failure);
                     }
                 }
             }
-            let LineState::Open(lines) = &mut *guard else {
+            let LineState::Open(batches) = &mut *guard else {
                 return Err(Failure::End);
             };
-            let waited = lines.is_empty();
-            let Some(line) = lines.recv().await else {
+            let Some(first) = batches.recv().await else {
                 *guard = LineState::Done;
                 return Err(Failure::End);
             };
-            let mut batch = Vec::new();
-            if waited {
-                // This call crosses back to Python anyway: let more lines join it.
-                let more = async {
-                    while batch.len() < LINES_AHEAD {
-                        match lines.recv().await {
-                            Some(line) => batch.push(line),
-                            None => break,
-                        }
-                    }
-                };
-                let _ = tokio::time::timeout(LINE_BATCH_WINDOW, more).await;
-            }
+            let mut held = vec![first];
+            // This call crosses back to Python anyway: let more lines join it.
+            let more = async {
+                while let Some(batch) = batches.recv().await {
+                    held.push(batch);
+                }
+            };
+            let _ = tokio::time::timeout(LINE_BATCH_WINDOW, more).await;
             let mut taken = taken.lock().unwrap_or_else(|p| p.into_inner());
-            taken.extend(batch);
-            while let Ok(more) = lines.try_recv() {
-                taken.push_back(more);
+            taken.batches.extend(held);
+            match taken.pop() {
+                Some(line) => line,
+                None => Err(Failure::End),
             }
-            Ok(line?)
         })
     }
 }
 
-/// Reads `lines` into a channel until they end or the stream is dropped.
-fn read_ahead(mut lines: LogLines) -> tokio::sync::mpsc::Receiver<sandlot_core::Result<String>> {
-    let (sender, receiver) = tokio::sync::mpsc::channel(LINES_AHEAD);
+/// Reads `batches` into a channel until they end or the stream is dropped.
+fn read_ahead(
+    mut batches: LogBatches,
+) -> tokio::sync::mpsc::Receiver<sandlot_core::Result<LogBatch>> {
+    let (sender, receiver) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
     tokio::spawn(async move {
         loop {
-            let line = tokio::select! {
+            let batch = tokio::select! {
                 _ = sender.closed() => return,
-                line = lines.next() => line,
+                batch = batches.next() => batch,
             };
-            let Some(line) = line else { return };
-            if sender.send(line).await.is_err() {
+            let Some(batch) = batch else { return };
+            if sender.send(batch).await.is_err() {
                 return;
             }
         }

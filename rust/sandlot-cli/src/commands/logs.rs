@@ -6,8 +6,8 @@ use sandlot_core::{Client, LogOptions, Result};
 use crate::args::LogsArgs;
 use crate::printer::terminal_safe;
 
-/// Prints the log; with --follow, line by line until the sandbox ends. To a
-/// terminal, control characters the sandbox wrote are shown as escapes; to a
+/// Prints the log; with --follow, lines as they arrive until the sandbox
+/// ends. To a terminal, control characters the sandbox wrote are shown as escapes; to a
 /// pipe or file, the log goes out as the bytes the sandbox wrote.
 pub async fn run(client: &Client, args: LogsArgs) -> Result<i32> {
     let options = LogOptions {
@@ -28,15 +28,20 @@ pub async fn run(client: &Client, args: LogsArgs) -> Result<i32> {
         let _ = stdout.write_all(&bytes).and_then(|()| stdout.flush());
         return Ok(0);
     }
-    let mut lines = client.stream_logs(&args.name, &options, true).await?;
-    while let Some(line) = lines.next().await {
-        let line = line?;
-        let shown = if terminal {
-            terminal_safe(&line)
-        } else {
-            line.as_str().into()
-        };
-        if writeln!(stdout, "{shown}")
+    let mut batches = client.stream_logs(&args.name, &options, true).await?;
+    while let Some(batch) = batches.next().await {
+        let mut out = Vec::new();
+        for line in batch?.lines() {
+            if terminal {
+                out.extend_from_slice(terminal_safe(&String::from_utf8_lossy(line)).as_bytes());
+            } else {
+                out.extend_from_slice(line);
+            }
+            out.push(b'\n');
+        }
+        // A closed pipe (`| head`) ends the follow quietly.
+        if stdout
+            .write_all(&out)
             .and_then(|()| stdout.flush())
             .is_err()
         {

@@ -1,13 +1,18 @@
-use std::pin::{Pin, pin};
+//! A sandbox's log: read whole or in part, or followed until the sandbox ends.
+
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::{AsyncBufReadExt, AsyncReadExt, Stream};
+use futures::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, Stream};
+use jiff::Timestamp;
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
 
 use crate::client::Client;
 use crate::error::{Error, Result, error_chain};
 use crate::labels::CONTAINER_NAME;
-use crate::retry::retry;
+use crate::retry::{delay, is_transient, retry};
 use crate::status::Phase;
 
 /// Which part of a sandbox's log to read.
@@ -21,22 +26,75 @@ pub struct LogOptions {
     pub timestamps: bool,
 }
 
-/// The lines of a log, without their line endings, as they arrive.
-pub type LogLines = Pin<Box<dyn Stream<Item = Result<String>> + Send>>;
+/// Lines of a log that arrived together, in order, each without its line
+/// ending and as the bytes the sandbox wrote.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LogBatch {
+    bytes: Vec<u8>,
+    /// Where each line ends in `bytes` (the next one starts there).
+    ends: Vec<usize>,
+}
 
-/// How long a follow waits, after the log ended, for the phase to turn terminal.
-const FOLLOW_END_TIMEOUT: Duration = Duration::from_secs(30);
+impl LogBatch {
+    /// How many lines.
+    pub fn len(&self) -> usize {
+        self.ends.len()
+    }
 
-/// How often, and how far apart, an ended sandbox's log is read until it stops growing.
-const LOG_SETTLE_TRIES: u32 = 20;
-const LOG_SETTLE_INTERVAL: Duration = Duration::from_millis(250);
+    pub fn is_empty(&self) -> bool {
+        self.ends.is_empty()
+    }
 
-/// How many lines from the end of an ended sandbox's log are read to find
-/// where a follow stopped, before reading the whole log.
-const LOG_TAIL_WINDOW: usize = 1000;
+    /// Line `index` (from 0), if there is one.
+    pub fn line(&self, index: usize) -> Option<&[u8]> {
+        let end = *self.ends.get(index)?;
+        let start = index.checked_sub(1).map_or(0, |before| self.ends[before]);
+        Some(&self.bytes[start..end])
+    }
+
+    /// The lines in order.
+    pub fn lines(&self) -> impl Iterator<Item = &[u8]> + '_ {
+        let starts = std::iter::once(0).chain(self.ends.iter().copied());
+        starts
+            .zip(self.ends.iter().copied())
+            .map(|(start, end)| &self.bytes[start..end])
+    }
+
+    fn push(&mut self, line: &[u8]) {
+        self.bytes.extend_from_slice(line);
+        self.ends.push(self.bytes.len());
+    }
+}
+
+/// A log as it arrives, in batches of whole lines.
+pub type LogBatches = Pin<Box<dyn Stream<Item = Result<LogBatch>> + Send>>;
 
 /// How long a follow waits for a sandbox to start before it gives up.
 const FOLLOW_START_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
+/// How long a followed log may stay silent before the follow asks again on a
+/// new connection: a connection that died without a word (a partition, a
+/// peer gone) looks the same as a quiet sandbox, and only a new request tells.
+pub const FOLLOW_IDLE: Duration = Duration::from_secs(30);
+
+/// How long a follow keeps asking for the log while the API server cannot
+/// be reached or answers only with errors that pass by themselves, before it
+/// gives up with that error.
+const RECONNECT_BUDGET: Duration = Duration::from_secs(300);
+
+/// Pauses between two requests of a follow that brought nothing: the first,
+/// doubling up to the last.
+const FIRST_PAUSE: Duration = Duration::from_millis(100);
+const LONGEST_PAUSE: Duration = Duration::from_secs(2);
+
+/// Once the sandbox has ended: how long after a read of the end of its log
+/// that brought new lines the follow reads again (the runtime may still have
+/// been copying the last output into the log), and how many such reads at most.
+const SETTLE_PAUSE: Duration = Duration::from_millis(250);
+const FINAL_READS: u32 = 20;
+
+/// Bytes asked of the connection per read.
+const READ_CHUNK: usize = 64 * 1024;
 
 impl LogOptions {
     fn params(&self, follow: bool) -> Result<LogParams> {
@@ -59,6 +117,8 @@ impl LogOptions {
         })
     }
 }
+
+type LogReader = Pin<Box<dyn AsyncBufRead + Send>>;
 
 impl Client {
     /// The log of sandbox `name` (its command's stdout and stderr), also after
@@ -94,16 +154,22 @@ impl Client {
             .map_err(|err| self.sandbox_error(err, name))
     }
 
-    /// The log of sandbox `name`, line by line. With `follow`, it waits for the
-    /// sandbox to start, then keeps delivering lines until the sandbox ends,
-    /// every line included (the last one too when it has no line ending).
-    /// Undecodable bytes are replaced.
+    /// The log of sandbox `name`, in batches of whole lines as they arrive,
+    /// the last line included when it has no line ending.
+    ///
+    /// With `follow`, it waits for the sandbox to start, then keeps
+    /// delivering lines until the sandbox has ended and its log is read to
+    /// the end. A follow survives broken, ended and silent connections (it
+    /// reads on from the last line it delivered, each line once) and API
+    /// server outages of up to [`RECONNECT_BUDGET`]; lines that log rotation
+    /// moved out of the current log file before they were read are beyond
+    /// its reach.
     pub async fn stream_logs(
         &self,
         name: &str,
         options: &LogOptions,
         follow: bool,
-    ) -> Result<LogLines> {
+    ) -> Result<LogBatches> {
         let params = options.params(follow)?;
         let started = [
             Phase::Running,
@@ -111,298 +177,764 @@ impl Client {
             Phase::Failed,
             Phase::Terminated,
         ];
-        let status = if follow {
-            self.wait_sandbox(name, &started, FOLLOW_START_TIMEOUT)
-                .await?
-        } else {
-            self.get_sandbox(name).await?
-        };
+        // A sandbox that has started needs no watch to wait on.
+        let mut status = self.get_sandbox(name).await?;
+        if follow && !started.contains(&status.phase) {
+            status = self
+                .wait_sandbox(name, &started, FOLLOW_START_TIMEOUT)
+                .await?;
+        }
         if status.started_at.is_none() && status.exit_code.is_none() {
             return Ok(Box::pin(futures::stream::empty()));
         }
-        // The kubelet ends a follow as soon as the container has exited and it
-        // reaches the end of the log file, which the runtime may still be
-        // writing. So a follow of the whole log asks for timestamps (stripped
-        // again unless the caller wants them), remembers the last line it
-        // delivered and, once the sandbox has ended, reads the end of the log
-        // for what came after that line.
-        let drain = follow && options.tail_lines.is_none() && options.since_seconds.is_none();
-        let strip = drain && !options.timestamps;
-        let params = LogParams {
-            timestamps: params.timestamps || drain,
-            ..params
+        let reading = Reading {
+            client: self.clone(),
+            name: name.to_owned(),
+            asked: params,
+            place: Place::new(options.timestamps),
         };
-        let reader = self
-            .pods()
-            .log_stream(name, &params)
-            .await
-            .map_err(|err| self.sandbox_error(err, name))?;
-        let (client, sandbox) = (self.clone(), name.to_owned());
-        Ok(Box::pin(async_stream::stream! {
-            let mut reader = pin!(reader);
-            // The last line delivered, with its timestamp, when draining.
-            let mut last_delivered: Option<Vec<u8>> = None;
-            loop {
-                let mut line = Vec::new();
-                match reader.read_until(b'\n', &mut line).await {
-                    Ok(0) => break,
-                    // A last line without its ending: the drain decides.
-                    Ok(_) if line.last() != Some(&b'\n') && drain => break,
-                    Ok(_) => {
-                        if line.last() == Some(&b'\n') {
-                            line.pop();
-                        }
-                        let text = delivered_text(&line, strip);
-                        if drain {
-                            last_delivered = Some(line);
-                        }
-                        yield Ok(text);
-                    }
-                    Err(err) => {
-                        yield Err(Error::LogStream {
-                            name: sandbox.clone(),
-                            message: error_chain(&err),
-                        });
-                        break;
-                    }
-                }
-            }
-            if !follow {
-                return;
-            }
-            let ended = [Phase::Succeeded, Phase::Failed, Phase::Terminated];
-            match client.wait_sandbox(&sandbox, &ended, FOLLOW_END_TIMEOUT).await {
-                Ok(_) | Err(Error::Timeout { .. }) | Err(Error::NotFound { .. }) => {}
+        if follow {
+            Ok(Box::pin(reading.follow(follow_idle())))
+        } else {
+            Ok(Box::pin(reading.once()))
+        }
+    }
+}
+
+/// The silence after which follows ask again, in milliseconds, when not
+/// [`FOLLOW_IDLE`].
+static FOLLOW_IDLE_MS: AtomicU64 = AtomicU64::new(FOLLOW_IDLE.as_millis() as u64);
+
+/// Sets how long a followed log may stay silent before the follow asks again
+/// (default [`FOLLOW_IDLE`]), for follows started from now on in this
+/// process. For tests that stage a dead connection.
+#[doc(hidden)]
+pub fn set_follow_idle(idle: Duration) {
+    let millis = u64::try_from(idle.as_millis()).unwrap_or(u64::MAX).max(1);
+    FOLLOW_IDLE_MS.store(millis, Ordering::Relaxed);
+}
+
+fn follow_idle() -> Duration {
+    Duration::from_millis(FOLLOW_IDLE_MS.load(Ordering::Relaxed))
+}
+
+/// One reading of one sandbox's log: once, or followed.
+struct Reading {
+    client: Client,
+    name: String,
+    /// The part of the log the caller asked for.
+    asked: LogParams,
+    place: Place,
+}
+
+/// How a request for the log came to an end.
+enum Cut {
+    /// The server ended the response.
+    Ended,
+    /// Nothing arrived for the follow's idle time.
+    Silent,
+    /// The connection broke.
+    Broken,
+}
+
+impl Reading {
+    /// The log once, as asked, in batches as it arrives.
+    fn once(self) -> impl Stream<Item = Result<LogBatch>> + Send {
+        async_stream::stream! {
+            let mut reader = match self.open(&self.asked).await {
+                Ok(reader) => reader,
                 Err(err) => {
                     yield Err(err);
                     return;
                 }
+            };
+            let mut lines = Lines::default();
+            let mut buf = vec![0; READ_CHUNK];
+            loop {
+                let read = match reader.read(&mut buf).await {
+                    Ok(read) => read,
+                    Err(err) => {
+                        yield Err(self.broken(&err));
+                        return;
+                    }
+                };
+                let mut batch = LogBatch::default();
+                if read == 0 {
+                    if let Some(last) = lines.rest() {
+                        batch.push(&last);
+                        yield Ok(batch);
+                    }
+                    return;
+                }
+                lines.feed(&buf[..read], |line| batch.push(line));
+                if !batch.is_empty() {
+                    yield Ok(batch);
+                }
             }
-            if !drain {
-                return;
-            }
-            match client.settled_rest_of_log(&sandbox, last_delivered.as_deref()).await {
-                Ok(rest) => {
-                    for line in rest {
-                        yield Ok(delivered_text(&line, strip));
+        }
+    }
+
+    /// The follow: requests that follow the log, one after another from the
+    /// last line delivered, until the sandbox has ended; then reads of the
+    /// rest of the log until one brings nothing new.
+    fn follow(mut self, idle: Duration) -> impl Stream<Item = Result<LogBatch>> + Send {
+        async_stream::stream! {
+            let mut pause = FIRST_PAUSE;
+            loop {
+                let params = self.params(true);
+                let mut reader = match self.open(&params).await {
+                    Ok(reader) => reader,
+                    Err(err) => {
+                        yield Err(err);
+                        return;
+                    }
+                };
+                let mut lines = Lines::default();
+                let cut = loop {
+                    // What arrived is taken where it lies: one poll of the
+                    // connection per wakeup, one batch per piece that arrived.
+                    let mut batch = LogBatch::default();
+                    let taken = match tokio::time::timeout(idle, reader.as_mut().fill_buf()).await {
+                        Ok(Ok([])) => break Cut::Ended,
+                        Ok(Ok(arrived)) => {
+                            let place = &mut self.place;
+                            lines.feed(arrived, |line| place.deliver(line, &mut batch));
+                            arrived.len()
+                        }
+                        Ok(Err(_)) => break Cut::Broken,
+                        Err(_) => break Cut::Silent,
+                    };
+                    reader.as_mut().consume(taken);
+                    pause = FIRST_PAUSE;
+                    if !batch.is_empty() {
+                        yield Ok(batch);
+                    }
+                };
+                drop(reader);
+                // A line without its ending is left to the next request.
+                self.place.resume();
+                // The kubelet ends a follow once the container has stopped, but
+                // an API server going away can end it as well; and a silent
+                // connection may be a quiet sandbox, a dead connection, or a
+                // follow the kubelet failed to end.
+                if let Cut::Ended | Cut::Silent = cut {
+                    match self.workload_stopped().await {
+                        Ok(true) => break,
+                        Ok(false) => {}
+                        Err(err @ Error::NotFound { .. }) => {
+                            yield Err(err);
+                            return;
+                        }
+                        // Not known now: the next request tells, within its budget.
+                        Err(_) => {}
                     }
                 }
-                Err(err) => yield Err(err),
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(LONGEST_PAUSE);
             }
-        }))
-    }
-
-    /// The lines (with timestamps) of ended sandbox `name`'s log after line
-    /// `last` (all of them without one), once the log stops growing: the
-    /// runtime may still be copying the container's output into it for a
-    /// moment after the container exited.
-    async fn settled_rest_of_log(&self, name: &str, last: Option<&[u8]>) -> Result<Vec<Vec<u8>>> {
-        let mut rest = self.rest_of_log(name, last).await?;
-        for _ in 0..LOG_SETTLE_TRIES {
-            tokio::time::sleep(LOG_SETTLE_INTERVAL).await;
-            let again = self.rest_of_log(name, last).await?;
-            if again.len() == rest.len() {
-                break;
+            for _ in 0..FINAL_READS {
+                let batch = match self.read_rest().await {
+                    Ok(batch) => batch,
+                    Err(err) => {
+                        yield Err(err);
+                        return;
+                    }
+                };
+                if batch.is_empty() {
+                    return;
+                }
+                yield Ok(batch);
+                tokio::time::sleep(SETTLE_PAUSE).await;
             }
-            rest = again;
         }
-        Ok(rest)
     }
 
-    /// The lines of sandbox `name`'s log after line `last`: found in the log's
-    /// last [`LOG_TAIL_WINDOW`] lines, else in the whole log.
-    async fn rest_of_log(&self, name: &str, last: Option<&[u8]>) -> Result<Vec<Vec<u8>>> {
-        let tail = split_raw_lines(&self.read_log_bytes(name, Some(LOG_TAIL_WINDOW)).await?);
-        if let Some(rest) = lines_after(&tail, last, tail.len() < LOG_TAIL_WINDOW) {
-            return Ok(rest);
+    /// A request for the log from the follow's place on (as the caller's
+    /// options pick it before the first line), with timestamps.
+    fn params(&self, follow: bool) -> LogParams {
+        match self.place.since() {
+            Some(since) => LogParams {
+                container: Some(CONTAINER_NAME.to_owned()),
+                follow,
+                timestamps: true,
+                since_time: Some(since),
+                ..LogParams::default()
+            },
+            None => LogParams {
+                follow,
+                timestamps: true,
+                ..self.asked.clone()
+            },
         }
-        let all = split_raw_lines(&self.read_log_bytes(name, None).await?);
-        Ok(lines_after(&all, last, true).unwrap_or_default())
     }
 
-    /// The log of sandbox `name` with timestamps, its last `tail` lines or all.
-    async fn read_log_bytes(&self, name: &str, tail: Option<usize>) -> Result<Vec<u8>> {
-        let params = LogParams {
-            container: Some(CONTAINER_NAME.to_owned()),
-            timestamps: true,
-            tail_lines: tail.map(|n| n as i64),
-            ..LogParams::default()
+    /// The new lines of the ended sandbox's log after the follow's place,
+    /// the last one also without its ending; read again while the
+    /// connection breaks, within the budget.
+    async fn read_rest(&mut self) -> Result<LogBatch> {
+        let params = self.params(false);
+        let began = tokio::time::Instant::now();
+        let mut pause = FIRST_PAUSE;
+        let log = loop {
+            let mut reader = self.open(&params).await?;
+            let mut log = Vec::new();
+            match reader.read_to_end(&mut log).await {
+                Ok(_) => break log,
+                Err(_) if began.elapsed() < RECONNECT_BUDGET => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LONGEST_PAUSE);
+                }
+                Err(err) => return Err(self.broken(&err)),
+            }
         };
-        let mut reader = self
-            .pods()
-            .log_stream(name, &params)
+        let mut batch = LogBatch::default();
+        let mut lines = Lines::default();
+        let place = &mut self.place;
+        lines.feed(&log, |line| place.deliver(line, &mut batch));
+        if let Some(last) = lines.rest() {
+            place.deliver(&last, &mut batch);
+        }
+        place.resume();
+        Ok(batch)
+    }
+
+    /// Opens a request for the log; failures that pass by themselves are
+    /// tried again for up to [`RECONNECT_BUDGET`].
+    async fn open(&self, params: &LogParams) -> Result<LogReader> {
+        let began = tokio::time::Instant::now();
+        let mut attempt = 0;
+        loop {
+            match self.client.pods().log_stream(&self.name, params).await {
+                Ok(reader) => return Ok(Box::pin(reader)),
+                Err(err) if is_transient(&err) && began.elapsed() < RECONNECT_BUDGET => {
+                    attempt += 1;
+                    tokio::time::sleep(delay(&err, attempt)).await;
+                }
+                Err(err) => return Err(self.client.sandbox_error(err, &self.name)),
+            }
+        }
+    }
+
+    /// Whether the sandbox's workload has stopped for good, so its log can
+    /// grow no more.
+    async fn workload_stopped(&self) -> Result<bool> {
+        let pod = retry(|| self.client.pods().get(&self.name))
             .await
-            .map_err(|err| self.sandbox_error(err, name))?;
-        let mut all = Vec::new();
-        futures::AsyncReadExt::read_to_end(&mut reader, &mut all)
-            .await
-            .map_err(|err| Error::LogStream {
-                name: name.to_owned(),
-                message: error_chain(&err),
-            })?;
-        Ok(all)
+            .map_err(|err| self.client.sandbox_error(err, &self.name))?;
+        Ok(workload_stopped(&pod))
+    }
+
+    fn broken(&self, err: &std::io::Error) -> Error {
+        Error::LogStream {
+            name: self.name.clone(),
+            message: error_chain(err),
+        }
     }
 }
 
-/// A line as delivered: without its timestamp when `strip` (the timestamp
-/// ends at the first space), undecodable bytes replaced.
-fn delivered_text(line: &[u8], strip: bool) -> String {
-    let text = match line.iter().position(|&b| b == b' ') {
-        Some(space) if strip => &line[space + 1..],
-        _ => line,
-    };
-    String::from_utf8_lossy(text).into_owned()
+/// True once `pod`'s phase is final or its sandbox container has exited:
+/// nothing more is written to its log.
+fn workload_stopped(pod: &Pod) -> bool {
+    let status = pod.status.as_ref();
+    let final_phase = matches!(
+        status.and_then(|s| s.phase.as_deref()),
+        Some("Succeeded" | "Failed")
+    );
+    let exited = status
+        .and_then(|s| s.container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == CONTAINER_NAME))
+        .and_then(|c| c.state.as_ref())
+        .is_some_and(|state| state.terminated.is_some());
+    final_phase || exited
 }
 
-/// The lines of `bytes` without their endings; a last line without one counts.
-fn split_raw_lines(bytes: &[u8]) -> Vec<Vec<u8>> {
-    let body = bytes.strip_suffix(b"\n").unwrap_or(bytes);
-    if bytes.is_empty() {
-        return Vec::new();
-    }
-    body.split(|&b| b == b'\n').map(<[u8]>::to_vec).collect()
+/// Cuts whole lines out of the successive chunks of one response.
+#[derive(Debug, Default)]
+struct Lines {
+    /// The start of a line whose end has not arrived yet.
+    partial: Vec<u8>,
 }
 
-/// The lines after the last occurrence of `last` (all lines without `last`).
-/// `None` when that cannot be told from `lines` because they are not the
-/// whole log (`complete` false) and `last` is not among them. In a whole log
-/// that lacks `last` (rotated away), nothing is after it.
-fn lines_after(lines: &[Vec<u8>], last: Option<&[u8]>, complete: bool) -> Option<Vec<Vec<u8>>> {
-    let Some(last) = last else {
-        return complete.then(|| lines.to_vec());
-    };
-    match lines.iter().rposition(|line| line == last) {
-        Some(at) => Some(lines[at + 1..].to_vec()),
-        None => complete.then(Vec::new),
+impl Lines {
+    /// Hands each line that `chunk` completes to `each`, without its ending.
+    fn feed(&mut self, chunk: &[u8], mut each: impl FnMut(&[u8])) {
+        let mut rest = chunk;
+        if !self.partial.is_empty() {
+            let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+                self.partial.extend_from_slice(rest);
+                return;
+            };
+            self.partial.extend_from_slice(&rest[..end]);
+            each(&self.partial);
+            self.partial.clear();
+            rest = &rest[end + 1..];
+        }
+        while let Some(end) = rest.iter().position(|&b| b == b'\n') {
+            each(&rest[..end]);
+            rest = &rest[end + 1..];
+        }
+        self.partial.extend_from_slice(rest);
     }
+
+    /// A last line without an ending, if the response left one.
+    fn rest(&mut self) -> Option<Vec<u8>> {
+        (!self.partial.is_empty()).then(|| std::mem::take(&mut self.partial))
+    }
+}
+
+/// Where a follow is in the log: what it delivered last, so that the next
+/// request can start there and skip what was delivered. Lines come with the
+/// kubelet's timestamps, which are fixed-width (equal texts, equal times).
+#[derive(Debug)]
+struct Place {
+    /// Deliver lines with their timestamps.
+    keep_stamps: bool,
+    /// The timestamp of the last line delivered; empty before the first.
+    stamp: Vec<u8>,
+    /// How many delivered lines carried exactly that timestamp.
+    same: usize,
+    /// While a new request reads again what was delivered: what to skip.
+    skip: Option<Skip>,
+}
+
+/// The lines a new request reads again before the first new one: it asks
+/// from the second of the last delivered line (`sinceTime` has whole
+/// seconds), so it skips lines up to that one's time and the `left` lines
+/// carrying exactly its timestamp.
+#[derive(Debug)]
+struct Skip {
+    stamp: Vec<u8>,
+    at: Timestamp,
+    left: usize,
+}
+
+impl Place {
+    fn new(keep_stamps: bool) -> Self {
+        Place {
+            keep_stamps,
+            stamp: Vec::new(),
+            same: 0,
+            skip: None,
+        }
+    }
+
+    /// Adds `line` (with its timestamp) to `batch` unless it was delivered
+    /// already.
+    fn deliver(&mut self, line: &[u8], batch: &mut LogBatch) {
+        let (stamp, text) = match line.iter().position(|&b| b == b' ') {
+            Some(space) => (&line[..space], &line[space + 1..]),
+            None => (line, &line[line.len()..]),
+        };
+        if let Some(skip) = &mut self.skip {
+            if stamp == skip.stamp.as_slice() {
+                skip.left = skip.left.saturating_sub(1);
+                if skip.left == 0 {
+                    self.skip = None;
+                }
+                return;
+            }
+            if !later(stamp, &skip.stamp, skip.at) {
+                return;
+            }
+            // A later line: the ones delivered are behind.
+            self.skip = None;
+        }
+        if stamp == self.stamp.as_slice() {
+            self.same += 1;
+        } else {
+            self.stamp.clear();
+            self.stamp.extend_from_slice(stamp);
+            self.same = 1;
+        }
+        batch.push(if self.keep_stamps { line } else { text });
+    }
+
+    /// Prepares for a new request, which reads from [`Place::since`].
+    fn resume(&mut self) {
+        self.skip = parse_stamp(&self.stamp).map(|at| Skip {
+            stamp: self.stamp.clone(),
+            at,
+            left: self.same,
+        });
+    }
+
+    /// Where the next request starts: the whole second of the last line
+    /// delivered (rounded down: the API server drops fractions, and kube
+    /// would round them to the nearest second); `None` before the first.
+    fn since(&self) -> Option<Timestamp> {
+        parse_stamp(&self.stamp).and_then(|at| Timestamp::from_second(at.as_second()).ok())
+    }
+}
+
+/// Whether timestamp `stamp` is later than `than` (which reads `at`): the
+/// kubelet's timestamps have a fixed width, so two with the same offset
+/// compare as text; others are parsed. One that does not parse counts as later.
+fn later(stamp: &[u8], than: &[u8], at: Timestamp) -> bool {
+    let offset = |text: &[u8]| text.iter().rposition(|&b| matches!(b, b'Z' | b'+' | b'-'));
+    let comparable = stamp.len() == than.len()
+        && offset(stamp)
+            .is_some_and(|o| o >= 19 && stamp[o..] == than[o..] && offset(than) == Some(o));
+    if comparable {
+        return stamp > than;
+    }
+    parse_stamp(stamp).is_none_or(|parsed| parsed > at)
+}
+
+fn parse_stamp(stamp: &[u8]) -> Option<Timestamp> {
+    std::str::from_utf8(stamp).ok()?.parse().ok()
 }
 
 #[cfg(test)]
 mod tests {
-    use futures::StreamExt;
+    use std::sync::{Arc, Mutex};
+
+    use bytes::Bytes;
+    use futures::{StreamExt, TryStreamExt};
     use http::{Request, Response};
+    use http_body::Frame;
+    use http_body_util::combinators::UnsyncBoxBody;
+    use http_body_util::{BodyExt, StreamBody};
     use kube::client::Body;
     use serde_json::json;
     use tower_test::mock;
 
-    use super::{delivered_text, lines_after, split_raw_lines};
-    use crate::client::Client;
-    use crate::sandbox::LogOptions;
+    use super::*;
     use crate::spec::{SandboxRequest, SandboxSpec};
 
-    /// A running sandbox pod named "sb" in namespace "test".
-    fn running_pod() -> serde_json::Value {
+    /// Sandbox pod "sb" in namespace "test": running, or `stopped` (its
+    /// command exited 0).
+    fn pod(stopped: bool) -> serde_json::Value {
         let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
         let mut pod = serde_json::to_value(spec.to_pod("sb")).unwrap();
         pod["metadata"]["namespace"] = json!("test");
-        pod["status"] = json!({"phase": "Running", "containerStatuses": [{"name": "sandbox",
-            "image": "busybox:1.36", "imageID": "", "ready": true, "restartCount": 0,
-            "state": {"running": {"startedAt": "2026-01-01T00:00:00Z"}}}]});
+        let started = "2026-01-01T00:00:00Z";
+        let (phase, state) = if stopped {
+            let exited =
+                json!({"exitCode": 0, "startedAt": started, "finishedAt": "2026-01-01T00:00:09Z"});
+            ("Succeeded", json!({"terminated": exited}))
+        } else {
+            ("Running", json!({"running": {"startedAt": started}}))
+        };
+        pod["status"] = json!({"phase": phase, "containerStatuses": [{"name": "sandbox",
+            "image": "busybox:1.36", "imageID": "", "ready": !stopped, "restartCount": 0,
+            "state": state}]});
         pod
     }
 
-    fn respond(body: Vec<u8>) -> Response<Body> {
-        Response::builder()
-            .status(200)
-            .body(Body::from(body))
-            .unwrap()
+    /// How a scripted log response goes on after its text.
+    #[derive(Clone, Copy)]
+    enum End {
+        /// The response ends.
+        Clean,
+        /// The connection breaks.
+        Broken,
+        /// Nothing more ever arrives, and the connection stays open.
+        Silent,
     }
 
-    /// A client whose API server answers by path: the pod, a list of it, its
-    /// log (`follow` for a follow, `full` otherwise); watches stay open.
-    fn client(follow: &'static str, full: &'static str) -> (Client, tokio::task::JoinHandle<()>) {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let server = tokio::spawn(async move {
+    /// One scripted answer to a log request: its text, how it ends, and
+    /// whether the sandbox's workload has stopped once it is sent.
+    struct Answer {
+        text: String,
+        end: End,
+        stops: bool,
+    }
+
+    fn answer(lines: &[(u32, &str)], end: End, stops: bool) -> Answer {
+        Answer {
+            text: log(lines),
+            end,
+            stops,
+        }
+    }
+
+    /// Log text with kubelet timestamps: second `s` of the test's minute.
+    fn log(lines: &[(u32, &str)]) -> String {
+        lines
+            .iter()
+            .map(|(s, text)| format!("{} {text}", stamp(*s)))
+            .collect()
+    }
+
+    fn stamp(second: u32) -> String {
+        format!("2026-01-01T00:00:{second:02}.500000000Z")
+    }
+
+    type Reply = Response<UnsyncBoxBody<Bytes, std::io::Error>>;
+
+    fn reply(text: String, end: End) -> Reply {
+        let data = futures::stream::iter([Ok(Frame::data(Bytes::from(text)))]);
+        let rest: Pin<Box<dyn Stream<Item = std::io::Result<Frame<Bytes>>> + Send>> = match end {
+            End::Clean => Box::pin(futures::stream::empty()),
+            End::Broken => Box::pin(futures::stream::iter([Err(std::io::Error::new(
+                std::io::ErrorKind::ConnectionReset,
+                "connection reset",
+            ))])),
+            End::Silent => Box::pin(futures::stream::pending()),
+        };
+        Response::new(StreamBody::new(data.chain(rest)).boxed_unsync())
+    }
+
+    /// A client whose API server has sandbox "sb" and answers its log
+    /// requests with `answers` in turn; the queries of those requests are
+    /// collected in the list handed back.
+    fn scripted(answers: Vec<Answer>) -> (Client, Arc<Mutex<Vec<String>>>) {
+        let (service, mut handle) = mock::pair::<Request<Body>, Reply>();
+        let queries = Arc::new(Mutex::new(Vec::new()));
+        let seen = queries.clone();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            let mut stopped = false;
             let mut open_watches = Vec::new();
-            while let Some((request, reply)) = handle.next_request().await {
+            while let Some((request, respond)) = handle.next_request().await {
                 let query = request.uri().query().unwrap_or_default().to_owned();
-                let body = match request.uri().path() {
-                    "/api/v1/namespaces/test/pods/sb/log" if query.contains("follow=true") => {
-                        follow.as_bytes().to_vec()
+                let json = |value: serde_json::Value| reply(value.to_string(), End::Clean);
+                let response = match request.uri().path() {
+                    "/api/v1/namespaces/test/pods/sb/log" => {
+                        seen.lock().unwrap().push(query.clone());
+                        let Some(answer) = answers.next() else {
+                            panic!("log request {query} beyond the script");
+                        };
+                        stopped |= answer.stops;
+                        reply(answer.text, answer.end)
                     }
-                    "/api/v1/namespaces/test/pods/sb/log" => full.as_bytes().to_vec(),
-                    "/api/v1/namespaces/test/pods/sb" => running_pod().to_string().into_bytes(),
+                    "/api/v1/namespaces/test/pods/sb" => json(pod(stopped)),
                     "/api/v1/namespaces/test/pods" if query.contains("watch=true") => {
-                        open_watches.push(reply);
+                        open_watches.push(respond);
                         continue;
                     }
-                    "/api/v1/namespaces/test/pods" => json!({"kind": "PodList", "apiVersion": "v1",
-                        "metadata": {"resourceVersion": "1"}, "items": [running_pod()]})
-                    .to_string()
-                    .into_bytes(),
+                    "/api/v1/namespaces/test/pods" => json(json!({"kind": "PodList",
+                        "apiVersion": "v1", "metadata": {"resourceVersion": "1"},
+                        "items": [pod(stopped)]})),
                     other => panic!("unexpected request {other}?{query}"),
                 };
-                reply.send_response(respond(body));
+                respond.send_response(response);
             }
         });
         let client = Client::from_kube(kube::Client::new(service, "test"), "test".into());
-        (client, server)
+        (client, queries)
+    }
+
+    /// Every line of a follow of "sb", as text; fails if it has not ended
+    /// within an hour (of the test's paused clock).
+    async fn follow(client: &Client, options: &LogOptions) -> Vec<String> {
+        let lines = async {
+            let batches: Vec<LogBatch> = client
+                .stream_logs("sb", options, true)
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
+            batches
+                .iter()
+                .flat_map(|batch| {
+                    batch
+                        .lines()
+                        .map(|l| String::from_utf8_lossy(l).into_owned())
+                })
+                .collect()
+        };
+        tokio::time::timeout(Duration::from_secs(3600), lines)
+            .await
+            .expect("the follow ended")
+    }
+
+    fn since(second: u32) -> String {
+        format!("sinceTime=2026-01-01T00%3A00%3A{second:02}Z")
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_log_is_read_line_by_line_including_a_last_line_without_ending() {
-        let (client, server) = client("", "a\nb\nc");
-        let lines: Vec<String> = client
+        let (client, _) = scripted(vec![Answer {
+            text: "a\nb\nc".into(),
+            end: End::Clean,
+            stops: false,
+        }]);
+        let batches: Vec<LogBatch> = client
             .stream_logs("sb", &LogOptions::default(), false)
             .await
             .unwrap()
-            .map(Result::unwrap)
-            .collect()
-            .await;
-        assert_eq!(lines, ["a", "b", "c"]);
-        server.abort();
+            .try_collect()
+            .await
+            .unwrap();
+        let lines: Vec<&[u8]> = batches.iter().flat_map(LogBatch::lines).collect();
+        assert_eq!(lines, [b"a", b"b", b"c"]);
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_follow_ends_with_the_rest_of_the_log_once_the_sandbox_ended() {
-        // The follow stops early, in the middle of a line; the log written
-        // after that is read once the sandbox has ended.
-        let (client, server) = client(
-            "2026-01-01T00:00:01Z a\n2026-01-01T00:00:02Z b\n2026-01-01T00:00:03Z par",
-            "2026-01-01T00:00:01Z a\n2026-01-01T00:00:02Z b\n2026-01-01T00:00:03Z partial\n2026-01-01T00:00:04Z d\n",
+    async fn a_follow_reads_on_when_the_response_ends_while_the_sandbox_runs() {
+        // An API server restart ends the response; the sandbox writes on.
+        let (client, queries) = scripted(vec![
+            answer(&[(1, "a\n")], End::Clean, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
+            answer(&[(2, "b\n"), (3, "c\n")], End::Clean, true),
+            answer(&[(2, "b\n"), (3, "c\n")], End::Clean, false),
+        ]);
+        assert_eq!(
+            follow(&client, &LogOptions::default()).await,
+            ["a", "b", "c"]
         );
-        let lines: Vec<String> = client
-            .stream_logs("sb", &LogOptions::default(), true)
-            .await
-            .unwrap()
-            .map(Result::unwrap)
-            .collect()
-            .await;
+        let queries = queries.lock().unwrap();
+        assert!(queries[1].contains("follow=true") && queries[1].contains(&since(1)));
+        assert!(queries[2].contains("follow=true") && queries[2].contains(&since(2)));
+        assert!(!queries[3].contains("follow") && queries[3].contains(&since(3)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_reads_on_after_a_broken_connection_without_splitting_a_line() {
+        let (client, _) = scripted(vec![
+            answer(&[(1, "a\n"), (2, "b\n"), (3, "par")], End::Broken, false),
+            answer(
+                &[(2, "b\n"), (3, "partial\n"), (4, "d\n")],
+                End::Clean,
+                true,
+            ),
+            answer(&[(4, "d\n")], End::Clean, false),
+        ]);
+        let lines = follow(&client, &LogOptions::default()).await;
         assert_eq!(lines, ["a", "b", "partial", "d"]);
-        server.abort();
     }
 
-    fn lines(text: &str) -> Vec<Vec<u8>> {
-        split_raw_lines(text.as_bytes())
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_connection_is_given_up_and_the_log_asked_for_again() {
+        let (client, queries) = scripted(vec![
+            answer(&[(1, "a\n")], End::Silent, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, true),
+            answer(&[(2, "b\n")], End::Clean, false),
+        ]);
+        assert_eq!(follow(&client, &LogOptions::default()).await, ["a", "b"]);
+        assert_eq!(queries.lock().unwrap().len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_follow_of_a_stopped_sandbox_ends_with_a_last_read() {
+        // The response should have ended with the workload, but stays open.
+        let (client, queries) = scripted(vec![
+            answer(&[(1, "a\n")], End::Silent, true),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
+            answer(&[(2, "b\n")], End::Clean, false),
+        ]);
+        assert_eq!(follow(&client, &LogOptions::default()).await, ["a", "b"]);
+        assert!(!queries.lock().unwrap()[1].contains("follow"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_tail_follow_reads_the_rest_of_the_log_once_the_sandbox_ended() {
+        // The kubelet ended the follow before the runtime wrote the last lines.
+        let (client, queries) = scripted(vec![
+            answer(&[(2, "b\n"), (3, "par")], End::Clean, true),
+            answer(&[(2, "b\n"), (3, "partial\n"), (4, "d")], End::Clean, false),
+            answer(&[(4, "d")], End::Clean, false),
+        ]);
+        let options = LogOptions {
+            tail_lines: Some(1),
+            ..LogOptions::default()
+        };
+        assert_eq!(follow(&client, &options).await, ["b", "partial", "d"]);
+        assert!(queries.lock().unwrap()[0].contains("tailLines=1"));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_of_one_timestamp_are_delivered_once_each() {
+        let (client, _) = scripted(vec![
+            answer(&[(1, "a\n"), (1, "b\n")], End::Broken, false),
+            answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, true),
+            answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, false),
+        ]);
+        assert_eq!(
+            follow(&client, &LogOptions::default()).await,
+            ["a", "b", "c"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_written_after_a_log_rotation_are_delivered() {
+        // The log file was rotated: the last line delivered is no longer in it.
+        let (client, _) = scripted(vec![
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, true),
+            answer(&[(5, "e\n"), (6, "f\n")], End::Clean, false),
+            answer(&[(5, "e\n"), (6, "f\n")], End::Clean, false),
+        ]);
+        assert_eq!(
+            follow(&client, &LogOptions::default()).await,
+            ["a", "b", "e", "f"]
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn timestamps_are_kept_when_asked_for() {
+        let (client, _) = scripted(vec![
+            answer(&[(1, "a\n")], End::Clean, true),
+            answer(&[(1, "a\n")], End::Clean, false),
+        ]);
+        let options = LogOptions {
+            timestamps: true,
+            ..LogOptions::default()
+        };
+        assert_eq!(follow(&client, &options).await, [format!("{} a", stamp(1))]);
+    }
+
+    fn cut(text: &[u8], chunk: usize) -> Vec<Vec<u8>> {
+        let mut lines = Lines::default();
+        let mut out = Vec::new();
+        for piece in text.chunks(chunk) {
+            lines.feed(piece, |line| out.push(line.to_vec()));
+        }
+        out.extend(lines.rest());
+        out
     }
 
     #[test]
-    fn lines_split_with_and_without_a_final_ending() {
-        assert_eq!(lines("a\nb\n"), [b"a".to_vec(), b"b".to_vec()]);
-        assert_eq!(lines("a\nb"), [b"a".to_vec(), b"b".to_vec()]);
-        assert_eq!(lines("\n"), [b"".to_vec()]);
-        assert!(lines("").is_empty());
+    fn lines_are_cut_whole_whatever_the_chunks() {
+        let text = b"one\n\ntwo \xff\nthree";
+        for chunk in 1..=text.len() {
+            let lines = cut(text, chunk);
+            assert_eq!(
+                lines,
+                [&b"one"[..], b"", b"two \xff", b"three"],
+                "chunk {chunk}"
+            );
+        }
+        assert!(cut(b"", 1).is_empty());
     }
 
     #[test]
-    fn timestamps_are_stripped_only_when_asked() {
-        let line = b"2026-11-29T11:50:00.123456789Z hello world";
-        assert_eq!(delivered_text(line, true), "hello world");
-        assert_eq!(delivered_text(line, false), String::from_utf8_lossy(line));
-        assert_eq!(delivered_text(b"2026-11-29T11:50:00.123456789Z ", true), "");
+    fn a_batch_hands_out_its_lines_in_order() {
+        let mut batch = LogBatch::default();
+        for line in [&b"a"[..], b"", b"ccc"] {
+            batch.push(line);
+        }
+        assert_eq!(batch.len(), 3);
+        assert_eq!(batch.lines().collect::<Vec<_>>(), [&b"a"[..], b"", b"ccc"]);
+        assert_eq!(batch.line(1), Some(&b""[..]));
+        assert_eq!(batch.line(2), Some(&b"ccc"[..]));
+        assert_eq!(batch.line(3), None);
     }
 
     #[test]
-    fn the_rest_starts_after_the_last_delivered_line() {
-        let log = lines("t1 a\nt2 b\nt3 c\n");
-        assert_eq!(lines_after(&log, Some(b"t2 b"), false), Some(lines("t3 c")));
-        assert_eq!(lines_after(&log, Some(b"t3 c"), false), Some(vec![]));
-        // Nothing delivered yet: everything, if this is the whole log.
-        assert_eq!(lines_after(&log, None, true), Some(log.clone()));
-        assert_eq!(lines_after(&log, None, false), None);
-        // The delivered line is older than this tail: read the whole log.
-        assert_eq!(lines_after(&log, Some(b"t0 z"), false), None);
-        // Not in the whole log either (rotated away): nothing more to give.
-        assert_eq!(lines_after(&log, Some(b"t0 z"), true), Some(vec![]));
+    fn timestamps_compare_as_text_only_with_the_same_width_and_offset() {
+        let than = b"2026-01-01T00:00:01.500000000Z";
+        let at = parse_stamp(than).unwrap();
+        assert!(later(b"2026-01-01T00:00:01.500000001Z", than, at));
+        assert!(!later(b"2026-01-01T00:00:01.499999999Z", than, at));
+        assert!(!later(than, than, at));
+        // Another offset or width: parsed.
+        assert!(later(b"2026-01-01T02:00:01.6+02:00", than, at));
+        assert!(!later(b"2026-01-01T02:00:01.4+02:00", than, at));
+        assert!(later(b"not a time", than, at));
+    }
+
+    #[test]
+    fn a_new_request_starts_at_the_whole_second_of_the_last_line() {
+        let mut place = Place::new(false);
+        assert_eq!(place.since(), None);
+        let mut batch = LogBatch::default();
+        place.deliver(b"2026-01-01T00:00:07.999999999Z x", &mut batch);
+        assert_eq!(place.since(), Some("2026-01-01T00:00:07Z".parse().unwrap()));
+        // Also from a kubelet that writes its local offset.
+        place.deliver(b"2026-01-01T02:00:08.1+02:00 y", &mut batch);
+        assert_eq!(place.since(), Some("2026-01-01T00:00:08Z".parse().unwrap()));
+        assert_eq!(batch.lines().collect::<Vec<_>>(), [&b"x"[..], b"y"]);
     }
 }

@@ -16,5 +16,5 @@ pub use exec::{
     wait_for_background_kills,
 };
 pub use list::ListFilter;
-pub use logs::{LogLines, LogOptions};
+pub use logs::{LogBatch, LogBatches, LogOptions, set_follow_idle};
 pub use settle::{LAUNCH_RETRY_WINDOW, set_launch_retry_window};
