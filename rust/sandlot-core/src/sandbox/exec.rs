@@ -351,7 +351,9 @@ pub fn wait_for_background_kills(limit: Duration) {
 
 impl Client {
     /// Starts `command` in running sandbox `name` and hands over its streams.
-    /// Fails with [`Error::NotRunning`] unless the sandbox is running.
+    /// Fails with [`Error::NotRunning`] unless the sandbox is running: the
+    /// sandbox is read first, because the API server may accept an exec into
+    /// a container that is gone and say so only later, on the stream.
     pub async fn spawn_exec(
         &self,
         name: &str,
@@ -359,6 +361,7 @@ impl Client {
         options: &SpawnOptions,
     ) -> Result<ExecProcess> {
         crate::validate::object_name("name", name)?;
+        self.refusal(name).await?;
         let tag = options.killable.then(new_tag);
         let line = wrap_command(
             command,
@@ -383,13 +386,7 @@ impl Client {
         let connection = match self.connect_exec(name, line, options).await {
             Ok(connection) => connection,
             Err(_) => {
-                let status = self.get_sandbox(name).await?;
-                if status.phase != Phase::Running {
-                    return Err(Error::NotRunning {
-                        name: name.to_owned(),
-                        phase: status.phase.to_string(),
-                    });
-                }
+                self.refusal(name).await?;
                 self.connect_exec(name, line, options)
                     .await
                     .map_err(|err| self.sandbox_error(err, name))?
@@ -434,6 +431,19 @@ impl Client {
                 tag,
             }),
         })
+    }
+
+    /// Why sandbox `name` cannot take an exec: not found, or not running. Ok
+    /// if it is running.
+    async fn refusal(&self, name: &str) -> Result<()> {
+        let status = self.get_sandbox(name).await?;
+        if status.phase != Phase::Running {
+            return Err(Error::NotRunning {
+                name: name.to_owned(),
+                phase: status.phase.to_string(),
+            });
+        }
+        Ok(())
     }
 
     /// The upgraded connection of an exec of `line` in pod `name`.
@@ -576,10 +586,18 @@ impl Client {
         }
         let status = ended?;
         guard.disarm();
-        let exit_code = exit_code_of(&status).map_err(|message| Error::Exec {
-            name: name.to_owned(),
-            message,
-        })?;
+        let exit_code = match exit_code_of(&status) {
+            Ok(code) => code,
+            Err(message) => {
+                // The API server may open the stream and only then find the
+                // container gone: say so as a refused exec would.
+                self.refusal(name).await?;
+                return Err(Error::Exec {
+                    name: name.to_owned(),
+                    message,
+                });
+            }
+        };
         Ok(ExecResult {
             truncated: stdout.dropped || stderr.dropped,
             stdout: stdout.kept,
@@ -1062,7 +1080,7 @@ mod tests {
             let server = script(handle, 404, respond(404, refusal(404, "NotFound")));
             let command = ["true".to_owned()];
             let err = client
-                .spawn_exec("job", &command, &SpawnOptions::default())
+                .exec_sandbox("job", &command, &ExecOptions::default())
                 .await
                 .unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err}");
