@@ -176,3 +176,54 @@ def test_the_example_application_is_hardened_like_a_sandbox() -> None:
     assert "emptyDir" in volumes[mounts["/tmp"]]
     env = {e["name"] for e in container.get("env", [])}
     assert not env & {"KUBECONFIG", "SANDLOT_NAMESPACE"}
+
+
+# The application of the ownership test: a client owned by its pod creates a
+# sandbox, shows that ownership refuses another namespace, and waits to be deleted.
+OWNER_APP = """
+import asyncio, json, sandlot
+async def main():
+    try:
+        sandlot.AsyncClient("default", owned_by_pod=True)
+    except sandlot.InvalidSpecError as err:
+        print(json.dumps({"step": "refused", "field": err.field, "message": str(err)}), flush=True)
+    async with sandlot.AsyncClient(owned_by_pod=True) as client:
+        sb = await client.sandboxes.create("docker.io/library/busybox:1.36", ttl_seconds=600)
+        await sb.wait("running", timeout=120)
+        print(json.dumps({"step": "created", "sandbox": sb.name}), flush=True)
+        await asyncio.sleep(600)
+asyncio.run(main())
+"""
+
+
+def test_sandboxes_owned_by_the_application_pod_go_when_it_goes(kubectl_ns: Kubectl, worker_image: str) -> None:
+    kubectl_ns.run("apply", "-f", str(RBAC))
+    template = copy.deepcopy(deployment()["spec"]["template"])
+    (container,) = template["spec"]["containers"]
+    container.update(image=worker_image, imagePullPolicy="IfNotPresent", command=["python3", "-c", OWNER_APP], args=[])
+    app = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "owner-app"}, "spec": template["spec"]}
+    kubectl_ns.apply(yaml.safe_dump(app))
+
+    steps: dict[str, Any] = {}
+    deadline = time.monotonic() + 240
+    while "created" not in steps and time.monotonic() < deadline:
+        output = kubectl_ns.run("logs", "owner-app", check=False).stdout
+        steps = {line["step"]: line for line in map(json.loads, (o for o in output.splitlines() if o.startswith("{")))}
+        time.sleep(1)
+    assert "created" in steps, kubectl_ns.run("logs", "owner-app", check=False).stdout
+    assert steps["refused"]["field"] == "owned_by_pod", steps
+    assert "is not this pod's namespace" in steps["refused"]["message"]
+
+    sandbox = steps["created"]["sandbox"]
+    app_uid = kubectl_ns.json("get", "pod", "owner-app")["metadata"]["uid"]
+    owners = kubectl_ns.json("get", "pod", sandbox)["metadata"]["ownerReferences"]
+    assert [(o["kind"], o["name"], o["uid"]) for o in owners] == [("Pod", "owner-app", app_uid)]
+
+    kubectl_ns.run("delete", "pod", "owner-app", "--wait=false")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if kubectl_ns.run("get", "pod", sandbox, check=False).returncode != 0:
+            break
+        time.sleep(1)
+    else:
+        pytest.fail(f"sandbox {sandbox} outlived the pod that owned it")

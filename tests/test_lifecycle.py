@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import re
+from collections.abc import Callable
 
 import pytest
 
@@ -390,3 +391,140 @@ async def test_waits_outlive_the_watch_task_dying(sandlot_async_client: sandlot.
     status = await waiting
     assert (status.phase, status.exit_code) == (sandlot.Phase.FAILED, 4)
     await running.terminate()
+
+
+def deadline_of(namespace: str, name: str) -> int | None:
+    """The pod's activeDeadlineSeconds: the sandbox's lifetime as Kubernetes enforces it."""
+    deadline: int | None = Kubectl(namespace).json("get", "pod", name)["spec"].get("activeDeadlineSeconds")
+    return deadline
+
+
+async def test_sandboxes_have_a_finite_default_lifetime_and_none_only_when_asked(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A sandbox whose client dies still ends: an hour unless someone says otherwise.
+    default = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["true"])
+    unlimited = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["true"], ttl_seconds=None)
+    given = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["true"], ttl_seconds=90)
+    assert [deadline_of(sandlot_namespace, sb.name) for sb in (default, unlimited, given)] == [3600, None, 90]
+
+    # The client's default, from its argument or else $SANDLOT_DEFAULT_TTL.
+    monkeypatch.setenv("SANDLOT_DEFAULT_TTL", "600")
+    async with sandlot.AsyncClient(sandlot_namespace) as from_env:
+        assert deadline_of(sandlot_namespace, (await from_env.sandboxes.create(BUSYBOX, command=["true"])).name) == 600
+    async with sandlot.AsyncClient(sandlot_namespace, default_ttl_seconds=120) as short:
+        assert deadline_of(sandlot_namespace, (await short.sandboxes.create(BUSYBOX, command=["true"])).name) == 120
+    monkeypatch.setenv("SANDLOT_DEFAULT_TTL", "none")
+    with sandlot.Client(sandlot_namespace) as forever:
+        assert deadline_of(sandlot_namespace, forever.sandboxes.create(BUSYBOX, command=["true"]).name) is None
+    with sandlot.Client(sandlot_namespace, default_ttl_seconds=None) as forever:
+        sb = forever.sandboxes.create(BUSYBOX, command=["true"], ttl_seconds=30)
+        assert deadline_of(sandlot_namespace, sb.name) == 30
+
+    # Bad settings are refused where they are made, naming the setting.
+    pods_before = Kubectl(sandlot_namespace).run("get", "pods", "-o", "name").stdout
+    with pytest.raises(sandlot.InvalidSpecError) as caught:
+        sandlot.AsyncClient(sandlot_namespace, default_ttl_seconds=0)
+    assert caught.value.field == "default_ttl_seconds"
+    monkeypatch.setenv("SANDLOT_DEFAULT_TTL", "soon")
+    with pytest.raises(sandlot.InvalidSpecError) as caught:
+        sandlot.Client(sandlot_namespace)
+    assert caught.value.field == "$SANDLOT_DEFAULT_TTL"
+    assert Kubectl(sandlot_namespace).run("get", "pods", "-o", "name").stdout == pods_before
+
+
+def test_the_command_line_has_the_same_default_lifetime(sandlot_namespace: str) -> None:
+    from test_cli import sandlot as run_cli
+
+    made = [
+        run_cli(sandlot_namespace, "create", BUSYBOX, "-o", "name", *ttl, "--", "true")
+        for ttl in ([], ["--ttl", "none"], ["--ttl", "45"])
+    ]
+    assert [m.returncode for m in made] == [0, 0, 0], [m.stderr for m in made]
+    assert [deadline_of(sandlot_namespace, m.stdout.strip()) for m in made] == [3600, None, 45]
+    refused = run_cli(sandlot_namespace, "create", BUSYBOX, "--ttl", "soon")
+    assert refused.returncode == 2
+    assert "invalid --ttl" in refused.stderr, refused.stderr
+
+
+async def test_create_errors_carry_the_sandbox_name(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    with pytest.raises(sandlot.NotFoundError) as missing:
+        await sandlot_async_client.sandboxes.create(BUSYBOX, volume_mounts={"/m": unique("missing")})
+    generated = missing.value.sandbox_name
+    assert generated is not None and generated.startswith("sb-"), missing.value
+    assert f'creating sandbox "{generated}": volume' in str(missing.value)
+    assert missing.value.kind == "volume"
+
+    taken = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["true"])
+    with pytest.raises(sandlot.NameConflictError) as conflict:
+        await sandlot_async_client.sandboxes.create(BUSYBOX, name=taken.name)
+    assert conflict.value.sandbox_name == taken.name
+    with sandlot.Client(sandlot_namespace) as client, pytest.raises(sandlot.NameConflictError) as conflict:
+        client.sandboxes.create(BUSYBOX, name=taken.name)
+    assert conflict.value.sandbox_name == taken.name
+    with pytest.raises(sandlot.NotFoundError) as other:
+        await sandlot_async_client.sandboxes.get(unique("absent"))
+    assert other.value.sandbox_name is None, "only create errors carry it"
+
+
+async def test_a_cancelled_create_leaves_no_sandbox_behind(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    """Creates cancelled at spread-out moments, many of them after their
+    request was sent: each one either returned its sandbox or leaves none."""
+    run = unique("cancel")
+    await sandlot_async_client.connect()
+    returned: set[str] = set()
+    for attempt in range(40):
+        task = asyncio.ensure_future(sandlot_async_client.sandboxes.create(BUSYBOX, tags={"run": run}))
+        await asyncio.sleep(attempt * 0.002)
+        task.cancel()
+        try:
+            returned.add((await task).name)
+        except asyncio.CancelledError:
+            pass
+    kubectl = Kubectl(sandlot_namespace)
+    selector = f"tags.sandlot.dev/run={run}"
+    left: set[str] = set()
+    for _ in range(150):
+        listed = kubectl.run("get", "pods", "-l", selector, "-o", "name", check=False)
+        left = set(listed.stdout.split())
+        if listed.returncode == 0 and left == {f"pod/{name}" for name in returned}:
+            break
+        await asyncio.sleep(0.2)
+    assert left == {f"pod/{name}" for name in returned}, "cancelled creates left sandboxes behind"
+    assert len(returned) < 40, "no create was cancelled: the test shows nothing"
+    await sandlot_async_client.sandboxes.terminate_many(tags={"run": run})
+
+
+async def test_a_quota_refusal_is_its_own_error(
+    kubeconfig: str, sandlot_delete_namespace: Callable[[str], None]
+) -> None:
+    namespace = unique("quota")
+    try:
+        async with sandlot.AsyncClient(namespace) as client:
+            kubectl = Kubectl(namespace)
+            kubectl.run("create", "quota", "sandboxes", "--hard=pods=1,persistentvolumeclaims=0")
+            for _ in range(100):  # the quota is enforced once its usage is counted
+                if kubectl.json("get", "quota", "sandboxes").get("status", {}).get("used"):
+                    break
+                await asyncio.sleep(0.1)
+            first = await client.sandboxes.create(BUSYBOX)
+            with pytest.raises(sandlot.QuotaExceededError) as refused:
+                await client.sandboxes.create(BUSYBOX)
+            assert not isinstance(refused.value, sandlot.PermissionDeniedError)
+            assert refused.value.namespace == namespace
+            name, message = refused.value.sandbox_name, str(refused.value)
+            assert name and f'creating sandbox "{name}": quota exceeded in namespace "{namespace}"' in message
+            with pytest.raises(sandlot.QuotaExceededError):
+                await client.volumes.create(unique("v"), size="16Mi")
+            from test_cli import sandlot as run_cli
+
+            cli = run_cli(namespace, "create", BUSYBOX)
+            assert cli.returncode == 1
+            assert "quota exceeded" in cli.stderr and "ResourceQuota" in cli.stderr, cli.stderr
+            await first.terminate()
+    finally:
+        sandlot_delete_namespace(namespace)

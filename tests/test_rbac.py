@@ -132,6 +132,7 @@ CASES: list[tuple[str, str, Callable[[sandlot.AsyncClient], Awaitable[str]], Ope
     ("persistentvolumeclaims", "get", a_volume, lambda c, n: c.volumes.get(n)),
     ("persistentvolumeclaims", "list", a_volume, lambda c, n: c.volumes.list()),
     ("persistentvolumeclaims", "delete", a_volume, lambda c, n: c.volumes.delete(n)),
+    ("persistentvolumeclaims", "patch", a_volume, lambda c, n: c.volumes.delete(n)),
 ]
 
 

@@ -172,3 +172,63 @@ def test_cli_rejects_a_malformed_volume_flag(sandlot_namespace: str) -> None:
     bad = run_cli(sandlot_namespace, "create", BUSYBOX, "--volume", "no-path")
     assert bad.returncode == 2
     assert bad.stderr.startswith("error: invalid --volume")
+
+
+async def test_mounting_a_volume_being_deleted_fails_at_once_and_leaves_nothing(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    volume = await sandlot_async_client.volumes.create(unique("going"), size="16Mi")
+    holder = await sandlot_async_client.sandboxes.create(BUSYBOX, volume_mounts={"/g": volume.name})
+    await holder.wait("running", timeout=120)
+    kubectl = Kubectl(sandlot_namespace)
+    # Deleted behind sandlot's back: Kubernetes keeps the claim, terminating, while the holder runs.
+    kubectl.run("delete", "pvc", volume.name, "--wait=false")
+    name = unique("late")
+    with pytest.raises(sandlot.VolumeDeletingError) as caught:
+        await sandlot_async_client.sandboxes.create(BUSYBOX, name=name, volume_mounts={"/g": volume.name})
+    assert (caught.value.kind, caught.value.name, caught.value.sandbox_name) == ("volume", volume.name, name)
+    assert "is being deleted" in str(caught.value)
+    assert isinstance(caught.value, sandlot.NotFoundError)
+    assert kubectl.run("get", "pod", name, check=False).returncode != 0, "no sandbox waits on it"
+    await holder.terminate()
+
+
+async def test_a_create_racing_a_volume_delete_never_runs_on_a_volume_being_deleted(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    """A create and a delete of the volume it mounts, started together at
+    spread-out offsets: either the delete is refused and the sandbox runs on
+    an intact volume, or the create fails and leaves no sandbox behind."""
+    kubectl = Kubectl(sandlot_namespace)
+    both_succeeded = []
+    for attempt in range(16):
+        volume = await sandlot_async_client.volumes.create(unique("race"), size="16Mi")
+        name = unique("racer")
+
+        async def create(volume_name: str = volume.name, name: str = name, offset: float = attempt * 0.002) -> None:
+            await asyncio.sleep(offset)
+            await sandlot_async_client.sandboxes.create(BUSYBOX, name=name, volume_mounts={"/r": volume_name})
+
+        created, deleted = await asyncio.gather(
+            create(), sandlot_async_client.volumes.delete(volume.name, timeout=60), return_exceptions=True
+        )
+        if created is None and deleted is None:
+            both_succeeded.append(name)
+            continue
+        if created is None:
+            assert isinstance(deleted, sandlot.VolumeInUseError), deleted
+            sb = await sandlot_async_client.sandboxes.get(name)
+            assert (await sb.wait("running", timeout=120)).phase == sandlot.Phase.RUNNING
+            assert (await sandlot_async_client.volumes.get(volume.name)).attached_to == [name]
+            await sb.terminate()
+            await sandlot_async_client.volumes.delete(volume.name, timeout=60)
+        else:
+            assert isinstance(created, sandlot.NotFoundError), created  # VolumeDeletingError is one
+            assert deleted is None, deleted
+            for _ in range(100):
+                if kubectl.run("get", "pod", name, check=False).returncode != 0:
+                    break
+                await asyncio.sleep(0.2)
+            else:
+                pytest.fail(f"the failed create left sandbox {name}")
+    assert both_succeeded == [], "sandboxes created on a volume that was then deleted"

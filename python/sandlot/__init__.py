@@ -42,9 +42,11 @@ from sandlot.errors import (
     NotFoundError,
     PermissionDeniedError,
     PhaseUnreachableError,
+    QuotaExceededError,
     SandboxNotRunningError,
     SandlotError,
     TimeoutError,
+    VolumeDeletingError,
     VolumeInUseError,
 )
 
@@ -75,6 +77,7 @@ __all__ = [
     "Phase",
     "PhaseUnreachableError",
     "Process",
+    "QuotaExceededError",
     "Sandbox",
     "SandboxList",
     "SandboxNotRunningError",
@@ -85,6 +88,7 @@ __all__ = [
     "TerminationReason",
     "TimeoutError",
     "Volume",
+    "VolumeDeletingError",
     "VolumeInUseError",
     "VolumePhase",
     "Volumes",

@@ -69,6 +69,7 @@ class _SandboxOptions(TypedDict, total=False):
     tags: Mapping[str, str] | None
     volume_mounts: Mapping[str, str] | None
     resources: Mapping[str, str] | None
+    # Omitted: the client's default lifetime; None: no lifetime.
     ttl_seconds: int | None
     run_as_user: int | None
     read_only_root_filesystem: bool
@@ -372,7 +373,14 @@ class Volumes:
 class _Client:
     """What ``AsyncClient`` and ``Client`` share: one namespace of one cluster."""
 
-    def __new__(cls, namespace: str | None = None, *, context: str | None = None) -> Self: ...
+    def __new__(
+        cls,
+        namespace: str | None = None,
+        *,
+        context: str | None = None,
+        default_ttl_seconds: int | None = ...,
+        owned_by_pod: bool = False,
+    ) -> Self: ...
     @property
     def namespace(self) -> str: ...
     @property

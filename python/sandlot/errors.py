@@ -21,15 +21,21 @@ __all__ = [
     "NotFoundError",
     "PermissionDeniedError",
     "PhaseUnreachableError",
+    "QuotaExceededError",
     "SandboxNotRunningError",
     "SandlotError",
     "TimeoutError",
+    "VolumeDeletingError",
     "VolumeInUseError",
 ]
 
 
 class SandlotError(Exception):
-    """Base of every sandlot error."""
+    """Base of every sandlot error. An error of ``sandboxes.create`` after its
+    input was checked carries the sandbox's name (generated ones included) as
+    ``sandbox_name``, also shown in the message; other errors have ``None``."""
+
+    sandbox_name: str | None = None
 
     def __init__(self, message: str, **attributes: Any) -> None:
         super().__init__(message)
@@ -79,6 +85,18 @@ class VolumeInUseError(SandlotError):
 
     name: str
     sandboxes: list[str]
+
+
+class VolumeDeletingError(NotFoundError):
+    """A create mounts a volume that is being deleted (or that a delete is
+    deciding about); the sandbox could never start on it, so none is left."""
+
+
+class QuotaExceededError(SandlotError):
+    """The namespace's ResourceQuota refused the sandbox or volume; terminate
+    or purge sandboxes, or ask for a larger quota. Not a permission problem."""
+
+    namespace: str
 
 
 class TimeoutError(SandlotError, builtins.TimeoutError):

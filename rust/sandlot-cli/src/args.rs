@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use clap::{Args, Parser, Subcommand};
 use sandlot_core::{
-    AccessMode, Error, Mount, Phase, Resources, SandboxRequest, SandboxSpec, Selection, VolumeSpec,
+    AccessMode, Error, Mount, Phase, Resources, SandboxRequest, SandboxSpec, Selection, Ttl,
+    VolumeSpec,
 };
 
 /// Sandboxes on Kubernetes for untrusted code.
@@ -35,6 +36,10 @@ pub struct Cli {
     /// Print only what scripts need (names, errors).
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// Make created sandboxes owned by the pod this runs in (same namespace
+    /// only), so Kubernetes deletes them when the pod goes.
+    #[arg(long, global = true)]
+    pub owned_by_pod: bool,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -205,9 +210,10 @@ pub struct CreateArgs {
     /// Memory limit, e.g. 256Mi.
     #[arg(long)]
     pub memory: Option<String>,
-    /// Maximum lifetime in seconds.
-    #[arg(long, value_name = "SECONDS")]
-    pub ttl: Option<i64>,
+    /// Maximum lifetime in seconds, or "none" for no lifetime [default:
+    /// $SANDLOT_DEFAULT_TTL, else 3600].
+    #[arg(long, value_name = "SECONDS|none")]
+    pub ttl: Option<String>,
     /// Run as this non-root uid instead of the image's user.
     #[arg(long, value_name = "UID")]
     pub user: Option<i64>,
@@ -243,7 +249,10 @@ impl CreateArgs {
                 cpu: self.cpu.clone(),
                 memory: self.memory.clone(),
             },
-            ttl_seconds: self.ttl,
+            ttl_seconds: match &self.ttl {
+                Some(text) => Ttl::parse("--ttl", text)?,
+                None => Ttl::Default,
+            },
             run_as_user: self.user,
             read_only_root_filesystem: self.read_only,
             runtime_class: self.runtime_class.clone(),

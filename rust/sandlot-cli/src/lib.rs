@@ -6,7 +6,7 @@ mod commands;
 mod printer;
 
 use clap::Parser;
-use sandlot_core::{Client, ConnectOptions, Error};
+use sandlot_core::{Client, ConnectOptions, Error, Ttl};
 
 use crate::args::{Cli, Command};
 use crate::printer::Printer;
@@ -58,10 +58,10 @@ pub fn run(argv: Vec<String>) -> i32 {
 
 /// The documented exit status for an error.
 fn exit_status(err: &Error) -> i32 {
-    match err {
+    match err.underlying() {
         Error::InvalidSpec { .. } => EXIT_USAGE,
         Error::NotRunning { .. } => EXIT_NOT_RUNNING,
-        Error::NotFound { .. } => EXIT_NOT_FOUND,
+        Error::NotFound { .. } | Error::VolumeDeleting { .. } => EXIT_NOT_FOUND,
         Error::Timeout { .. } | Error::ExecTimeout { .. } => EXIT_TIMEOUT,
         _ => EXIT_FAILURE,
     }
@@ -72,6 +72,8 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
         namespace: cli.namespace,
         context: cli.context,
         kubeconfig: cli.kubeconfig,
+        default_ttl: Ttl::Default,
+        owned_by_pod: cli.owned_by_pod,
     };
     // Arguments are checked before connecting, so bad input sends nothing.
     cli.command.validate()?;

@@ -258,7 +258,7 @@ fn age(now: jiff::Timestamp, then: jiff::Timestamp) -> String {
 }
 
 fn hint(err: &Error) -> Option<&'static str> {
-    match err {
+    match err.underlying() {
         Error::ClusterUnreachable { .. } => Some(
             "point KUBECONFIG (or --kubeconfig) at a cluster, or run `make cluster` for the local one",
         ),
@@ -269,6 +269,9 @@ fn hint(err: &Error) -> Option<&'static str> {
             Some("names stay taken while the sandbox record or volume exists; choose another name")
         }
         Error::VolumeInUse { .. } => Some("terminate those sandboxes first, or pass --force"),
+        Error::QuotaExceeded { .. } => Some(
+            "the namespace's ResourceQuota is used up: terminate or purge sandboxes, or ask for a larger quota",
+        ),
         Error::PermissionDenied { .. } => Some(
             "check the RBAC of your credentials for this namespace (deploy/rbac.yaml), or use another with -n/--namespace",
         ),

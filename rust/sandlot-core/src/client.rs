@@ -4,19 +4,26 @@ use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, ServiceAccount};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{self, await_condition};
 
 use crate::error::{self, Error, ObjectKind, Result, api_status, error_chain, object_error};
 use crate::labels;
-use crate::namespace::{self, ConfigSource, Placement, Process, ResolvedNamespace};
+use crate::namespace::{self, ConfigSource, Placement, Process, ResolvedNamespace, Surroundings};
+use crate::owner;
 use crate::retry::{retry, retry_first_contact};
+use crate::spec::{DEFAULT_TTL_SECONDS, Ttl};
 use crate::validate;
 use crate::watch::{PodWatch, watch_error};
 
 /// How long a new namespace may take to get its default service account.
 const SERVICE_ACCOUNT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Environment variable giving the default lifetime of sandboxes, in seconds
+/// or `none`, when the client is not given one.
+pub const DEFAULT_TTL_ENV: &str = "SANDLOT_DEFAULT_TTL";
 
 /// How to connect.
 #[derive(Debug, Clone, Default)]
@@ -28,6 +35,14 @@ pub struct ConnectOptions {
     pub context: Option<String>,
     /// Kubeconfig file to read instead of `$KUBECONFIG` or `~/.kube/config`.
     pub kubeconfig: Option<std::path::PathBuf>,
+    /// Lifetime of sandboxes whose create does not give one: `Default` is
+    /// `$SANDLOT_DEFAULT_TTL` (seconds or `none`), else one hour
+    /// ([`DEFAULT_TTL_SECONDS`]); see [`ConnectOptions::default_ttl_seconds`].
+    pub default_ttl: Ttl,
+    /// Make every sandbox owned by the pod this process runs in, so Kubernetes
+    /// deletes them when that pod goes. Only inside a pod, and only in the
+    /// pod's own namespace: see [`ConnectOptions::owner_pod`].
+    pub owned_by_pod: bool,
 }
 
 /// A connection to one namespace. Cheap to clone; clones share the connection
@@ -43,6 +58,10 @@ struct Inner {
     pods: Api<Pod>,
     claims: Api<PersistentVolumeClaim>,
     watch: OnceLock<PodWatch>,
+    /// Lifetime of sandboxes whose create does not give one (`None`: unlimited).
+    default_ttl: Option<i64>,
+    /// The pod that owns every sandbox this client creates.
+    owner: Option<OwnerReference>,
 }
 
 impl std::fmt::Debug for Client {
@@ -93,6 +112,35 @@ impl ConnectOptions {
     pub fn resolved_namespace(&self) -> ResolvedNamespace {
         self.placement().namespace
     }
+
+    /// The lifetime in seconds (`None`: unlimited) that sandboxes get when
+    /// their create does not say. Fails, naming the setting, on a value out
+    /// of range or a malformed `$SANDLOT_DEFAULT_TTL`.
+    pub fn default_ttl_seconds(&self) -> Result<Option<i64>> {
+        default_ttl_seconds(self.default_ttl, &Process)
+    }
+
+    /// With [`ConnectOptions::owned_by_pod`], the name of the pod that will
+    /// own the sandboxes of a client working in `namespace`, checked without
+    /// connecting (inside a pod, in the pod's own namespace); else `None`.
+    pub fn owner_pod(&self, namespace: &ResolvedNamespace) -> Result<Option<String>> {
+        self.owned_by_pod
+            .then(|| owner::owner_pod(namespace, &Process))
+            .transpose()
+    }
+}
+
+/// The default lifetime `ttl` stands for, `Ttl::Default` read from the
+/// environment of `surroundings`.
+fn default_ttl_seconds(ttl: Ttl, surroundings: &impl Surroundings) -> Result<Option<i64>> {
+    let ttl = match ttl.check("default_ttl_seconds")? {
+        Ttl::Default => match surroundings.var(DEFAULT_TTL_ENV) {
+            Some(text) => Ttl::parse(&format!("${DEFAULT_TTL_ENV}"), &text)?,
+            None => Ttl::Seconds(DEFAULT_TTL_SECONDS),
+        },
+        given => given,
+    };
+    Ok(ttl.seconds_or(Some(DEFAULT_TTL_SECONDS)))
 }
 
 impl Client {
@@ -110,6 +158,8 @@ impl Client {
     pub async fn connect_placed(options: ConnectOptions, placement: Placement) -> Result<Client> {
         let Placement { config, namespace } = placement;
         validate::object_name("namespace", &namespace.name)?;
+        let default_ttl = options.default_ttl_seconds()?;
+        let owner_pod = options.owner_pod(&namespace)?;
         let unreachable = |message: String| Error::ClusterUnreachable { message };
         let mut config = match config {
             ConfigSource::InCluster => Config::incluster().map_err(|e| {
@@ -145,13 +195,20 @@ impl Client {
         };
         config.apply_debug_overrides();
         let kube = kube_client(config).map_err(|e| unreachable(error_chain(&e)))?;
-        let client = Client::with_namespace(kube, namespace);
+        let mut client = Client::with_namespace(kube, namespace, default_ttl);
         client.ensure_namespace().await?;
+        if let Some(pod) = owner_pod {
+            let owner = owner::owner_reference(client.pods(), &pod).await?;
+            Arc::get_mut(&mut client.inner)
+                .expect("a client being connected is not shared yet")
+                .owner = Some(owner);
+        }
         Ok(client)
     }
 
     /// A client on an existing kube client, without checking the namespace,
-    /// which counts as given by the caller.
+    /// which counts as given by the caller; sandboxes get the built-in
+    /// default lifetime ([`DEFAULT_TTL_SECONDS`]) and no owner.
     pub fn from_kube(kube: kube::Client, namespace: String) -> Client {
         Client::with_namespace(
             kube,
@@ -159,10 +216,15 @@ impl Client {
                 name: namespace,
                 source: namespace::NamespaceSource::Argument,
             },
+            Some(DEFAULT_TTL_SECONDS),
         )
     }
 
-    fn with_namespace(kube: kube::Client, namespace: ResolvedNamespace) -> Client {
+    fn with_namespace(
+        kube: kube::Client,
+        namespace: ResolvedNamespace,
+        default_ttl: Option<i64>,
+    ) -> Client {
         let pods = Api::namespaced(kube.clone(), &namespace.name);
         let claims = Api::namespaced(kube.clone(), &namespace.name);
         Client {
@@ -172,6 +234,8 @@ impl Client {
                 pods,
                 claims,
                 watch: OnceLock::new(),
+                default_ttl,
+                owner: None,
             }),
         }
     }
@@ -184,6 +248,17 @@ impl Client {
     /// The namespace this client works in and where it came from.
     pub fn resolved_namespace(&self) -> &ResolvedNamespace {
         &self.inner.namespace
+    }
+
+    /// The lifetime in seconds of sandboxes whose create does not give one
+    /// (`None`: unlimited).
+    pub fn default_ttl(&self) -> Option<i64> {
+        self.inner.default_ttl
+    }
+
+    /// The pod that owns every sandbox this client creates, if any.
+    pub fn owner(&self) -> Option<&OwnerReference> {
+        self.inner.owner.as_ref()
     }
 
     /// The underlying kube client.
@@ -338,6 +413,44 @@ mod tests {
         });
         let client = Client::from_kube(kube::Client::new(service, "fresh"), "fresh".into());
         (client, server)
+    }
+
+    struct Environment(Option<&'static str>);
+
+    impl Surroundings for Environment {
+        fn var(&self, name: &str) -> Option<String> {
+            (name == DEFAULT_TTL_ENV)
+                .then_some(self.0)
+                .flatten()
+                .map(str::to_owned)
+        }
+        fn kubeconfig_readable(&self) -> bool {
+            true
+        }
+        fn service_account_namespace(&self) -> Option<String> {
+            None
+        }
+    }
+
+    #[test]
+    fn the_default_lifetime_is_an_hour_unless_the_client_or_its_environment_says() {
+        let resolve = |ttl, env| default_ttl_seconds(ttl, &Environment(env));
+        assert_eq!(resolve(Ttl::Default, None).unwrap(), Some(3600));
+        assert_eq!(resolve(Ttl::Default, Some("600")).unwrap(), Some(600));
+        assert_eq!(resolve(Ttl::Default, Some("none")).unwrap(), None);
+        assert_eq!(resolve(Ttl::Seconds(60), Some("none")).unwrap(), Some(60));
+        assert_eq!(resolve(Ttl::Unlimited, Some("600")).unwrap(), None);
+        for (ttl, env, field) in [
+            (Ttl::Seconds(0), None, "default_ttl_seconds"),
+            (Ttl::Default, Some("soon"), "$SANDLOT_DEFAULT_TTL"),
+            (Ttl::Default, Some("0"), "$SANDLOT_DEFAULT_TTL"),
+        ] {
+            let err = resolve(ttl, env).unwrap_err();
+            assert!(
+                matches!(&err, Error::InvalidSpec { field: f, .. } if f == field),
+                "{err:?}"
+            );
+        }
     }
 
     #[tokio::test(start_paused = true)]

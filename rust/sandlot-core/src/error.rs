@@ -63,6 +63,25 @@ pub enum Error {
         sandboxes: Vec<String>,
     },
 
+    /// A create mounts a volume that is being deleted (or that a delete is
+    /// deciding about), so the sandbox could never start on it.
+    #[error(
+        "volume {name:?} in namespace {namespace:?} is being deleted; mount another \
+         volume, or create it again once its deletion has completed"
+    )]
+    VolumeDeleting { name: String, namespace: String },
+
+    /// The namespace's ResourceQuota refused the object (403 "exceeded quota").
+    #[error("quota exceeded in namespace {namespace:?}: {message}")]
+    QuotaExceeded { message: String, namespace: String },
+
+    /// A create of sandbox `name` failed with `error`. The name is the one the
+    /// sandbox has or would have had (generated names included), so a caller
+    /// can look for it; a create that fails after its request may have landed
+    /// deletes the pod it made.
+    #[error("creating sandbox {name:?}: {error}")]
+    Create { name: String, error: Box<Error> },
+
     /// A wait or call did not finish in time.
     #[error("timed out after {:.1}s waiting for {what}", .after.as_secs_f64())]
     Timeout { what: String, after: Duration },
@@ -117,6 +136,15 @@ impl Error {
             rule: rule.into(),
         }
     }
+
+    /// The error itself, looking through the context of a create
+    /// ([`Error::Create`]): what a caller classifies by.
+    pub fn underlying(&self) -> &Error {
+        match self {
+            Error::Create { error, .. } => error.underlying(),
+            other => other,
+        }
+    }
 }
 
 /// The server's status of a failed request, if the failure was an API answer.
@@ -144,6 +172,10 @@ impl ResolvedNamespace {
 pub(crate) fn from_kube(err: kube::Error, namespace: &ResolvedNamespace) -> Error {
     match err {
         kube::Error::Api(status) => match status.code {
+            403 if status.message.contains("exceeded quota") => Error::QuotaExceeded {
+                message: status.message,
+                namespace: namespace.name.clone(),
+            },
             401 | 403 => namespace.refused(status.message),
             code => Error::Api {
                 status: code,
@@ -207,6 +239,42 @@ pub(crate) fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_quota_refusal_is_its_own_error_and_not_a_permission_problem() {
+        let mut status = Status::failure(
+            "pods \"sb-1\" is forbidden: exceeded quota: sandboxes, requested: pods=1, used: \
+             pods=1, limited: pods=1",
+            "Forbidden",
+        );
+        status.code = 403;
+        let namespace = ResolvedNamespace {
+            name: "apps".into(),
+            source: NamespaceSource::Argument,
+        };
+        let err = object_error(
+            kube::Error::Api(status.boxed()),
+            ObjectKind::Sandbox,
+            "sb-1",
+            &namespace,
+        );
+        assert!(
+            matches!(&err, Error::QuotaExceeded { namespace, message }
+                if namespace == "apps" && message.contains("limited: pods=1")),
+            "{err:?}"
+        );
+        let created = Error::Create {
+            name: "sb-1".into(),
+            error: Box::new(err),
+        };
+        assert!(matches!(created.underlying(), Error::QuotaExceeded { .. }));
+        assert!(
+            created
+                .to_string()
+                .starts_with("creating sandbox \"sb-1\": quota exceeded in namespace \"apps\""),
+            "{created}"
+        );
+    }
 
     fn forbidden() -> kube::Error {
         let mut status = Status::failure(

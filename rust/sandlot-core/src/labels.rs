@@ -33,6 +33,10 @@ pub(crate) const CREATE_TOKEN_ANNOTATION: &str = "sandlot.dev/create-token";
 pub(crate) const LAUNCH_FAILED_ANNOTATION: &str = "sandlot.dev/launch-failed";
 /// Annotation recording the requested maximum lifetime in seconds.
 pub(crate) const TTL_ANNOTATION: &str = "sandlot.dev/ttl-seconds";
+/// On a volume's claim while a delete decides whether it may go: creates that
+/// mount a claim so marked fail, and the delete re-checks its users after
+/// marking. The value is the delete's own random token.
+pub(crate) const VOLUME_DELETING_ANNOTATION: &str = "sandlot.dev/deleting";
 /// The name of the one container in a sandbox pod.
 pub(crate) const CONTAINER_NAME: &str = "sandbox";
 

@@ -12,6 +12,7 @@ mod error;
 mod labels;
 mod mount;
 mod namespace;
+mod owner;
 mod retry;
 mod sandbox;
 mod spec;
@@ -20,19 +21,20 @@ mod validate;
 mod volume;
 mod watch;
 
-pub use client::{Client, ConnectOptions};
+pub use client::{Client, ConnectOptions, DEFAULT_TTL_ENV};
 pub use deadline::deadline_after;
 pub use error::{Error, ObjectKind, Result};
 pub use mount::Mount;
 pub use namespace::{
     ConfigSource, DEFAULT_NAMESPACE, NAMESPACE_ENV, NamespaceSource, Placement, ResolvedNamespace,
 };
+pub use owner::POD_NAME_ENV;
 pub use sandbox::{
     BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,
     ExecResult, LAUNCH_RETRY_WINDOW, ListFilter, LogBatch, LogBatches, LogOptions, Selection,
     SpawnOptions, TerminateOutcome, set_follow_idle, set_launch_retry_window,
     wait_for_background_kills,
 };
-pub use spec::{Resources, SandboxRequest, SandboxSpec};
+pub use spec::{DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, Resources, SandboxRequest, SandboxSpec, Ttl};
 pub use status::{Phase, SandboxStatus, TerminationReason};
 pub use volume::{AccessMode, VolumePhase, VolumeSpec, VolumeStatus};

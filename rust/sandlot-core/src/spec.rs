@@ -26,6 +26,66 @@ pub const DEFAULT_CPU_REQUEST: &str = "10m";
 pub const DEFAULT_MEMORY_REQUEST: &str = "32Mi";
 /// Seconds between the stop signal and the kill when a sandbox is stopped.
 pub const TERMINATION_GRACE_SECONDS: i64 = 2;
+/// Lifetime of a sandbox whose create and client say nothing about it: one
+/// hour, so a sandbox whose client died ends by itself.
+pub const DEFAULT_TTL_SECONDS: i64 = 3600;
+/// The longest lifetime Kubernetes accepts (`activeDeadlineSeconds` is an
+/// int32 in practice): about 68 years.
+pub const MAX_TTL_SECONDS: i64 = i32::MAX as i64;
+
+/// A sandbox's maximum lifetime, as asked for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ttl {
+    /// Not said: the client's default lifetime ([`DEFAULT_TTL_SECONDS`] unless
+    /// the client was given another).
+    #[default]
+    Default,
+    /// No lifetime: the sandbox runs until it ends or is terminated. Only
+    /// ever by explicit request.
+    Unlimited,
+    /// Ends (`ttl_expired`) this many seconds after it started.
+    Seconds(i64),
+}
+
+impl Ttl {
+    /// Checks a lifetime given for `field`: seconds between 1 and [`MAX_TTL_SECONDS`].
+    pub fn check(self, field: &str) -> Result<Ttl> {
+        match self {
+            Ttl::Seconds(seconds) if !(1..=MAX_TTL_SECONDS).contains(&seconds) => {
+                Err(Error::invalid(
+                    field,
+                    "must be between 1 and 2147483647 (Kubernetes' limit, about 68 years)",
+                ))
+            }
+            ttl => Ok(ttl),
+        }
+    }
+
+    /// Parses a lifetime given as text for `field`: seconds, or `none` for no
+    /// lifetime.
+    pub fn parse(field: &str, text: &str) -> Result<Ttl> {
+        if text.trim().eq_ignore_ascii_case("none") {
+            return Ok(Ttl::Unlimited);
+        }
+        let seconds = text.trim().parse::<i64>().map_err(|_| {
+            Error::invalid(
+                field,
+                format!("{text:?} is neither a number of seconds nor \"none\""),
+            )
+        })?;
+        Ttl::Seconds(seconds).check(field)
+    }
+
+    /// The lifetime in seconds (`None`: unlimited), `Default` standing for
+    /// `default` (already resolved: seconds or unlimited).
+    pub fn seconds_or(self, default: Option<i64>) -> Option<i64> {
+        match self {
+            Ttl::Default => default,
+            Ttl::Unlimited => None,
+            Ttl::Seconds(seconds) => Some(seconds),
+        }
+    }
+}
 
 /// Where a read-only sandbox still gets a writable directory, and its limit.
 const SCRATCH_PATH: &str = "/tmp";
@@ -70,8 +130,8 @@ pub struct SandboxRequest {
     /// Mount path -> the volume mounted there.
     pub volume_mounts: BTreeMap<String, Mount>,
     pub resources: Resources,
-    /// Maximum lifetime in seconds, enforced by Kubernetes.
-    pub ttl_seconds: Option<i64>,
+    /// Maximum lifetime, enforced by Kubernetes; by default the client's.
+    pub ttl_seconds: Ttl,
     /// Run as this non-root uid (and gid, and volume group) instead of the image's user.
     pub run_as_user: Option<i64>,
     /// Make the image's filesystem read-only; `/tmp` stays writable (an empty dir).
@@ -171,15 +231,7 @@ fn check(request: &SandboxRequest) -> Result<()> {
     if let Some(memory) = &request.resources.memory {
         validate::quantity("resources.memory", memory)?;
     }
-    if request
-        .ttl_seconds
-        .is_some_and(|ttl| !(1..=i64::from(i32::MAX)).contains(&ttl))
-    {
-        return Err(Error::invalid(
-            "ttl_seconds",
-            "must be between 1 and 2147483647 (Kubernetes' limit, about 68 years)",
-        ));
-    }
+    request.ttl_seconds.check("ttl_seconds")?;
     if let Some(uid) = request.run_as_user
         && !(1..=i64::from(i32::MAX)).contains(&uid)
     {
@@ -205,15 +257,28 @@ impl SandboxSpec {
         self.request.name.as_deref()
     }
 
+    /// This spec with a lifetime left to the default given `default` (seconds,
+    /// or `None` for unlimited): what a client with that default creates.
+    pub fn with_default_ttl(&self, default: Option<i64>) -> SandboxSpec {
+        let mut request = self.request.clone();
+        request.ttl_seconds = match request.ttl_seconds.seconds_or(default) {
+            Some(seconds) => Ttl::Seconds(seconds),
+            None => Ttl::Unlimited,
+        };
+        SandboxSpec { request }
+    }
+
     /// The pod for this spec under `name`, hardened for untrusted code: no
     /// service-account token, no service links, every capability dropped, no
     /// privilege escalation, seccomp RuntimeDefault, limits always set, and a
-    /// short grace period.
+    /// short grace period. A lifetime left to the default is
+    /// [`DEFAULT_TTL_SECONDS`]; see [`SandboxSpec::with_default_ttl`].
     pub fn to_pod(&self, name: &str) -> Pod {
         let request = &self.request;
         let labels = labels::labels_of(&request.tags);
+        let ttl_seconds = request.ttl_seconds.seconds_or(Some(DEFAULT_TTL_SECONDS));
         let mut annotations = BTreeMap::new();
-        if let Some(ttl) = request.ttl_seconds {
+        if let Some(ttl) = ttl_seconds {
             annotations.insert(TTL_ANNOTATION.to_owned(), ttl.to_string());
         }
 
@@ -281,7 +346,7 @@ impl SandboxSpec {
                 automount_service_account_token: Some(false),
                 enable_service_links: Some(false),
                 termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
-                active_deadline_seconds: request.ttl_seconds,
+                active_deadline_seconds: ttl_seconds,
                 runtime_class_name: request.runtime_class.clone(),
                 security_context: Some(PodSecurityContext {
                     seccomp_profile: Some(SeccompProfile {
@@ -424,16 +489,48 @@ mod tests {
         }
         for ttl in [0, i64::from(i32::MAX) + 1, 1 << 40] {
             let err = SandboxSpec::try_from(SandboxRequest {
-                ttl_seconds: Some(ttl),
+                ttl_seconds: Ttl::Seconds(ttl),
                 ..base.clone()
             })
             .unwrap_err();
             assert!(matches!(err, Error::InvalidSpec { ref field, .. } if field == "ttl_seconds"));
         }
         valid(SandboxRequest {
-            ttl_seconds: Some(i64::from(i32::MAX)),
+            ttl_seconds: Ttl::Seconds(i64::from(i32::MAX)),
             ..base.clone()
         });
+    }
+
+    #[test]
+    fn a_lifetime_not_given_is_the_default_and_none_only_when_asked() {
+        let deadline = |ttl, default| {
+            valid(SandboxRequest {
+                ttl_seconds: ttl,
+                ..SandboxRequest::new("busybox:1.36")
+            })
+            .with_default_ttl(default)
+            .to_pod("sb")
+            .spec
+            .unwrap()
+            .active_deadline_seconds
+        };
+        assert_eq!(deadline(Ttl::Default, Some(600)), Some(600));
+        assert_eq!(deadline(Ttl::Default, None), None);
+        assert_eq!(deadline(Ttl::Unlimited, Some(600)), None);
+        assert_eq!(deadline(Ttl::Seconds(30), None), Some(30));
+        let unresolved = valid(SandboxRequest::new("busybox:1.36")).to_pod("sb");
+        assert_eq!(
+            unresolved.spec.unwrap().active_deadline_seconds,
+            Some(DEFAULT_TTL_SECONDS)
+        );
+        assert_eq!(Ttl::parse("--ttl", "none").unwrap(), Ttl::Unlimited);
+        assert_eq!(Ttl::parse("--ttl", " 90 ").unwrap(), Ttl::Seconds(90));
+        for text in ["0", "-5", "2147483648", "soon", ""] {
+            assert!(
+                matches!(Ttl::parse("--ttl", text), Err(Error::InvalidSpec { ref field, .. }) if field == "--ttl"),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]
@@ -520,7 +617,7 @@ mod tests {
             ),
             (
                 SandboxRequest {
-                    ttl_seconds: Some(0),
+                    ttl_seconds: Ttl::Seconds(0),
                     ..base.clone()
                 },
                 "ttl_seconds",
@@ -582,7 +679,7 @@ mod tests {
                 cpu: Some("500m".into()),
                 memory: Some("256Mi".into()),
             },
-            ttl_seconds: Some(60),
+            ttl_seconds: Ttl::Seconds(60),
             ..SandboxRequest::default()
         });
         let pod = spec.to_pod("job");

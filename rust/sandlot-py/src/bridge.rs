@@ -336,7 +336,8 @@ pub fn _quiesce(py: Python<'_>) {
     });
 }
 
-/// Sets an asyncio future's outcome on its loop, unless it was cancelled.
+/// Sets an asyncio future's outcome on its loop, unless it was cancelled (then
+/// a value's `_unreceived()` hook, if it has one, is called).
 #[pyclass(frozen)]
 struct Resolve {
     ok: bool,
@@ -350,6 +351,13 @@ impl Resolve {
             .call_method0(pyo3::intern!(py, "done"))?
             .is_truthy()?
         {
+            // Cancelled as the value came: a value with an `_unreceived` hook
+            // undoes itself (a sandbox just created deletes itself).
+            if self.ok
+                && let Ok(hook) = value.getattr(pyo3::intern!(py, "_unreceived"))
+            {
+                hook.call0()?;
+            }
             return Ok(());
         }
         let method = if self.ok {

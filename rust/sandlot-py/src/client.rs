@@ -4,10 +4,12 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
-use sandlot_core::{Client, ConnectOptions, Placement, ResolvedNamespace};
+use sandlot_core::{Client, ConnectOptions, Placement, ResolvedNamespace, Ttl};
 use tokio::sync::OnceCell;
 
 use crate::bridge::{Mode, NONE, Outcome};
+use crate::errors::core_error;
+use crate::inputs::TtlArg;
 use crate::sandbox::SandboxesBase;
 use crate::twins::{InMode, class_name};
 use crate::volume::VolumesBase;
@@ -45,6 +47,9 @@ impl LazyClient {
 /// inside a pod, the in-cluster service account. The namespace is the
 /// argument, else `$SANDLOT_NAMESPACE`, else (inside a pod with no kubeconfig)
 /// the pod's own namespace, else "sandlot"; it is created if missing.
+/// Sandboxes live `default_ttl_seconds` unless their create says otherwise:
+/// the argument (`None`: no lifetime), else `$SANDLOT_DEFAULT_TTL`, else one
+/// hour. With `owned_by_pod`, the pod the application runs in owns them.
 #[pyclass(module = "sandlot._native", name = "_Client", subclass, frozen)]
 #[derive(Debug)]
 pub struct ClientBase {
@@ -54,14 +59,31 @@ pub struct ClientBase {
 }
 
 impl ClientBase {
-    fn new(mode: Mode, namespace: Option<String>, context: Option<String>) -> Self {
+    /// A client as its constructor's arguments say; settings that break a
+    /// rule raise `InvalidSpecError` here, before any request.
+    fn new(
+        py: Python<'_>,
+        mode: Mode,
+        namespace: Option<String>,
+        context: Option<String>,
+        default_ttl: TtlArg,
+        owned_by_pod: bool,
+    ) -> PyResult<Self> {
         let options = ConnectOptions {
             namespace,
             context,
             kubeconfig: None,
+            default_ttl: default_ttl.0,
+            owned_by_pod,
         };
         let placement = options.placement();
-        ClientBase {
+        let checked = options
+            .default_ttl_seconds()
+            .and_then(|_| options.owner_pod(&placement.namespace));
+        if let Err(err) = checked {
+            return Err(core_error(py, &err));
+        }
+        Ok(ClientBase {
             mode,
             namespace: placement.namespace.clone(),
             connection: Arc::new(LazyClient {
@@ -69,7 +91,7 @@ impl ClientBase {
                 placement,
                 client: OnceCell::new(),
             }),
-        }
+        })
     }
 
     /// Connects (once), then hands `this` back.
@@ -156,10 +178,23 @@ pub struct AsyncClient;
 #[pymethods]
 impl AsyncClient {
     #[new]
-    #[pyo3(signature = (namespace=None, *, context=None))]
-    fn new(namespace: Option<String>, context: Option<String>) -> PyClassInitializer<Self> {
-        PyClassInitializer::from(ClientBase::new(Mode::Async, namespace, context))
-            .add_subclass(AsyncClient)
+    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false))]
+    fn new(
+        py: Python<'_>,
+        namespace: Option<String>,
+        context: Option<String>,
+        default_ttl_seconds: TtlArg,
+        owned_by_pod: bool,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let base = ClientBase::new(
+            py,
+            Mode::Async,
+            namespace,
+            context,
+            default_ttl_seconds,
+            owned_by_pod,
+        )?;
+        Ok(PyClassInitializer::from(base).add_subclass(AsyncClient))
     }
 
     fn __aenter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
@@ -186,10 +221,23 @@ pub struct SyncClient;
 #[pymethods]
 impl SyncClient {
     #[new]
-    #[pyo3(signature = (namespace=None, *, context=None))]
-    fn new(namespace: Option<String>, context: Option<String>) -> PyClassInitializer<Self> {
-        PyClassInitializer::from(ClientBase::new(Mode::Blocking, namespace, context))
-            .add_subclass(SyncClient)
+    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false))]
+    fn new(
+        py: Python<'_>,
+        namespace: Option<String>,
+        context: Option<String>,
+        default_ttl_seconds: TtlArg,
+        owned_by_pod: bool,
+    ) -> PyResult<PyClassInitializer<Self>> {
+        let base = ClientBase::new(
+            py,
+            Mode::Blocking,
+            namespace,
+            context,
+            default_ttl_seconds,
+            owned_by_pod,
+        )?;
+        Ok(PyClassInitializer::from(base).add_subclass(SyncClient))
     }
 
     fn __enter__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {

@@ -16,7 +16,11 @@ pub fn core_error(py: Python<'_>, err: &Error) -> PyErr {
 
 fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
     let attrs = PyDict::new(py);
-    let class = match err {
+    if let Error::Create { name, .. } = err {
+        attrs.set_item("sandbox_name", name)?;
+    }
+    let underlying = err.underlying();
+    let class = match underlying {
         Error::NotFound {
             kind,
             name,
@@ -30,7 +34,7 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("kind", kind.to_string())?;
             attrs.set_item("name", name)?;
             attrs.set_item("namespace", namespace)?;
-            if matches!(err, Error::NotFound { .. }) {
+            if matches!(underlying, Error::NotFound { .. }) {
                 "NotFoundError"
             } else {
                 "NameConflictError"
@@ -75,6 +79,18 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("sandboxes", sandboxes.clone())?;
             "VolumeInUseError"
         }
+        Error::VolumeDeleting { name, namespace } => {
+            attrs.set_item("kind", "volume")?;
+            attrs.set_item("name", name)?;
+            attrs.set_item("namespace", namespace)?;
+            "VolumeDeletingError"
+        }
+        Error::QuotaExceeded { namespace, .. } => {
+            attrs.set_item("namespace", namespace)?;
+            "QuotaExceededError"
+        }
+        // Not met: `underlying()` looks through every create's context.
+        Error::Create { .. } => "SandlotError",
         Error::PermissionDenied {
             namespace,
             namespace_source,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString};
-use sandlot_core::{Error, Phase, Resources, Selection};
+use sandlot_core::{Error, Phase, Resources, Selection, Ttl};
 
 use crate::bridge::Failure;
 use crate::sandbox::SandboxBase;
@@ -115,4 +115,21 @@ pub fn seconds(field: &str, value: f64) -> Read<Duration> {
     Duration::try_from_secs_f64(value).map_err(|_| {
         Error::invalid(field, format!("{value} is not a number of seconds >= 0")).into()
     })
+}
+
+/// A lifetime argument: `None` is no lifetime, an int is seconds; an omitted
+/// one is the signature's default, `TtlArg(Ttl::Default)`. Checked later, with
+/// the rest of the request.
+#[derive(Debug, Clone, Copy)]
+pub struct TtlArg(pub Ttl);
+
+impl<'a, 'py> FromPyObject<'a, 'py> for TtlArg {
+    type Error = PyErr;
+
+    fn extract(value: Borrowed<'a, 'py, PyAny>) -> PyResult<Self> {
+        if value.is_none() {
+            return Ok(TtlArg(Ttl::Unlimited));
+        }
+        Ok(TtlArg(Ttl::Seconds(value.extract::<i64>()?)))
+    }
 }

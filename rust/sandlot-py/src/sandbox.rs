@@ -10,12 +10,12 @@ use pyo3::prelude::*;
 use pyo3::types::PyAny;
 use sandlot_core::{
     Client, DEFAULT_MAX_OUTPUT, Error, ExecOptions, ListFilter, LogOptions, Mount, SandboxRequest,
-    SandboxSpec, SpawnOptions,
+    SandboxSpec, SpawnOptions, Ttl,
 };
 
 use crate::bridge::{Failure, Mode, Outcome};
 use crate::client::LazyClient;
-use crate::inputs;
+use crate::inputs::{self, TtlArg};
 use crate::process::{Bytes, LineStream, ProcessBase};
 use crate::results::{ExecResult, SandboxStatus, TerminateResult};
 use crate::twins::{InMode, class_name, twins};
@@ -56,8 +56,10 @@ impl SandboxesBase {
     /// Creates a sandbox from `image` and returns it (usually still queued or
     /// creating; wait for "running" to use it). Without `command` and `args`
     /// it idles, accepting exec, until terminated or `ttl_seconds` run out.
-    /// Bad input raises `InvalidSpecError`, naming the field, before any request.
-    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=None, run_as_user=None, read_only_root_filesystem=false, runtime_class=None))]
+    /// `ttl_seconds` omitted is the client's default lifetime; `None` is none.
+    /// Bad input raises `InvalidSpecError`, naming the field, before any
+    /// request; any later error carries the sandbox's name as `sandbox_name`.
+    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=TtlArg(Ttl::Default), run_as_user=None, read_only_root_filesystem=false, runtime_class=None))]
     #[allow(clippy::too_many_arguments)]
     fn create<'py>(
         &self,
@@ -70,7 +72,7 @@ impl SandboxesBase {
         tags: Option<BTreeMap<String, String>>,
         volume_mounts: Option<BTreeMap<String, String>>,
         resources: Option<BTreeMap<String, String>>,
-        ttl_seconds: Option<i64>,
+        ttl_seconds: TtlArg,
         run_as_user: Option<i64>,
         read_only_root_filesystem: bool,
         runtime_class: Option<String>,
@@ -93,7 +95,7 @@ impl SandboxesBase {
                 tags: tags.unwrap_or_default(),
                 volume_mounts,
                 resources,
-                ttl_seconds,
+                ttl_seconds: ttl_seconds.0,
                 run_as_user,
                 read_only_root_filesystem,
                 runtime_class,
@@ -105,7 +107,7 @@ impl SandboxesBase {
             let spec = spec?;
             let client = connection.get().await?;
             let status = client.create_sandbox(&spec).await?;
-            Ok(SandboxBase::in_mode(mode, client, status))
+            Ok(SandboxBase::created(mode, client, status))
         })
     }
 
@@ -249,6 +251,9 @@ pub struct SandboxBase {
     client: Client,
     name: String,
     status: Arc<Mutex<sandlot_core::SandboxStatus>>,
+    /// Made by `create`: if the call's caller is gone before this reaches it,
+    /// the sandbox is deleted (see `_unreceived`).
+    created: bool,
 }
 
 impl SandboxBase {
@@ -261,8 +266,16 @@ impl SandboxBase {
                 client,
                 name: status.name.clone(),
                 status: Arc::new(Mutex::new(status)),
+                created: false,
             },
         )
+    }
+
+    /// The sandbox a `create` call made, as the class of `mode`.
+    fn created(mode: Mode, client: Client, status: sandlot_core::SandboxStatus) -> InMode<Self> {
+        let InMode(mode, mut sandbox) = SandboxBase::in_mode(mode, client, status);
+        sandbox.created = true;
+        InMode(mode, sandbox)
     }
 
     pub fn name(&self) -> &str {
@@ -539,6 +552,17 @@ impl SandboxBase {
 
     fn _repr_html_(&self) -> String {
         crate::html::sandboxes_table(&[&self.last_status()])
+    }
+
+    /// Called by the bridge when the call that returned this was cancelled
+    /// before it could hand it over: a sandbox `create` made is deleted, so
+    /// only a create that returned leaves one.
+    fn _unreceived(&self) {
+        if self.created {
+            let (client, status) = (self.client.clone(), self.last_status());
+            pyo3_async_runtimes::tokio::get_runtime()
+                .spawn(async move { client.discard_unreceived_sandbox(&status).await });
+        }
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {

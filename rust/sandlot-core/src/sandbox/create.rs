@@ -1,12 +1,12 @@
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
-use kube::api::PostParams;
+use kube::api::{DeleteParams, PostParams, Preconditions};
 
 use crate::client::Client;
 use crate::error::{Error, Result, api_status};
 use crate::labels::{self, CREATE_TOKEN_ANNOTATION};
-use crate::retry::{self, ATTEMPTS};
+use crate::retry::{self, ATTEMPTS, retry};
 use crate::spec::SandboxSpec;
 use crate::status::SandboxStatus;
 use crate::validate;
@@ -14,45 +14,102 @@ use crate::validate;
 /// How often a create is tried while a new namespace's service account appears.
 const SERVICE_ACCOUNT_RETRIES: u32 = 50;
 
+/// When a create that may have landed is abandoned, how long after it the
+/// pod is looked for (a request still in flight may land a little later).
+const ABANDONED_LOOKS: [Duration; 5] = [
+    Duration::ZERO,
+    Duration::from_millis(500),
+    Duration::from_secs(1),
+    Duration::from_secs(2),
+    Duration::from_secs(4),
+];
+
 impl Client {
-    /// Creates a sandbox from a checked spec. Fails with [`Error::NotFound`] if a
-    /// mounted volume does not exist, and with [`Error::NameConflict`] if the
-    /// name is taken.
+    /// Creates a sandbox from a checked spec, with the client's default
+    /// lifetime unless the spec gives one, owned by the client's pod if it has
+    /// one. Every error is an [`Error::Create`] naming the sandbox (generated
+    /// names included) around the cause: [`Error::NotFound`] or
+    /// [`Error::VolumeDeleting`] for a mounted volume that does not exist or is
+    /// being deleted, [`Error::NameConflict`] if the name is taken,
+    /// [`Error::QuotaExceeded`], ...
     ///
     /// Transient failures are retried. Each create carries a random token, so a
     /// retry that finds the name taken by this very create (its first response
-    /// was lost) succeeds instead of reporting a conflict.
+    /// was lost) succeeds instead of reporting a conflict. A create that fails
+    /// or is cancelled (its future dropped) after a request that may have
+    /// landed deletes the pod that request made, from a task of its own.
     pub async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<SandboxStatus> {
-        self.require_volumes(spec.volume_names()).await?;
         let name = spec
             .name()
             .map_or_else(|| validate::generated_name("sb-"), str::to_owned);
+        self.create_named(spec, &name)
+            .await
+            .map_err(|error| Error::Create {
+                name,
+                error: Box::new(error),
+            })
+    }
+
+    async fn create_named(&self, spec: &SandboxSpec, name: &str) -> Result<SandboxStatus> {
+        self.require_volumes(spec.volume_names()).await?;
         let token = validate::generated_name("");
-        let mut pod = spec.to_pod(&name);
+        let mut pod = spec.with_default_ttl(self.default_ttl()).to_pod(name);
         pod.metadata
             .annotations
             .get_or_insert_default()
             .insert(CREATE_TOKEN_ANNOTATION.to_owned(), token.clone());
+        if let Some(owner) = self.owner() {
+            pod.metadata.owner_references = Some(vec![owner.clone()]);
+        }
 
+        let mut landing = Landing::new(self, name, &token);
+        let created = self.post(spec, &pod, &token, &mut landing).await?;
+        // The pod exists; until it is handed over, a cancel deletes it.
+        landing.maybe_landed = true;
+        // A delete of a mounted volume may have begun since the check above;
+        // it marks the claim first, so looking again now cannot miss it.
+        let volumes = self.require_volumes(spec.volume_names()).await;
+        if volumes.is_err() {
+            self.discard(&created).await;
+        }
+        landing.settled();
+        volumes.map(|()| SandboxStatus::from_pod(&created))
+    }
+
+    /// Sends the create until it is answered, telling `landing` which tries
+    /// may have made the pod.
+    async fn post(
+        &self,
+        spec: &SandboxSpec,
+        pod: &Pod,
+        token: &str,
+        landing: &mut Landing,
+    ) -> Result<Pod> {
+        let name = landing.name.as_str();
         let mut attempt = 1;
         let mut sent_before = false;
         let mut account_waits = 0;
         loop {
-            let err = match self.pods().create(&PostParams::default(), &pod).await {
-                Ok(created) => return Ok(SandboxStatus::from_pod(&created)),
+            landing.in_flight = true;
+            let result = self.pods().create(&PostParams::default(), pod).await;
+            landing.in_flight = false;
+            let err = match result {
+                Ok(created) => return Ok(created),
                 Err(err) => err,
             };
             let status = api_status(&err);
+            // Only a refusal (4xx) says for sure that nothing was made.
+            landing.maybe_landed |= !status.is_some_and(|s| (400..500).contains(&s.code));
             if sent_before && status.is_some_and(|s| s.code == 409) {
                 // Taken: by an earlier try of this create whose answer was lost?
                 if let Some(existing) = self
                     .pods()
-                    .get_opt(&name)
+                    .get_opt(name)
                     .await
                     .map_err(|err| self.api_error(err))?
                 {
-                    if created_by(&existing, &token) {
-                        return Ok(SandboxStatus::from_pod(&existing));
+                    if created_by(&existing, token) {
+                        return Ok(existing);
                     }
                 }
             }
@@ -70,7 +127,7 @@ impl Client {
                 sent_before = true;
                 continue;
             }
-            return Err(match self.sandbox_error(err, &name) {
+            return Err(match self.sandbox_error(err, name) {
                 Error::NameConflict { .. } if spec.name().is_none() => {
                     // A generated name collided: vanishingly rare, so say so plainly.
                     Error::invalid(
@@ -82,10 +139,99 @@ impl Client {
             });
         }
     }
+
+    /// Deletes sandbox `status`, which a create returned but whose caller
+    /// was gone by then (an asyncio cancel as the answer came back): only
+    /// that very pod, the one of that name created at that time. Best effort.
+    pub async fn discard_unreceived_sandbox(&self, status: &SandboxStatus) {
+        if let Ok(Some(pod)) = retry(|| self.pods().get_opt(&status.name)).await
+            && pod.metadata.creation_timestamp.as_ref().map(|t| t.0) == status.created_at
+        {
+            self.discard(&pod).await;
+        }
+    }
+
+    /// Deletes `pod`, which this create made, exactly that pod (by uid).
+    async fn discard(&self, pod: &Pod) {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        let params = DeleteParams {
+            preconditions: Some(Preconditions {
+                uid: pod.metadata.uid.clone(),
+                resource_version: None,
+            }),
+            ..DeleteParams::default()
+        };
+        // Best effort: gone already (404) or replaced (409) is as good.
+        let _ = retry(|| self.pods().delete(&name, &params)).await;
+    }
+
+    /// Looks for the pod `name` that the create carrying `token` may have
+    /// made, for a while, and deletes it once found.
+    async fn discard_abandoned(&self, name: &str, token: &str) {
+        for pause in ABANDONED_LOOKS {
+            tokio::time::sleep(pause).await;
+            match retry(|| self.pods().get_opt(name)).await {
+                Ok(Some(pod)) if created_by(&pod, token) => return self.discard(&pod).await,
+                Ok(Some(_)) => return, // someone else's: not ours to delete
+                Ok(None) | Err(_) => {}
+            }
+        }
+    }
 }
 
 fn created_by(pod: &Pod, token: &str) -> bool {
     labels::annotation(&pod.metadata, CREATE_TOKEN_ANNOTATION).is_some_and(|t| t == token)
+}
+
+/// Whether a create's pod may exist without its caller knowing, and the
+/// clean-up when it may: dropped unsettled (the create failed, or its future
+/// was dropped) after a request that may have landed, it deletes that pod
+/// from a task of its own on the runtime the create ran on.
+struct Landing {
+    client: Client,
+    name: String,
+    token: String,
+    runtime: Option<tokio::runtime::Handle>,
+    /// A create request is on its way; its outcome is unknown.
+    in_flight: bool,
+    /// A request ended without a refusal and without the pod.
+    maybe_landed: bool,
+}
+
+impl Landing {
+    fn new(client: &Client, name: &str, token: &str) -> Self {
+        Landing {
+            client: client.clone(),
+            name: name.to_owned(),
+            token: token.to_owned(),
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            in_flight: false,
+            maybe_landed: false,
+        }
+    }
+
+    /// The create is over and has handed its pod over (or deleted it): nothing
+    /// to clean up.
+    fn settled(&mut self) {
+        self.in_flight = false;
+        self.maybe_landed = false;
+    }
+}
+
+impl Drop for Landing {
+    fn drop(&mut self) {
+        if !(self.in_flight || self.maybe_landed) {
+            return;
+        }
+        if let Some(runtime) = &self.runtime {
+            let (client, name, token) = (
+                self.client.clone(),
+                std::mem::take(&mut self.name),
+                std::mem::take(&mut self.token),
+            );
+            runtime.spawn(async move { client.discard_abandoned(&name, &token).await });
+        }
+    }
 }
 
 #[cfg(test)]
@@ -195,7 +341,107 @@ mod tests {
         })
         .unwrap();
         let err = client.create_sandbox(&spec).await.unwrap_err();
-        assert!(matches!(err, Error::NameConflict { .. }), "{err:?}");
+        assert!(
+            matches!(err.underlying(), Error::NameConflict { .. }),
+            "{err:?}"
+        );
+        assert!(matches!(&err, Error::Create { name, .. } if name == "job"));
+        server.await.unwrap();
+    }
+
+    /// Where a pod made by a create is deleted only if it is that very pod.
+    async fn expect_delete_of(handle: &mut Handle, path: &str, uid: &str) {
+        let (request, reply) = handle.next_request().await.unwrap();
+        assert_eq!(
+            (request.method().as_str(), request.uri().path()),
+            ("DELETE", path)
+        );
+        let body = body_json(request).await;
+        assert_eq!(body["preconditions"]["uid"], uid, "{body}");
+        reply.send_response(respond(200, json!({"kind": "Status", "status": "Success"})));
+    }
+
+    // Only a scripted API server can hold a create's answer back while the
+    // caller gives up on it, and start a volume's deletion between a
+    // create's check and its request; the e2e tests cover the rest.
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_dropped_after_its_request_was_sent_deletes_the_pod_it_made() {
+        let (client, mut handle) = client();
+        let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
+        let create = tokio::spawn({
+            let client = client.clone();
+            async move { client.create_sandbox(&spec).await }
+        });
+        let (request, _unanswered) = handle.next_request().await.unwrap();
+        assert_eq!(request.method(), "POST");
+        let mut stored = body_json(request).await;
+        let name = stored["metadata"]["name"].as_str().unwrap().to_owned();
+        assert!(name.starts_with("sb-"), "{name}");
+        assert_eq!(
+            stored["spec"]["activeDeadlineSeconds"], 3600,
+            "the default lifetime"
+        );
+        // The caller gives up (asyncio cancel, Ctrl-C) before the answer.
+        create.abort();
+        assert!(create.await.unwrap_err().is_cancelled());
+
+        let looked = tokio::time::timeout(Duration::from_secs(60), handle.next_request());
+        let (request, reply) = looked.await.expect("nobody looks for the pod").unwrap();
+        let path = format!("/api/v1/namespaces/test/pods/{name}");
+        assert_eq!(
+            (request.method().as_str(), request.uri().path()),
+            ("GET", path.as_str())
+        );
+        stored["metadata"]["uid"] = json!("uid-1");
+        reply.send_response(respond(200, stored));
+        expect_delete_of(&mut handle, &path, "uid-1").await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_volume_whose_deletion_began_during_the_create_fails_it_and_its_pod_goes() {
+        let (client, mut handle) = client();
+        let server = tokio::spawn(async move {
+            let claim =
+                serde_json::to_value(crate::volume::VolumeSpec::new("data").to_claim()).unwrap();
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(
+                request.uri().path(),
+                "/api/v1/namespaces/test/persistentvolumeclaims/data"
+            );
+            reply.send_response(respond(200, claim.clone()));
+            // Now a delete marks the claim, finds no user yet, and deletes it.
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), "POST");
+            let mut pod = body_json(request).await;
+            pod["metadata"]["uid"] = json!("uid-2");
+            reply.send_response(respond(201, pod));
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(
+                request.uri().path(),
+                "/api/v1/namespaces/test/persistentvolumeclaims/data"
+            );
+            let mut deleting = claim;
+            deleting["metadata"]["deletionTimestamp"] = json!("2026-01-01T00:00:00Z");
+            reply.send_response(respond(200, deleting));
+            expect_delete_of(&mut handle, "/api/v1/namespaces/test/pods/job", "uid-2").await;
+        });
+        let spec = SandboxSpec::try_from(SandboxRequest {
+            name: Some("job".into()),
+            volume_mounts: [("/data".to_owned(), "data".parse().unwrap())].into(),
+            ..SandboxRequest::new("busybox:1.36")
+        })
+        .unwrap();
+        let err = client.create_sandbox(&spec).await.unwrap_err();
+        assert!(
+            matches!(err.underlying(), Error::VolumeDeleting { name, .. } if name == "data"),
+            "{err:?}"
+        );
+        assert!(
+            err.to_string()
+                .starts_with("creating sandbox \"job\": volume \"data\""),
+            "{err}"
+        );
         server.await.unwrap();
     }
 }

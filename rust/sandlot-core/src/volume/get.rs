@@ -1,15 +1,23 @@
+use std::time::Duration;
+
 use k8s_openapi::api::core::v1::PersistentVolumeClaim;
 use k8s_openapi::api::storage::v1::StorageClass;
 use kube::api::{Api, ListParams};
+use tokio::time::Instant;
 
 use crate::client::Client;
 use crate::error::{Error, ObjectKind, Result};
-use crate::labels;
+use crate::labels::{self, VOLUME_DELETING_ANNOTATION};
 use crate::retry::retry;
 use crate::sandbox::ListFilter;
 use crate::status::SandboxStatus;
 use crate::validate;
 use crate::volume::VolumeStatus;
+
+/// How long a create waits for a delete that marked a volume it mounts to
+/// decide (a delete decides within one list of the sandboxes); a mark still
+/// there after that is taken for one a delete left behind, and the create fails.
+const MARK_PATIENCE: Duration = Duration::from_secs(10);
 
 /// Annotation Kubernetes puts on the default storage class.
 const DEFAULT_CLASS_ANNOTATION: &str = "storageclass.kubernetes.io/is-default-class";
@@ -24,19 +32,31 @@ impl Client {
     }
 
     /// Fails with [`Error::NotFound`] naming the first volume in `names` that
-    /// does not exist or is being deleted.
+    /// does not exist, or [`Error::VolumeDeleting`] for one that is being
+    /// deleted. A volume a delete is deciding about (marked) is looked at
+    /// again until the delete has decided, for [`MARK_PATIENCE`] at most.
     pub(crate) async fn require_volumes<'a>(
         &self,
         names: impl IntoIterator<Item = &'a str>,
     ) -> Result<()> {
         for name in names {
-            let claim = self.managed_claim(name).await?;
-            if claim.metadata.deletion_timestamp.is_some() {
-                return Err(Error::NotFound {
-                    kind: ObjectKind::Volume,
-                    name: name.to_owned(),
-                    namespace: self.namespace().to_owned(),
-                });
+            let patience = Instant::now() + MARK_PATIENCE;
+            loop {
+                let claim = self.managed_claim(name).await?;
+                let marked =
+                    labels::annotation(&claim.metadata, VOLUME_DELETING_ANNOTATION).is_some();
+                if claim.metadata.deletion_timestamp.is_some()
+                    || (marked && Instant::now() >= patience)
+                {
+                    return Err(Error::VolumeDeleting {
+                        name: name.to_owned(),
+                        namespace: self.namespace().to_owned(),
+                    });
+                }
+                if !marked {
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
         }
         Ok(())
