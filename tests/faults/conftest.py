@@ -72,7 +72,7 @@ SCALE = (
         killed_clients=10,
         throttle_rates=(0.3,),
         throttle_rounds=4,
-        fuzz_examples=40,
+        fuzz_examples=30,
         outage_seconds=60,
     )
 )

@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Callable
 
+import sandlot
 from conftest import Kubectl, unique
 
 from .conftest import Row, Scale
@@ -38,26 +39,29 @@ def kill_after_create(namespace: str, tag: str, delay: float) -> str:
     child = subprocess.Popen(
         [sys.executable, "-c", CHILD, namespace, BUSYBOX, tag],
         stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
         text=True,
         env=os.environ,
     )
     try:
-        assert child.stdout is not None
+        assert child.stdout is not None and child.stderr is not None
         said = child.stdout.readline()  # "go", or "" if it died first
         if said.strip() == "go":
             time.sleep(delay)
         child.send_signal(signal.SIGKILL)
         child.wait(timeout=30)
-        return said.strip() + " " + child.stdout.read().strip()
+        return f"{said.strip()} {child.stdout.read().strip()} {child.stderr.read().strip()[-300:]}".strip()
     finally:
         if child.poll() is None:
             child.kill()
 
 
 async def test_sandboxes_of_killed_clients_have_an_end(
-    sandlot_namespace: str, scale: Scale, record: Callable[[Row], None]
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str, scale: Scale, record: Callable[[Row], None]
 ) -> None:
+    # The namespace and its service account exist before the first client
+    # starts, so each create is one request the kill can land before or after.
+    await (await sandlot_async_client.sandboxes.create(BUSYBOX, command=["true"])).wait("succeeded", timeout=300)
     tag = unique("killed")
     kubectl = Kubectl(sandlot_namespace)
     delays = [random.Random(14 + i).uniform(0, 0.2) for i in range(scale.killed_clients)]
@@ -87,7 +91,7 @@ async def test_sandboxes_of_killed_clients_have_an_end(
             not endless and connected == scale.killed_clients,
         )
     )
-    assert connected == scale.killed_clients, "every client connected before it was killed"
+    assert connected == scale.killed_clients, f"every client connected before it was killed: {said}"
     assert endless == [], "a sandbox whose client died runs until its ttl ends"
     if pods:
         await asyncio.to_thread(kubectl.run, "delete", "pods", "-l", f"tags.sandlot.dev/killed={tag}", "--wait=false")
