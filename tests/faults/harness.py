@@ -145,6 +145,23 @@ def wait_for_processes(namespace: str, pod: str, command_line: str, want: int, s
     return count
 
 
+def pod_room() -> int:
+    """How many more pods the node takes: its pod capacity less the pods that
+    hold a place (every pod not yet ended, in any namespace)."""
+    node = Kubectl().json("get", "nodes")["items"][0]
+    live = (
+        Kubectl()
+        .run("get", "pods", "-A", "--no-headers", "--field-selector=status.phase!=Succeeded,status.phase!=Failed")
+        .stdout
+    )
+    return int(node["status"]["allocatable"]["pods"]) - len(live.splitlines())
+
+
+def delete_tagged(namespace: str, key: str, value: str) -> None:
+    """Deletes a test's sandboxes (by one of their tags) at once, whatever state its client is in."""
+    Kubectl(namespace).run("delete", "pods", "-l", f"tags.sandlot.dev/{key}={value}", "--wait=false", check=False)
+
+
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0..100) by nearest rank; 0 for no values."""
     if not values:

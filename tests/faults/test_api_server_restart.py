@@ -19,8 +19,10 @@ from .harness import (
     WHILE_API_ANSWERS,
     client_through,
     compact_etcd,
+    delete_tagged,
     etcd_call,
     percentile,
+    pod_room,
     processes_in,
     restart_api_server,
     wait_for_processes,
@@ -105,23 +107,31 @@ async def wait_through(
 async def test_waits_survive_an_api_server_restart(
     sandlot_namespace: str, scale: Scale, record: Callable[[Row], None]
 ) -> None:
-    async with sandlot.AsyncClient(sandlot_namespace) as client:
-        sandboxes, expected = await sandboxes_ending_when_the_api_server_goes(client, scale.waiters, "restart")
-        started = time.monotonic()
-        results, back_at = await wait_through(sandboxes, lambda: restart_api_server(down_seconds=5))
-        outcome = WaitOutcome(expected, results, back_at)
-        record(
-            Row(
-                "API server restarted while sandboxes are waited on",
-                f"{scale.waiters} waits, 1 restart (killed, {back_at - started:.0f} s away)",
-                outcome.summary(scale.waiters),
-                f"p50 {percentile(outcome.delays, 50):.1f} s, p99 {percentile(outcome.delays, 99):.1f} s "
-                "from the API server ready to the wait returning",
-                not outcome.missed and not outcome.errors,
+    # Other pods on the node may leave too little room: then fewer, and said so (and the test fails).
+    count = min(scale.waiters, await asyncio.to_thread(pod_room) - 5)
+    try:
+        async with sandlot.AsyncClient(sandlot_namespace) as client:
+            sandboxes, expected = await sandboxes_ending_when_the_api_server_goes(client, count, "restart")
+            started = time.monotonic()
+            results, back_at = await wait_through(sandboxes, lambda: restart_api_server(down_seconds=5))
+            outcome = WaitOutcome(expected, results, back_at)
+            record(
+                Row(
+                    "API server restarted while sandboxes are waited on",
+                    f"{count} waits"
+                    + (f" (of {scale.waiters}: the node had room for no more)" if count < scale.waiters else "")
+                    + f", 1 restart (killed, {back_at - started:.0f} s away)",
+                    outcome.summary(count),
+                    f"p50 {percentile(outcome.delays, 50):.1f} s, p99 {percentile(outcome.delays, 99):.1f} s "
+                    "from the API server ready to the wait returning",
+                    not outcome.missed and not outcome.errors,
+                )
             )
-        )
-        assert outcome.missed == []
-        assert outcome.errors == []
+            assert outcome.missed == []
+            assert outcome.errors == []
+            assert count == scale.waiters, f"the node had room for {count} sandboxes, not {scale.waiters}"
+    finally:
+        await asyncio.to_thread(delete_tagged, sandlot_namespace, "fault", "restart")
 
 
 async def test_a_watch_answered_410_gone_recovers(
@@ -162,6 +172,7 @@ async def test_a_watch_answered_410_gone_recovers(
             assert outcome.errors == []
     finally:
         proxy.close()
+        await asyncio.to_thread(delete_tagged, sandlot_namespace, "fault", "gone")
 
 
 async def test_execs_survive_an_api_server_restart(

@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from .conftest import Row, Scale
-from .harness import BUSYBOX, api_server_unreachable, client_through, node_address_kubeconfig, percentile
+from .harness import (
+    BUSYBOX,
+    api_server_unreachable,
+    client_through,
+    node_address_kubeconfig,
+    percentile,
+)
 from .test_api_server_restart import WaitOutcome, sandboxes_ending_when_the_api_server_goes, wait_through
 
 WAITERS = 20
