@@ -179,7 +179,7 @@ async def test_execs_survive_an_api_server_restart(
     sandlot_namespace: str, scale: Scale, record: Callable[[Row], None]
 ) -> None:
     async with sandlot.AsyncClient(sandlot_namespace) as client:
-        box = await client.sandboxes.create(BUSYBOX, resources={"cpu": "500m", "memory": "256Mi"})
+        box = await client.sandboxes.create(BUSYBOX)
         await box.wait("running", timeout=START_TIMEOUT)
 
         async def one() -> object:
@@ -231,7 +231,6 @@ async def test_a_follow_survives_an_api_server_restart(
                 f"for b in $(seq 0 {batches - 1}); do seq $((b*{per_batch}+1)) $((b*{per_batch}+{per_batch})); "
                 "sleep 0.3; done",
             ],
-            resources={"cpu": "500m", "memory": "64Mi"},
         )
         lines: list[str] = []
 

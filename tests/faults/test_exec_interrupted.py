@@ -22,7 +22,7 @@ BATCH = 10
 
 @pytest.fixture(scope="module")
 async def box(sandlot_async_client: sandlot.AsyncClient) -> AsyncIterator[sandlot.AsyncSandbox]:
-    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, resources={"cpu": "500m", "memory": "256Mi"})
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX)
     await sb.wait("running", timeout=120)
     yield sb
     await sb.terminate()
