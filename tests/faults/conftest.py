@@ -161,7 +161,8 @@ def write_report(path: Path, rows: list[Row]) -> None:
         "Written by `make faults` (tests/faults/): each fault injected on the local",
         "single-node cluster against the real API server, kubelet and containerd.",
         "Every figure marked *want 0* is asserted by the suite; `make test` runs the",
-        "same tests at a small scale.",
+        "same tests at a small scale. A run of some faults only (`-k`) keeps the other",
+        "faults' rows from the run before.",
         "",
         f"Run: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC, sandlot {sandlot.__version__}, "
         f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
@@ -169,9 +170,19 @@ def write_report(path: Path, rows: list[Row]) -> None:
         "| fault | runs | lost or wrong | recovery | all want-0 figures met |",
         "|---|---|---|---|---|",
     ]
+    table: dict[str, list[str]] = {}
     for row in sorted(rows, key=lambda r: order.get(r.fault, len(order))):
         cells = [row.fault, row.runs, row.lost_or_wrong, row.recovery, "yes" if row.ok else "**no**"]
-        lines.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+        line = "| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |"
+        table.setdefault(row.fault, []).append(line)
+    # A run of some faults only (pytest -k) keeps the earlier rows of the others.
+    if path.exists():
+        for line in path.read_text().splitlines():
+            fault = line[2:].split(" | ", 1)[0] if line.startswith("| ") else ""
+            if fault in order and fault not in {r.fault for r in rows}:
+                table.setdefault(fault, []).append(line)
+    for fault in sorted(table, key=lambda f: order.get(f, len(order))):
+        lines += table[fault]
     lines += [
         "",
         "How each fault is made: `tests/cluster/cluster.sh restart kube-apiserver` kills the",

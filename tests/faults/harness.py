@@ -135,11 +135,14 @@ def processes_in(namespace: str, pod: str, command_line: str) -> int:
     return sum(1 for line in out.splitlines() if line.strip() == command_line)
 
 
-def wait_for_processes(namespace: str, pod: str, command_line: str, want: int, seconds: float) -> int:
-    """Polls until `want` processes run `command_line` or `seconds` pass; returns the last count."""
+def wait_for_processes(
+    namespace: str, pod: str, command_line: str, want: int, seconds: float, *, at_least: bool = False
+) -> int:
+    """Polls until `want` (or with `at_least`, `want` or more) processes run
+    `command_line`, or `seconds` pass; returns the last count."""
     deadline = time.monotonic() + seconds
     count = processes_in(namespace, pod, command_line)
-    while count != want and time.monotonic() < deadline:
+    while (count < want if at_least else count != want) and time.monotonic() < deadline:
         time.sleep(0.5)
         count = processes_in(namespace, pod, command_line)
     return count

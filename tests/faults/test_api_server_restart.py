@@ -189,7 +189,10 @@ async def test_execs_survive_an_api_server_restart(
                 return err
 
         execs = [asyncio.ensure_future(one()) for _ in range(scale.execs)]
-        started = await asyncio.to_thread(wait_for_processes, sandlot_namespace, box.name, "sleep 5", scale.execs, 30)
+        # Killed once half the commands run: execs start one by one, and the first end after 5 s.
+        started = await asyncio.to_thread(
+            wait_for_processes, sandlot_namespace, box.name, "sleep 5", max(1, scale.execs // 2), 30, at_least=True
+        )
         back_at = await asyncio.to_thread(restart_api_server)
         results = await asyncio.gather(*execs)
         returned_at = time.monotonic()
@@ -212,6 +215,7 @@ async def test_execs_survive_an_api_server_restart(
             )
         )
         await box.terminate()
+        assert started > 0, "the fault was staged: commands ran when the API server was killed"
         assert wrong == []
         assert hung == 0, "a lost connection ends the exec with an error, not at its timeout"
         assert left == 0

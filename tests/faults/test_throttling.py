@@ -87,7 +87,8 @@ async def test_throttled_and_unavailable_answers_are_retried(
                 "429/503 injected by a proxy",
                 f"{rate:.0%} of {len(seen)} requests answered 429 (Retry-After 1 s) or 503 ({injected} injected), "
                 f"{scale.throttle_rounds} rounds of create, wait, exec, terminate",
-                f"duplicate sandboxes {duplicates} (want 0); Retry-After not honoured {violations} times (want 0)"
+                f"sandboxes beyond those create returned (duplicates, or left by a create that failed) {duplicates} "
+                f"(want 0); Retry-After not honoured {violations} times (want 0)"
                 + (f"; first failures: {errors}" if errors else ""),
                 f"succeeded: {rates}",
                 duplicates == 0 and violations == 0,
