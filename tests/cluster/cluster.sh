@@ -6,6 +6,9 @@
 #         and .cluster/bin/kubectl into the repository. A second `up` is a no-op.
 # down    stops every process of the cluster and undoes its mounts and devices.
 # status  says what runs.
+# restart kube-apiserver [SECONDS]  kills the API server, keeps it down SECONDS
+#         (default 0), starts it with the same flags and waits for /readyz: a
+#         fault the suite in tests/faults/ injects. Other components keep running.
 # import-app WHEEL  builds the example application's image with WHEEL
 #         (images/app.sh), imports it into the running cluster, prints its name.
 #
@@ -340,6 +343,25 @@ teardown() {
   rm -rf "$run" "$state/etcd" "$state/kubelet"
 }
 
+# Starts kube-apiserver and waits until it is ready; the one place its flags live,
+# so a restart runs it exactly as `up` did.
+start_apiserver() {
+  start kube-apiserver "$bin/kube-apiserver" \
+    --etcd-servers http://127.0.0.1:2379 --advertise-address "$node_ip" --secure-port 6443 \
+    --service-cluster-ip-range "$service_cidr" --client-ca-file "$pki/ca.crt" \
+    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
+    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
+    --service-account-issuer https://kubernetes.default.svc.cluster.local \
+    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
+    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
+    --audit-policy-file "$state/config/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
+    --audit-log-maxsize 200 --audit-log-maxbackup 1 \
+    --profiling=false --enable-priority-and-fairness=false
+  wait_for kube-apiserver 90 kubectl get --raw /readyz
+}
+
 start_cluster() {
   mkdir -p "$run" "$logs" "$state/kubelet"
   setup_key >"$run/setup-key"
@@ -364,20 +386,7 @@ start_cluster() {
   wait_for etcd 30 curl -fsS http://127.0.0.1:2381/health
 
   say "starting kube-apiserver"
-  start kube-apiserver "$bin/kube-apiserver" \
-    --etcd-servers http://127.0.0.1:2379 --advertise-address "$node_ip" --secure-port 6443 \
-    --service-cluster-ip-range "$service_cidr" --client-ca-file "$pki/ca.crt" \
-    --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
-    --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
-    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
-    --kubelet-certificate-authority "$pki/ca.crt" --kubelet-preferred-address-types InternalIP \
-    --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
-    --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
-    --audit-policy-file "$state/config/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
-    --audit-log-maxsize 200 --audit-log-maxbackup 1 \
-    --profiling=false --enable-priority-and-fairness=false
-  wait_for kube-apiserver 90 kubectl get --raw /readyz
+  start_apiserver
 
   say "starting controller-manager, scheduler, kubelet, kube-proxy"
   start kube-controller-manager "$bin/kube-controller-manager" \
@@ -471,6 +480,27 @@ cmd_status() {
   return $rc
 }
 
+# Kills one component of a running cluster (SIGKILL: the worst case, no
+# component says goodbye to its clients), leaves it down SECONDS and starts it
+# again exactly as `up` does; only the API server is supported (tests/faults/).
+cmd_restart() {
+  local name=${1:-} down=${2:-0} pid i
+  [ "$name" = kube-apiserver ] || die "usage: cluster.sh restart kube-apiserver [SECONDS]"
+  [[ "$down" =~ ^[0-9]+$ ]] || die "SECONDS must be a whole number, not '$down'"
+  pid=$(pid_of "$name") || die "$name is not running (make cluster)"
+  say "killing $name (pid $pid)"
+  kill -9 "$pid"
+  for ((i = 0; i < 40; i++)); do # pid_of fails once it is gone (or a zombie)
+    pid_of "$name" >/dev/null || break
+    sleep 0.25
+  done
+  ! pid_of "$name" >/dev/null || die "$name (pid $pid) did not stop"
+  sleep "$down"
+  say "starting $name"
+  start_apiserver
+  say "$name ready again"
+}
+
 # The example application's image (images/app.sh) with WHEEL installed, into
 # the running cluster's containerd; prints its reference on stdout.
 cmd_import_app() {
@@ -486,6 +516,7 @@ case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
+restart) cmd_restart "${2:-}" "${3:-}" ;;
 import-app) cmd_import_app "${2:-}" ;;
-*) die "usage: cluster.sh up|down|status|import-app WHEEL" ;;
+*) die "usage: cluster.sh up|down|status|restart kube-apiserver [SECONDS]|import-app WHEEL" ;;
 esac
