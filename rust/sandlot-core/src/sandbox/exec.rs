@@ -361,7 +361,6 @@ impl Client {
         options: &SpawnOptions,
     ) -> Result<ExecProcess> {
         crate::validate::object_name("name", name)?;
-        self.refusal(name).await?;
         let tag = options.killable.then(new_tag);
         let line = wrap_command(
             command,
@@ -370,6 +369,7 @@ impl Client {
             tag.as_deref(),
             false,
         )?;
+        self.refusal(name).await?;
         self.start_exec(name, &line, options, tag).await
     }
 
@@ -383,11 +383,11 @@ impl Client {
         options: &SpawnOptions,
         tag: Option<String>,
     ) -> Result<ExecProcess> {
-        let connection = match self.connect_exec(name, line, options).await {
+        let connection = match self.connect_exec_answered(name, line, options).await {
             Ok(connection) => connection,
             Err(_) => {
                 self.refusal(name).await?;
-                self.connect_exec(name, line, options)
+                self.connect_exec_answered(name, line, options)
                     .await
                     .map_err(|err| self.sandbox_error(err, name))?
             }
@@ -444,6 +444,33 @@ impl Client {
             });
         }
         Ok(())
+    }
+
+    /// [`Client::connect_exec`], tried again while the API server answers
+    /// that it is busy or unavailable (429, 500, 503, 504, honouring
+    /// Retry-After). Such an answer means the command was not started, so a
+    /// new try cannot run it twice; a connection lost without an answer is
+    /// not retried here.
+    async fn connect_exec_answered(
+        &self,
+        name: &str,
+        line: &[String],
+        options: &SpawnOptions,
+    ) -> std::result::Result<kube::client::Connection, kube::Error> {
+        let mut attempt = 1;
+        loop {
+            match self.connect_exec(name, line, options).await {
+                Err(err)
+                    if attempt < crate::retry::ATTEMPTS
+                        && crate::error::api_status(&err)
+                            .is_some_and(|s| matches!(s.code, 429 | 500 | 503 | 504)) =>
+                {
+                    tokio::time::sleep(crate::retry::delay(&err, attempt)).await;
+                    attempt += 1;
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     /// The upgraded connection of an exec of `line` in pod `name`.
