@@ -54,7 +54,26 @@ def restart_api_server(down_seconds: int = 0) -> float:
     )
     ready_at = time.monotonic()
     Kubectl().run("wait", "--for=condition=Ready", "node", "--all", "--timeout=120s")
+    wait_for_controllers()
     return ready_at
+
+
+def wait_for_controllers(limit: float = 180) -> None:
+    """Returns once the controller manager acts again: a new namespace gets its
+    default service account. After the API server comes back, its watches
+    resume only after their own back-off (tens of seconds after several
+    restarts), and tests that make namespaces would meet that instead of sandlot."""
+    probe = f"sandlot-faults-probe-{os.getpid()}-{int(time.monotonic() * 1000)}"
+    Kubectl().run("create", "namespace", probe)
+    try:
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if Kubectl(probe).run("get", "serviceaccount", "default", check=False).returncode == 0:
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"the controller manager made no service account within {limit} s")
+    finally:
+        Kubectl().run("delete", "namespace", probe, "--wait=false", check=False)
 
 
 def remove_firewall_rules() -> int:

@@ -557,6 +557,9 @@ impl Client {
         let mut stderr = Collected::new(options.max_output);
         let mut opened = false;
         let run = async {
+            // Read first: a terminated sandbox's workload runs on through its
+            // grace period, and the exec API would still accept an exec into it.
+            self.refusal(name).await?;
             let mut process = self.start_exec(name, &line, &spawn, tag).await?;
             opened = true;
             let (out, err, input) = (
@@ -1064,53 +1067,58 @@ mod tests {
             pod
         }
 
-        /// Answers the exec with `exec_code`, then the pod read with `read`.
-        fn script(
-            mut handle: Handle,
-            exec_code: u16,
-            read: Response<Body>,
-        ) -> tokio::task::JoinHandle<()> {
+        /// Answers the one request expected, the read of the sandbox, with
+        /// `read`; fails if the exec is tried after it.
+        fn script(mut handle: Handle, read: Response<Body>) -> tokio::task::JoinHandle<()> {
             tokio::spawn(async move {
                 let (request, reply) = handle.next_request().await.unwrap();
                 assert_eq!(
-                    request.uri().path(),
-                    "/api/v1/namespaces/test/pods/job/exec",
-                    "the exec is the first request, no read before it"
+                    request.method(),
+                    "GET",
+                    "the sandbox is read before the exec"
                 );
-                reply.send_response(respond(exec_code, refusal(exec_code, "BadRequest")));
-                let (request, reply) = handle.next_request().await.unwrap();
-                assert_eq!(request.method(), "GET");
                 assert_eq!(request.uri().path(), "/api/v1/namespaces/test/pods/job");
                 reply.send_response(read);
+                if let Some((request, _)) = handle.next_request().await {
+                    panic!(
+                        "no exec into a sandbox that is not running: {}",
+                        request.uri()
+                    );
+                }
             })
         }
 
         #[tokio::test]
-        async fn a_refused_exec_reads_the_sandbox_to_say_it_is_not_running() {
+        async fn a_terminated_sandbox_whose_workload_still_stops_takes_no_exec() {
             let (client, handle) = client();
-            let server = script(handle, 400, respond(200, pod_in_phase("Succeeded")));
+            let mut pod = pod_in_phase("Running");
+            pod["metadata"]["annotations"] =
+                json!({crate::labels::TERMINATED_AT_ANNOTATION: "2026-01-01T00:00:00Z"});
+            let server = script(handle, respond(200, pod));
             let command = ["true".to_owned()];
             let err = client
                 .exec_sandbox("job", &command, &ExecOptions::default())
                 .await
                 .unwrap_err();
             assert!(
-                matches!(&err, Error::NotRunning { phase, .. } if phase == "succeeded"),
+                matches!(&err, Error::NotRunning { phase, .. } if phase == "terminated"),
                 "{err}"
             );
+            drop(client);
             server.await.unwrap();
         }
 
         #[tokio::test]
-        async fn a_refused_exec_of_a_missing_sandbox_is_not_found() {
+        async fn an_exec_into_a_missing_sandbox_is_not_found() {
             let (client, handle) = client();
-            let server = script(handle, 404, respond(404, refusal(404, "NotFound")));
+            let server = script(handle, respond(404, refusal(404, "NotFound")));
             let command = ["true".to_owned()];
             let err = client
                 .exec_sandbox("job", &command, &ExecOptions::default())
                 .await
                 .unwrap_err();
             assert!(matches!(err, Error::NotFound { .. }), "{err}");
+            drop(client);
             server.await.unwrap();
         }
     }

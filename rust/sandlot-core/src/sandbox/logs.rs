@@ -432,9 +432,17 @@ impl Reading {
     }
 }
 
-/// True once `pod`'s phase is final or its sandbox container has exited:
-/// nothing more is written to its log.
+/// True once the sandbox has ended as users see it (its phase is terminal)
+/// and its workload has stopped (the pod's phase is final or its container has
+/// exited), so nothing more is written to its log and a status read after the
+/// follow shows the end.
 fn workload_stopped(pod: &Pod) -> bool {
+    if !crate::status::SandboxStatus::from_pod(pod)
+        .phase
+        .is_terminal()
+    {
+        return false;
+    }
     let status = pod.status.as_ref();
     let final_phase = matches!(
         status.and_then(|s| s.phase.as_deref()),
