@@ -358,13 +358,7 @@ mod tests {
     use tower_test::mock;
 
     use super::*;
-
-    fn respond(code: u16, body: serde_json::Value) -> Response<Body> {
-        Response::builder()
-            .status(code)
-            .body(Body::from(body.to_string().into_bytes()))
-            .unwrap()
-    }
+    use crate::test_api::respond;
 
     /// A client for namespace "fresh", whose API server does not have it yet;
     /// the default service account appears through the watch when `appears`.

@@ -17,6 +17,8 @@ mod retry;
 mod sandbox;
 mod spec;
 mod status;
+#[cfg(test)]
+mod test_api;
 mod validate;
 mod volume;
 mod watch;

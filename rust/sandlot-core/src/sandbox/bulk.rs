@@ -268,26 +268,11 @@ struct PurgeRecord {
 
 #[cfg(test)]
 mod tests {
-    use http::{Request, Response};
-    use http_body_util::BodyExt;
-    use kube::client::Body;
     use serde_json::json;
-    use tower_test::mock;
 
     use super::*;
     use crate::spec::{SandboxRequest, SandboxSpec};
-
-    fn respond(code: u16, body: serde_json::Value) -> Response<Body> {
-        Response::builder()
-            .status(code)
-            .body(Body::from(body.to_string().into_bytes()))
-            .unwrap()
-    }
-
-    fn status(code: u16, reason: &str) -> serde_json::Value {
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
-            "reason": reason, "message": reason})
-    }
+    use crate::test_api::{body_json, client, failure, respond};
 
     fn ended_pod(name: &str, uid: &str) -> serde_json::Value {
         let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
@@ -304,7 +289,7 @@ mod tests {
         first: (u16, &'static str),
         second: Option<(u16, &'static str)>,
     ) -> (Vec<String>, Vec<serde_json::Value>) {
-        let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+        let (client, mut handle) = client();
         let server = tokio::spawn(async move {
             let (_, reply) = handle.next_request().await.unwrap();
             reply.send_response(respond(
@@ -316,16 +301,14 @@ mod tests {
             for answer in std::iter::once(first).chain(second) {
                 let (request, reply) = handle.next_request().await.unwrap();
                 assert_eq!(request.method(), "DELETE");
-                let bytes = request.into_body().collect().await.unwrap().to_bytes();
-                bodies.push(serde_json::from_slice(&bytes).unwrap());
+                bodies.push(body_json(request).await);
                 reply.send_response(match answer {
                     (200, _) => respond(200, ended_pod("a", "uid-a")),
-                    (code, reason) => respond(code, status(code, reason)),
+                    (code, reason) => respond(code, failure(code, reason)),
                 });
             }
             bodies
         });
-        let client = Client::from_kube(kube::Client::new(service, "test"), "test".into());
         let selection = Selection {
             all: true,
             ..Selection::default()

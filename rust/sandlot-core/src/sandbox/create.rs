@@ -236,40 +236,16 @@ impl Drop for Landing {
 
 #[cfg(test)]
 mod tests {
-    use http::{Request, Response};
-    use kube::client::Body;
     use serde_json::json;
-    use tower_test::mock;
 
     use super::*;
     use crate::spec::SandboxRequest;
-
-    type Handle = mock::Handle<Request<Body>, Response<Body>>;
-
-    fn client() -> (Client, Handle) {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        (
-            Client::from_kube(kube::Client::new(service, "test"), "test".into()),
-            handle,
-        )
-    }
-
-    fn respond(code: u16, body: serde_json::Value) -> Response<Body> {
-        Response::builder()
-            .status(code)
-            .body(Body::from(serde_json::to_vec(&body).unwrap()))
-            .unwrap()
-    }
+    use crate::test_api::{Handle, body_json, client, failure, respond};
 
     fn status_body(code: u16, reason: &str, retry_after: u32) -> serde_json::Value {
-        json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code, "reason": reason,
-               "message": reason, "details": {"retryAfterSeconds": retry_after}})
-    }
-
-    async fn body_json(request: Request<Body>) -> serde_json::Value {
-        use http_body_util::BodyExt;
-        let bytes = request.into_body().collect().await.unwrap().to_bytes();
-        serde_json::from_slice(&bytes).unwrap()
+        let mut status = failure(code, reason);
+        status["details"] = json!({"retryAfterSeconds": retry_after});
+        status
     }
 
     #[tokio::test(start_paused = true)]

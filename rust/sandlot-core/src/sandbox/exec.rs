@@ -1030,35 +1030,13 @@ mod tests {
     mod scripted {
         //! The exec's requests against a scripted API server: an upgrade it
         //! cannot complete, so these show only the refused path.
-        use http::{Request, Response};
+        use http::Response;
         use kube::client::Body;
         use serde_json::json;
-        use tower_test::mock;
 
         use super::*;
         use crate::spec::{SandboxRequest, SandboxSpec};
-
-        type Handle = mock::Handle<Request<Body>, Response<Body>>;
-
-        fn client() -> (Client, Handle) {
-            let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-            (
-                Client::from_kube(kube::Client::new(service, "test"), "test".into()),
-                handle,
-            )
-        }
-
-        fn respond(code: u16, body: serde_json::Value) -> Response<Body> {
-            Response::builder()
-                .status(code)
-                .body(Body::from(serde_json::to_vec(&body).unwrap()))
-                .unwrap()
-        }
-
-        fn refusal(code: u16, reason: &str) -> serde_json::Value {
-            json!({"kind": "Status", "apiVersion": "v1", "status": "Failure", "code": code,
-                   "reason": reason, "message": reason})
-        }
+        use crate::test_api::{Handle, client, failure, respond};
 
         fn pod_in_phase(phase: &str) -> serde_json::Value {
             let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
@@ -1111,7 +1089,7 @@ mod tests {
         #[tokio::test]
         async fn an_exec_into_a_missing_sandbox_is_not_found() {
             let (client, handle) = client();
-            let server = script(handle, respond(404, refusal(404, "NotFound")));
+            let server = script(handle, respond(404, failure(404, "NotFound")));
             let command = ["true".to_owned()];
             let err = client
                 .exec_sandbox("job", &command, &ExecOptions::default())
