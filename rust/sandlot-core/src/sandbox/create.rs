@@ -102,9 +102,7 @@ impl Client {
             landing.maybe_landed |= !status.is_some_and(|s| (400..500).contains(&s.code));
             if sent_before && status.is_some_and(|s| s.code == 409) {
                 // Taken: by an earlier try of this create whose answer was lost?
-                if let Some(existing) = self
-                    .pods()
-                    .get_opt(name)
+                if let Some(existing) = retry(|| self.pods().get_opt(name))
                     .await
                     .map_err(|err| self.api_error(err))?
                 {
@@ -258,6 +256,34 @@ mod tests {
             let (request, reply) = handle.next_request().await.unwrap();
             let pod = body_json(request).await;
             reply.send_response(respond(201, pod));
+        });
+        let spec = SandboxSpec::try_from(SandboxRequest {
+            name: Some("job".into()),
+            ..SandboxRequest::new("busybox:1.36")
+        })
+        .unwrap();
+        let status = client.create_sandbox(&spec).await.unwrap();
+        assert_eq!(status.name, "job");
+        server.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_read_while_recovering_a_lost_answer_is_retried() {
+        let (client, mut handle) = client();
+        let server = tokio::spawn(async move {
+            // The create lands, but the server answers 503 after doing it.
+            let (request, reply) = handle.next_request().await.unwrap();
+            let stored = body_json(request).await;
+            reply.send_response(respond(503, status_body(503, "ServiceUnavailable", 0)));
+            let (_, reply) = handle.next_request().await.unwrap();
+            reply.send_response(respond(409, status_body(409, "AlreadyExists", 0)));
+            // The read that recognises it is throttled once.
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), "GET");
+            reply.send_response(respond(429, status_body(429, "TooManyRequests", 1)));
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), "GET");
+            reply.send_response(respond(200, stored));
         });
         let spec = SandboxSpec::try_from(SandboxRequest {
             name: Some("job".into()),
