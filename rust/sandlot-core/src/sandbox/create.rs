@@ -240,6 +240,15 @@ mod tests {
     use crate::spec::SandboxRequest;
     use crate::test_api::{Handle, body_json, client, failure, respond};
 
+    /// A checked spec for a sandbox named "job".
+    fn job_spec() -> SandboxSpec {
+        SandboxSpec::try_from(SandboxRequest {
+            name: Some("job".into()),
+            ..SandboxRequest::new("busybox:1.36")
+        })
+        .unwrap()
+    }
+
     fn status_body(code: u16, reason: &str, retry_after: u32) -> serde_json::Value {
         let mut status = failure(code, reason);
         status["details"] = json!({"retryAfterSeconds": retry_after});
@@ -257,11 +266,7 @@ mod tests {
             let pod = body_json(request).await;
             reply.send_response(respond(201, pod));
         });
-        let spec = SandboxSpec::try_from(SandboxRequest {
-            name: Some("job".into()),
-            ..SandboxRequest::new("busybox:1.36")
-        })
-        .unwrap();
+        let spec = job_spec();
         let status = client.create_sandbox(&spec).await.unwrap();
         assert_eq!(status.name, "job");
         server.await.unwrap();
@@ -285,11 +290,7 @@ mod tests {
             assert_eq!(request.method(), "GET");
             reply.send_response(respond(200, stored));
         });
-        let spec = SandboxSpec::try_from(SandboxRequest {
-            name: Some("job".into()),
-            ..SandboxRequest::new("busybox:1.36")
-        })
-        .unwrap();
+        let spec = job_spec();
         let status = client.create_sandbox(&spec).await.unwrap();
         assert_eq!(status.name, "job");
         server.await.unwrap();
@@ -313,11 +314,7 @@ mod tests {
             assert_eq!(request.method(), "GET");
             reply.send_response(respond(200, stored));
         });
-        let spec = SandboxSpec::try_from(SandboxRequest {
-            name: Some("job".into()),
-            ..SandboxRequest::new("busybox:1.36")
-        })
-        .unwrap();
+        let spec = job_spec();
         let status = client.create_sandbox(&spec).await.unwrap();
         assert_eq!(status.name, "job");
         server.await.unwrap();
@@ -337,11 +334,7 @@ mod tests {
                 .to_pod("job");
             reply.send_response(respond(200, serde_json::to_value(other).unwrap()));
         });
-        let spec = SandboxSpec::try_from(SandboxRequest {
-            name: Some("job".into()),
-            ..SandboxRequest::new("busybox:1.36")
-        })
-        .unwrap();
+        let spec = job_spec();
         let err = client.create_sandbox(&spec).await.unwrap_err();
         assert!(
             matches!(err.underlying(), Error::NameConflict { .. }),
