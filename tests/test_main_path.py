@@ -141,6 +141,9 @@ async def test_invalid_name_is_rejected_before_any_request(tmp_path: Path, monke
         ({"resources": {"gpu": "1"}}, 'resources["gpu"]'),
         ({"ttl_seconds": 0}, "ttl_seconds"),
         ({"env": {"A=B": "x"}}, 'env["A=B"]'),
+        ({"network": "open"}, "network"),
+        ({"allow_egress": ["10.0.0.0/8", "*.pypi.org"]}, "allow_egress[1]"),
+        ({"network": "none", "allow_egress": ["10.0.0.0/8"]}, "allow_egress"),
     ]:
         with pytest.raises(sandlot.InvalidSpecError) as caught:
             await client.sandboxes.create(BUSYBOX, **kwargs)  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
 import os
 import shutil
 import subprocess
@@ -119,6 +120,30 @@ async def nothing(client: sandlot.AsyncClient) -> str:
     return f"n-{uuid.uuid4().hex[:6]}"
 
 
+async def no_gate_program(client: sandlot.AsyncClient) -> str:
+    """A name, with the network gate's ConfigMap gone from the namespace (the
+    next restricted create makes it again)."""
+    Kubectl(client.namespace).run("delete", "configmap", "-l", "app.kubernetes.io/managed-by=sandlot")
+    return await nothing(client)
+
+
+async def a_leftover_policy(client: sandlot.AsyncClient) -> str:
+    """A name whose NetworkPolicy, made by sandlot for another sandbox, is still there."""
+    other = await client.sandboxes.create(BUSYBOX)
+    name = await nothing(client)
+    policy = json.loads(Kubectl(client.namespace).run("get", "networkpolicy", other.name, "-o", "json").stdout)
+    policy["metadata"] = {k: v for k, v in policy["metadata"].items() if k in ("labels", "ownerReferences")}
+    policy["metadata"]["name"] = name
+    Kubectl(client.namespace).apply(json.dumps(policy))
+    return name
+
+
+async def a_service(client: sandlot.AsyncClient) -> str:
+    name = await nothing(client)
+    Kubectl(client.namespace).run("create", "service", "clusterip", name, "--tcp=80:8080")
+    return f"{client.namespace}/{name}"
+
+
 # (resource, verb, setup run with full rights, operation that needs the rule)
 CASES: list[tuple[str, str, Callable[[sandlot.AsyncClient], Awaitable[str]], Operation]] = [
     ("pods", "create", nothing, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
@@ -133,6 +158,11 @@ CASES: list[tuple[str, str, Callable[[sandlot.AsyncClient], Awaitable[str]], Ope
     ("persistentvolumeclaims", "list", a_volume, lambda c, n: c.volumes.list()),
     ("persistentvolumeclaims", "delete", a_volume, lambda c, n: c.volumes.delete(n)),
     ("persistentvolumeclaims", "patch", a_volume, lambda c, n: c.volumes.delete(n)),
+    ("networkpolicies", "create", nothing, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
+    ("networkpolicies", "get", a_leftover_policy, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
+    ("networkpolicies", "delete", a_leftover_policy, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
+    ("configmaps", "create", no_gate_program, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
+    ("services", "get", a_service, lambda c, n: c.sandboxes.create(BUSYBOX, allow_egress=[n])),
 ]
 
 
@@ -175,6 +205,12 @@ async def test_each_rule_is_needed(
                 await asyncio.sleep(0.2)
             else:
                 pytest.fail(f"without {verb} on {resource}, the operation still succeeded")
+        if (resource, verb) == ("networkpolicies", "create"):
+            # The pod was made before its policy was refused: it is gone or going.
+            pod = Kubectl(sandlot_namespace).run(
+                "get", "pod", name, "-o", "jsonpath={.metadata.deletionTimestamp}", check=False
+            )
+            assert pod.returncode != 0 or pod.stdout.strip(), "the pod outlived the refused create"
     finally:
         Kubectl(sandlot_namespace).run("apply", "-f", str(RBAC))
 

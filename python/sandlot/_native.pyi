@@ -45,6 +45,8 @@ __all__ = [
 __version__: str
 
 _PhaseLike = Phase | str
+# Which destinations a sandbox may connect to (see the README's network section).
+_NetworkMode = Literal["internet", "none", "allowlist", "unrestricted"]
 _Phases = _PhaseLike | Iterable[_PhaseLike]
 
 def run_cli(argv: Sequence[str]) -> int: ...
@@ -74,6 +76,10 @@ class _SandboxOptions(TypedDict, total=False):
     run_as_user: int | None
     read_only_root_filesystem: bool
     runtime_class: str | None
+    # Omitted: "allowlist" if allow_egress names destinations, else "internet".
+    network: _NetworkMode | None
+    # CIDR, "CIDR:PORT", or an in-cluster Service as "namespace/name".
+    allow_egress: Sequence[str] | None
 
 class _ExecOptions(TypedDict, total=False):
     stdin: str | bytes | None
@@ -129,6 +135,10 @@ class SandboxStatus:
     def tags(self) -> dict[str, str]: ...
     @property
     def volume_mounts(self) -> dict[str, str]: ...
+    @property
+    def network(self) -> _NetworkMode: ...
+    @property
+    def allow_egress(self) -> list[str]: ...
     def _repr_html_(self) -> str: ...
 
 @final

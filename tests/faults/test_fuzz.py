@@ -77,6 +77,13 @@ CREATE = st.fixed_dictionaries(
         "run_as_user": st.none() | st.integers(-(2**63), 2**63 - 1) | st.sampled_from([0, 1, 65534, 2**31]),
         "runtime_class": st.none() | TEXT,
         "read_only_root_filesystem": st.booleans(),
+        "network": st.none() | st.sampled_from(["internet", "none", "allowlist", "unrestricted", "open"]) | TEXT,
+        "allow_egress": st.none()
+        | st.lists(
+            st.sampled_from(["203.0.113.0/24", "198.51.100.7/32:443", "pypi.org", "10.0.0.1/8", "kube-system/x"])
+            | TEXT,
+            max_size=3,
+        ),
     },
 )
 # Commands that end by themselves whatever their arguments.

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 
 use clap::{Args, Parser, Subcommand};
 use sandlot_core::{
-    AccessMode, Error, Mount, Phase, Resources, SandboxRequest, SandboxSpec, Selection, Ttl,
-    VolumeSpec,
+    AccessMode, EgressRule, Error, Mount, Phase, Resources, SandboxRequest, SandboxSpec, Selection,
+    Ttl, VolumeSpec,
 };
 
 /// Sandboxes on Kubernetes for untrusted code.
@@ -223,6 +223,15 @@ pub struct CreateArgs {
     /// Kubernetes RuntimeClass to run under, e.g. gvisor.
     #[arg(long, value_name = "CLASS")]
     pub runtime_class: Option<String>,
+    /// Which destinations the sandbox may connect to: internet (public
+    /// addresses only), none, allowlist (only --allow-egress), unrestricted
+    /// [default: allowlist with --allow-egress, else internet].
+    #[arg(long, value_name = "MODE")]
+    pub network: Option<String>,
+    /// Allow connections to a CIDR, CIDR:PORT or in-cluster Service
+    /// NAMESPACE/NAME (repeatable).
+    #[arg(long = "allow-egress", value_name = "CIDR[:PORT]|NAMESPACE/SERVICE")]
+    pub allow_egress: Vec<String>,
     /// Wait until the sandbox is running (or has ended) before returning.
     #[arg(long)]
     pub wait: bool,
@@ -256,7 +265,28 @@ impl CreateArgs {
             run_as_user: self.user,
             read_only_root_filesystem: self.read_only,
             runtime_class: self.runtime_class.clone(),
+            network: self
+                .network
+                .as_deref()
+                .map(|mode| mode.parse().map_err(|e| flag_error("--network", e)))
+                .transpose()?,
+            allow_egress: self
+                .allow_egress
+                .iter()
+                .map(|text| {
+                    EgressRule::parse("--allow-egress", text)?;
+                    Ok(text.clone())
+                })
+                .collect::<sandlot_core::Result<_>>()?,
         })
+    }
+}
+
+/// A core refusal of a value given by `flag`, re-labelled with the flag.
+fn flag_error(flag: &str, error: Error) -> Error {
+    match error {
+        Error::InvalidSpec { rule, .. } => Error::invalid(flag, rule),
+        other => other,
     }
 }
 

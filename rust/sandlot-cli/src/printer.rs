@@ -57,6 +57,7 @@ impl Printer {
                     ("image", status.image.clone()),
                     ("tags", pairs(&status.tags, "=")),
                     ("volumes", pairs(&status.volume_mounts, " <- ")),
+                    ("network", network_text(status)),
                     ("created", or_dash(status.created_at.map(|t| t.to_string()))),
                     ("started", or_dash(status.started_at.map(|t| t.to_string()))),
                     (
@@ -276,6 +277,15 @@ fn hint(err: &Error) -> Option<&'static str> {
             "check the RBAC of your credentials for this namespace (deploy/rbac.yaml), or use another with -n/--namespace",
         ),
         _ => None,
+    }
+}
+
+/// The network mode, followed by its allowlist if it has one.
+fn network_text(status: &SandboxStatus) -> String {
+    if status.allow_egress.is_empty() {
+        status.network.to_string()
+    } else {
+        format!("{} {}", status.network, status.allow_egress.join(","))
     }
 }
 

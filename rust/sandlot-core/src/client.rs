@@ -62,6 +62,10 @@ struct Inner {
     default_ttl: Option<i64>,
     /// The pod that owns every sandbox this client creates.
     owner: Option<OwnerReference>,
+    /// Set once the network gate's ConfigMap is known to exist.
+    gate_ready: tokio::sync::OnceCell<()>,
+    /// The API server's own addresses, read once (see `network.rs`).
+    api_server_ips: tokio::sync::OnceCell<Vec<std::net::IpAddr>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -236,6 +240,8 @@ impl Client {
                 watch: OnceLock::new(),
                 default_ttl,
                 owner: None,
+                gate_ready: tokio::sync::OnceCell::new(),
+                api_server_ips: tokio::sync::OnceCell::new(),
             }),
         }
     }
@@ -272,6 +278,14 @@ impl Client {
 
     pub(crate) fn claims(&self) -> &Api<PersistentVolumeClaim> {
         &self.inner.claims
+    }
+
+    pub(crate) fn gate_ready(&self) -> &tokio::sync::OnceCell<()> {
+        &self.inner.gate_ready
+    }
+
+    pub(crate) fn api_server_ips(&self) -> &tokio::sync::OnceCell<Vec<std::net::IpAddr>> {
+        &self.inner.api_server_ips
     }
 
     /// The shared pod watch, started on first use.

@@ -19,6 +19,8 @@ pub enum ObjectKind {
     Volume,
     /// The namespace a client works in.
     Namespace,
+    /// An in-cluster Service named in an allowlist (`namespace/name`).
+    Service,
 }
 
 /// Every failure sandlot reports.

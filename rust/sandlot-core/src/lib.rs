@@ -12,6 +12,7 @@ mod error;
 mod labels;
 mod mount;
 mod namespace;
+mod network;
 mod owner;
 mod retry;
 mod sandbox;
@@ -30,6 +31,7 @@ pub use mount::Mount;
 pub use namespace::{
     ConfigSource, DEFAULT_NAMESPACE, NAMESPACE_ENV, NamespaceSource, Placement, ResolvedNamespace,
 };
+pub use network::{EgressRule, GATE_DEADLINE_SECONDS, Network, NetworkMode};
 pub use owner::POD_NAME_ENV;
 pub use sandbox::{
     BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,

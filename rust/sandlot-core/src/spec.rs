@@ -14,6 +14,7 @@ use kube::api::ObjectMeta;
 use crate::error::{Error, Result};
 use crate::labels::{self, CONTAINER_NAME, TTL_ANNOTATION};
 use crate::mount::Mount;
+use crate::network::{self, Network, NetworkMode};
 use crate::validate;
 
 /// CPU limit when none is given: one core.
@@ -138,6 +139,11 @@ pub struct SandboxRequest {
     pub read_only_root_filesystem: bool,
     /// Kubernetes RuntimeClass to run under, e.g. "gvisor".
     pub runtime_class: Option<String>,
+    /// Which destinations the sandbox may connect to; `None`: `allowlist` if
+    /// `allow_egress` names any, else `internet`. See [`Network::from_request`].
+    pub network: Option<NetworkMode>,
+    /// Allowlist entries (CIDR, `CIDR:PORT`, `namespace/service`).
+    pub allow_egress: Vec<String>,
 }
 
 impl SandboxRequest {
@@ -156,6 +162,7 @@ impl SandboxRequest {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SandboxSpec {
     request: SandboxRequest,
+    network: Network,
 }
 
 /// Checks every field against the rules Kubernetes would apply; the
@@ -165,7 +172,8 @@ impl TryFrom<SandboxRequest> for SandboxSpec {
 
     fn try_from(request: SandboxRequest) -> Result<SandboxSpec> {
         check(&request)?;
-        Ok(SandboxSpec { request })
+        let network = Network::from_request(request.network, &request.allow_egress)?;
+        Ok(SandboxSpec { request, network })
     }
 }
 
@@ -252,6 +260,11 @@ impl SandboxSpec {
         &self.request
     }
 
+    /// The network the sandbox gets, its allowlist parsed.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
     /// The name asked for; `None` means a generated one.
     pub fn name(&self) -> Option<&str> {
         self.request.name.as_deref()
@@ -265,13 +278,17 @@ impl SandboxSpec {
             Some(seconds) => Ttl::Seconds(seconds),
             None => Ttl::Unlimited,
         };
-        SandboxSpec { request }
+        SandboxSpec {
+            request,
+            network: self.network.clone(),
+        }
     }
 
     /// The pod for this spec under `name`, hardened for untrusted code: no
     /// service-account token, no service links, every capability dropped, no
-    /// privilege escalation, seccomp RuntimeDefault, limits always set, and a
-    /// short grace period. A lifetime left to the default is
+    /// privilege escalation, seccomp RuntimeDefault, limits always set, a
+    /// short grace period, and unless the network is `unrestricted` the
+    /// network gate as its init container (see `network.rs`). A lifetime left to the default is
     /// [`DEFAULT_TTL_SECONDS`]; see [`SandboxSpec::with_default_ttl`].
     pub fn to_pod(&self, name: &str) -> Pod {
         let request = &self.request;
@@ -334,7 +351,7 @@ impl SandboxSpec {
         }
         let uid = request.run_as_user;
 
-        Pod {
+        let mut pod = Pod {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
                 labels: Some(labels),
@@ -385,7 +402,12 @@ impl SandboxSpec {
                 ..PodSpec::default()
             }),
             status: None,
+        };
+        network::annotate(&mut pod, &self.network);
+        if self.network.is_restricted() {
+            network::add_gate(&mut pod);
         }
+        pod
     }
 
     /// The distinct volumes this spec mounts, in name order.
@@ -680,6 +702,7 @@ mod tests {
                 memory: Some("256Mi".into()),
             },
             ttl_seconds: Ttl::Seconds(60),
+            network: Some(NetworkMode::Unrestricted),
             ..SandboxRequest::default()
         });
         let pod = spec.to_pod("job");

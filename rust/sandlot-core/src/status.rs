@@ -13,6 +13,7 @@ use crate::labels::{
     TERMINATED_AT_ANNOTATION, annotation,
 };
 use crate::mount::Mount;
+use crate::network::{self, GATE_CONTAINER, NetworkMode};
 use crate::validate;
 
 /// Where a sandbox is in its life. Displayed, parsed and serialized by its
@@ -137,6 +138,10 @@ pub struct SandboxStatus {
     pub tags: BTreeMap<String, String>,
     /// Mount path -> the volume mounted there.
     pub volume_mounts: BTreeMap<String, Mount>,
+    /// Which destinations the sandbox may connect to.
+    pub network: NetworkMode,
+    /// The allowlist's entries, as given.
+    pub allow_egress: Vec<String>,
 }
 
 /// Waiting reasons of a container whose start failed and that retrying will
@@ -174,13 +179,13 @@ pub(crate) struct StartFailure {
     pub lasting: bool,
 }
 
-/// The start failure the sandbox container is waiting in, if any.
+/// The start failure the network gate or the sandbox container is waiting
+/// in, if any.
 pub(crate) fn start_failure(pod: &Pod) -> Option<StartFailure> {
-    let waiting = sandbox_container_status(pod)?
-        .state
-        .as_ref()?
-        .waiting
-        .as_ref()?;
+    let waiting = [gate_container_status(pod), sandbox_container_status(pod)]
+        .into_iter()
+        .flatten()
+        .find_map(|c| c.state.as_ref()?.waiting.as_ref())?;
     let reason = waiting.reason.as_deref()?;
     let message = waiting.message.clone().unwrap_or_else(|| reason.to_owned());
     let lasting = if LASTING_START_FAILURES.contains(&reason) {
@@ -223,6 +228,8 @@ impl SandboxStatus {
             .and_then(|t| t.message.clone())
             .or_else(|| exited_reason.map(str::to_owned));
 
+        let network = network::network_of(meta);
+
         use TerminationReason as R;
         // Terminate records itself only on a pod the API server saw as not
         // ended (see sandbox/terminate.rs), so the record alone decides.
@@ -245,6 +252,8 @@ impl SandboxStatus {
                         (Phase::Failed, Some(R::BackendLost), pod_message)
                     } else if exited.is_some() {
                         (Phase::Failed, Some(R::WorkloadExited), exited_message)
+                    } else if let Some(gate) = gate_failure(pod) {
+                        (Phase::Failed, Some(R::LaunchFailed), Some(gate))
                     } else {
                         // Rejected by the node before any container ran.
                         (
@@ -314,6 +323,8 @@ impl SandboxStatus {
                 .unwrap_or_default(),
             tags: labels::tags_of(meta),
             volume_mounts: volume_mounts_of(pod),
+            network: network.mode,
+            allow_egress: network.allow.iter().map(ToString::to_string).collect(),
         }
     }
 }
@@ -354,6 +365,28 @@ fn volume_mounts_of(pod: &Pod) -> BTreeMap<String, Mount> {
             Some((m.mount_path.clone(), mount))
         })
         .collect()
+}
+
+fn gate_container_status(pod: &Pod) -> Option<&ContainerStatus> {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.init_container_statuses.as_ref())
+        .and_then(|all| all.iter().find(|c| c.name == GATE_CONTAINER))
+}
+
+/// What the network gate said when it failed: its policy never held.
+fn gate_failure(pod: &Pod) -> Option<String> {
+    let exited = gate_container_status(pod)?
+        .state
+        .as_ref()?
+        .terminated
+        .as_ref()?;
+    (exited.exit_code != 0).then(|| {
+        exited
+            .message
+            .clone()
+            .unwrap_or_else(|| format!("the network gate exited {}", exited.exit_code))
+    })
 }
 
 fn sandbox_container_status(pod: &Pod) -> Option<&ContainerStatus> {
@@ -412,6 +445,23 @@ mod tests {
             "containerStatuses": container(json!({"waiting": {"reason": "ContainerCreating"}}))}));
         assert_eq!(s.phase, Phase::Creating);
         assert_eq!(s.termination_reason, None);
+    }
+
+    #[test]
+    fn a_network_gate_that_failed_or_cannot_start_is_a_launch_failure() {
+        let gate = |state: serde_json::Value| json!([{"name": "network-gate", "image": "busybox:1.36", "imageID": "", "ready": false, "restartCount": 0, "state": state}]);
+        let s = derive(json!({"phase": "Failed",
+            "initContainerStatuses": gate(json!({"terminated": {"exitCode": 1, "message": "sandlot network gate: ... not in force"}})),
+            "containerStatuses": container(json!({"waiting": {"reason": "PodInitializing"}}))}));
+        assert_eq!(s.phase, Phase::Failed);
+        assert_eq!(s.termination_reason, Some(TerminationReason::LaunchFailed));
+        assert!(s.message.unwrap().contains("not in force"));
+        let s = derive(json!({"phase": "Pending",
+            "conditions": [{"type": "PodScheduled", "status": "True"}],
+            "initContainerStatuses": gate(json!({"waiting": {"reason": "ErrImageNeverPull", "message": "never pull"}})),
+            "containerStatuses": container(json!({"waiting": {"reason": "PodInitializing"}}))}));
+        assert_eq!(s.phase, Phase::Failed, "the gate runs the sandbox's image");
+        assert_eq!(s.message.as_deref(), Some("never pull"));
     }
 
     #[test]

@@ -108,6 +108,19 @@ impl SandboxStatus {
             .collect()
     }
 
+    /// Which destinations the sandbox may connect to: "internet", "none",
+    /// "allowlist" or "unrestricted".
+    #[getter]
+    fn network(&self) -> &'static str {
+        self.inner.network.as_str()
+    }
+
+    /// The allowlist's entries, as given at create.
+    #[getter]
+    fn allow_egress(&self) -> Vec<String> {
+        self.inner.allow_egress.clone()
+    }
+
     fn _repr_html_(&self) -> String {
         crate::html::sandboxes_table(&[&self.inner])
     }

@@ -59,7 +59,7 @@ impl SandboxesBase {
     /// `ttl_seconds` omitted is the client's default lifetime; `None` is none.
     /// Bad input raises `InvalidSpecError`, naming the field, before any
     /// request; any later error carries the sandbox's name as `sandbox_name`.
-    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=TtlArg(Ttl::Default), run_as_user=None, read_only_root_filesystem=false, runtime_class=None))]
+    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=TtlArg(Ttl::Default), run_as_user=None, read_only_root_filesystem=false, runtime_class=None, network=None, allow_egress=None))]
     #[allow(clippy::too_many_arguments)]
     fn create<'py>(
         &self,
@@ -76,8 +76,11 @@ impl SandboxesBase {
         run_as_user: Option<i64>,
         read_only_root_filesystem: bool,
         runtime_class: Option<String>,
+        network: Option<String>,
+        allow_egress: Option<Vec<String>>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let spec = inputs::resources(resources.unwrap_or_default()).and_then(|resources| {
+            let network = network.map(|mode| mode.parse()).transpose()?;
             let volume_mounts = volume_mounts
                 .unwrap_or_default()
                 .into_iter()
@@ -99,6 +102,8 @@ impl SandboxesBase {
                 run_as_user,
                 read_only_root_filesystem,
                 runtime_class,
+                network,
+                allow_egress: allow_egress.unwrap_or_default(),
             };
             Ok(SandboxSpec::try_from(request)?)
         });

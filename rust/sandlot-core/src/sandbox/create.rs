@@ -6,6 +6,7 @@ use kube::api::{DeleteParams, PostParams, Preconditions};
 use crate::client::Client;
 use crate::error::{Error, Result, api_status};
 use crate::labels::{self, CREATE_TOKEN_ANNOTATION};
+use crate::network;
 use crate::retry::{self, ATTEMPTS, retry};
 use crate::spec::SandboxSpec;
 use crate::status::SandboxStatus;
@@ -52,12 +53,17 @@ impl Client {
 
     async fn create_named(&self, spec: &SandboxSpec, name: &str) -> Result<SandboxStatus> {
         self.require_volumes(spec.volume_names()).await?;
+        let network = spec.network();
+        let facts = self.network_facts(network).await?;
         let token = validate::generated_name("");
         let mut pod = spec.with_default_ttl(self.default_ttl()).to_pod(name);
         pod.metadata
             .annotations
             .get_or_insert_default()
             .insert(CREATE_TOKEN_ANNOTATION.to_owned(), token.clone());
+        if network.is_restricted() {
+            network::label_for_policy(&mut pod, &token);
+        }
         if let Some(owner) = self.owner() {
             pod.metadata.owner_references = Some(vec![owner.clone()]);
         }
@@ -68,12 +74,18 @@ impl Client {
         landing.maybe_landed = true;
         // A delete of a mounted volume may have begun since the check above;
         // it marks the claim first, so looking again now cannot miss it.
-        let volumes = self.require_volumes(spec.volume_names()).await;
-        if volumes.is_err() {
+        let mut outcome = self.require_volumes(spec.volume_names()).await;
+        if outcome.is_ok() && network.is_restricted() {
+            // The gate holds the workload until this policy is in force.
+            let policy =
+                network::policy(name, &token, network, &facts, network::owned_by(&created));
+            outcome = self.create_network_policy(&policy).await;
+        }
+        if outcome.is_err() {
             self.discard(&created).await;
         }
         landing.settled();
-        volumes.map(|()| SandboxStatus::from_pod(&created))
+        outcome.map(|()| SandboxStatus::from_pod(&created))
     }
 
     /// Sends the create until it is answered, telling `landing` which tries
@@ -237,13 +249,16 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::network::NetworkMode;
     use crate::spec::SandboxRequest;
     use crate::test_api::{Handle, body_json, client, failure, respond};
 
     /// A checked spec for a sandbox named "job".
+    /// Sandbox "job" without a NetworkPolicy: the scripts below are about the pod.
     fn job_spec() -> SandboxSpec {
         SandboxSpec::try_from(SandboxRequest {
             name: Some("job".into()),
+            network: Some(NetworkMode::Unrestricted),
             ..SandboxRequest::new("busybox:1.36")
         })
         .unwrap()
@@ -363,7 +378,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_create_dropped_after_its_request_was_sent_deletes_the_pod_it_made() {
         let (client, mut handle) = client();
-        let spec = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
+        let spec = SandboxSpec::try_from(SandboxRequest {
+            network: Some(NetworkMode::Unrestricted),
+            ..SandboxRequest::new("busybox:1.36")
+        })
+        .unwrap();
         let create = tokio::spawn({
             let client = client.clone();
             async move { client.create_sandbox(&spec).await }
@@ -424,6 +443,7 @@ mod tests {
         let spec = SandboxSpec::try_from(SandboxRequest {
             name: Some("job".into()),
             volume_mounts: [("/data".to_owned(), "data".parse().unwrap())].into(),
+            network: Some(NetworkMode::Unrestricted),
             ..SandboxRequest::new("busybox:1.36")
         })
         .unwrap();
@@ -436,6 +456,52 @@ mod tests {
             err.to_string()
                 .starts_with("creating sandbox \"job\": volume \"data\""),
             "{err}"
+        );
+        server.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_refused_network_policy_fails_the_create_and_its_pod_goes() {
+        let (client, mut handle) = client();
+        let server = tokio::spawn(async move {
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(
+                (request.method().as_str(), request.uri().path()),
+                ("POST", "/api/v1/namespaces/test/configmaps"),
+                "the gate's program, once per client"
+            );
+            reply.send_response(respond(201, body_json(request).await));
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(
+                request.uri().path(),
+                "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+            );
+            reply.send_response(respond(403, failure(403, "Forbidden")));
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(request.uri().path(), "/api/v1/namespaces/test/pods");
+            let mut pod = body_json(request).await;
+            assert_eq!(pod["spec"]["initContainers"][0]["name"], "network-gate");
+            pod["metadata"]["uid"] = json!("uid-3");
+            reply.send_response(respond(201, pod));
+            let (request, reply) = handle.next_request().await.unwrap();
+            assert_eq!(
+                request.uri().path(),
+                "/apis/networking.k8s.io/v1/namespaces/test/networkpolicies"
+            );
+            let policy = body_json(request).await;
+            assert_eq!(policy["metadata"]["ownerReferences"][0]["uid"], "uid-3");
+            reply.send_response(respond(403, failure(403, "Forbidden")));
+            expect_delete_of(&mut handle, "/api/v1/namespaces/test/pods/job", "uid-3").await;
+        });
+        let spec = SandboxSpec::try_from(SandboxRequest {
+            name: Some("job".into()),
+            ..SandboxRequest::new("busybox:1.36")
+        })
+        .unwrap();
+        let err = client.create_sandbox(&spec).await.unwrap_err();
+        assert!(
+            matches!(err.underlying(), Error::PermissionDenied { .. }),
+            "{err:?}"
         );
         server.await.unwrap();
     }
