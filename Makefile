@@ -49,6 +49,8 @@ wheel: venv
 
 lint: venv
 	cargo fmt --all --check
+	rustfmt --edition 2024 --check rust/sandlot-core/gate/gate.rs
+	clippy-driver --edition 2024 --crate-type bin -C panic=abort --emit metadata -o /tmp/sandlot-gate.rmeta -D warnings rust/sandlot-core/gate/gate.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BIN)/ruff check python tests examples benchmarks
 	$(BIN)/ruff format --check python tests examples benchmarks

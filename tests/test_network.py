@@ -20,6 +20,7 @@ import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -38,14 +39,14 @@ PUBLIC_IP = "198.51.100.7"
 LISTENER_PORTS = (8080, 8081)
 ATTEMPT_SECONDS = 2
 
-# Connects to each (label, host, port) in argv's JSON once, in order, with a
-# 2 s timeout, and prints {label: outcome}.
+# Connects to each (label, host, port) of argv[1] (JSON) once, in order, each
+# with a timeout of argv[2] seconds, and prints {label: outcome}.
 PROBE = r"""
 import json, socket, sys, errno
 out = {}
 for label, host, port in json.loads(sys.argv[1]):
     s = socket.socket()
-    s.settimeout(%d)
+    s.settimeout(float(sys.argv[2]))
     try:
         s.connect((host, port))
         out[label] = "connected"
@@ -58,7 +59,7 @@ for label, host, port in json.loads(sys.argv[1]):
     finally:
         s.close()
 print("PROBE " + json.dumps(out), flush=True)
-""" % ATTEMPT_SECONDS
+"""
 
 # Accepts and closes connections on each port in argv, forever.
 LISTENER = r"""
@@ -204,8 +205,10 @@ async def targets(sandlot_async_client: sandlot.AsyncClient, node_standins: None
     )
 
 
-async def probe(client: sandlot.AsyncClient, attempts: list[tuple[str, str, int]], **network: object) -> dict[str, str]:
-    sb = await client.sandboxes.create(PYTHON, command=["python3", "-c", PROBE, json.dumps(attempts)], **network)  # type: ignore[arg-type]
+async def probe(client: sandlot.AsyncClient, attempts: list[tuple[str, str, int]], **network: Any) -> dict[str, str]:
+    sb = await client.sandboxes.create(
+        PYTHON, command=["python3", "-c", PROBE, json.dumps(attempts), str(ATTEMPT_SECONDS)], **network
+    )
     status = await sb.wait(["succeeded", "failed"], timeout=240)
     logs = await sb.logs()
     assert status.phase == sandlot.Phase.SUCCEEDED, (status, logs)
@@ -252,7 +255,7 @@ async def test_each_network_mode_reaches_exactly_what_it_allows(
     sandlot_async_client: sandlot.AsyncClient, targets: Targets
 ) -> None:
     attempts = targets.attempts()
-    networks: dict[str, dict[str, object]] = {
+    networks: dict[str, dict[str, Any]] = {
         "unrestricted": {"network": "unrestricted"},
         "internet": {},
         "none": {"network": "none"},
@@ -295,7 +298,9 @@ def check_readme(table: str) -> None:
         return
     found = README_BLOCK.search(text)
     assert found, "README.md lacks the network-matrix block"
-    assert found.group(2) == table, "README.md's network matrix differs from this run; SANDLOT_WRITE_MATRIX=1 rewrites it"
+    assert found.group(2) == table, (
+        "README.md's network matrix differs from this run; SANDLOT_WRITE_MATRIX=1 rewrites it"
+    )
 
 
 async def test_status_and_listing_say_the_network(sandlot_async_client: sandlot.AsyncClient) -> None:
@@ -309,7 +314,7 @@ async def test_status_and_listing_say_the_network(sandlot_async_client: sandlot.
         "allowlist",
         ["203.0.113.0/24", "198.51.100.7/32:443"],
     )
-    found = {s.name: s.network for s in await client.sandboxes.list(tags={"net": "status"})}
+    found = {s.name: s.status.network for s in await client.sandboxes.list(tags={"net": "status"})}
     assert found == {default.name: "internet", listed.name: "allowlist"}
     policy = Kubectl(client.namespace).json("get", "networkpolicy", default.name)
     owner = policy["metadata"]["ownerReferences"][0]
@@ -368,7 +373,17 @@ def test_the_command_line_sets_and_shows_the_network(sandlot_namespace: str) -> 
     from test_cli import sandlot as cli
 
     name = unique("cli-net")
-    created = cli(sandlot_namespace, "create", BUSYBOX, "--name", name, "--network", "allowlist", "--allow-egress", "203.0.113.0/24")
+    created = cli(
+        sandlot_namespace,
+        "create",
+        BUSYBOX,
+        "--name",
+        name,
+        "--network",
+        "allowlist",
+        "--allow-egress",
+        "203.0.113.0/24",
+    )
     assert created.returncode == 0, created.stderr
     shown = cli(sandlot_namespace, "get", name)
     assert re.search(r"^network\s+allowlist 203\.0\.113\.0/24$", shown.stdout, re.M), shown.stdout

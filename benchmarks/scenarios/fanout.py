@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from benchmarks.clients import NAMES
 from benchmarks.clients.base import Client
 from benchmarks.measure import Figures, Timed
 from benchmarks.scenarios.base import Scenario
@@ -12,7 +13,10 @@ from benchmarks.scenarios.base import Scenario
 def fanout(client: Client, n: int) -> Figures:
     """Create n pods, wait until all run, one echo exec in each, terminate all. Every
     Python client runs one task per pod (create, wait, exec, delete) concurrently,
-    as a fan-out of independent jobs is written; kubectl does each step for all pods."""
+    as a fan-out of independent jobs is written; kubectl does each step for all pods.
+    sandlot's sandboxes get its default network (a NetworkPolicy each, and a gate that
+    starts the command once the policy holds); sandlot_unrestricted's get none, like
+    the other clients' pods."""
     batch = uuid.uuid4().hex[:6]
     names = [f"fan-{batch}-{i}" for i in range(n)]
     commands = {name: ["echo", name] for name in names}
@@ -31,4 +35,5 @@ SCENARIO = Scenario(
     headline="wall_s",
     higher_is_better=False,
     chart_figures=("wall_s", "cpu_s", "peak_rss_mib", "api_requests"),
+    clients=(*NAMES, "sandlot_unrestricted"),
 )

@@ -124,7 +124,14 @@ fn connects((ip, port): ([u8; 4], u16)) -> bool {
             pollfd[0..4].copy_from_slice(&(fd as i32).to_ne_bytes());
             pollfd[4..6].copy_from_slice(&POLLOUT.to_ne_bytes());
             let ready = unsafe {
-                syscall(SYS_POLL, pollfd.as_mut_ptr() as usize, 1, ATTEMPT_MS as usize, 0, 0)
+                syscall(
+                    SYS_POLL,
+                    pollfd.as_mut_ptr() as usize,
+                    1,
+                    ATTEMPT_MS as usize,
+                    0,
+                    0,
+                )
             };
             let mut error = 0i32;
             let mut len = 4u32;
@@ -152,7 +159,7 @@ fn fail(message: &[u8]) -> ! {
     let fd = unsafe {
         syscall(
             SYS_OPEN,
-            b"/dev/termination-log\0".as_ptr() as usize,
+            c"/dev/termination-log".as_ptr() as usize,
             O_WRONLY,
             0,
             0,
@@ -169,17 +176,37 @@ fn fail(message: &[u8]) -> ! {
 }
 
 fn say(fd: usize, message: &[u8]) {
-    unsafe { syscall(SYS_WRITE, fd, message.as_ptr() as usize, message.len(), 0, 0) };
+    unsafe {
+        syscall(
+            SYS_WRITE,
+            fd,
+            message.as_ptr() as usize,
+            message.len(),
+            0,
+            0,
+        )
+    };
 }
 
 fn exit(code: usize) -> ! {
     unsafe { syscall(SYS_EXIT_GROUP, code, 0, 0, 0, 0) };
-    loop {}
+    loop {
+        core::hint::spin_loop();
+    }
 }
 
 fn now_ms() -> i64 {
     let mut time = [0i64; 2];
-    unsafe { syscall(SYS_CLOCK_GETTIME, CLOCK_MONOTONIC, time.as_mut_ptr() as usize, 0, 0, 0) };
+    unsafe {
+        syscall(
+            SYS_CLOCK_GETTIME,
+            CLOCK_MONOTONIC,
+            time.as_mut_ptr() as usize,
+            0,
+            0,
+            0,
+        )
+    };
     time[0] * 1000 + time[1] / 1_000_000
 }
 
