@@ -84,7 +84,9 @@ impl Printer {
                 let now = jiff::Timestamp::now();
                 let mut table = Table::new();
                 table.load_style(NOTHING);
-                table.set_header(["NAME", "PHASE", "EXIT", "REASON", "IMAGE", "AGE", "TAGS"]);
+                table.set_header([
+                    "NAME", "PHASE", "EXIT", "REASON", "IMAGE", "NETWORK", "AGE", "TAGS",
+                ]);
                 for s in statuses {
                     table.add_row([
                         s.name.clone(),
@@ -94,6 +96,7 @@ impl Printer {
                             .map(|r| r.to_string())
                             .unwrap_or_default(),
                         terminal_safe(&s.image).into_owned(),
+                        s.network.to_string(),
                         s.created_at.map(|t| age(now, t)).unwrap_or_default(),
                         s.tags
                             .iter()

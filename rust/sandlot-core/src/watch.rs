@@ -22,13 +22,14 @@ use std::time::Duration;
 use futures::StreamExt;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::Api;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use tokio::sync::watch;
 use tokio::task::{AbortHandle, JoinError, JoinHandle};
 use tokio::time::Instant;
 
 use crate::error::error_chain;
 use crate::labels::MANAGED_SELECTOR;
+use crate::retry;
 
 /// How long the server keeps one watch request open (`timeoutSeconds`).
 /// kube-runtime's watcher then watches again from where it was, and takes a
@@ -308,15 +309,47 @@ async fn supervise(pods: Api<Pod>, shared: Arc<Shared>) {
 }
 
 /// Watches the sandbox pods until the stream ends (kube-runtime's never does
-/// by itself), recording every item.
+/// by itself), recording every item. After a failed list or watch it pauses
+/// as any other call would ([`retry::delay`]: the server's Retry-After, else
+/// 100 ms doubling) before the watcher tries again.
 async fn run(pods: Api<Pod>, shared: Arc<Shared>) {
     let window = u32::try_from(WATCH_WINDOW.as_secs()).unwrap_or(u32::MAX);
     let config = watcher::Config::default()
         .labels(MANAGED_SELECTOR)
         .timeout(window);
-    let mut events = pin!(watcher(pods, config).default_backoff());
+    let mut events = pin!(watcher(pods, config));
+    let mut failures = 0;
     while let Some(event) = events.next().await {
+        let pause = match &event {
+            Ok(_) => {
+                failures = 0;
+                None
+            }
+            Err(err) => {
+                failures += 1;
+                Some(retry::delay(&request_error(err), failures))
+            }
+        };
         shared.record(event);
+        if let Some(pause) = pause {
+            tokio::time::sleep(pause).await;
+        }
+    }
+}
+
+/// A copy of the request error behind a failed watch, for [`retry::delay`].
+fn request_error(err: &watcher::Error) -> kube::Error {
+    match err {
+        watcher::Error::InitialListFailed(e)
+        | watcher::Error::WatchStartFailed(e)
+        | watcher::Error::WatchFailed(e) => match e {
+            kube::Error::Api(status) => kube::Error::Api(status.clone()),
+            other => kube::Error::ReadEvents(std::io::Error::other(other.to_string())),
+        },
+        watcher::Error::WatchError(status) => kube::Error::Api(status.clone()),
+        watcher::Error::NoResourceVersion => {
+            kube::Error::ReadEvents(std::io::Error::other(err.to_string()))
+        }
     }
 }
 

@@ -28,7 +28,7 @@ fn cell(text: &str) -> String {
 /// A table of sandboxes, one row each.
 pub fn sandboxes_table(statuses: &[&SandboxStatus]) -> String {
     let mut html = String::from(
-        "<table><thead><tr><th>name</th><th>phase</th><th>exit code</th><th>reason</th><th>image</th><th>created</th></tr></thead><tbody>",
+        "<table><thead><tr><th>name</th><th>phase</th><th>exit code</th><th>reason</th><th>image</th><th>network</th><th>created</th></tr></thead><tbody>",
     );
     for s in statuses {
         html.push_str("<tr>");
@@ -41,6 +41,7 @@ pub fn sandboxes_table(statuses: &[&SandboxStatus]) -> String {
             s.termination_reason.map(|r| r.as_str()).unwrap_or_default(),
         ));
         html.push_str(&cell(&s.image));
+        html.push_str(&cell(s.network.as_str()));
         html.push_str(&cell(
             &s.created_at.map(|t| t.to_string()).unwrap_or_default(),
         ));
