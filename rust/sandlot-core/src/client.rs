@@ -62,8 +62,8 @@ struct Inner {
     default_ttl: Option<i64>,
     /// The pod that owns every sandbox this client creates.
     owner: Option<OwnerReference>,
-    /// Set once the network gate's ConfigMap is known to exist.
-    gate_ready: tokio::sync::OnceCell<()>,
+    /// When the network gate's ConfigMap was last known to exist.
+    gate_checked: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// The API server's own addresses, read once (see `network.rs`).
     api_server_ips: tokio::sync::OnceCell<Vec<std::net::IpAddr>>,
 }
@@ -240,7 +240,7 @@ impl Client {
                 watch: OnceLock::new(),
                 default_ttl,
                 owner: None,
-                gate_ready: tokio::sync::OnceCell::new(),
+                gate_checked: tokio::sync::Mutex::new(None),
                 api_server_ips: tokio::sync::OnceCell::new(),
             }),
         }
@@ -280,8 +280,8 @@ impl Client {
         &self.inner.claims
     }
 
-    pub(crate) fn gate_ready(&self) -> &tokio::sync::OnceCell<()> {
-        &self.inner.gate_ready
+    pub(crate) fn gate_checked(&self) -> &tokio::sync::Mutex<Option<tokio::time::Instant>> {
+        &self.inner.gate_checked
     }
 
     pub(crate) fn api_server_ips(&self) -> &tokio::sync::OnceCell<Vec<std::net::IpAddr>> {

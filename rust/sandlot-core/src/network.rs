@@ -16,6 +16,9 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{
@@ -293,6 +296,8 @@ pub(crate) const POLICY_LABEL: &str = "sandlot.dev/create-token";
 pub(crate) const GATE_CONTAINER: &str = "network-gate";
 /// Seconds the gate waits for the policy to hold before failing the sandbox.
 pub const GATE_DEADLINE_SECONDS: u32 = 60;
+/// How long a client trusts that the gate's ConfigMap still exists.
+const GATE_RECHECK: Duration = Duration::from_secs(60);
 const GATE_VOLUME: &str = "sandlot-network-gate";
 const GATE_DIR: &str = "/.sandlot-network-gate";
 const GATE_KEY: &str = "gate";
@@ -364,7 +369,9 @@ pub(crate) fn add_gate(pod: &mut Pod) {
                 path: GATE_KEY.into(),
                 mode: None,
             }]),
-            optional: None,
+            // A map deleted after the create fails the gate at once (no such
+            // program: a launch failure) instead of holding the pod in creating.
+            optional: Some(true),
         }),
         ..Volume::default()
     });
@@ -643,34 +650,37 @@ impl Client {
         })
     }
 
-    /// Makes sure the namespace holds this gate build's ConfigMap, once per client.
+    /// Makes sure the namespace holds this gate build's ConfigMap: asked at
+    /// most once per [`GATE_RECHECK`] per client, so one deleted meanwhile is
+    /// made again.
     async fn ensure_gate(&self) -> Result<()> {
-        self.gate_ready()
-            .get_or_try_init(|| async {
-                let maps: Api<ConfigMap> = Api::namespaced(self.kube().clone(), self.namespace());
-                let map = ConfigMap {
-                    metadata: ObjectMeta {
-                        name: Some(gate_config_map_name()),
-                        labels: Some(labels::managed_labels()),
-                        ..ObjectMeta::default()
-                    },
-                    binary_data: Some(BTreeMap::from([(
-                        GATE_KEY.to_owned(),
-                        ByteString(GATE.to_vec()),
-                    )])),
-                    immutable: Some(true),
-                    ..ConfigMap::default()
-                };
-                let params = PostParams::default();
-                match retry(|| maps.create(&params, &map)).await {
-                    // 409: made by an earlier client; its content is this build's by its name.
-                    Ok(_) => Ok(()),
-                    Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => Ok(()),
-                    Err(err) => Err(self.api_error(err)),
-                }
-            })
-            .await
-            .map(|_| ())
+        let mut checked = self.gate_checked().lock().await;
+        if checked.is_some_and(|at| at.elapsed() < GATE_RECHECK) {
+            return Ok(());
+        }
+        let maps: Api<ConfigMap> = Api::namespaced(self.kube().clone(), self.namespace());
+        let map = ConfigMap {
+            metadata: ObjectMeta {
+                name: Some(gate_config_map_name()),
+                labels: Some(labels::managed_labels()),
+                ..ObjectMeta::default()
+            },
+            binary_data: Some(BTreeMap::from([(
+                GATE_KEY.to_owned(),
+                ByteString(GATE.to_vec()),
+            )])),
+            immutable: Some(true),
+            ..ConfigMap::default()
+        };
+        let params = PostParams::default();
+        match retry(|| maps.create(&params, &map)).await {
+            // 409: made by an earlier client; its content is this build's by its name.
+            Ok(_) => {}
+            Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => {}
+            Err(err) => return Err(self.api_error(err)),
+        }
+        *checked = Some(Instant::now());
+        Ok(())
     }
 
     /// The API server's own addresses, from the `kubernetes` Service's
