@@ -159,6 +159,14 @@ async def targets(sandlot_async_client: sandlot.AsyncClient, node_standins: None
     client = sandlot_async_client
     namespace = client.namespace
     kubectl = Kubectl(namespace)
+    # The sandboxes first: the client makes the fresh namespace the pod goes in.
+    listener = await client.sandboxes.create(
+        PYTHON,
+        command=["python3", "-c", LISTENER, *map(str, LISTENER_PORTS)],
+        network="unrestricted",
+        tags={"role": "listener"},
+    )
+    restricted = await client.sandboxes.create(PYTHON, command=["python3", "-c", LISTENER, "8080"])
     app = unique("app")
     kubectl.apply(
         json.dumps(
@@ -180,13 +188,6 @@ async def targets(sandlot_async_client: sandlot.AsyncClient, node_standins: None
             }
         )
     )
-    listener = await client.sandboxes.create(
-        PYTHON,
-        command=["python3", "-c", LISTENER, *map(str, LISTENER_PORTS)],
-        network="unrestricted",
-        tags={"role": "listener"},
-    )
-    restricted = await client.sandboxes.create(PYTHON, command=["python3", "-c", LISTENER, "8080"])
     kubectl.run("create", "service", "clusterip", app, "--tcp=80:8080")
     kubectl.run("set", "selector", f"service/{app}", f"app={app}")
     other = unique("other")

@@ -11,6 +11,9 @@
 #         fault the suite in tests/faults/ injects. Other components keep running.
 # import-app WHEEL  builds the example application's image with WHEEL
 #         (images/app.sh), imports it into the running cluster, prints its name.
+# metadata-standin up|down  puts 169.254.169.254 on the node (on lo) so that a
+#         server bound there stands in for a cloud's metadata service, or
+#         removes it; for the attack tests, which start the server themselves.
 #
 # There is one cluster per machine: its state lives in $SANDLOT_CLUSTER_STATE
 # (default /var/lib/sandlot-cluster), so a fresh clone finds a cluster that an
@@ -24,19 +27,21 @@ repo=$(cd "$here/../.." && pwd)
 cache=${SANDLOT_CACHE:-$HOME/.cache/sandlot}
 state=${SANDLOT_CLUSTER_STATE:-/var/lib/sandlot-cluster}
 k8s_version=v1.34.4
+kube_router_version=v2.1.0 # the NetworkPolicy engine; the only version the Go module proxy serves
 node_name=sandlot-node
 node_ip=172.30.255.1 # on lo: the address pods and the apiserver use for the node
 pod_cidr=10.244.0.0/24
 service_cidr=10.96.0.0/16
 api_service_ip=10.96.0.1
 bridge=sandlot0
+metadata_ip=169.254.169.254
 
 pki=$state/pki
 run=$state/run # per start: pids, sockets, runtime state
 logs=$state/logs
 bin=$state/bin
 containerd_sock=$run/containerd/containerd.sock
-components=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy)
+components=(containerd etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kube-router)
 
 say() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
@@ -50,6 +55,7 @@ install_packages() {
   command -v runc >/dev/null || missing+=(runc)
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
   command -v iptables >/dev/null || missing+=(iptables)
+  command -v ipset >/dev/null || missing+=(ipset)
   command -v conntrack >/dev/null || missing+=(conntrack)
   command -v debootstrap >/dev/null || missing+=(debootstrap)
   [ -x /bin/busybox ] || missing+=(busybox-static)
@@ -80,13 +86,32 @@ kube_binary() {
   echo "$out"
 }
 
+# Prints the path of the sandlot-kube-router binary (kube-router's network
+# policy controller, kube-router/), building it when its inputs changed. It is
+# built with a patched Go toolchain, which the Go module proxy serves.
+kube_router_binary() {
+  local key out
+  key=$(cat "$here/kube-router/go.mod" "$here/kube-router/go.sum" "$here/kube-router/main.go" | sha256sum | cut -c1-12)
+  out=$cache/kube-router-$kube_router_version-$key/sandlot-kube-router
+  if [ ! -x "$out" ]; then
+    say "building kube-router $kube_router_version's network policy controller from Go modules (first time: about 3 minutes on 2 cores)" >&2
+    mkdir -p "$(dirname "$out")"
+    (cd "$here/kube-router" && GOTOOLCHAIN=go1.26.10 go build -o "$out.partial" -ldflags "-s -w \
+      -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$kube_router_version" .) >&2
+    mv "$out.partial" "$out"
+  fi
+  echo "$out"
+}
+
 link_binaries() {
-  local kube
+  local kube kube_router
   kube=$(kube_binary)
+  kube_router=$(kube_router_binary)
   mkdir -p "$bin"
   for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
     ln -sfn "$kube" "$bin/$name"
   done
+  ln -sfn "$kube_router" "$bin/kube-router"
 }
 
 # --- certificates and kubeconfigs --------------------------------------------
@@ -155,10 +180,11 @@ make_pki() {
   cert controller-manager "/CN=system:kube-controller-manager"
   cert scheduler "/CN=system:kube-scheduler"
   cert kube-proxy "/CN=system:kube-proxy"
+  cert kube-router "/CN=system:kube-router"
   cert kubelet "/O=system:nodes/CN=system:node:$node_name"
   cert kubelet-serving "/CN=$node_name" "IP:$node_ip,DNS:$node_name"
   local server=https://127.0.0.1:6443 name
-  for name in admin controller-manager scheduler kube-proxy kubelet; do
+  for name in admin controller-manager scheduler kube-proxy kube-router kubelet; do
     [ -f "$pki/$name.kubeconfig" ] || kubeconfig "$name" "$server"
   done
 }
@@ -270,6 +296,41 @@ provisioner: kubernetes.io/host-path
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 EOF
+  # What kube-router's informers read: it lists services, endpoints and nodes
+  # even though only its policy controller runs.
+  cat >"$state/config/kube-router-rbac.yaml" <<EOF
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: sandlot:kube-router
+  labels:
+    app.kubernetes.io/managed-by: sandlot-local-cluster
+rules:
+  - apiGroups: [""]
+    resources: [pods, namespaces, nodes, services, endpoints]
+    verbs: [get, list, watch]
+  - apiGroups: [discovery.k8s.io]
+    resources: [endpointslices]
+    verbs: [get, list, watch]
+  - apiGroups: [networking.k8s.io]
+    resources: [networkpolicies]
+    verbs: [get, list, watch]
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRoleBinding
+metadata:
+  name: sandlot:kube-router
+  labels:
+    app.kubernetes.io/managed-by: sandlot-local-cluster
+roleRef:
+  apiGroup: rbac.authorization.k8s.io
+  kind: ClusterRole
+  name: sandlot:kube-router
+subjects:
+  - apiGroup: rbac.authorization.k8s.io
+    kind: User
+    name: system:kube-router
+EOF
 }
 
 # --- processes ---------------------------------------------------------------
@@ -302,7 +363,10 @@ wait_for() { # WHAT SECONDS COMMAND...: poll until COMMAND succeeds
 
 # Identifies how the cluster is set up: a running cluster started by another
 # version of this script is restarted.
-setup_key() { cat "$here/cluster.sh" "$here/kube/go.sum" | sha256sum | cut -c1-16; }
+setup_key() {
+  cat "$here/cluster.sh" "$here/kube/go.sum" "$here/kube-router/go.sum" "$here/kube-router/main.go" |
+    sha256sum | cut -c1-16
+}
 
 healthy() {
   [ "$(cat "$run/setup-key" 2>/dev/null)" = "$(setup_key)" ] || return 1
@@ -336,11 +400,35 @@ teardown() {
     sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -f /run/netns/cni-* 2>/dev/null || true
   ip link del "$bridge" 2>/dev/null || true
-  iptables -D FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP 2>/dev/null || true
+  iptables -t mangle -D FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP 2>/dev/null || true
+  iptables -D FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP 2>/dev/null || true # where it was before kube-router
+  remove_network_policy_rules
   if awk -v s="$state" '$2 ~ "^"s"/" {found=1} END {exit !found}' /proc/mounts; then
     die "mounts under $state remain after unmounting; not deleting state"
   fi
   rm -rf "$run" "$state/etcd" "$state/kubelet"
+}
+
+# Removes what kube-router's policy controller leaves in the kernel when it is
+# killed (v2.1.0's own --cleanup-config removes none of it): the jumps from the
+# built-in chains, its chains, then the ipsets those chains referred to.
+remove_network_policy_rules() {
+  local saved chains
+  saved=$(iptables-save -t filter 2>/dev/null) || return 0
+  chains=$(grep -oE '^:KUBE-(ROUTER-(INPUT|FORWARD|OUTPUT)|NWPLCY-[A-Z0-9]+|POD-FW-[A-Z0-9]+) ' <<<"$saved" | tr -d ': ' || true)
+  if [ -n "$chains" ]; then
+    {
+      echo '*filter'
+      grep -E '^-A (INPUT|FORWARD|OUTPUT) .*-j KUBE-ROUTER-(INPUT|FORWARD|OUTPUT)$' <<<"$saved" | sed 's/^-A /-D /' || true
+      printf -- '-F %s\n' $chains
+      printf -- '-X %s\n' $chains
+      echo COMMIT
+    } | iptables-restore --noflush
+  fi
+  command -v ipset >/dev/null || return 0
+  local sets
+  sets=$(ipset list -n | grep -E '^KUBE-(SRC|DST)-' || true)
+  [ -z "$sets" ] || xargs -n1 ipset destroy <<<"$sets"
 }
 
 # Starts kube-apiserver and waits until it is ready; the one place its flags live,
@@ -369,8 +457,10 @@ start_cluster() {
   # grep reads all of ip's output: with -q it could exit first and pipefail would see SIGPIPE.
   ip -4 addr show dev lo | grep -F "inet $node_ip/" >/dev/null || ip addr add "$node_ip/32" dev lo
   sysctl -qw net.bridge.bridge-nf-call-iptables=1 net.bridge.bridge-nf-call-ip6tables=1
-  iptables -C FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP 2>/dev/null ||
-    iptables -I FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP
+  # In mangle, which packets pass before filter: kube-router's FORWARD chain
+  # ACCEPTs what network policies allow, ahead of any rule of ours in filter.
+  iptables -t mangle -C FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP 2>/dev/null ||
+    iptables -t mangle -I FORWARD -s "$pod_cidr" ! -o "$bridge" -j DROP
   local name
   for name in "${components[@]}"; do : >"$logs/$name.log"; done
 
@@ -405,7 +495,26 @@ start_cluster() {
 
   wait_for "node $node_name" 120 node_ready
   kubectl apply -f "$state/config/storageclass.yaml" >/dev/null
+
+  # The policy controller reads its node at start, so it starts once the node is
+  # registered; `up` returns once its chains are in place. Whatever the policy,
+  # it lets pods reach ports of the node's own addresses in its node-port range
+  # (for node ports served on the node, as its own service proxy does); here
+  # kube-proxy sends node-port traffic on to pods, where policies apply, so the
+  # range is narrowed to ports 1-2, on which nothing listens.
+  say "starting kube-router (network policies)"
+  kubectl apply -f "$state/config/kube-router-rbac.yaml" >/dev/null
+  start kube-router "$bin/kube-router" --kubeconfig "$pki/kube-router.kubeconfig" \
+    --hostname-override "$node_name" --service-cluster-ip-range "$service_cidr" \
+    --service-node-port-range 1-2 \
+    --run-firewall=true --run-router=false --run-service-proxy=false --enable-cni=false \
+    --health-port=0 --metrics-port=0 --v=1
+  wait_for kube-router 60 network_policy_chains_ready
   wait_for "default service account" 60 kubectl -n default get serviceaccount default
+}
+
+network_policy_chains_ready() {
+  pid_of kube-router >/dev/null && iptables -S FORWARD | grep -F -- '-j KUBE-ROUTER-FORWARD' >/dev/null
 }
 
 node_ready() {
@@ -461,6 +570,7 @@ cmd_up() {
 cmd_down() {
   teardown
   ip addr del "$node_ip/32" dev lo 2>/dev/null || true
+  cmd_metadata_standin down
   say "stopped; no process of the cluster runs"
 }
 
@@ -512,11 +622,25 @@ cmd_import_app() {
   echo "${line%% *}"
 }
 
+# 169.254.169.254 as one more address of the node, on lo like the node's own
+# (this kernel has no dummy devices): a pod's packet to it goes to the bridge's
+# gateway and is delivered locally, never routed on; rp_filter passes it, since
+# the way back to a pod is the bridge it came in by. Without the address such a
+# packet would be routed out of the machine, and the DROP in mangle stops it.
+cmd_metadata_standin() {
+  case "${1:-}" in
+  up) ip -4 addr show dev lo | grep -F "inet $metadata_ip/" >/dev/null || ip addr add "$metadata_ip/32" dev lo ;;
+  down) ip addr del "$metadata_ip/32" dev lo 2>/dev/null || true ;;
+  *) die "usage: cluster.sh metadata-standin up|down" ;;
+  esac
+}
+
 case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
 status) cmd_status ;;
 restart) cmd_restart "${2:-}" "${3:-}" ;;
 import-app) cmd_import_app "${2:-}" ;;
-*) die "usage: cluster.sh up|down|status|restart kube-apiserver [SECONDS]|import-app WHEEL" ;;
+metadata-standin) cmd_metadata_standin "${2:-}" ;;
+*) die "usage: cluster.sh up|down|status|restart kube-apiserver [SECONDS]|import-app WHEEL|metadata-standin up|down" ;;
 esac

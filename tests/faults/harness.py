@@ -27,6 +27,10 @@ NODE_IP = "172.30.255.1"
 API_PORT = 6443
 ETCD = "http://127.0.0.1:2379"
 FIREWALL_COMMENT = "sandlot-faults"
+# In mangle, which packets pass before filter: the cluster's NetworkPolicy engine
+# (kube-router) keeps its jump first in filter's INPUT and ACCEPTs there what
+# policies allow from pods, ahead of any rule of ours.
+IPTABLES = ["iptables", "-t", "mangle"]
 FIREWALL_RULE = [
     "INPUT", "-d", NODE_IP, "-p", "tcp", "--dport", str(API_PORT),
     "-m", "comment", "--comment", FIREWALL_COMMENT, "-j", "DROP",
@@ -80,7 +84,7 @@ def remove_firewall_rules() -> int:
     """Deletes every rule this suite added (also ones a killed run left); returns how many."""
     removed = 0
     for _ in range(20):
-        if subprocess.run(["iptables", "-D", *FIREWALL_RULE], capture_output=True, timeout=30).returncode != 0:
+        if subprocess.run([*IPTABLES, "-D", *FIREWALL_RULE], capture_output=True, timeout=30).returncode != 0:
             break
         removed += 1
     return removed
@@ -91,7 +95,7 @@ def api_server_unreachable() -> Iterator[None]:
     """The API server's node address drops every packet (established connections
     hang, new ones time out) until the block ends; 127.0.0.1, which the
     cluster's own components use, stays open."""
-    subprocess.run(["iptables", "-I", *FIREWALL_RULE], check=True, capture_output=True, timeout=30)
+    subprocess.run([*IPTABLES, "-I", *FIREWALL_RULE], check=True, capture_output=True, timeout=30)
     try:
         yield
     finally:

@@ -74,6 +74,9 @@ async def sandboxes_ending_when_the_api_server_goes(
                 BUSYBOX,
                 command=["sh", "-c", WHILE_API_ANSWERS],
                 env={"CODE": str(i % 3)},
+                # It polls the API server at the node address, which every
+                # restricted network denies (the local cluster enforces them).
+                network="unrestricted",
                 tags={"fault": tag},
                 resources={"cpu": "5m", "memory": "16Mi"},
             )
