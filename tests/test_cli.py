@@ -47,7 +47,7 @@ def test_main_path_from_the_terminal(sandlot_namespace: str) -> None:
 
     listed = sandlot(sandlot_namespace, "list", "--phase", "running", "--tag", "via=cli")
     assert listed.returncode == 0, listed.stderr
-    assert listed.stdout.splitlines()[0].split() == ["NAME", "PHASE", "EXIT", "REASON", "IMAGE", "NETWORK", "AGE", "TAGS"]
+    assert listed.stdout.splitlines()[0].split() == "NAME PHASE EXIT REASON IMAGE NETWORK AGE TAGS".split()
     assert name in listed.stdout and "via=cli" in listed.stdout
 
     as_json = sandlot(sandlot_namespace, "list", "--phase", "running", "-o", "json")

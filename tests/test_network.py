@@ -78,8 +78,8 @@ threading.Event().wait()
 """
 
 
-def ip(command: str) -> None:
-    subprocess.run(["ip", *command.split()], check=False, capture_output=True)
+def standins(action: str) -> None:
+    subprocess.run(["bash", str(REPO / "tests" / "cluster" / "cluster.sh"), "standins", action], check=True)
 
 
 @pytest.fixture(scope="module")
@@ -88,8 +88,7 @@ def node_standins() -> Iterator[None]:
     public stand-in (ports 80 and 81), each accepting and closing connections."""
     stop = threading.Event()
     servers = []
-    for address in (METADATA_IP, PUBLIC_IP):
-        ip(f"addr add {address}/32 dev lo")
+    standins("up")
     for address, port in ((METADATA_IP, 80), (PUBLIC_IP, 80), (PUBLIC_IP, 81)):
         server = socket.create_server((address, port), reuse_port=False)
         server.settimeout(0.2)
@@ -114,8 +113,7 @@ def node_standins() -> Iterator[None]:
             thread.join(timeout=2)
         for server in servers:
             server.close()
-        for address in (METADATA_IP, PUBLIC_IP):
-            ip(f"addr del {address}/32 dev lo")
+        standins("down")
 
 
 @dataclass

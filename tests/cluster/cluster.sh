@@ -11,9 +11,10 @@
 #         fault the suite in tests/faults/ injects. Other components keep running.
 # import-app WHEEL  builds the example application's image with WHEEL
 #         (images/app.sh), imports it into the running cluster, prints its name.
-# metadata-standin up|down  puts 169.254.169.254 on the node (on lo) so that a
-#         server bound there stands in for a cloud's metadata service, or
-#         removes it; for the attack tests, which start the server themselves.
+# standins up|down  puts the stand-in addresses on the node (on lo), or removes
+#         them: 169.254.169.254, where a server stands in for a cloud's metadata
+#         service, and 198.51.100.7 (TEST-NET-2), for a public server; for the
+#         network attack tests, which start the servers themselves.
 #
 # There is one cluster per machine: its state lives in $SANDLOT_CLUSTER_STATE
 # (default /var/lib/sandlot-cluster), so a fresh clone finds a cluster that an
@@ -34,7 +35,7 @@ pod_cidr=10.244.0.0/24
 service_cidr=10.96.0.0/16
 api_service_ip=10.96.0.1
 bridge=sandlot0
-metadata_ip=169.254.169.254
+standin_ips=(169.254.169.254 198.51.100.7) # see `standins`
 
 pki=$state/pki
 run=$state/run # per start: pids, sockets, runtime state
@@ -570,7 +571,7 @@ cmd_up() {
 cmd_down() {
   teardown
   ip addr del "$node_ip/32" dev lo 2>/dev/null || true
-  cmd_metadata_standin down
+  cmd_standins down
   say "stopped; no process of the cluster runs"
 }
 
@@ -622,16 +623,19 @@ cmd_import_app() {
   echo "${line%% *}"
 }
 
-# 169.254.169.254 as one more address of the node, on lo like the node's own
+# The stand-in addresses (169.254.169.254, 198.51.100.7) as more addresses of the node, on lo like its own
 # (this kernel has no dummy devices): a pod's packet to it goes to the bridge's
 # gateway and is delivered locally, never routed on; rp_filter passes it, since
 # the way back to a pod is the bridge it came in by. Without the address such a
 # packet would be routed out of the machine, and the DROP in mangle stops it.
-cmd_metadata_standin() {
+cmd_standins() {
+  local ip_
   case "${1:-}" in
-  up) ip -4 addr show dev lo | grep -F "inet $metadata_ip/" >/dev/null || ip addr add "$metadata_ip/32" dev lo ;;
-  down) ip addr del "$metadata_ip/32" dev lo 2>/dev/null || true ;;
-  *) die "usage: cluster.sh metadata-standin up|down" ;;
+  up) for ip_ in "${standin_ips[@]}"; do
+    ip -4 addr show dev lo | grep -F "inet $ip_/" >/dev/null || ip addr add "$ip_/32" dev lo
+  done ;;
+  down) for ip_ in "${standin_ips[@]}"; do ip addr del "$ip_/32" dev lo 2>/dev/null || true; done ;;
+  *) die "usage: cluster.sh standins up|down" ;;
   esac
 }
 
@@ -641,6 +645,6 @@ down) cmd_down ;;
 status) cmd_status ;;
 restart) cmd_restart "${2:-}" "${3:-}" ;;
 import-app) cmd_import_app "${2:-}" ;;
-metadata-standin) cmd_metadata_standin "${2:-}" ;;
-*) die "usage: cluster.sh up|down|status|restart kube-apiserver [SECONDS]|import-app WHEEL|metadata-standin up|down" ;;
+standins) cmd_standins "${2:-}" ;;
+*) die "usage: cluster.sh up|down|status|restart kube-apiserver [SECONDS]|import-app WHEEL|standins up|down" ;;
 esac
