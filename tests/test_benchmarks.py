@@ -30,7 +30,7 @@ def test_quick_run_covers_every_scenario_and_client(kubeconfig: str, tmp_path: P
         if "] " in line and " size " in line:
             rows.setdefault(line.split("] ", 1)[1].split()[0], []).append(line)
     assert {scenario: len(lines) for scenario, lines in rows.items()} == {
-        "fanout": 4,
+        "fanout": 5,  # sandlot twice: its default network, and unrestricted
         "waiting": 4,
         "exec_latency": 4,
         "exec_throughput": 4,

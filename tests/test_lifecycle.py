@@ -174,7 +174,8 @@ async def test_exceeding_the_memory_limit_fails_with_oom_killed(sandlot_async_cl
 
 
 async def test_ttl_ends_the_sandbox_with_ttl_expired(sandlot_async_client: sandlot.AsyncClient) -> None:
-    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, ttl_seconds=3)
+    # The lifetime counts from the pod's start, the network gate's seconds included.
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, ttl_seconds=8)
     await sb.wait("running", timeout=60)
     status = await sb.wait("failed", timeout=60)
     assert status.termination_reason == sandlot.TerminationReason.TTL_EXPIRED

@@ -159,5 +159,5 @@ def test_cluster_up_again_is_a_no_op(kubeconfig: str) -> None:
         ["bash", str(REPO / "tests/cluster/cluster.sh"), "status"], capture_output=True, text=True, check=True
     ).stdout
     pids = [line for line in status_before.splitlines() if "pid" in line]
-    assert len(pids) == 7
+    assert len(pids) == 8  # containerd, etcd, the five Kubernetes components, kube-router
     assert pids == [line for line in status_after.splitlines() if "pid" in line]
