@@ -106,6 +106,10 @@ impl std::fmt::Display for EgressRule {
             EgressRule::Cidr {
                 cidr,
                 port: Some(port),
+            } if cidr.contains(':') => write!(f, "[{cidr}]:{port}"),
+            EgressRule::Cidr {
+                cidr,
+                port: Some(port),
             } => write!(f, "{cidr}:{port}"),
             EgressRule::Service { namespace, name } => write!(f, "{namespace}/{name}"),
         }
@@ -307,8 +311,9 @@ const GATE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sandlot-gate"));
 
 /// IPv4 blocks `internet` never reaches: "this network", private (RFC 1918),
 /// shared (RFC 6598), loopback, link-local (cloud metadata), IETF protocol
-/// assignments, benchmarking, multicast and reserved.
-const NON_PUBLIC_V4: [&str; 11] = [
+/// assignments, benchmarking, multicast and reserved; and Azure's WireServer,
+/// a public address that serves the host's platform API to VMs and pods.
+const NON_PUBLIC_V4: [&str; 12] = [
     "0.0.0.0/8",
     "10.0.0.0/8",
     "100.64.0.0/10",
@@ -320,6 +325,7 @@ const NON_PUBLIC_V4: [&str; 11] = [
     "198.18.0.0/15",
     "224.0.0.0/4",
     "240.0.0.0/4",
+    "168.63.129.16/32",
 ];
 
 /// The name of the ConfigMap holding this gate build: versioned by content.
@@ -461,7 +467,11 @@ pub(crate) fn policy(
                     ports: port.map(|port| both_protocols(IntOrString::Int(i32::from(port)))),
                 },
                 EgressRule::Service { namespace, .. } => {
-                    let (selector, ports) = services.next().cloned().unwrap_or_default();
+                    // `network_facts` read one entry per Service rule; without
+                    // it, allow nothing rather than every pod and port.
+                    let Some((selector, ports)) = services.next().cloned() else {
+                        continue;
+                    };
                     NetworkPolicyEgressRule {
                         to: Some(vec![NetworkPolicyPeer {
                             namespace_selector: Some(namespace_selector(namespace)),
@@ -684,24 +694,35 @@ impl Client {
     }
 
     /// The API server's own addresses, from the `kubernetes` Service's
-    /// EndpointSlices in `default`, once per client; none if they cannot be read.
+    /// EndpointSlices in `default`, read once per client; none if they may
+    /// not be read.
     async fn api_server_addresses(&self) -> Vec<IpAddr> {
-        self.api_server_ips()
-            .get_or_init(|| async {
+        let read = self
+            .api_server_ips()
+            .get_or_try_init(|| async {
                 let slices: Api<EndpointSlice> = Api::namespaced(self.kube().clone(), "default");
                 let params = ListParams::default().labels("kubernetes.io/service-name=kubernetes");
-                let Ok(list) = retry(|| slices.list(&params)).await else {
-                    return Vec::new();
+                let list = match retry(|| slices.list(&params)).await {
+                    Ok(list) => list,
+                    // Not allowed (the documented RBAC does not grant it): a
+                    // lasting answer, kept like a successful one.
+                    Err(err) if api_status(&err).is_some_and(|s| matches!(s.code, 403 | 404)) => {
+                        return Ok(Vec::new());
+                    }
+                    Err(err) => return Err(err),
                 };
-                list.items
-                    .iter()
-                    .flat_map(|slice| slice.endpoints.iter())
-                    .flat_map(|endpoint| endpoint.addresses.iter())
-                    .filter_map(|address| address.parse().ok())
-                    .collect()
+                Ok::<_, kube::Error>(
+                    list.items
+                        .iter()
+                        .flat_map(|slice| slice.endpoints.iter())
+                        .flat_map(|endpoint| endpoint.addresses.iter())
+                        .filter_map(|address| address.parse().ok())
+                        .collect(),
+                )
             })
-            .await
-            .clone()
+            .await;
+        // The server failed: none this time, and the next create asks again.
+        read.cloned().unwrap_or_default()
     }
 
     /// The selector and target ports of Service `namespace/name`.
@@ -739,7 +760,16 @@ impl Client {
                 protocol: Some(port.protocol.unwrap_or_else(|| "TCP".into())),
                 end_port: None,
             })
-            .collect();
+            .collect::<Vec<_>>();
+        if ports.is_empty() {
+            return Err(Error::invalid(
+                "allow_egress",
+                format!(
+                    "service {full_name:?} declares no ports, and a rule without ports would \
+                     allow every port of its pods; give it its ports"
+                ),
+            ));
+        }
         Ok((selector, ports))
     }
 }
@@ -796,7 +826,12 @@ mod tests {
                 name: "llm-server".into()
             }
         );
-        for text in ["203.0.113.0/24", "198.51.100.7/32:443", "models/llm-server"] {
+        for text in [
+            "203.0.113.0/24",
+            "198.51.100.7/32:443",
+            "[2001:db8::1/128]:443",
+            "models/llm-server",
+        ] {
             assert_eq!(parse(text).unwrap().to_string(), text, "round trip");
         }
     }

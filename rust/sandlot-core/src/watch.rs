@@ -311,7 +311,8 @@ async fn supervise(pods: Api<Pod>, shared: Arc<Shared>) {
 /// Watches the sandbox pods until the stream ends (kube-runtime's never does
 /// by itself), recording every item. After a failed list or watch it pauses
 /// as any other call would ([`retry::delay`]: the server's Retry-After, else
-/// 100 ms doubling) before the watcher tries again.
+/// 100 ms doubling per failure since the last answer) before the watcher
+/// tries again.
 async fn run(pods: Api<Pod>, shared: Arc<Shared>) {
     let window = u32::try_from(WATCH_WINDOW.as_secs()).unwrap_or(u32::MAX);
     let config = watcher::Config::default()
@@ -321,6 +322,9 @@ async fn run(pods: Api<Pod>, shared: Arc<Shared>) {
     let mut failures = 0;
     while let Some(event) = events.next().await {
         let pause = match &event {
+            // `Init` comes before the list is even sent: only an answer
+            // counts as success, so a list that keeps failing backs off.
+            Ok(watcher::Event::Init) => None,
             Ok(_) => {
                 failures = 0;
                 None
