@@ -178,9 +178,21 @@ async def test_stream_logs_without_follow_and_after_the_end(sandlot_async_client
     assert [line async for line in sb.stream_logs()] == ["a", "b", "c"], "a follow of an ended sandbox ends"
 
 
+async def settled_task_count() -> int:
+    """The runtime's task count once the tasks of earlier tests have ended: the
+    same for half a second (at most 10 s)."""
+    last = _testing.runtime_task_count()
+    for _ in range(20):
+        await asyncio.sleep(0.5)
+        now = _testing.runtime_task_count()
+        if now == last:
+            break
+        last = now
+    return last
+
+
 async def test_cancelling_a_streaming_exec_leaves_nothing_running(box: sandlot.AsyncSandbox) -> None:
-    await asyncio.sleep(0.5)
-    baseline = _testing.runtime_task_count()
+    baseline = await settled_task_count()
     proc = await box.spawn("while :; do echo tick; sleep 0.05; done")
 
     async def consume() -> None:
