@@ -204,16 +204,22 @@ async def targets(sandlot_async_client: sandlot.AsyncClient, node_standins: None
     )
 
 
+def probe_line(attempts: list[tuple[str, str, int]]) -> list[str]:
+    return ["python3", "-c", PROBE, json.dumps(attempts), str(ATTEMPT_SECONDS)]
+
+
+def outcomes_in(output: str) -> dict[str, str]:
+    line = next(line for line in output.splitlines() if line.startswith("PROBE "))
+    outcomes: dict[str, str] = json.loads(line.removeprefix("PROBE "))
+    return outcomes
+
+
 async def probe(client: sandlot.AsyncClient, attempts: list[tuple[str, str, int]], **network: Any) -> dict[str, str]:
-    sb = await client.sandboxes.create(
-        PYTHON, command=["python3", "-c", PROBE, json.dumps(attempts), str(ATTEMPT_SECONDS)], **network
-    )
+    sb = await client.sandboxes.create(PYTHON, command=probe_line(attempts), **network)
     status = await sb.wait(["succeeded", "failed"], timeout=240)
     logs = await sb.logs()
     assert status.phase == sandlot.Phase.SUCCEEDED, (status, logs)
-    line = next(line for line in logs.splitlines() if line.startswith("PROBE "))
-    outcomes: dict[str, str] = json.loads(line.removeprefix("PROBE "))
-    return outcomes
+    return outcomes_in(logs)
 
 
 def allowed(outcome: str) -> bool:
@@ -300,6 +306,70 @@ def check_readme(table: str) -> None:
     assert found.group(2) == table, (
         "README.md's network matrix differs from this run; SANDLOT_WRITE_MATRIX=1 rewrites it"
     )
+
+
+# What a hostile workload goes for first; every restricted mode denies both.
+FIRST_TARGETS = [
+    ("cloud metadata 169.254.169.254:80", METADATA_IP, 80),
+    ("API server, node address :6443", NODE_IP, 6443),
+]
+
+
+async def test_an_exec_the_moment_a_sandbox_runs_is_already_contained(
+    sandlot_async_client: sandlot.AsyncClient, node_standins: None
+) -> None:
+    """The gate is the sandbox's entrypoint, so `running` can come before the
+    policy holds: an exec sent at once must still wait for it. Each sandbox
+    gets one exec, sent as soon as `running` is seen, from a client of its
+    own (whose first exec into it is the one that waits)."""
+    client = sandlot_async_client
+    sandboxes = [await client.sandboxes.create(PYTHON) for _ in range(3)]
+
+    async def exec_at_once(sb: sandlot.AsyncSandbox) -> dict[str, str]:
+        async with sandlot.AsyncClient(client.namespace) as fresh:
+            mine = await fresh.sandboxes.get(sb.name)
+            await mine.wait("running", timeout=120)
+            result = await mine.exec(probe_line(FIRST_TARGETS), timeout=60)
+        assert result.exit_code == 0, result
+        return outcomes_in(result.stdout)
+
+    for outcomes in await asyncio.gather(*map(exec_at_once, sandboxes)):
+        assert not any(map(allowed, outcomes.values())), outcomes
+    control = await client.sandboxes.create(PYTHON, network="unrestricted")
+    await control.wait("running", timeout=120)
+    result = await control.exec(probe_line(FIRST_TARGETS[:1]), timeout=60)
+    assert outcomes_in(result.stdout) == {FIRST_TARGETS[0][0]: "connected"}, "the probe can connect"
+
+
+async def test_an_image_entrypoint_is_contained_from_its_first_packet(
+    sandlot_async_client: sandlot.AsyncClient, node_standins: None
+) -> None:
+    """Arguments without a command keep the image's entrypoint, which sandlot
+    cannot wrap: the gate runs as an init container instead."""
+    client = sandlot_async_client
+    sb = await client.sandboxes.create(PYTHON, args=probe_line(FIRST_TARGETS))
+    pod = Kubectl(client.namespace).json("get", "pod", sb.name)
+    assert [c["name"] for c in pod["spec"]["initContainers"]] == ["network-gate"]
+    assert "command" not in pod["spec"]["containers"][0]
+    status = await sb.wait(["succeeded", "failed"], timeout=240)
+    logs = await sb.logs()
+    assert status.phase == sandlot.Phase.SUCCEEDED, (status, logs)
+    outcomes = outcomes_in(logs)
+    assert set(outcomes) == {label for label, _, _ in FIRST_TARGETS}
+    assert not any(map(allowed, outcomes.values())), outcomes
+
+
+async def test_a_command_that_cannot_run_behind_the_gate_is_a_launch_failure(
+    sandlot_async_client: sandlot.AsyncClient,
+) -> None:
+    sb = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["no-such-program", "x"])
+    status = await sb.wait(["failed", "succeeded"], timeout=120)
+    assert (status.phase, status.termination_reason) == (
+        sandlot.Phase.FAILED,
+        sandlot.TerminationReason.LAUNCH_FAILED,
+    )
+    assert status.message and "no-such-program" in status.message and "not found" in status.message
+    assert status.exit_code is None and status.started_at is None
 
 
 async def test_status_and_listing_say_the_network(sandlot_async_client: sandlot.AsyncClient) -> None:

@@ -66,6 +66,8 @@ struct Inner {
     gate_checked: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// The API server's own addresses, read once (see `network.rs`).
     api_server_ips: tokio::sync::OnceCell<Vec<std::net::IpAddr>>,
+    /// Pods (by uid) whose gate entrypoint this client saw become the workload.
+    gates_passed: std::sync::Mutex<std::collections::HashSet<String>>,
 }
 
 impl std::fmt::Debug for Client {
@@ -242,6 +244,7 @@ impl Client {
                 owner: None,
                 gate_checked: tokio::sync::Mutex::new(None),
                 api_server_ips: tokio::sync::OnceCell::new(),
+                gates_passed: std::sync::Mutex::default(),
             }),
         }
     }
@@ -278,6 +281,11 @@ impl Client {
 
     pub(crate) fn claims(&self) -> &Api<PersistentVolumeClaim> {
         &self.inner.claims
+    }
+
+    /// Pods (by uid) whose gate entrypoint this client saw become the workload.
+    pub(crate) fn gates_passed(&self) -> &std::sync::Mutex<std::collections::HashSet<String>> {
+        &self.inner.gates_passed
     }
 
     pub(crate) fn gate_checked(&self) -> &tokio::sync::Mutex<Option<tokio::time::Instant>> {

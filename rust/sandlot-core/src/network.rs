@@ -8,11 +8,13 @@
 //! allows. The policy selects exactly one pod, by the create's random token,
 //! and is deleted with the pod by Kubernetes' garbage collector.
 //!
-//! The gate (`gate/gate.rs`, built by `build.rs`) is an init container run
-//! with the sandbox's own image from a ConfigMap mounted read-only: it exits
-//! once a connection to the API server is denied, which every restricted mode
-//! guarantees. So the workload's first packet is subject to the policy even
-//! on engines that program a new pod's rules only after it runs.
+//! The gate (`gate/gate.rs`, built by `build.rs`) runs with the sandbox's own
+//! image from a ConfigMap mounted read-only, as the sandbox container's
+//! entrypoint (or an init container): it lets the workload start only once a
+//! connection to the API server is denied, which every restricted mode
+//! guarantees, and execs wait for it. So the workload's first packet is subject
+//! to the policy even on engines that program a new pod's rules only after it
+//! runs.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
@@ -305,6 +307,8 @@ const GATE_RECHECK: Duration = Duration::from_secs(60);
 const GATE_VOLUME: &str = "sandlot-network-gate";
 const GATE_DIR: &str = "/.sandlot-network-gate";
 const GATE_KEY: &str = "gate";
+/// How every message of the gate begins (see `gate/gate.rs`).
+const GATE_MESSAGE_PREFIX: &str = "sandlot network gate:";
 
 /// The gate program, built by `build.rs` (empty where no gate exists).
 const GATE: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sandlot-gate"));
@@ -337,34 +341,51 @@ fn gate_config_map_name() -> String {
     format!("sandlot-network-gate-{:010x}", hash >> 24)
 }
 
-/// Adds the gate to a sandbox pod: the init container, with the sandbox
-/// container's image, security context and resources (so scheduling does not
-/// change), and the read-only, executable ConfigMap volume it runs from.
+/// Adds the gate to a sandbox pod, with the read-only, executable ConfigMap
+/// volume it runs from.
+///
+/// A sandbox container with a command gets the gate as its entrypoint, which
+/// becomes the command once the policy holds: the kubelet then starts one
+/// container, not two in turn (it notices an init container's end only at
+/// its next relist, about a second later, and the running workload another
+/// relist after that). Its execs wait for the gate (see `sandbox/exec.rs`).
+/// A container that keeps the image's entrypoint (args only) gets the gate
+/// as an init container with its image, security context and resources (so
+/// scheduling does not change).
 pub(crate) fn add_gate(pod: &mut Pod) {
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
-    let Some(sandbox) = spec.containers.iter().find(|c| c.name == CONTAINER_NAME) else {
+    let Some(sandbox) = spec
+        .containers
+        .iter_mut()
+        .find(|c| c.name == CONTAINER_NAME)
+    else {
         return;
     };
-    let gate = Container {
-        name: GATE_CONTAINER.into(),
-        image: sandbox.image.clone(),
-        command: Some(vec![
-            format!("{GATE_DIR}/{GATE_KEY}"),
-            GATE_DEADLINE_SECONDS.to_string(),
-        ]),
-        resources: sandbox.resources.clone(),
-        security_context: sandbox.security_context.clone(),
-        volume_mounts: Some(vec![VolumeMount {
-            name: GATE_VOLUME.into(),
-            mount_path: GATE_DIR.into(),
-            read_only: Some(true),
-            ..VolumeMount::default()
-        }]),
-        ..Container::default()
+    let mount = VolumeMount {
+        name: GATE_VOLUME.into(),
+        mount_path: GATE_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
     };
-    spec.init_containers = Some(vec![gate]);
+    let gate = [gate_path(), GATE_DEADLINE_SECONDS.to_string()];
+    if let Some(command) = sandbox.command.take() {
+        let wrapped = gate.into_iter().chain(["--".to_owned()]).chain(command);
+        sandbox.command = Some(wrapped.collect());
+        sandbox.volume_mounts.get_or_insert_default().push(mount);
+    } else {
+        let init = Container {
+            name: GATE_CONTAINER.into(),
+            image: sandbox.image.clone(),
+            command: Some(gate.to_vec()),
+            resources: sandbox.resources.clone(),
+            security_context: sandbox.security_context.clone(),
+            volume_mounts: Some(vec![mount]),
+            ..Container::default()
+        };
+        spec.init_containers = Some(vec![init]);
+    }
     spec.volumes.get_or_insert_default().push(Volume {
         name: GATE_VOLUME.into(),
         config_map: Some(ConfigMapVolumeSource {
@@ -381,6 +402,36 @@ pub(crate) fn add_gate(pod: &mut Pod) {
         }),
         ..Volume::default()
     });
+}
+
+/// Where the gate program is in a sandbox that has it.
+fn gate_path() -> String {
+    format!("{GATE_DIR}/{GATE_KEY}")
+}
+
+/// Whether the sandbox container's entrypoint is the gate, which becomes the
+/// workload only once the policy holds.
+pub(crate) fn gate_is_entrypoint(pod: &Pod) -> bool {
+    pod.spec
+        .as_ref()
+        .and_then(|s| s.containers.iter().find(|c| c.name == CONTAINER_NAME))
+        .and_then(|c| c.command.as_ref()?.first())
+        .is_some_and(|first| *first == gate_path())
+}
+
+/// Whether a sandbox container that ended with `exit_code` and termination
+/// message `message` was failed by the gate it ran as its entrypoint (the
+/// policy never held, or the command could not be run) rather than by its
+/// workload.
+pub(crate) fn failed_by_gate(exit_code: i32, message: Option<&str>) -> bool {
+    matches!(exit_code, 1 | 126 | 127)
+        && message.is_some_and(|m| m.starts_with(GATE_MESSAGE_PREFIX))
+}
+
+/// The exec that returns once a sandbox whose entrypoint is the gate runs its
+/// workload: 0 then, non-zero if the policy never held.
+pub(crate) fn await_gate_command() -> Vec<String> {
+    vec![gate_path(), "--await".into()]
 }
 
 /// Records the network on a new pod.
@@ -985,17 +1036,37 @@ mod tests {
         );
     }
 
+    fn pod_of(request: crate::spec::SandboxRequest) -> Pod {
+        crate::spec::SandboxSpec::try_from(request)
+            .unwrap()
+            .to_pod("sb")
+    }
+
     #[test]
-    fn the_gate_runs_first_with_the_sandbox_image_and_fits_a_config_map() {
-        let spec =
-            crate::spec::SandboxSpec::try_from(crate::spec::SandboxRequest::new("img:1")).unwrap();
-        let mut pod = spec.to_pod("sb");
-        add_gate(&mut pod);
+    fn the_gate_becomes_the_command_once_the_policy_holds() {
+        let pod = pod_of(crate::spec::SandboxRequest {
+            command: Some(vec!["python3".into(), "-c".into(), "print(1)".into()]),
+            args: Some(vec!["x".into()]),
+            ..crate::spec::SandboxRequest::new("img:1")
+        });
+        assert!(gate_is_entrypoint(&pod));
         let spec = pod.spec.unwrap();
-        let gate = &spec.init_containers.unwrap()[0];
-        assert_eq!(gate.image.as_deref(), Some("img:1"));
-        assert_eq!(gate.security_context, spec.containers[0].security_context);
-        assert_eq!(gate.resources, spec.containers[0].resources);
+        assert!(spec.init_containers.is_none());
+        let sandbox = &spec.containers[0];
+        assert_eq!(
+            sandbox.command.as_deref().unwrap(),
+            [&gate_path(), "60", "--", "python3", "-c", "print(1)"]
+        );
+        assert_eq!(
+            sandbox.args.as_deref().unwrap(),
+            ["x"],
+            "args follow the command"
+        );
+        let mount = &sandbox.volume_mounts.as_ref().unwrap()[0];
+        assert_eq!(
+            (mount.mount_path.as_str(), mount.read_only),
+            (GATE_DIR, Some(true))
+        );
         let volume = spec.volumes.unwrap().pop().unwrap();
         assert_eq!(volume.config_map.unwrap().default_mode, Some(0o555));
         assert!(
@@ -1004,5 +1075,41 @@ mod tests {
             GATE.len()
         );
         assert!(GATE.starts_with(b"\x7fELF"));
+    }
+
+    #[test]
+    fn an_image_entrypoint_gets_the_gate_as_an_init_container_with_its_image() {
+        let pod = pod_of(crate::spec::SandboxRequest {
+            args: Some(vec!["serve".into()]),
+            ..crate::spec::SandboxRequest::new("img:1")
+        });
+        assert!(!gate_is_entrypoint(&pod));
+        let spec = pod.spec.unwrap();
+        let gate = &spec.init_containers.unwrap()[0];
+        assert_eq!(gate.image.as_deref(), Some("img:1"));
+        assert_eq!(gate.command.as_deref().unwrap(), [&gate_path(), "60"]);
+        assert_eq!(gate.security_context, spec.containers[0].security_context);
+        assert_eq!(gate.resources, spec.containers[0].resources);
+        assert!(spec.containers[0].command.is_none());
+    }
+
+    #[test]
+    fn an_unrestricted_sandbox_has_no_gate() {
+        let pod = pod_of(crate::spec::SandboxRequest {
+            network: Some(NetworkMode::Unrestricted),
+            ..crate::spec::SandboxRequest::new("img:1")
+        });
+        assert!(!gate_is_entrypoint(&pod));
+        assert!(pod.spec.unwrap().volumes.is_none());
+    }
+
+    #[test]
+    fn only_the_gate_s_own_failures_are_launch_failures() {
+        let said = Some("sandlot network gate: cannot run \"x\": not found");
+        assert!(failed_by_gate(127, said));
+        assert!(failed_by_gate(1, said));
+        assert!(!failed_by_gate(2, said), "the gate never exits 2");
+        assert!(!failed_by_gate(1, Some("Error")));
+        assert!(!failed_by_gate(1, None));
     }
 }

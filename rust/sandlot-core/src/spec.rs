@@ -288,8 +288,9 @@ impl SandboxSpec {
     /// service-account token, no service links, every capability dropped, no
     /// privilege escalation, seccomp RuntimeDefault, limits always set, a
     /// short grace period, and unless the network is `unrestricted` the
-    /// network gate as its init container (see `network.rs`). A lifetime left to the default is
-    /// [`DEFAULT_TTL_SECONDS`]; see [`SandboxSpec::with_default_ttl`].
+    /// network gate ahead of the workload (see `network.rs`). A lifetime left
+    /// to the default is [`DEFAULT_TTL_SECONDS`]; see
+    /// [`SandboxSpec::with_default_ttl`].
     pub fn to_pod(&self, name: &str) -> Pod {
         let request = &self.request;
         let labels = labels::labels_of(&request.tags);
@@ -794,7 +795,11 @@ mod tests {
 
     #[test]
     fn no_command_means_an_idle_sandbox() {
-        let pod = valid(SandboxRequest::new("busybox:1.36")).to_pod("idle");
+        let pod = valid(SandboxRequest {
+            network: Some(NetworkMode::Unrestricted),
+            ..SandboxRequest::new("busybox:1.36")
+        })
+        .to_pod("idle");
         let command = pod.spec.unwrap().containers[0].command.clone().unwrap();
         assert_eq!(command[0], "/bin/sh");
         let with_args = valid(SandboxRequest {

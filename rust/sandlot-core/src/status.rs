@@ -222,7 +222,10 @@ impl SandboxStatus {
         let pod_phase = status.and_then(|s| s.phase.as_deref()).unwrap_or("Pending");
         let pod_reason = status.and_then(|s| s.reason.as_deref());
         let pod_message = status.and_then(|s| s.message.clone());
-        let exit_code = exited.map(|t| t.exit_code);
+        // A gate that failed as the entrypoint: the workload never ran.
+        let gate_failed = network::gate_is_entrypoint(pod)
+            && exited.is_some_and(|t| network::failed_by_gate(t.exit_code, t.message.as_deref()));
+        let exit_code = exited.filter(|_| !gate_failed).map(|t| t.exit_code);
         let exited_reason = exited.and_then(|t| t.reason.as_deref());
         let exited_message = exited
             .and_then(|t| t.message.clone())
@@ -246,7 +249,9 @@ impl SandboxStatus {
                         (Phase::Failed, Some(R::TtlExpired), pod_message)
                     } else if exited_reason == Some("OOMKilled") {
                         (Phase::Failed, Some(R::OomKilled), exited_message)
-                    } else if matches!(exited_reason, Some("StartError" | "ContainerCannotRun")) {
+                    } else if gate_failed
+                        || matches!(exited_reason, Some("StartError" | "ContainerCannotRun"))
+                    {
                         (Phase::Failed, Some(R::LaunchFailed), exited_message)
                     } else if pod_reason.is_some_and(|r| BACKEND_LOSSES.contains(&r)) {
                         (Phase::Failed, Some(R::BackendLost), pod_message)
@@ -297,6 +302,7 @@ impl SandboxStatus {
         let started_at = running
             .and_then(|r| r.started_at.as_ref())
             .or_else(|| exited.and_then(|t| t.started_at.as_ref()))
+            .filter(|_| !gate_failed)
             .map(|t| t.0);
         let finished_at = if phase.is_terminal() {
             exited
@@ -462,6 +468,30 @@ mod tests {
             "containerStatuses": container(json!({"waiting": {"reason": "PodInitializing"}}))}));
         assert_eq!(s.phase, Phase::Failed, "the gate runs the sandbox's image");
         assert_eq!(s.message.as_deref(), Some("never pull"));
+    }
+
+    #[test]
+    fn a_gate_that_failed_as_the_entrypoint_is_a_launch_failure_without_a_start() {
+        let ended = |code: i32, message: &str| {
+            derive(json!({"phase": "Failed",
+                "containerStatuses": container(json!({"terminated": {"exitCode": code, "message": message,
+                    "startedAt": "2026-01-01T00:00:05Z", "finishedAt": "2026-01-01T00:01:05Z"}}))}))
+        };
+        let s = ended(127, "sandlot network gate: cannot run \"nope\": not found");
+        assert_eq!(s.phase, Phase::Failed);
+        assert_eq!(s.termination_reason, Some(TerminationReason::LaunchFailed));
+        assert_eq!(
+            (s.exit_code, s.started_at),
+            (None, None),
+            "the workload never ran"
+        );
+        assert!(s.message.unwrap().contains("not found"));
+        let s = ended(1, "my own message");
+        assert_eq!(
+            s.termination_reason,
+            Some(TerminationReason::WorkloadExited)
+        );
+        assert_eq!(s.exit_code, Some(1));
     }
 
     #[test]

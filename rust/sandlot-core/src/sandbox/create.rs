@@ -480,7 +480,10 @@ mod tests {
             let (request, reply) = handle.next_request().await.unwrap();
             assert_eq!(request.uri().path(), "/api/v1/namespaces/test/pods");
             let mut pod = body_json(request).await;
-            assert_eq!(pod["spec"]["initContainers"][0]["name"], "network-gate");
+            assert_eq!(
+                pod["spec"]["containers"][0]["command"][0],
+                "/.sandlot-network-gate/gate"
+            );
             pod["metadata"]["uid"] = json!("uid-3");
             reply.send_response(respond(201, pod));
             let (request, reply) = handle.next_request().await.unwrap();

@@ -26,6 +26,7 @@ use tokio_tungstenite::tungstenite::Message;
 use crate::client::Client;
 use crate::error::{Error, Result, error_chain};
 use crate::labels::CONTAINER_NAME;
+use crate::network;
 use crate::status::Phase;
 
 /// Buffer between the websocket and each stream of a command.
@@ -34,6 +35,10 @@ const STREAM_BUFFER: usize = 64 * 1024;
 /// The bytes of stdout, and as many of stderr, that [`Client::exec_sandbox`]
 /// keeps unless told otherwise (16 MiB).
 pub const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
+
+/// How many sandboxes a client remembers as past their gate (see
+/// [`Client::ready_for_exec`]); forgetting costs one more exec.
+const GATES_REMEMBERED: usize = 4096;
 
 /// How long killing a command's processes may take before it is given up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(20);
@@ -369,7 +374,7 @@ impl Client {
             tag.as_deref(),
             false,
         )?;
-        self.refusal(name).await?;
+        self.ready_for_exec(name).await?;
         self.start_exec(name, &line, options, tag).await
     }
 
@@ -431,6 +436,54 @@ impl Client {
                 tag,
             }),
         })
+    }
+
+    /// Ok once sandbox `name` runs its workload; else why it cannot take an
+    /// exec (not found, not running). A sandbox whose entrypoint is the network
+    /// gate runs before its NetworkPolicy holds, and an exec there could send
+    /// packets first: the first exec this client makes into such a sandbox
+    /// waits for the gate to become the workload (`gate --await`, one more
+    /// exec), and the pod is remembered as passed.
+    async fn ready_for_exec(&self, name: &str) -> Result<()> {
+        let pod = self.sandbox_pod(name).await?;
+        let status = self.settle_launch_failure(&pod).await?;
+        if status.phase != Phase::Running {
+            return Err(Error::NotRunning {
+                name: name.to_owned(),
+                phase: status.phase.to_string(),
+            });
+        }
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let passed = |client: &Client| client.gates_passed().lock().unwrap().contains(&uid);
+        if !network::gate_is_entrypoint(&pod) || passed(self) {
+            return Ok(());
+        }
+        let line = network::await_gate_command();
+        let mut process = self
+            .start_exec(name, &line, &SpawnOptions::default(), None)
+            .await?;
+        drop((process.take_stdout(), process.take_stderr()));
+        let code = match process.wait().await {
+            Ok(code) => code,
+            Err(err) => {
+                // The gate failed the sandbox and its exec with it: say that.
+                self.refusal(name).await?;
+                return Err(err);
+            }
+        };
+        if code != 0 {
+            self.refusal(name).await?;
+            return Err(Error::Exec {
+                name: name.to_owned(),
+                message: format!("waiting for the sandbox's network policy exited {code}"),
+            });
+        }
+        let mut passed = self.gates_passed().lock().unwrap();
+        if passed.len() >= GATES_REMEMBERED {
+            passed.clear();
+        }
+        passed.insert(uid);
+        Ok(())
     }
 
     /// Why sandbox `name` cannot take an exec: not found, or not running. Ok
@@ -559,7 +612,7 @@ impl Client {
         let run = async {
             // Read first: a terminated sandbox's workload runs on through its
             // grace period, and the exec API would still accept an exec into it.
-            self.refusal(name).await?;
+            self.ready_for_exec(name).await?;
             let mut process = self.start_exec(name, &line, &spawn, tag).await?;
             opened = true;
             let (out, err, input) = (
