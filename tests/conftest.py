@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 KUBECTL = os.environ.get("SANDLOT_KUBECTL", str(REPO / ".cluster" / "bin" / "kubectl"))
+RBAC = REPO / "deploy" / "rbac.yaml"
 # The test cluster's admin credentials, as given when the session started (tests
 # may point KUBECONFIG elsewhere for the code under test).
 ADMIN_KUBECONFIG = os.environ.get("KUBECONFIG", "")
@@ -84,3 +86,35 @@ def sandlot_delete_namespace(kubeconfig: str) -> Callable[[str], None]:
         Kubectl().run("delete", "namespace", namespace, "--wait=false", check=False)
 
     return delete
+
+
+@pytest.fixture(scope="module")
+def service_account_kubeconfig(sandlot_namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A kubeconfig that authenticates as the `sandlot` service account only,
+    with deploy/rbac.yaml applied in the module's namespace."""
+    Kubectl().run(
+        "create", "namespace", sandlot_namespace, check=False
+    )  # there already when $SANDLOT_NAMESPACE names it
+    Kubectl(sandlot_namespace).run("apply", "-f", str(RBAC))
+    admin = yaml.safe_load(Kubectl().run("config", "view", "--raw", "--minify").stdout)
+    cluster = admin["clusters"][0]["cluster"]
+    token = Kubectl(sandlot_namespace).run("create", "token", "sandlot", "--duration", "1h").stdout.strip()
+    config = {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [
+            {
+                "name": "c",
+                "cluster": {
+                    "server": cluster["server"],
+                    "certificate-authority-data": cluster["certificate-authority-data"],
+                },
+            }
+        ],
+        "users": [{"name": "sandlot", "user": {"token": token}}],
+        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sandlot", "namespace": sandlot_namespace}}],
+        "current-context": "sa",
+    }
+    path = tmp_path_factory.mktemp("sa") / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    return path

@@ -173,6 +173,30 @@ async def test_exceeding_the_memory_limit_fails_with_oom_killed(sandlot_async_cl
     assert status.exit_code == 137
 
 
+async def test_writing_past_the_disk_limit_ends_that_sandbox_with_disk_exceeded(
+    sandlot_async_client: sandlot.AsyncClient,
+) -> None:
+    """The kubelet measures each sandbox's disk (its filesystem, /tmp and logs)
+    every few seconds and evicts the one over its limit; its neighbour runs on."""
+    client = sandlot_async_client
+    neighbour = await client.sandboxes.create(BUSYBOX)
+    writer = await client.sandboxes.create(
+        BUSYBOX,
+        command=["sh", "-c", "dd if=/dev/zero of=/big bs=1M count=64 && sleep 600"],
+        resources={"disk": "32Mi"},
+    )
+    status = await writer.wait(["succeeded", "failed"], timeout=180)
+    assert (status.phase, status.termination_reason) == (
+        sandlot.Phase.FAILED,
+        sandlot.TerminationReason.DISK_EXCEEDED,
+    ), status
+    assert status.message and "32Mi" in status.message
+    assert (await neighbour.refresh()).phase == sandlot.Phase.RUNNING
+    assert (await neighbour.exec(["echo", "ok"])).stdout == "ok\n"
+    limits = Kubectl(client.namespace).json("get", "pod", neighbour.name)["spec"]["containers"][0]["resources"]
+    assert limits["limits"]["ephemeral-storage"] == "2Gi", "every sandbox has a disk limit"
+
+
 async def test_ttl_ends_the_sandbox_with_ttl_expired(sandlot_async_client: sandlot.AsyncClient) -> None:
     # The lifetime counts from the pod's start, the network gate's seconds included.
     sb = await sandlot_async_client.sandboxes.create(BUSYBOX, ttl_seconds=8)

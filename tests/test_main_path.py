@@ -3,6 +3,7 @@ exec, logs, terminate, get, list, and the errors a user meets on the way."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime
 import os
 from pathlib import Path
@@ -66,11 +67,11 @@ async def test_exec_exit_code_is_a_result(sandlot_async_client: sandlot.AsyncCli
 async def test_command_failure_ends_failed_with_exit_code_and_logs(sandlot_async_client: sandlot.AsyncClient) -> None:
     sb = await sandlot_async_client.sandboxes.create(BUSYBOX, command=["sh", "-c", "echo hi; exit 3"])
     assert sb.name.startswith("sb-")  # generated
-    with pytest.raises(sandlot.PhaseUnreachableError) as caught:
-        await sb.wait("running", timeout=120)
-    assert caught.value.status.phase == sandlot.Phase.FAILED
-    status = await sb.wait(["succeeded", "failed"], timeout=60)
+    status = await sb.wait(["succeeded", "failed"], timeout=120)
     assert status.phase == sandlot.Phase.FAILED
+    with pytest.raises(sandlot.PhaseUnreachableError) as caught:
+        await sb.wait("running", timeout=60)
+    assert caught.value.status.phase == sandlot.Phase.FAILED
     assert status.exit_code == 3
     assert status.termination_reason == sandlot.TerminationReason.WORKLOAD_EXITED
     assert status.finished_at is not None
@@ -89,6 +90,12 @@ async def test_logs_are_readable_after_terminate(sandlot_async_client: sandlot.A
         BUSYBOX, name=unique("logs"), command=["sh", "-c", "echo first line; echo second line >&2; exec sleep 3600"]
     )
     await sb.wait("running", timeout=120)
+    # Behind the network gate the command starts once the policy holds, a
+    # moment after `running`: terminate once it has written.
+    for _ in range(300):
+        if len((await sb.logs()).splitlines()) == 2:
+            break
+        await asyncio.sleep(0.1)
     await sb.terminate()
     status = await sb.refresh()
     assert status.phase == sandlot.Phase.TERMINATED
@@ -201,11 +208,11 @@ async def test_sandbox_pods_are_hardened(sandlot_namespace: str, sandlot_async_c
         container = spec["containers"][0]
         assert container["securityContext"]["capabilities"]["drop"] == ["ALL"]
         assert container["securityContext"]["allowPrivilegeEscalation"] is False
-        assert set(container["resources"]["limits"]) == {"cpu", "memory"}
+        assert set(container["resources"]["limits"]) == {"cpu", "memory", "ephemeral-storage"}
         assert not any(m["mountPath"].startswith("/var/run/secrets") for m in container.get("volumeMounts", []))
     assert Kubectl(sandlot_namespace).json("get", "pod", sandboxes[1].name)["spec"]["containers"][0]["resources"] == {
-        "limits": {"cpu": "250m", "memory": "64Mi"},
-        "requests": {"cpu": "250m", "memory": "64Mi"},
+        "limits": {"cpu": "250m", "memory": "64Mi", "ephemeral-storage": "2Gi"},
+        "requests": {"cpu": "250m", "memory": "64Mi", "ephemeral-storage": "0"},
     }
     await sandboxes[0].terminate()
 

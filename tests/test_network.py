@@ -372,6 +372,30 @@ async def test_a_command_that_cannot_run_behind_the_gate_is_a_launch_failure(
     assert status.exit_code is None and status.started_at is None
 
 
+async def test_a_gate_program_someone_else_put_there_is_not_run(sandlot_async_client: sandlot.AsyncClient) -> None:
+    """Whoever may create ConfigMaps in the namespace could make the gate's map
+    first, with a program of their own that every sandbox would run."""
+    client = sandlot_async_client
+    kubectl = Kubectl(client.namespace)
+    await client.sandboxes.create(BUSYBOX, network="none")  # the gate's map exists
+    (gate,) = [
+        m
+        for m in kubectl.json("get", "configmaps")["items"]
+        if m["metadata"]["name"].startswith("sandlot-network-gate-")
+    ]
+    name = gate["metadata"]["name"]
+    kubectl.run("delete", "configmap", name)
+    kubectl.run("create", "configmap", name, "--from-literal=gate=#!/bin/sh")
+    try:
+        async with sandlot.AsyncClient(client.namespace) as fresh:
+            with pytest.raises(sandlot.SandlotError, match=name) as caught:
+                await fresh.sandboxes.create(BUSYBOX, name=unique("tampered"))
+            assert "not the network gate" in str(caught.value)
+            assert not any(p["metadata"]["name"].startswith("tampered") for p in kubectl.json("get", "pods")["items"])
+    finally:
+        kubectl.run("delete", "configmap", name)
+
+
 async def test_status_and_listing_say_the_network(sandlot_async_client: sandlot.AsyncClient) -> None:
     client = sandlot_async_client
     default = await client.sandboxes.create(BUSYBOX, tags={"net": "status"})

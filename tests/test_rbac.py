@@ -20,10 +20,9 @@ import pytest
 import yaml
 
 import sandlot
-from conftest import REPO, Kubectl
+from conftest import RBAC, Kubectl
 
 BUSYBOX = "docker.io/library/busybox:1.36"
-RBAC = REPO / "deploy" / "rbac.yaml"
 
 
 def manifests() -> list[dict[str, Any]]:
@@ -37,38 +36,6 @@ def role_without(resource: str | None, verb: str | None) -> dict[str, Any]:
             rule["verbs"] = [v for v in rule["verbs"] if v != verb]
     role["rules"] = [rule for rule in role["rules"] if rule["verbs"]]
     return role
-
-
-@pytest.fixture(scope="module")
-def service_account_kubeconfig(sandlot_namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A kubeconfig that authenticates as the `sandlot` service account only,
-    with deploy/rbac.yaml applied in the module's namespace."""
-    Kubectl().run(
-        "create", "namespace", sandlot_namespace, check=False
-    )  # there already when $SANDLOT_NAMESPACE names it
-    Kubectl(sandlot_namespace).run("apply", "-f", str(RBAC))
-    admin = yaml.safe_load(Kubectl().run("config", "view", "--raw", "--minify").stdout)
-    cluster = admin["clusters"][0]["cluster"]
-    token = Kubectl(sandlot_namespace).run("create", "token", "sandlot", "--duration", "1h").stdout.strip()
-    config = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "c",
-                "cluster": {
-                    "server": cluster["server"],
-                    "certificate-authority-data": cluster["certificate-authority-data"],
-                },
-            }
-        ],
-        "users": [{"name": "sandlot", "user": {"token": token}}],
-        "contexts": [{"name": "sa", "context": {"cluster": "c", "user": "sandlot", "namespace": sandlot_namespace}}],
-        "current-context": "sa",
-    }
-    path = tmp_path_factory.mktemp("sa") / "kubeconfig"
-    path.write_text(yaml.safe_dump(config))
-    return path
 
 
 @pytest.fixture
@@ -127,6 +94,12 @@ async def no_gate_program(client: sandlot.AsyncClient) -> str:
     return await nothing(client)
 
 
+async def a_gate_program(client: sandlot.AsyncClient) -> str:
+    """A name, with the network gate's ConfigMap made by another client."""
+    await client.sandboxes.create(BUSYBOX)
+    return await nothing(client)
+
+
 async def a_leftover_policy(client: sandlot.AsyncClient) -> str:
     """A name whose NetworkPolicy, made by sandlot for another sandbox, is still there."""
     other = await client.sandboxes.create(BUSYBOX)
@@ -162,6 +135,7 @@ CASES: list[tuple[str, str, Callable[[sandlot.AsyncClient], Awaitable[str]], Ope
     ("networkpolicies", "get", a_leftover_policy, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
     ("networkpolicies", "delete", a_leftover_policy, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
     ("configmaps", "create", no_gate_program, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
+    ("configmaps", "get", a_gate_program, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
     ("services", "get", a_service, lambda c, n: c.sandboxes.create(BUSYBOX, allow_egress=[n])),
 ]
 

@@ -35,6 +35,7 @@ class TerminationReason(StrEnum):
     TERMINATED = "terminated"
     LAUNCH_FAILED = "launch_failed"
     OOM_KILLED = "oom_killed"
+    DISK_EXCEEDED = "disk_exceeded"
     BACKEND_LOST = "backend_lost"
 
 

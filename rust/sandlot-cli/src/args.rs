@@ -62,7 +62,7 @@ pub enum Command {
         after_help = "Examples:\n  sandlot create docker.io/library/busybox:1.36 --name idle --wait\n  \
 sandlot create docker.io/library/python:3.11-slim --tag batch=x --volume data:/data --ttl 600 -- python3 job.py"
     )]
-    Create(CreateArgs),
+    Create(Box<CreateArgs>),
     /// List sandboxes (active ones unless --phase or --all-phases).
     #[command(
         after_help = "Examples:\n  sandlot list\n  sandlot list --phase failed --tag batch=x\n  sandlot list --all-phases -o json"
@@ -210,6 +210,9 @@ pub struct CreateArgs {
     /// Memory limit, e.g. 256Mi.
     #[arg(long)]
     pub memory: Option<String>,
+    /// Disk limit (its filesystem, /tmp and logs), e.g. 4Gi [default: 2Gi].
+    #[arg(long)]
+    pub disk: Option<String>,
     /// Maximum lifetime in seconds, or "none" for no lifetime [default:
     /// $SANDLOT_DEFAULT_TTL, else 3600].
     #[arg(long, value_name = "SECONDS|none")]
@@ -257,6 +260,7 @@ impl CreateArgs {
             resources: Resources {
                 cpu: self.cpu.clone(),
                 memory: self.memory.clone(),
+                disk: self.disk.clone(),
             },
             ttl_seconds: match &self.ttl {
                 Some(text) => Ttl::parse("--ttl", text)?,

@@ -329,8 +329,9 @@ impl Client {
         self.object_error(err, ObjectKind::Sandbox, name)
     }
 
-    /// Creates the namespace if it is missing and waits for its default service
-    /// account, without which pods are refused. Credentials that may not read
+    /// Creates the namespace if it is missing (with Pod Security admission's
+    /// `baseline` enforced) and waits for its default service account, without
+    /// which pods are refused. Credentials that may not read
     /// namespaces are trusted to point at an existing one.
     async fn ensure_namespace(&self) -> Result<()> {
         let namespaces: Api<Namespace> = Api::all(self.kube().clone());
@@ -341,10 +342,14 @@ impl Client {
             Err(err) if api_status(&err).is_some_and(|s| s.code == 403) => return Ok(()),
             Err(err) => return Err(self.api_error(err)),
         }
+        let mut namespace_labels = labels::managed_labels();
+        namespace_labels.extend(
+            labels::POD_SECURITY_LABELS.map(|(key, value)| (key.to_owned(), value.to_owned())),
+        );
         let namespace = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.to_owned()),
-                labels: Some(labels::managed_labels()),
+                labels: Some(namespace_labels),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()

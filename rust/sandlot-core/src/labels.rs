@@ -61,6 +61,14 @@ pub(crate) fn labels_of(tags: &BTreeMap<String, String>) -> BTreeMap<String, Str
     labels
 }
 
+/// Pod Security admission's labels on a namespace sandlot creates: `baseline`
+/// enforced, the strictest level every default sandbox passes (`restricted`
+/// refuses images that run as root, as most do).
+pub(crate) const POD_SECURITY_LABELS: [(&str, &str); 2] = [
+    ("pod-security.kubernetes.io/enforce", "baseline"),
+    ("pod-security.kubernetes.io/enforce-version", "latest"),
+];
+
 /// Just the managed-by label, for objects without tags (the namespace).
 pub(crate) fn managed_labels() -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())])

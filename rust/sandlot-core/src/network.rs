@@ -713,7 +713,8 @@ impl Client {
 
     /// Makes sure the namespace holds this gate build's ConfigMap: asked at
     /// most once per [`GATE_RECHECK`] per client, so one deleted meanwhile is
-    /// made again.
+    /// made again. A map of that name holding anything else, or mutable, is
+    /// refused (409) rather than run in sandboxes.
     async fn ensure_gate(&self) -> Result<()> {
         let mut checked = self.gate_checked().lock().await;
         if checked.is_some_and(|at| at.elapsed() < GATE_RECHECK) {
@@ -733,12 +734,35 @@ impl Client {
             immutable: Some(true),
             ..ConfigMap::default()
         };
-        let params = PostParams::default();
-        match retry(|| maps.create(&params, &map)).await {
-            // 409: made by an earlier client; its content is this build's by its name.
-            Ok(_) => {}
-            Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => {}
-            Err(err) => return Err(self.api_error(err)),
+        let (params, name) = (PostParams::default(), gate_config_map_name());
+        // Twice: a map found made but gone before it is read is made again.
+        for _ in 0..2 {
+            match retry(|| maps.create(&params, &map)).await {
+                Ok(_) => break,
+                // Made before: by an earlier client, or by someone who may
+                // create ConfigMaps here and wants their program in every sandbox.
+                Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => {}
+                Err(err) => return Err(self.api_error(err)),
+            }
+            let found = retry(|| maps.get_opt(&name))
+                .await
+                .map_err(|err| self.api_error(err))?;
+            let Some(found) = found else { continue };
+            let same = found.immutable == Some(true)
+                && found.binary_data == map.binary_data
+                && found.data.unwrap_or_default().is_empty();
+            if !same {
+                return Err(Error::Api {
+                    status: 409,
+                    reason: "Conflict".into(),
+                    message: format!(
+                        "ConfigMap {name:?} is not the network gate this sandlot runs in \
+                         sandboxes (its content differs, or it may be changed): refusing to \
+                         run it; delete it and sandlot makes it again"
+                    ),
+                });
+            }
+            break;
         }
         *checked = Some(Instant::now());
         Ok(())

@@ -25,6 +25,16 @@ pub const DEFAULT_MEMORY_LIMIT: &str = "512Mi";
 pub const DEFAULT_CPU_REQUEST: &str = "10m";
 /// Memory reserved for a sandbox without explicit resources.
 pub const DEFAULT_MEMORY_REQUEST: &str = "32Mi";
+/// Disk limit when none is given: what the sandbox writes to its own
+/// filesystem, its scratch `/tmp` and its logs together (Kubernetes'
+/// `ephemeral-storage`).
+pub const DEFAULT_DISK_LIMIT: &str = "2Gi";
+/// Disk reserved for a sandbox without explicit resources: none, said
+/// explicitly (Kubernetes would otherwise reserve the whole limit, and a node
+/// would hold only its disk size over 2Gi sandboxes).
+pub const DEFAULT_DISK_REQUEST: &str = "0";
+/// The resource name of a sandbox's disk.
+const EPHEMERAL_STORAGE: &str = "ephemeral-storage";
 /// Seconds between the stop signal and the kill when a sandbox is stopped.
 pub const TERMINATION_GRACE_SECONDS: i64 = 2;
 /// Lifetime of a sandbox whose create and client say nothing about it: one
@@ -101,15 +111,19 @@ const IDLE_COMMAND: [&str; 3] = [
     "trap 'exit 0' TERM INT; while :; do sleep 3600 & wait $!; done",
 ];
 
-/// CPU and memory of a sandbox, as Kubernetes quantities ("500m", "256Mi").
+/// CPU, memory and disk of a sandbox, as Kubernetes quantities ("500m",
+/// "256Mi", "4Gi").
 ///
 /// A value given is both reserved and enforced as the limit. A value left out is
-/// limited by a default ([`DEFAULT_CPU_LIMIT`], [`DEFAULT_MEMORY_LIMIT`]) and
-/// reserves only a little, since a sandbox without limits could starve the node.
+/// limited by a default ([`DEFAULT_CPU_LIMIT`], [`DEFAULT_MEMORY_LIMIT`],
+/// [`DEFAULT_DISK_LIMIT`]) and reserves little or nothing, since a sandbox
+/// without limits could starve the node or fill its disk.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Resources {
     pub cpu: Option<String>,
     pub memory: Option<String>,
+    /// Kubernetes' `ephemeral-storage`: the writable layer, `/tmp` and logs.
+    pub disk: Option<String>,
 }
 
 /// What a user asks for, field by field, before any check. Turn it into a
@@ -238,6 +252,9 @@ fn check(request: &SandboxRequest) -> Result<()> {
     }
     if let Some(memory) = &request.resources.memory {
         validate::quantity("resources.memory", memory)?;
+    }
+    if let Some(disk) = &request.resources.disk {
+        validate::quantity("resources.disk", disk)?;
     }
     request.ttl_seconds.check("ttl_seconds")?;
     if let Some(uid) = request.run_as_user
@@ -433,14 +450,20 @@ impl SandboxSpec {
             Some(memory) => (memory.as_str(), memory.as_str()),
             None => (DEFAULT_MEMORY_REQUEST, DEFAULT_MEMORY_LIMIT),
         };
+        let (disk_request, disk_limit) = match &request.resources.disk {
+            Some(disk) => (disk.as_str(), disk.as_str()),
+            None => (DEFAULT_DISK_REQUEST, DEFAULT_DISK_LIMIT),
+        };
         ResourceRequirements {
             requests: Some(BTreeMap::from([
                 ("cpu".into(), quantity(cpu_request)),
                 ("memory".into(), quantity(memory_request)),
+                (EPHEMERAL_STORAGE.into(), quantity(disk_request)),
             ])),
             limits: Some(BTreeMap::from([
                 ("cpu".into(), quantity(cpu_limit)),
                 ("memory".into(), quantity(memory_limit)),
+                (EPHEMERAL_STORAGE.into(), quantity(disk_limit)),
             ])),
             claims: None,
         }
@@ -622,7 +645,7 @@ mod tests {
                 SandboxRequest {
                     resources: Resources {
                         cpu: Some("lots".into()),
-                        memory: None,
+                        ..Resources::default()
                     },
                     ..base.clone()
                 },
@@ -631,12 +654,22 @@ mod tests {
             (
                 SandboxRequest {
                     resources: Resources {
-                        cpu: None,
                         memory: Some("0".into()),
+                        ..Resources::default()
                     },
                     ..base.clone()
                 },
                 "resources.memory",
+            ),
+            (
+                SandboxRequest {
+                    resources: Resources {
+                        disk: Some("2 GB".into()),
+                        ..Resources::default()
+                    },
+                    ..base.clone()
+                },
+                "resources.disk",
             ),
             (
                 SandboxRequest {
@@ -701,6 +734,7 @@ mod tests {
             resources: Resources {
                 cpu: Some("500m".into()),
                 memory: Some("256Mi".into()),
+                disk: Some("4Gi".into()),
             },
             ttl_seconds: Ttl::Seconds(60),
             network: Some(NetworkMode::Unrestricted),
@@ -751,6 +785,29 @@ mod tests {
         let resources = container.resources.as_ref().unwrap();
         assert_eq!(resources.requests.as_ref().unwrap()["cpu"].0, "500m");
         assert_eq!(resources.limits.as_ref().unwrap()["memory"].0, "256Mi");
+        assert_eq!(
+            resources.requests.as_ref().unwrap()["ephemeral-storage"].0,
+            "4Gi"
+        );
+        assert_eq!(
+            resources.limits.as_ref().unwrap()["ephemeral-storage"].0,
+            "4Gi"
+        );
+    }
+
+    #[test]
+    fn every_sandbox_has_a_disk_limit_and_reserves_no_disk_by_default() {
+        let pod = valid(SandboxRequest::new("busybox:1.36")).to_pod("sb");
+        let resources = pod.spec.unwrap().containers[0].resources.clone().unwrap();
+        assert_eq!(
+            resources.limits.unwrap()["ephemeral-storage"].0,
+            DEFAULT_DISK_LIMIT
+        );
+        // Kubernetes makes a missing request equal to the limit: "0" is written.
+        assert_eq!(
+            resources.requests.unwrap()["ephemeral-storage"].0,
+            DEFAULT_DISK_REQUEST
+        );
     }
 
     #[test]

@@ -108,6 +108,9 @@ pub enum TerminationReason {
     LaunchFailed,
     /// The workload exceeded its memory limit.
     OomKilled,
+    /// The workload wrote more than its disk limit (its filesystem, `/tmp`
+    /// and logs together); the kubelet evicted it.
+    DiskExceeded,
     /// The node or runtime lost the workload (eviction, node loss).
     BackendLost,
 }
@@ -199,6 +202,14 @@ pub(crate) fn start_failure(pod: &Pod) -> Option<StartFailure> {
     Some(StartFailure { message, lasting })
 }
 
+/// Whether an eviction's message says the pod wrote past its own disk limits:
+/// its containers' `ephemeral-storage` or an emptyDir's size limit (the
+/// kubelet's words, not the node running short).
+fn over_disk_limit(message: &str) -> bool {
+    let message = message.to_ascii_lowercase();
+    message.contains("exceed") && (message.contains("ephemeral") || message.contains("emptydir"))
+}
+
 /// Pod-level failure reasons meaning the node lost the workload.
 const BACKEND_LOSSES: [&str; 4] = ["Evicted", "NodeLost", "Shutdown", "Terminated"];
 
@@ -253,6 +264,10 @@ impl SandboxStatus {
                         || matches!(exited_reason, Some("StartError" | "ContainerCannotRun"))
                     {
                         (Phase::Failed, Some(R::LaunchFailed), exited_message)
+                    } else if pod_reason == Some("Evicted")
+                        && pod_message.as_deref().is_some_and(over_disk_limit)
+                    {
+                        (Phase::Failed, Some(R::DiskExceeded), pod_message)
                     } else if pod_reason.is_some_and(|r| BACKEND_LOSSES.contains(&r)) {
                         (Phase::Failed, Some(R::BackendLost), pod_message)
                     } else if exited.is_some() {
@@ -661,6 +676,30 @@ mod tests {
     }
 
     #[test]
+    fn failed_with_disk_exceeded_when_evicted_for_its_own_disk_use() {
+        for message in [
+            "Pod ephemeral local storage usage exceeds the total limit of containers 2Gi. ",
+            "Container sandbox exceeded its local ephemeral storage limit \"64Mi\". ",
+            "Usage of EmptyDir volume \"sandlot-tmp\" exceeds the limit \"256Mi\". ",
+        ] {
+            let s = derive(json!({"phase": "Failed", "reason": "Evicted", "message": message}));
+            assert_eq!(
+                (s.phase, s.termination_reason),
+                (Phase::Failed, Some(TerminationReason::DiskExceeded)),
+                "{message}"
+            );
+            assert_eq!(s.message.as_deref(), Some(message));
+        }
+        let node_short = derive(json!({"phase": "Failed", "reason": "Evicted",
+            "message": "The node was low on resource: ephemeral-storage. "}));
+        assert_eq!(
+            node_short.termination_reason,
+            Some(TerminationReason::BackendLost),
+            "the node running short is not the sandbox's doing"
+        );
+    }
+
+    #[test]
     fn terminated_once_requested_whatever_the_pod_does() {
         let requested = json!({TERMINATED_AT_ANNOTATION: "2026-01-01T00:01:00Z"});
         for status in [
@@ -745,6 +784,7 @@ mod tests {
                 "terminated",
                 "launch_failed",
                 "oom_killed",
+                "disk_exceeded",
                 "backend_lost"
             ]
         );

@@ -68,16 +68,17 @@ pub fn selection(
     })
 }
 
-/// `{"cpu": ..., "memory": ...}`; any other key is refused.
+/// `{"cpu": ..., "memory": ..., "disk": ...}`; any other key is refused.
 pub fn resources(mut given: BTreeMap<String, String>) -> Read<Resources> {
     let resources = Resources {
         cpu: given.remove("cpu"),
         memory: given.remove("memory"),
+        disk: given.remove("disk"),
     };
     match given.keys().next() {
         Some(key) => Err(Error::invalid(
             format!("resources[{key:?}]"),
-            "only \"cpu\" and \"memory\" can be set",
+            "only \"cpu\", \"memory\" and \"disk\" can be set",
         )
         .into()),
         None => Ok(resources),
