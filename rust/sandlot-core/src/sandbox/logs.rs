@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, Stream};
+use futures::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, FutureExt, Stream, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
@@ -60,6 +60,22 @@ impl LogBatch {
             .map(|(start, end)| &self.bytes[start..end])
     }
 
+    /// How many bytes its lines take, line endings not counted.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Adds the lines of `later` after its own.
+    pub fn append(&mut self, later: LogBatch) {
+        if self.is_empty() {
+            *self = later;
+            return;
+        }
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&later.bytes);
+        self.ends.extend(later.ends.iter().map(|end| base + end));
+    }
+
     fn push(&mut self, line: &[u8]) {
         self.bytes.extend_from_slice(line);
         self.ends.push(self.bytes.len());
@@ -92,6 +108,21 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(2);
 /// been copying the last output into the log), and how many such reads at most.
 const SETTLE_PAUSE: Duration = Duration::from_millis(250);
 const FINAL_READS: u32 = 20;
+
+/// How many lines at the end of the log the last reads of a follow ask for
+/// first (see [`Reading::read_rest`]).
+const REST_TAIL: i64 = 1000;
+
+/// How long a follow that has taken everything that arrived waits before it
+/// asks the connection for more. What arrives meanwhile is then read at once:
+/// a log written fast arrives in pieces of a line or a few, and reading each
+/// as it lands costs far more (a wakeup, a read, an acknowledgement) than the
+/// lines it brings. A line that arrives alone is at most this much later.
+const GATHER: Duration = Duration::from_millis(1);
+
+/// Bytes of lines after which a follow hands over what it gathered even if
+/// more is waiting.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Bytes asked of the connection per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -194,10 +225,48 @@ impl Client {
             place: Place::new(options.timestamps),
         };
         if follow {
-            Ok(Box::pin(reading.follow(follow_idle())))
+            Ok(on_own_task(reading.follow(follow_idle())))
         } else {
             Ok(Box::pin(reading.once()))
         }
+    }
+}
+
+/// Batches a follow's task reads ahead of its consumer at most.
+const BATCHES_AHEAD: usize = 4;
+
+/// `batches`, driven by a task of its own on the runtime (stopped when the
+/// stream is dropped). A follow runs there, not on whatever polls the stream
+/// (a `block_on` thread): [`arrived_now`] tells what the connection has
+/// ready by giving the connection's task its turn, which only a runtime
+/// worker does before coming back to the follow.
+fn on_own_task(batches: impl Stream<Item = Result<LogBatch>> + Send + 'static) -> LogBatches {
+    let (sender, receiver) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+    let task = tokio::spawn(async move {
+        let mut batches = std::pin::pin!(batches);
+        while let Some(batch) = batches.next().await {
+            if sender.send(batch).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stop = AbortOnDrop(task.abort_handle());
+    Box::pin(futures::stream::unfold(
+        (receiver, stop),
+        |(mut receiver, stop)| async move {
+            let batch = receiver.recv().await?;
+            Some((batch, (receiver, stop)))
+        },
+    ))
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -290,10 +359,16 @@ impl Reading {
                     }
                 };
                 let mut lines = Lines::default();
+                let mut batch = LogBatch::default();
                 let cut = loop {
-                    // What arrived is taken where it lies: one poll of the
-                    // connection per wakeup, one batch per piece that arrived.
-                    let mut batch = LogBatch::default();
+                    if !arrived_now(&mut reader).await {
+                        // Hand over what was gathered before waiting; then let
+                        // what comes next gather in the connection for a moment.
+                        if !batch.is_empty() {
+                            yield Ok(std::mem::take(&mut batch));
+                        }
+                        tokio::time::sleep(GATHER).await;
+                    }
                     let taken = match tokio::time::timeout(idle, reader.as_mut().fill_buf()).await {
                         Ok(Ok([])) => break Cut::Ended,
                         Ok(Ok(arrived)) => {
@@ -306,10 +381,13 @@ impl Reading {
                     };
                     reader.as_mut().consume(taken);
                     pause = FIRST_PAUSE;
-                    if !batch.is_empty() {
-                        yield Ok(batch);
+                    if batch.byte_len() >= BATCH_BYTES {
+                        yield Ok(std::mem::take(&mut batch));
                     }
                 };
+                if !batch.is_empty() {
+                    yield Ok(batch);
+                }
                 drop(reader);
                 // A line without its ending is left to the next request.
                 self.place.resume();
@@ -371,21 +449,27 @@ impl Reading {
     /// The new lines of the ended sandbox's log after the follow's place,
     /// the last one also without its ending; read again while the
     /// connection breaks, within the budget.
+    ///
+    /// It asks for the end of the log first ([`REST_TAIL`] lines): when that
+    /// reaches back before the place, it holds every new line; only when it
+    /// does not is the log read from the place's second on (after a burst,
+    /// that second can hold most of the log).
     async fn read_rest(&mut self) -> Result<LogBatch> {
         let params = self.params(false);
-        let began = tokio::time::Instant::now();
-        let mut pause = FIRST_PAUSE;
-        let log = loop {
-            let mut reader = self.open(&params).await?;
-            let mut log = Vec::new();
-            match reader.read_to_end(&mut log).await {
-                Ok(_) => break log,
-                Err(_) if began.elapsed() < RECONNECT_BUDGET => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(LONGEST_PAUSE);
-                }
-                Err(err) => return Err(self.broken(&err)),
+        let mut log = None;
+        if params.since_time.is_some() {
+            let tail = LogParams {
+                tail_lines: Some(REST_TAIL),
+                ..params.clone()
+            };
+            let end = self.read_to_end(&tail).await?;
+            if self.place.reached_by(&end) {
+                log = Some(end);
             }
+        }
+        let log = match log {
+            Some(log) => log,
+            None => self.read_to_end(&params).await?,
         };
         let mut batch = LogBatch::default();
         let mut lines = Lines::default();
@@ -396,6 +480,25 @@ impl Reading {
         }
         place.resume();
         Ok(batch)
+    }
+
+    /// The whole response to a request that does not follow; asked again
+    /// while the connection breaks, within the budget.
+    async fn read_to_end(&self, params: &LogParams) -> Result<Vec<u8>> {
+        let began = tokio::time::Instant::now();
+        let mut pause = FIRST_PAUSE;
+        loop {
+            let mut reader = self.open(params).await?;
+            let mut log = Vec::new();
+            match reader.read_to_end(&mut log).await {
+                Ok(_) => return Ok(log),
+                Err(_) if began.elapsed() < RECONNECT_BUDGET => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(LONGEST_PAUSE);
+                }
+                Err(err) => return Err(self.broken(&err)),
+            }
+        }
     }
 
     /// Opens a request for the log; failures that pass by themselves are
@@ -454,6 +557,19 @@ fn workload_stopped(pod: &Pod) -> bool {
         .and_then(|c| c.state.as_ref())
         .is_some_and(|state| state.terminated.is_some());
     final_phase || exited
+}
+
+/// Whether `reader` has something to hand over (or its end) without
+/// waiting. The connection hands a response over one piece at a time and has
+/// to run to cut the next one from what it read: it gets that turn first
+/// (on a runtime worker, a task that yields runs again only after the tasks
+/// it woke; see [`on_own_task`]).
+async fn arrived_now(reader: &mut LogReader) -> bool {
+    if reader.as_mut().fill_buf().now_or_never().is_some() {
+        return true;
+    }
+    tokio::task::yield_now().await;
+    reader.as_mut().fill_buf().now_or_never().is_some()
 }
 
 /// Cuts whole lines out of the successive chunks of one response.
@@ -557,6 +673,21 @@ impl Place {
         batch.push(if self.keep_stamps { line } else { text });
     }
 
+    /// Whether `log` (lines with timestamps: the end of the log) holds every
+    /// line after the last one delivered: it starts before that line's time
+    /// and has a line of exactly its timestamp. Not before the first line.
+    fn reached_by(&self, log: &[u8]) -> bool {
+        let mut stamps = log
+            .split(|&b| b == b'\n')
+            .map(|line| line.split(|&b| b == b' ').next().unwrap_or_default());
+        let Some(first) = stamps.next() else {
+            return false;
+        };
+        !self.stamp.is_empty()
+            && parse_stamp(first).is_some_and(|at| later(&self.stamp, first, at))
+            && stamps.any(|stamp| stamp == self.stamp.as_slice())
+    }
+
     /// Prepares for a new request, which reads from [`Place::since`].
     fn resume(&mut self) {
         self.skip = parse_stamp(&self.stamp).map(|at| Skip {
@@ -597,7 +728,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use bytes::Bytes;
-    use futures::{StreamExt, TryStreamExt};
+    use futures::TryStreamExt;
     use http::{Request, Response};
     use http_body::Frame;
     use http_body_util::combinators::UnsyncBoxBody;
@@ -670,8 +801,13 @@ mod tests {
 
     type Reply = Response<UnsyncBoxBody<Bytes, std::io::Error>>;
 
+    /// A response that sends `text` a line at a time, all at once.
     fn reply(text: String, end: End) -> Reply {
-        let data = futures::stream::iter([Ok(Frame::data(Bytes::from(text)))]);
+        let pieces: Vec<_> = text
+            .split_inclusive('\n')
+            .map(|piece| Ok(Frame::data(Bytes::from(piece.to_owned()))))
+            .collect();
+        let data = futures::stream::iter(pieces);
         let rest: Pin<Box<dyn Stream<Item = std::io::Result<Frame<Bytes>>> + Send>> = match end {
             End::Clean => Box::pin(futures::stream::empty()),
             End::Broken => Box::pin(futures::stream::iter([Err(std::io::Error::new(
@@ -787,6 +923,30 @@ mod tests {
         assert!(queries[1].contains("follow=true") && queries[1].contains(&since(1)));
         assert!(queries[2].contains("follow=true") && queries[2].contains(&since(2)));
         assert!(!queries[3].contains("follow") && queries[3].contains(&since(3)));
+        // The end of the log reached back to the last line: no more was read.
+        assert!(queries[3].contains("tailLines=1000"));
+        assert_eq!(queries.len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_that_arrived_together_are_handed_over_together() {
+        let texts: Vec<String> = (0..100).map(|i| format!("{i}\n")).collect();
+        let lines: Vec<(u32, &str)> = texts.iter().map(|text| (1, text.as_str())).collect();
+        let (client, _) = scripted(vec![
+            answer(&lines, End::Clean, true),
+            answer(&lines, End::Clean, false),
+            answer(&lines, End::Clean, false),
+        ]);
+        let batches: Vec<LogBatch> = client
+            .stream_logs("sb", &LogOptions::default(), true)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].len(), 100);
+        assert_eq!(batches[0].line(99), Some(&b"99"[..]));
     }
 
     #[tokio::test(start_paused = true)]
@@ -798,7 +958,7 @@ mod tests {
                 End::Clean,
                 true,
             ),
-            answer(&[(4, "d\n")], End::Clean, false),
+            answer(&[(3, "partial\n"), (4, "d\n")], End::Clean, false),
         ]);
         let lines = follow(&client, &LogOptions::default()).await;
         assert_eq!(lines, ["a", "b", "partial", "d"]);
@@ -809,7 +969,7 @@ mod tests {
         let (client, queries) = scripted(vec![
             answer(&[(1, "a\n")], End::Silent, false),
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, true),
-            answer(&[(2, "b\n")], End::Clean, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
         ]);
         assert_eq!(follow(&client, &LogOptions::default()).await, ["a", "b"]);
         assert_eq!(queries.lock().unwrap().len(), 3);
@@ -820,11 +980,17 @@ mod tests {
         // The response should have ended with the workload, but stays open.
         let (client, queries) = scripted(vec![
             answer(&[(1, "a\n")], End::Silent, true),
+            // The end of the log does not reach back before the last line
+            // delivered, so the log is read from that line's second.
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
-            answer(&[(2, "b\n")], End::Clean, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
         ]);
         assert_eq!(follow(&client, &LogOptions::default()).await, ["a", "b"]);
-        assert!(!queries.lock().unwrap()[1].contains("follow"));
+        let queries = queries.lock().unwrap();
+        assert!(!queries[1].contains("follow") && queries[1].contains("tailLines=1000"));
+        assert!(!queries[2].contains("tailLines") && queries[2].contains(&since(1)));
+        assert!(queries[3].contains("tailLines=1000"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -832,8 +998,12 @@ mod tests {
         // The kubelet ended the follow before the runtime wrote the last lines.
         let (client, queries) = scripted(vec![
             answer(&[(2, "b\n"), (3, "par")], End::Clean, true),
-            answer(&[(2, "b\n"), (3, "partial\n"), (4, "d")], End::Clean, false),
-            answer(&[(4, "d")], End::Clean, false),
+            answer(
+                &[(1, "a\n"), (2, "b\n"), (3, "partial\n"), (4, "d")],
+                End::Clean,
+                false,
+            ),
+            answer(&[(3, "partial\n"), (4, "d")], End::Clean, false),
         ]);
         let options = LogOptions {
             tail_lines: Some(1),
@@ -848,6 +1018,8 @@ mod tests {
         let (client, _) = scripted(vec![
             answer(&[(1, "a\n"), (1, "b\n")], End::Broken, false),
             answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, true),
+            // The end of the log, then the log from the second on.
+            answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, false),
             answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, false),
         ]);
         assert_eq!(
@@ -861,6 +1033,8 @@ mod tests {
         // The log file was rotated: the last line delivered is no longer in it.
         let (client, _) = scripted(vec![
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, true),
+            // The end of the log, then the log from the second on.
+            answer(&[(5, "e\n"), (6, "f\n")], End::Clean, false),
             answer(&[(5, "e\n"), (6, "f\n")], End::Clean, false),
             answer(&[(5, "e\n"), (6, "f\n")], End::Clean, false),
         ]);
@@ -874,6 +1048,7 @@ mod tests {
     async fn timestamps_are_kept_when_asked_for() {
         let (client, _) = scripted(vec![
             answer(&[(1, "a\n")], End::Clean, true),
+            answer(&[(1, "a\n")], End::Clean, false),
             answer(&[(1, "a\n")], End::Clean, false),
         ]);
         let options = LogOptions {
@@ -918,6 +1093,17 @@ mod tests {
         assert_eq!(batch.line(1), Some(&b""[..]));
         assert_eq!(batch.line(2), Some(&b"ccc"[..]));
         assert_eq!(batch.line(3), None);
+        let mut more = LogBatch::default();
+        more.push(b"dd");
+        batch.append(more);
+        assert_eq!(
+            batch.lines().collect::<Vec<_>>(),
+            [&b"a"[..], b"", b"ccc", b"dd"]
+        );
+        assert_eq!(batch.byte_len(), 6);
+        let mut empty = LogBatch::default();
+        empty.append(batch.clone());
+        assert_eq!(empty, batch);
     }
 
     #[test]
@@ -931,6 +1117,23 @@ mod tests {
         assert!(later(b"2026-01-01T02:00:01.6+02:00", than, at));
         assert!(!later(b"2026-01-01T02:00:01.4+02:00", than, at));
         assert!(later(b"not a time", than, at));
+    }
+
+    #[test]
+    fn the_end_of_a_log_holds_the_rest_when_it_reaches_back_before_the_last_line() {
+        let mut place = Place::new(false);
+        assert!(!place.reached_by(log(&[(1, "a\n"), (2, "b\n")]).as_bytes()));
+        place.deliver(
+            format!("{} b", stamp(2)).as_bytes(),
+            &mut LogBatch::default(),
+        );
+        assert!(place.reached_by(log(&[(1, "a\n"), (2, "b\n"), (3, "c")]).as_bytes()));
+        // Starting at the last line: lines of its timestamp may come before.
+        assert!(!place.reached_by(log(&[(2, "b\n"), (3, "c\n")]).as_bytes()));
+        // Not holding the last line (a rotated log file), or nothing.
+        assert!(!place.reached_by(log(&[(1, "a\n"), (3, "c\n")]).as_bytes()));
+        assert!(!place.reached_by(b""));
+        assert!(!place.reached_by(b"garbled\n"));
     }
 
     #[test]
