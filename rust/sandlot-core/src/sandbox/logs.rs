@@ -109,15 +109,16 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(2);
 const SETTLE_PAUSE: Duration = Duration::from_millis(250);
 const FINAL_READS: u32 = 20;
 
-/// How many lines at the end of the log the last reads of a follow ask for
-/// first (see [`Reading::read_rest`]).
+/// How many lines at the end of the log a follow asks for when it reads on
+/// from its place (see [`Reading::request`]).
 const REST_TAIL: i64 = 1000;
 
 /// How long a follow that has taken everything that arrived waits before it
 /// asks the connection for more. What arrives meanwhile is then read at once:
 /// a log written fast arrives in pieces of a line or a few, and reading each
 /// as it lands costs far more (a wakeup, a read, an acknowledgement) than the
-/// lines it brings. A line that arrives alone is at most this much later.
+/// lines it brings. A line that arrives alone is not delayed; one that
+/// arrives during the wait is at most this much later.
 const GATHER: Duration = Duration::from_millis(1);
 
 /// Bytes of lines after which a follow hands over what it gathered even if
@@ -304,6 +305,9 @@ enum Cut {
     Silent,
     /// The connection broke.
     Broken,
+    /// The end of the log that was asked for does not reach back to the
+    /// follow's place: lines may be missing between them.
+    Short,
 }
 
 impl Reading {
@@ -349,8 +353,11 @@ impl Reading {
     fn follow(mut self, idle: Duration) -> impl Stream<Item = Result<LogBatch>> + Send {
         async_stream::stream! {
             let mut pause = FIRST_PAUSE;
+            // Whether the next request may ask for the end of the log only.
+            let mut tail = true;
             loop {
-                let params = self.params(true);
+                let params = self.request(true, tail);
+                tail = true;
                 let mut reader = match self.open(&params).await {
                     Ok(reader) => reader,
                     Err(err) => {
@@ -361,26 +368,42 @@ impl Reading {
                 let mut lines = Lines::default();
                 let mut batch = LogBatch::default();
                 let cut = loop {
-                    if !arrived_now(&mut reader).await {
-                        // Hand over what was gathered before waiting; then let
-                        // what comes next gather in the connection for a moment.
-                        if !batch.is_empty() {
-                            yield Ok(std::mem::take(&mut batch));
+                    match arrived_now(&mut reader).await {
+                        Some(Ok(())) => {}
+                        Some(Err(_)) => break Cut::Broken,
+                        None => {
+                            // Hand over what was gathered before waiting; then let
+                            // what comes next gather in the connection for a moment.
+                            if !batch.is_empty() {
+                                yield Ok(std::mem::take(&mut batch));
+                            }
+                            tokio::time::sleep(GATHER).await;
+                            match tokio::time::timeout(idle, reader.as_mut().fill_buf()).await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(_)) => break Cut::Broken,
+                                Err(_) => break Cut::Silent,
+                            }
                         }
-                        tokio::time::sleep(GATHER).await;
                     }
-                    let taken = match tokio::time::timeout(idle, reader.as_mut().fill_buf()).await {
-                        Ok(Ok([])) => break Cut::Ended,
-                        Ok(Ok(arrived)) => {
+                    // Ready now: what arrived, or the end.
+                    let taken = match reader.as_mut().fill_buf().await {
+                        Ok([]) => break Cut::Ended,
+                        Ok(arrived) => {
                             let place = &mut self.place;
                             lines.feed(arrived, |line| place.deliver(line, &mut batch));
                             arrived.len()
                         }
-                        Ok(Err(_)) => break Cut::Broken,
-                        Err(_) => break Cut::Silent,
+                        Err(_) => break Cut::Broken,
                     };
+                    if self.place.missed() {
+                        break Cut::Short;
+                    }
                     reader.as_mut().consume(taken);
-                    pause = FIRST_PAUSE;
+                    // Only new lines: lines read again (an end of the log
+                    // asked for at once after the last one) do not count.
+                    if !batch.is_empty() {
+                        pause = FIRST_PAUSE;
+                    }
                     if batch.byte_len() >= BATCH_BYTES {
                         yield Ok(std::mem::take(&mut batch));
                     }
@@ -388,9 +411,12 @@ impl Reading {
                 if !batch.is_empty() {
                     yield Ok(batch);
                 }
-                drop(reader);
                 // A line without its ending is left to the next request.
-                self.place.resume();
+                drop(reader);
+                if let Cut::Short = cut {
+                    tail = false;
+                    continue;
+                }
                 // The kubelet ends a follow once the container has stopped, but
                 // an API server going away can end it as well; and a silent
                 // connection may be a quiet sandbox, a dead connection, or a
@@ -427,59 +453,53 @@ impl Reading {
         }
     }
 
-    /// A request for the log from the follow's place on (as the caller's
-    /// options pick it before the first line), with timestamps.
-    fn params(&self, follow: bool) -> LogParams {
-        match self.place.since() {
-            Some(since) => LogParams {
-                container: Some(CONTAINER_NAME.to_owned()),
-                follow,
-                timestamps: true,
-                since_time: Some(since),
-                ..LogParams::default()
-            },
-            None => LogParams {
+    /// The next request for the log, with timestamps: before the first line,
+    /// as the caller's options pick it; after, from the whole second of the
+    /// follow's place on, and with `tail` only the last [`REST_TAIL`] lines
+    /// of that (after a burst, the second can hold most of the log). The
+    /// place is set to skip what it delivered already, and to tell when the
+    /// end of the log asked for does not reach back to it ([`Place::missed`]).
+    fn request(&mut self, follow: bool, tail: bool) -> LogParams {
+        let Some(since) = self.place.since() else {
+            return LogParams {
                 follow,
                 timestamps: true,
                 ..self.asked.clone()
-            },
+            };
+        };
+        self.place.resume(tail);
+        LogParams {
+            container: Some(CONTAINER_NAME.to_owned()),
+            follow,
+            timestamps: true,
+            since_time: Some(since),
+            tail_lines: tail.then_some(REST_TAIL),
+            ..LogParams::default()
         }
     }
 
     /// The new lines of the ended sandbox's log after the follow's place,
     /// the last one also without its ending; read again while the
-    /// connection breaks, within the budget.
-    ///
-    /// It asks for the end of the log first ([`REST_TAIL`] lines): when that
-    /// reaches back before the place, it holds every new line; only when it
-    /// does not is the log read from the place's second on (after a burst,
-    /// that second can hold most of the log).
+    /// connection breaks, within the budget. The end of the log is asked for
+    /// first; the log from the place's second on only when that end does
+    /// not reach back to the place.
     async fn read_rest(&mut self) -> Result<LogBatch> {
-        let params = self.params(false);
-        let mut log = None;
-        if params.since_time.is_some() {
-            let tail = LogParams {
-                tail_lines: Some(REST_TAIL),
-                ..params.clone()
-            };
-            let end = self.read_to_end(&tail).await?;
-            if self.place.reached_by(&end) {
-                log = Some(end);
+        let mut tail = true;
+        loop {
+            let params = self.request(false, tail);
+            let log = self.read_to_end(&params).await?;
+            let mut batch = LogBatch::default();
+            let mut lines = Lines::default();
+            let place = &mut self.place;
+            lines.feed(&log, |line| place.deliver(line, &mut batch));
+            if let Some(last) = lines.rest() {
+                place.deliver(&last, &mut batch);
             }
+            if !place.missed() {
+                return Ok(batch);
+            }
+            tail = false;
         }
-        let log = match log {
-            Some(log) => log,
-            None => self.read_to_end(&params).await?,
-        };
-        let mut batch = LogBatch::default();
-        let mut lines = Lines::default();
-        let place = &mut self.place;
-        lines.feed(&log, |line| place.deliver(line, &mut batch));
-        if let Some(last) = lines.rest() {
-            place.deliver(&last, &mut batch);
-        }
-        place.resume();
-        Ok(batch)
     }
 
     /// The whole response to a request that does not follow; asked again
@@ -559,17 +579,25 @@ fn workload_stopped(pod: &Pod) -> bool {
     final_phase || exited
 }
 
-/// Whether `reader` has something to hand over (or its end) without
-/// waiting. The connection hands a response over one piece at a time and has
-/// to run to cut the next one from what it read: it gets that turn first
-/// (on a runtime worker, a task that yields runs again only after the tasks
-/// it woke; see [`on_own_task`]).
-async fn arrived_now(reader: &mut LogReader) -> bool {
-    if reader.as_mut().fill_buf().now_or_never().is_some() {
-        return true;
+/// Whether `reader` has something to hand over (a piece or its end: `Ok`,
+/// left in `reader`) or has failed (the error), without waiting; `None` when
+/// nothing has arrived. The connection hands a response over one piece at a
+/// time and has to run to cut the next one from what it read: it gets that
+/// turn first (on a runtime worker, a task that yields runs again only after
+/// the tasks it woke; see [`on_own_task`]).
+async fn arrived_now(reader: &mut LogReader) -> Option<std::io::Result<()>> {
+    let now = |reader: &mut LogReader| {
+        reader
+            .as_mut()
+            .fill_buf()
+            .now_or_never()
+            .map(|ready| ready.map(drop))
+    };
+    if let Some(ready) = now(reader) {
+        return Some(ready);
     }
     tokio::task::yield_now().await;
-    reader.as_mut().fill_buf().now_or_never().is_some()
+    now(reader)
 }
 
 /// Cuts whole lines out of the successive chunks of one response.
@@ -619,6 +647,9 @@ struct Place {
     same: usize,
     /// While a new request reads again what was delivered: what to skip.
     skip: Option<Skip>,
+    /// The request asked for the end of the log only, and its first line
+    /// came after the last one delivered: lines between may be missing.
+    missed: bool,
 }
 
 /// The lines a new request reads again before the first new one: it asks
@@ -630,6 +661,9 @@ struct Skip {
     stamp: Vec<u8>,
     at: Timestamp,
     left: usize,
+    /// The request asks for the end of the log only: its first line must be
+    /// earlier than `stamp`, or lines between may be missing from it.
+    reach_back: bool,
 }
 
 impl Place {
@@ -639,17 +673,27 @@ impl Place {
             stamp: Vec::new(),
             same: 0,
             skip: None,
+            missed: false,
         }
     }
 
     /// Adds `line` (with its timestamp) to `batch` unless it was delivered
-    /// already.
+    /// already; adds nothing once the request [`Place::missed`] lines.
     fn deliver(&mut self, line: &[u8], batch: &mut LogBatch) {
+        if self.missed {
+            return;
+        }
         let (stamp, text) = match line.iter().position(|&b| b == b' ') {
             Some(space) => (&line[..space], &line[space + 1..]),
             None => (line, &line[line.len()..]),
         };
         if let Some(skip) = &mut self.skip {
+            if std::mem::take(&mut skip.reach_back)
+                && (stamp == skip.stamp.as_slice() || later(stamp, &skip.stamp, skip.at))
+            {
+                self.missed = true;
+                return;
+            }
             if stamp == skip.stamp.as_slice() {
                 skip.left = skip.left.saturating_sub(1);
                 if skip.left == 0 {
@@ -673,27 +717,23 @@ impl Place {
         batch.push(if self.keep_stamps { line } else { text });
     }
 
-    /// Whether `log` (lines with timestamps: the end of the log) holds every
-    /// line after the last one delivered: it starts before that line's time
-    /// and has a line of exactly its timestamp. Not before the first line.
-    fn reached_by(&self, log: &[u8]) -> bool {
-        let mut stamps = log
-            .split(|&b| b == b'\n')
-            .map(|line| line.split(|&b| b == b' ').next().unwrap_or_default());
-        let Some(first) = stamps.next() else {
-            return false;
-        };
-        !self.stamp.is_empty()
-            && parse_stamp(first).is_some_and(|at| later(&self.stamp, first, at))
-            && stamps.any(|stamp| stamp == self.stamp.as_slice())
+    /// Whether the request asked for the end of the log only and it does
+    /// not reach back before the last line delivered (lines of that line's
+    /// timestamp may come before it, too): then it delivered nothing, and the
+    /// log has to be asked for whole from [`Place::since`].
+    fn missed(&self) -> bool {
+        self.missed
     }
 
-    /// Prepares for a new request, which reads from [`Place::since`].
-    fn resume(&mut self) {
+    /// Prepares for a new request, which reads from [`Place::since`]; with
+    /// `tail`, only the end of the log.
+    fn resume(&mut self, tail: bool) {
+        self.missed = false;
         self.skip = parse_stamp(&self.stamp).map(|at| Skip {
             stamp: self.stamp.clone(),
             at,
             left: self.same,
+            reach_back: tail,
         });
     }
 
@@ -909,9 +949,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_follow_reads_on_when_the_response_ends_while_the_sandbox_runs() {
         // An API server restart ends the response; the sandbox writes on.
+        // Each end of the log asked for starts at the last line delivered, so
+        // lines of its timestamp may come before it: the log is asked for from
+        // that line's second.
         let (client, queries) = scripted(vec![
             answer(&[(1, "a\n")], End::Clean, false),
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
+            answer(&[(2, "b\n"), (3, "c\n")], End::Clean, false),
             answer(&[(2, "b\n"), (3, "c\n")], End::Clean, true),
             answer(&[(2, "b\n"), (3, "c\n")], End::Clean, false),
         ]);
@@ -920,11 +965,74 @@ mod tests {
             ["a", "b", "c"]
         );
         let queries = queries.lock().unwrap();
+        let tail = "tailLines=1000";
+        assert!(queries[1].contains("follow=true") && queries[1].contains(tail));
+        assert!(queries[2].contains("follow=true") && queries[2].contains(&since(1)));
+        assert!(!queries[2].contains(tail) && queries[4].contains(&since(2)));
+        assert!(!queries[5].contains("follow") && queries[5].contains(&since(3)));
+        // The end of the log reached back before the last line: no more was read.
+        assert!(queries[5].contains(tail));
+        assert_eq!(queries.len(), 6);
+    }
+
+    /// Lines at second 1 of the test's minute, at the given milliseconds.
+    fn at_millis(lines: &[(u32, &str)]) -> String {
+        lines
+            .iter()
+            .map(|(ms, text)| format!("2026-01-01T00:00:01.{ms:03}000000Z {text}"))
+            .collect()
+    }
+
+    fn answer_text(text: String, end: End, stops: bool) -> Answer {
+        Answer { text, end, stops }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_reads_on_from_the_end_of_the_log_when_it_reaches_back() {
+        // A burst: the second of the last line delivered holds the whole log.
+        let (client, queries) = scripted(vec![
+            answer_text(
+                at_millis(&[(100, "a\n"), (200, "b\n"), (300, "c\n")]),
+                End::Clean,
+                false,
+            ),
+            answer_text(
+                at_millis(&[(200, "b\n"), (300, "c\n"), (400, "d\n")]),
+                End::Clean,
+                true,
+            ),
+            answer_text(at_millis(&[(300, "c\n"), (400, "d\n")]), End::Clean, false),
+        ]);
+        assert_eq!(
+            follow(&client, &LogOptions::default()).await,
+            ["a", "b", "c", "d"]
+        );
+        let queries = queries.lock().unwrap();
         assert!(queries[1].contains("follow=true") && queries[1].contains(&since(1)));
-        assert!(queries[2].contains("follow=true") && queries[2].contains(&since(2)));
-        assert!(!queries[3].contains("follow") && queries[3].contains(&since(3)));
-        // The end of the log reached back to the last line: no more was read.
-        assert!(queries[3].contains("tailLines=1000"));
+        assert!(queries[1].contains("tailLines=1000"));
+        assert_eq!(queries.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_asks_for_the_whole_second_when_the_end_of_the_log_falls_short() {
+        // More lines came meanwhile than the end of the log asked for holds.
+        let (client, queries) = scripted(vec![
+            answer_text(at_millis(&[(100, "a\n")]), End::Clean, false),
+            answer_text(at_millis(&[(500, "x\n"), (600, "y\n")]), End::Broken, false),
+            answer_text(
+                at_millis(&[(100, "a\n"), (300, "b\n"), (500, "x\n"), (600, "y\n")]),
+                End::Clean,
+                true,
+            ),
+            answer_text(at_millis(&[(500, "x\n"), (600, "y\n")]), End::Clean, false),
+        ]);
+        assert_eq!(
+            follow(&client, &LogOptions::default()).await,
+            ["a", "b", "x", "y"]
+        );
+        let queries = queries.lock().unwrap();
+        assert!(queries[1].contains("tailLines=1000"));
+        assert!(queries[2].contains("follow=true") && !queries[2].contains("tailLines"));
         assert_eq!(queries.len(), 4);
     }
 
@@ -953,6 +1061,12 @@ mod tests {
     async fn a_follow_reads_on_after_a_broken_connection_without_splitting_a_line() {
         let (client, _) = scripted(vec![
             answer(&[(1, "a\n"), (2, "b\n"), (3, "par")], End::Broken, false),
+            // The end of the log, then the log from the second on.
+            answer(
+                &[(2, "b\n"), (3, "partial\n"), (4, "d\n")],
+                End::Clean,
+                false,
+            ),
             answer(
                 &[(2, "b\n"), (3, "partial\n"), (4, "d\n")],
                 End::Clean,
@@ -968,11 +1082,12 @@ mod tests {
     async fn a_silent_connection_is_given_up_and_the_log_asked_for_again() {
         let (client, queries) = scripted(vec![
             answer(&[(1, "a\n")], End::Silent, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, true),
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
         ]);
         assert_eq!(follow(&client, &LogOptions::default()).await, ["a", "b"]);
-        assert_eq!(queries.lock().unwrap().len(), 3);
+        assert_eq!(queries.lock().unwrap().len(), 4);
     }
 
     #[tokio::test(start_paused = true)]
@@ -1017,8 +1132,9 @@ mod tests {
     async fn lines_of_one_timestamp_are_delivered_once_each() {
         let (client, _) = scripted(vec![
             answer(&[(1, "a\n"), (1, "b\n")], End::Broken, false),
+            // Each time: the end of the log, then the log from the second on.
+            answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, false),
             answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, true),
-            // The end of the log, then the log from the second on.
             answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, false),
             answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, false),
         ]);
@@ -1120,20 +1236,38 @@ mod tests {
     }
 
     #[test]
-    fn the_end_of_a_log_holds_the_rest_when_it_reaches_back_before_the_last_line() {
+    fn the_end_of_a_log_is_used_only_when_it_reaches_back_before_the_last_line() {
         let mut place = Place::new(false);
-        assert!(!place.reached_by(log(&[(1, "a\n"), (2, "b\n")]).as_bytes()));
-        place.deliver(
-            format!("{} b", stamp(2)).as_bytes(),
-            &mut LogBatch::default(),
-        );
-        assert!(place.reached_by(log(&[(1, "a\n"), (2, "b\n"), (3, "c")]).as_bytes()));
+        let mut batch = LogBatch::default();
+        place.deliver(format!("{} b", stamp(2)).as_bytes(), &mut batch);
+        let read = |place: &mut Place, lines: &[(u32, &str)]| {
+            place.resume(true);
+            let mut batch = LogBatch::default();
+            for line in log(lines).lines() {
+                place.deliver(line.as_bytes(), &mut batch);
+            }
+            let lines: Vec<_> = batch.lines().map(<[u8]>::to_vec).collect();
+            (place.missed(), lines)
+        };
+        assert_eq!(read(&mut place, &[(1, "a\n"), (2, "b\n")]), (false, vec![]));
         // Starting at the last line: lines of its timestamp may come before.
-        assert!(!place.reached_by(log(&[(2, "b\n"), (3, "c\n")]).as_bytes()));
-        // Not holding the last line (a rotated log file), or nothing.
-        assert!(!place.reached_by(log(&[(1, "a\n"), (3, "c\n")]).as_bytes()));
-        assert!(!place.reached_by(b""));
-        assert!(!place.reached_by(b"garbled\n"));
+        assert_eq!(read(&mut place, &[(2, "b\n"), (3, "c\n")]), (true, vec![]));
+        // Starting after it (a rotated log file, or more lines than asked for).
+        assert_eq!(read(&mut place, &[(3, "c\n")]), (true, vec![]));
+        assert_eq!(read(&mut place, &[]), (false, vec![]));
+        assert_eq!(
+            read(&mut place, &[(1, "a\n"), (2, "b\n"), (3, "c\n")]),
+            (false, vec![b"c".to_vec()])
+        );
+        // An unreadable timestamp counts as later.
+        place.resume(true);
+        place.deliver(b"garbled", &mut batch);
+        assert!(place.missed());
+        // Read whole, the log is not checked.
+        place.resume(false);
+        place.deliver(format!("{} d", stamp(4)).as_bytes(), &mut batch);
+        assert!(!place.missed());
+        assert_eq!(batch.lines().collect::<Vec<_>>(), [&b"b"[..], b"d"]);
     }
 
     #[test]
