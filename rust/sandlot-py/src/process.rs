@@ -588,43 +588,75 @@ impl LineStream {
         }
     }
 
-    /// The next line: one already taken or read ahead is handed over at
-    /// once, without the runtime; else the call waits for lines to arrive.
-    fn next_line<'py>(&self, py: Python<'py>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
+    /// The next line (or how the log ended) if one was taken or read ahead,
+    /// as a str made here, where the GIL is held anyway; `None` when the
+    /// caller has to wait for lines to arrive.
+    fn line_now(&self, py: Python<'_>) -> Option<Outcome<Py<PyString>>> {
         let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
         if taken.handed_out()
             && let Some(reading) = self.reading.get()
         {
             reading.ahead.take_into(&mut taken);
         }
-        // The line becomes a str here, where the GIL is held anyway.
-        let line = taken
+        taken
             .pop()
-            .map(|line| line.map(|line| PyString::new(py, &text(line)).unbind()));
-        drop(taken);
-        if let Some(line) = line {
-            return mode.ready(py, line);
-        }
-        let (open, reading, taken) = (self.open.clone(), self.reading.clone(), self.taken.clone());
-        mode.run(py, async move {
+            .map(|line| line.map(|line| PyString::new(py, &text(line)).unbind()))
+    }
+
+    /// Resolves once lines or the end of the log have arrived, opening the
+    /// log first if no call did; then, unless the log ended, waits
+    /// [`LINE_BATCH_WINDOW`] for more lines to join them.
+    fn arrival(&self) -> impl Future<Output = Outcome<Arc<Ahead>>> + Send + 'static {
+        let (open, reading) = (self.open.clone(), self.reading.clone());
+        async move {
             let ahead = match reading.get() {
                 Some(reading) => reading.ahead.clone(),
                 None => start_reading(&open, &reading).await?,
             };
+            ahead.arrival().await;
+            // The caller crosses back to Python anyway: let more lines join it.
+            if !ahead.ended() {
+                tokio::time::sleep(LINE_BATCH_WINDOW).await;
+            }
+            Ok(ahead)
+        }
+    }
+
+    /// The next line: one already taken or read ahead is handed over at
+    /// once, without the runtime; else the call waits for lines to arrive.
+    /// An async call takes its line on the event loop's thread after its
+    /// wait (`sandlot._streams.next_line`), so one cancelled before it
+    /// returned takes none.
+    fn next_line<'py>(slf: &Bound<'py, Self>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        if let Some(line) = this.line_now(py) {
+            return mode.ready(py, line);
+        }
+        if mode == Mode::Async {
+            return py
+                .import(pyo3::intern!(py, "sandlot._streams"))?
+                .getattr(pyo3::intern!(py, "next_line"))?
+                .call1((slf,));
+        }
+        let (arrival, taken) = (this.arrival(), this.taken.clone());
+        mode.run(py, async move {
+            let ahead = arrival.await?;
             loop {
-                ahead.arrival().await;
-                // This call crosses back to Python anyway: let more lines join it.
-                if !ahead.ended() {
-                    tokio::time::sleep(LINE_BATCH_WINDOW).await;
-                }
-                let mut taken = taken.lock().unwrap_or_else(|p| p.into_inner());
-                if taken.handed_out() {
-                    ahead.take_into(&mut taken);
-                }
+                let line = {
+                    let mut taken = taken.lock().unwrap_or_else(|p| p.into_inner());
+                    if taken.handed_out() {
+                        ahead.take_into(&mut taken);
+                    }
+                    taken
+                        .pop()
+                        .map(|line| line.map(|line| text(line).into_owned()))
+                };
                 // None when a call that overlapped took them first.
-                if let Some(line) = taken.pop() {
-                    return line.map(|line| text(line).into_owned());
+                if let Some(line) = line {
+                    return line;
                 }
+                ahead.arrival().await;
             }
         })
     }
@@ -664,8 +696,8 @@ impl LineStream {
     }
 
     /// Awaits the next line; ends when the log does.
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.next_line(py, Mode::Async)
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::next_line(slf, Mode::Async)
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -673,7 +705,25 @@ impl LineStream {
     }
 
     /// Waits for the next line; ends when the log does.
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.next_line(py, Mode::Blocking)
+    fn __next__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::next_line(slf, Mode::Blocking)
+    }
+
+    /// The next line if one has arrived, else `None`; raises how the log
+    /// ended (`StopAsyncIteration`, or its error once).
+    fn _line_now(&self, py: Python<'_>) -> PyResult<Option<Py<PyString>>> {
+        self.line_now(py)
+            .transpose()
+            .map_err(|failure| failure.into_pyerr(py, Mode::Async))
+    }
+
+    /// Awaits the arrival of lines or the end of the log (see
+    /// `sandlot._streams.next_line`).
+    fn _arrival<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let arrival = self.arrival();
+        Mode::Async.run(py, async move {
+            arrival.await?;
+            Ok(NONE)
+        })
     }
 }
