@@ -133,5 +133,25 @@ async def test_a_follow_goes_on_across_log_rotation(sandlot_async_client: sandlo
     assert numbers == [f"{i:08d}" for i in range(30000)]
 
 
+async def test_cancelled_waits_for_a_line_lose_and_repeat_none(sandlot_async_client: sandlot.AsyncClient) -> None:
+    # A line every few milliseconds, and waits for the next one cut short by
+    # timeouts of about as long: some are cancelled while their line is on the way.
+    sb = await sandlot_async_client.sandboxes.create(
+        BUSYBOX, command=["sh", "-c", "sleep 1; for i in $(seq 1 500); do echo $i; usleep 3000; done; sleep 1"]
+    )
+    stream = sb.stream_logs(follow=True)
+    lines: list[str] = []
+    cancelled = 0
+    while True:
+        try:
+            lines.append(await asyncio.wait_for(stream.__anext__(), timeout=(1, 2, 3, 4)[cancelled % 4] / 1000))
+        except TimeoutError:
+            cancelled += 1
+        except StopAsyncIteration:
+            break
+    assert lines == [str(i) for i in range(1, 501)]
+    assert cancelled > 100, "most waits were cancelled"
+
+
 async def collect(stream: sandlot.LineStream) -> list[str]:
     return [line async for line in stream]

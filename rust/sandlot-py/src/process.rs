@@ -3,17 +3,18 @@
 //! `LineStream` (log lines). The streams iterate both ways: `async for` and
 //! `for`.
 
-use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::borrow::Cow;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use futures::future::{BoxFuture, FutureExt, Shared};
 use futures::{StreamExt, TryFutureExt};
 use pyo3::exceptions::PyBrokenPipeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyAny, PyBytes};
+use pyo3::types::{PyAny, PyBytes, PyString};
 use sandlot_core::{Error, ExecProcess, LogBatch, LogBatches};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::Notify;
 
 use crate::bridge::{Failure, Mode, NONE, Outcome};
 use crate::errors::core_error;
@@ -23,11 +24,10 @@ use crate::twins::twins;
 /// Largest chunk one read of a stream returns.
 const CHUNK: usize = 64 * 1024;
 
-/// Batches of log lines read ahead of Python (a batch is what arrived from
-/// the connection in one piece): the reading goes on on the runtime
-/// while Python takes lines that are already there, without a trip to the
-/// runtime.
-const BATCHES_AHEAD: usize = 16;
+/// Bytes of log lines read ahead of Python at most: the reading goes on on
+/// the runtime while Python takes lines that are already there, without a
+/// trip to the runtime, and pauses while this much waits.
+const READ_AHEAD: usize = 1 << 20;
 
 /// When Python had to wait for a line, how long it waits on for more lines to
 /// bring back in the same trip (a line arriving alone is this much later).
@@ -412,10 +412,12 @@ impl<'py> IntoPyObject<'py> for Bytes {
 /// handed out in another order.
 #[pyclass(module = "sandlot", frozen)]
 pub struct LineStream {
-    state: Arc<tokio::sync::Mutex<LineState>>,
-    /// Batches taken from the reading task in one go, handed out line by line
-    /// before the task is asked again: one trip to the runtime brings every
-    /// line waiting.
+    /// The request for the log, made by the first call that needs a line.
+    open: Arc<tokio::sync::Mutex<Option<BoxFuture<'static, Outcome<LogBatches>>>>>,
+    /// The reading ahead, once the log is open.
+    reading: Arc<OnceLock<Reading>>,
+    /// Lines taken from the reading in one go, handed out one by one before
+    /// it is asked again.
     taken: Arc<Mutex<Taken>>,
 }
 
@@ -425,122 +427,266 @@ impl std::fmt::Debug for LineStream {
     }
 }
 
-/// A log stream opens on the first `__anext__`; from then on a runtime task
-/// reads batches of lines ahead into a channel ([`BATCHES_AHEAD`] at most).
-enum LineState {
-    Unopened(BoxFuture<'static, Outcome<LogBatches>>),
-    Open(tokio::sync::mpsc::Receiver<sandlot_core::Result<LogBatch>>),
-    Done,
+/// A runtime task reading a log ahead of Python, into [`Ahead`]; it stops
+/// when this is dropped.
+struct Reading {
+    ahead: Arc<Ahead>,
+    task: tokio::task::AbortHandle,
 }
 
-/// Batches taken from the channel and the place of the next line in the first.
+impl Drop for Reading {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Lines read ahead and not taken yet: every batch that arrived merged into
+/// one, so that one call takes them all, at most [`READ_AHEAD`] bytes.
 #[derive(Default)]
-struct Taken {
-    batches: VecDeque<sandlot_core::Result<LogBatch>>,
-    next: usize,
+struct Ahead {
+    waiting: Mutex<Waiting>,
+    /// Told when lines or the end arrive.
+    arrived: Notify,
+    /// Told when lines are taken.
+    taken: Notify,
 }
 
-impl Taken {
-    /// The next line as text (undecodable bytes replaced), or the next error;
-    /// `None` when everything taken was handed out.
-    fn pop(&mut self) -> Option<Outcome<String>> {
+#[derive(Default)]
+struct Waiting {
+    lines: LogBatch,
+    /// How the log ended, after these lines.
+    end: Option<End>,
+}
+
+/// How the reading of a log ended.
+enum End {
+    /// The log ended.
+    Ended,
+    /// The reading failed.
+    Failed(sandlot_core::Error),
+}
+
+/// The memory `batch` holds: its text and where its lines end.
+fn held(batch: &LogBatch) -> usize {
+    batch.byte_len() + batch.len() * std::mem::size_of::<usize>()
+}
+
+impl Ahead {
+    fn waiting(&self) -> std::sync::MutexGuard<'_, Waiting> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Reads `batches` in until they end or fail, pausing while
+    /// [`READ_AHEAD`] bytes wait to be taken.
+    async fn read(&self, mut batches: LogBatches) {
         loop {
-            if let Ok(batch) = self.batches.front()? {
-                if let Some(line) = batch.line(self.next) {
-                    self.next += 1;
-                    return Some(Ok(String::from_utf8_lossy(line).into_owned()));
-                }
+            // Registered before looking, so that no take goes unnoticed.
+            let taken = self.taken.notified();
+            let mut taken = std::pin::pin!(taken);
+            taken.as_mut().enable();
+            if held(&self.waiting().lines) >= READ_AHEAD {
+                taken.await;
+                continue;
             }
-            self.next = 0;
-            if let Err(err) = self.batches.pop_front()? {
-                return Some(Err(err.into()));
+            let next = batches.next().await;
+            let mut waiting = self.waiting();
+            let end = match next {
+                Some(Ok(batch)) => {
+                    waiting.lines.append(batch);
+                    None
+                }
+                Some(Err(err)) => Some(End::Failed(err)),
+                None => Some(End::Ended),
+            };
+            let ended = end.is_some();
+            waiting.end = end;
+            drop(waiting);
+            self.arrived.notify_waiters();
+            if ended {
+                return;
             }
         }
     }
+
+    /// Waits until lines or the end have arrived and are not taken.
+    async fn arrival(&self) {
+        loop {
+            let arrived = self.arrived.notified();
+            let mut arrived = std::pin::pin!(arrived);
+            arrived.as_mut().enable();
+            if self.has_arrived() {
+                return;
+            }
+            arrived.await;
+        }
+    }
+
+    fn has_arrived(&self) -> bool {
+        let waiting = self.waiting();
+        !waiting.lines.is_empty() || waiting.end.is_some()
+    }
+
+    fn ended(&self) -> bool {
+        self.waiting().end.is_some()
+    }
+
+    /// Moves every line waiting, and the end once all lines are taken, into
+    /// `taken`, which has handed out all it had.
+    fn take_into(&self, taken: &mut Taken) {
+        let mut waiting = self.waiting();
+        if taken.end.is_none() {
+            taken.end = waiting.end.take();
+        }
+        taken.lines = std::mem::take(&mut waiting.lines);
+        taken.next = 0;
+        drop(waiting);
+        self.taken.notify_waiters();
+    }
+}
+
+/// Lines taken from [`Ahead`], the place of the next one, and the end of the
+/// log once it is among them.
+#[derive(Default)]
+struct Taken {
+    lines: LogBatch,
+    next: usize,
+    end: Option<End>,
+}
+
+impl Taken {
+    fn handed_out(&self) -> bool {
+        self.next >= self.lines.len()
+    }
+
+    /// The next line, or how the log ended (an error is raised once, then
+    /// the stream ends); `None` when everything taken was handed out.
+    fn pop(&mut self) -> Option<Outcome<&[u8]>> {
+        if !self.handed_out() {
+            self.next += 1;
+            return self.lines.line(self.next - 1).map(Ok);
+        }
+        let end = self.end.take()?;
+        self.end = Some(End::Ended);
+        match end {
+            End::Ended => Some(Err(Failure::End)),
+            End::Failed(err) => Some(Err(err.into())),
+        }
+    }
+}
+
+/// A line as text, undecodable bytes replaced.
+fn text(line: &[u8]) -> Cow<'_, str> {
+    String::from_utf8_lossy(line)
 }
 
 impl LineStream {
     pub fn new(open: BoxFuture<'static, Outcome<LogBatches>>) -> Self {
         LineStream {
-            state: Arc::new(tokio::sync::Mutex::new(LineState::Unopened(open))),
+            open: Arc::new(tokio::sync::Mutex::new(Some(open))),
+            reading: Arc::default(),
             taken: Arc::default(),
         }
     }
 
-    /// The next line: one already taken, or read ahead into the channel, is
-    /// handed over at once, without the runtime; else the call waits for the
-    /// channel.
-    fn next_line<'py>(&self, py: Python<'py>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
-        let taken = self.taken.clone();
-        let mut held = taken.lock().unwrap_or_else(|p| p.into_inner());
-        if held.batches.is_empty() {
-            if let Ok(mut state) = self.state.try_lock() {
-                if let LineState::Open(batches) = &mut *state {
-                    while let Ok(batch) = batches.try_recv() {
-                        held.batches.push_back(batch);
-                    }
-                }
-            }
+    /// The next line (or how the log ended) if one was taken or read ahead,
+    /// as a str made here, where the GIL is held anyway; `None` when the
+    /// caller has to wait for lines to arrive.
+    fn line_now(&self, py: Python<'_>) -> Option<Outcome<Py<PyString>>> {
+        let mut taken = self.taken.lock().unwrap_or_else(|p| p.into_inner());
+        if taken.handed_out()
+            && let Some(reading) = self.reading.get()
+        {
+            reading.ahead.take_into(&mut taken);
         }
-        if let Some(line) = held.pop() {
+        taken
+            .pop()
+            .map(|line| line.map(|line| PyString::new(py, &text(line)).unbind()))
+    }
+
+    /// Resolves once lines or the end of the log have arrived, opening the
+    /// log first if no call did; then, unless the log ended, waits
+    /// [`LINE_BATCH_WINDOW`] for more lines to join them.
+    fn arrival(&self) -> impl Future<Output = Outcome<Arc<Ahead>>> + Send + 'static {
+        let (open, reading) = (self.open.clone(), self.reading.clone());
+        async move {
+            let ahead = match reading.get() {
+                Some(reading) => reading.ahead.clone(),
+                None => start_reading(&open, &reading).await?,
+            };
+            ahead.arrival().await;
+            // The caller crosses back to Python anyway: let more lines join it.
+            if !ahead.ended() {
+                tokio::time::sleep(LINE_BATCH_WINDOW).await;
+            }
+            Ok(ahead)
+        }
+    }
+
+    /// The next line: one already taken or read ahead is handed over at
+    /// once, without the runtime; else the call waits for lines to arrive.
+    /// An async call takes its line on the event loop's thread after its
+    /// wait (`sandlot._streams.next_line`), so one cancelled before it
+    /// returned takes none.
+    fn next_line<'py>(slf: &Bound<'py, Self>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
+        let py = slf.py();
+        let this = slf.get();
+        if let Some(line) = this.line_now(py) {
             return mode.ready(py, line);
         }
-        drop(held);
-        let state = self.state.clone();
+        if mode == Mode::Async {
+            return py
+                .import(pyo3::intern!(py, "sandlot._streams"))?
+                .getattr(pyo3::intern!(py, "next_line"))?
+                .call1((slf,));
+        }
+        let (arrival, taken) = (this.arrival(), this.taken.clone());
         mode.run(py, async move {
-            let mut guard = state.lock().await;
-            if let LineState::Unopened(open) = &mut *guard {
-                match open.await {
-                    Ok(batches) => *guard = LineState::Open(read_ahead(batches)),
-                    Err(failure) => {
-                        *guard = LineState::Done;
-                        return Err(failure);
+            let ahead = arrival.await?;
+            loop {
+                let line = {
+                    let mut taken = taken.lock().unwrap_or_else(|p| p.into_inner());
+                    if taken.handed_out() {
+                        ahead.take_into(&mut taken);
                     }
+                    taken
+                        .pop()
+                        .map(|line| line.map(|line| text(line).into_owned()))
+                };
+                // None when a call that overlapped took them first.
+                if let Some(line) = line {
+                    return line;
                 }
-            }
-            let LineState::Open(batches) = &mut *guard else {
-                return Err(Failure::End);
-            };
-            let Some(first) = batches.recv().await else {
-                *guard = LineState::Done;
-                return Err(Failure::End);
-            };
-            let mut held = vec![first];
-            // This call crosses back to Python anyway: let more lines join it.
-            let more = async {
-                while let Some(batch) = batches.recv().await {
-                    held.push(batch);
-                }
-            };
-            let _ = tokio::time::timeout(LINE_BATCH_WINDOW, more).await;
-            let mut taken = taken.lock().unwrap_or_else(|p| p.into_inner());
-            taken.batches.extend(held);
-            match taken.pop() {
-                Some(line) => line,
-                None => Err(Failure::End),
+                ahead.arrival().await;
             }
         })
     }
 }
 
-/// Reads `batches` into a channel until they end or the stream is dropped.
-fn read_ahead(
-    mut batches: LogBatches,
-) -> tokio::sync::mpsc::Receiver<sandlot_core::Result<LogBatch>> {
-    let (sender, receiver) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
-    tokio::spawn(async move {
-        loop {
-            let batch = tokio::select! {
-                _ = sender.closed() => return,
-                batch = batches.next() => batch,
-            };
-            let Some(batch) = batch else { return };
-            if sender.send(batch).await.is_err() {
-                return;
-            }
-        }
+/// Opens the log, if no other call did, and starts reading it ahead;
+/// [`Failure::End`] once opening it failed.
+async fn start_reading(
+    open: &tokio::sync::Mutex<Option<BoxFuture<'static, Outcome<LogBatches>>>>,
+    reading: &OnceLock<Reading>,
+) -> Outcome<Arc<Ahead>> {
+    let mut open = open.lock().await;
+    if let Some(reading) = reading.get() {
+        return Ok(reading.ahead.clone());
+    }
+    // Awaited in place: a call cancelled meanwhile leaves it to the next one.
+    let Some(opening) = open.as_mut() else {
+        return Err(Failure::End);
+    };
+    let batches = opening.await;
+    *open = None;
+    let batches = batches?;
+    let ahead = Arc::new(Ahead::default());
+    let reader = ahead.clone();
+    let task = tokio::spawn(async move { reader.read(batches).await });
+    let _ = reading.set(Reading {
+        ahead: ahead.clone(),
+        task: task.abort_handle(),
     });
-    receiver
+    Ok(ahead)
 }
 
 #[pymethods]
@@ -550,8 +696,8 @@ impl LineStream {
     }
 
     /// Awaits the next line; ends when the log does.
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.next_line(py, Mode::Async)
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::next_line(slf, Mode::Async)
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -559,7 +705,25 @@ impl LineStream {
     }
 
     /// Waits for the next line; ends when the log does.
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.next_line(py, Mode::Blocking)
+    fn __next__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::next_line(slf, Mode::Blocking)
+    }
+
+    /// The next line if one has arrived, else `None`; raises how the log
+    /// ended (`StopAsyncIteration`, or its error once).
+    fn _line_now(&self, py: Python<'_>) -> PyResult<Option<Py<PyString>>> {
+        self.line_now(py)
+            .transpose()
+            .map_err(|failure| failure.into_pyerr(py, Mode::Async))
+    }
+
+    /// Awaits the arrival of lines or the end of the log (see
+    /// `sandlot._streams.next_line`).
+    fn _arrival<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let arrival = self.arrival();
+        Mode::Async.run(py, async move {
+            arrival.await?;
+            Ok(NONE)
+        })
     }
 }

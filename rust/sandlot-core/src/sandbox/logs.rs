@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use futures::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, Stream};
+use futures::{AsyncBufRead, AsyncBufReadExt, AsyncReadExt, FutureExt, Stream, StreamExt};
 use jiff::Timestamp;
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::LogParams;
@@ -60,6 +60,22 @@ impl LogBatch {
             .map(|(start, end)| &self.bytes[start..end])
     }
 
+    /// How many bytes its lines take, line endings not counted.
+    pub fn byte_len(&self) -> usize {
+        self.bytes.len()
+    }
+
+    /// Adds the lines of `later` after its own.
+    pub fn append(&mut self, later: LogBatch) {
+        if self.is_empty() {
+            *self = later;
+            return;
+        }
+        let base = self.bytes.len();
+        self.bytes.extend_from_slice(&later.bytes);
+        self.ends.extend(later.ends.iter().map(|end| base + end));
+    }
+
     fn push(&mut self, line: &[u8]) {
         self.bytes.extend_from_slice(line);
         self.ends.push(self.bytes.len());
@@ -92,6 +108,22 @@ const LONGEST_PAUSE: Duration = Duration::from_secs(2);
 /// been copying the last output into the log), and how many such reads at most.
 const SETTLE_PAUSE: Duration = Duration::from_millis(250);
 const FINAL_READS: u32 = 20;
+
+/// How many lines at the end of the log a follow asks for when it reads on
+/// from its place (see [`Reading::request`]).
+const REST_TAIL: i64 = 1000;
+
+/// How long a follow that has taken everything that arrived waits before it
+/// asks the connection for more. What arrives meanwhile is then read at once:
+/// a log written fast arrives in pieces of a line or a few, and reading each
+/// as it lands costs far more (a wakeup, a read, an acknowledgement) than the
+/// lines it brings. A line that arrives alone is not delayed; one that
+/// arrives during the wait is at most this much later.
+const GATHER: Duration = Duration::from_millis(1);
+
+/// Bytes of lines after which a follow hands over what it gathered even if
+/// more is waiting.
+const BATCH_BYTES: usize = 64 * 1024;
 
 /// Bytes asked of the connection per read.
 const READ_CHUNK: usize = 64 * 1024;
@@ -194,10 +226,48 @@ impl Client {
             place: Place::new(options.timestamps),
         };
         if follow {
-            Ok(Box::pin(reading.follow(follow_idle())))
+            Ok(on_own_task(reading.follow(follow_idle())))
         } else {
             Ok(Box::pin(reading.once()))
         }
+    }
+}
+
+/// Batches a follow's task reads ahead of its consumer at most.
+const BATCHES_AHEAD: usize = 4;
+
+/// `batches`, driven by a task of its own on the runtime (stopped when the
+/// stream is dropped). A follow runs there, not on whatever polls the stream
+/// (a `block_on` thread): [`arrived_now`] tells what the connection has
+/// ready by giving the connection's task its turn, which only a runtime
+/// worker does before coming back to the follow.
+fn on_own_task(batches: impl Stream<Item = Result<LogBatch>> + Send + 'static) -> LogBatches {
+    let (sender, receiver) = tokio::sync::mpsc::channel(BATCHES_AHEAD);
+    let task = tokio::spawn(async move {
+        let mut batches = std::pin::pin!(batches);
+        while let Some(batch) = batches.next().await {
+            if sender.send(batch).await.is_err() {
+                return;
+            }
+        }
+    });
+    let stop = AbortOnDrop(task.abort_handle());
+    Box::pin(futures::stream::unfold(
+        (receiver, stop),
+        |(mut receiver, stop)| async move {
+            let batch = receiver.recv().await?;
+            Some((batch, (receiver, stop)))
+        },
+    ))
+}
+
+/// Aborts a task when dropped.
+#[derive(Debug)]
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }
 
@@ -235,6 +305,9 @@ enum Cut {
     Silent,
     /// The connection broke.
     Broken,
+    /// The end of the log that was asked for does not reach back to the
+    /// follow's place: lines may be missing between them.
+    Short,
 }
 
 impl Reading {
@@ -280,8 +353,11 @@ impl Reading {
     fn follow(mut self, idle: Duration) -> impl Stream<Item = Result<LogBatch>> + Send {
         async_stream::stream! {
             let mut pause = FIRST_PAUSE;
+            // Whether the next request may ask for the end of the log only.
+            let mut tail = true;
             loop {
-                let params = self.params(true);
+                let params = self.request(true, tail);
+                tail = true;
                 let mut reader = match self.open(&params).await {
                     Ok(reader) => reader,
                     Err(err) => {
@@ -290,29 +366,57 @@ impl Reading {
                     }
                 };
                 let mut lines = Lines::default();
+                let mut batch = LogBatch::default();
                 let cut = loop {
-                    // What arrived is taken where it lies: one poll of the
-                    // connection per wakeup, one batch per piece that arrived.
-                    let mut batch = LogBatch::default();
-                    let taken = match tokio::time::timeout(idle, reader.as_mut().fill_buf()).await {
-                        Ok(Ok([])) => break Cut::Ended,
-                        Ok(Ok(arrived)) => {
+                    match arrived_now(&mut reader).await {
+                        Some(Ok(())) => {}
+                        Some(Err(_)) => break Cut::Broken,
+                        None => {
+                            // Hand over what was gathered before waiting; then let
+                            // what comes next gather in the connection for a moment.
+                            if !batch.is_empty() {
+                                yield Ok(std::mem::take(&mut batch));
+                            }
+                            tokio::time::sleep(GATHER).await;
+                            match tokio::time::timeout(idle, reader.as_mut().fill_buf()).await {
+                                Ok(Ok(_)) => {}
+                                Ok(Err(_)) => break Cut::Broken,
+                                Err(_) => break Cut::Silent,
+                            }
+                        }
+                    }
+                    // Ready now: what arrived, or the end.
+                    let taken = match reader.as_mut().fill_buf().await {
+                        Ok([]) => break Cut::Ended,
+                        Ok(arrived) => {
                             let place = &mut self.place;
                             lines.feed(arrived, |line| place.deliver(line, &mut batch));
                             arrived.len()
                         }
-                        Ok(Err(_)) => break Cut::Broken,
-                        Err(_) => break Cut::Silent,
+                        Err(_) => break Cut::Broken,
                     };
+                    if self.place.missed() {
+                        break Cut::Short;
+                    }
                     reader.as_mut().consume(taken);
-                    pause = FIRST_PAUSE;
+                    // Only new lines: lines read again (an end of the log
+                    // asked for at once after the last one) do not count.
                     if !batch.is_empty() {
-                        yield Ok(batch);
+                        pause = FIRST_PAUSE;
+                    }
+                    if batch.byte_len() >= BATCH_BYTES {
+                        yield Ok(std::mem::take(&mut batch));
                     }
                 };
-                drop(reader);
+                if !batch.is_empty() {
+                    yield Ok(batch);
+                }
                 // A line without its ending is left to the next request.
-                self.place.resume();
+                drop(reader);
+                if let Cut::Short = cut {
+                    tail = false;
+                    continue;
+                }
                 // The kubelet ends a follow once the container has stopped, but
                 // an API server going away can end it as well; and a silent
                 // connection may be a quiet sandbox, a dead connection, or a
@@ -349,53 +453,72 @@ impl Reading {
         }
     }
 
-    /// A request for the log from the follow's place on (as the caller's
-    /// options pick it before the first line), with timestamps.
-    fn params(&self, follow: bool) -> LogParams {
-        match self.place.since() {
-            Some(since) => LogParams {
-                container: Some(CONTAINER_NAME.to_owned()),
-                follow,
-                timestamps: true,
-                since_time: Some(since),
-                ..LogParams::default()
-            },
-            None => LogParams {
+    /// The next request for the log, with timestamps: before the first line,
+    /// as the caller's options pick it; after, from the whole second of the
+    /// follow's place on, and with `tail` only the last [`REST_TAIL`] lines
+    /// of that (after a burst, the second can hold most of the log). The
+    /// place is set to skip what it delivered already, and to tell when the
+    /// end of the log asked for does not reach back to it ([`Place::missed`]).
+    fn request(&mut self, follow: bool, tail: bool) -> LogParams {
+        let Some(since) = self.place.since() else {
+            return LogParams {
                 follow,
                 timestamps: true,
                 ..self.asked.clone()
-            },
+            };
+        };
+        self.place.resume(tail);
+        LogParams {
+            container: Some(CONTAINER_NAME.to_owned()),
+            follow,
+            timestamps: true,
+            since_time: Some(since),
+            tail_lines: tail.then_some(REST_TAIL),
+            ..LogParams::default()
         }
     }
 
     /// The new lines of the ended sandbox's log after the follow's place,
     /// the last one also without its ending; read again while the
-    /// connection breaks, within the budget.
+    /// connection breaks, within the budget. The end of the log is asked for
+    /// first; the log from the place's second on only when that end does
+    /// not reach back to the place.
     async fn read_rest(&mut self) -> Result<LogBatch> {
-        let params = self.params(false);
+        let mut tail = true;
+        loop {
+            let params = self.request(false, tail);
+            let log = self.read_to_end(&params).await?;
+            let mut batch = LogBatch::default();
+            let mut lines = Lines::default();
+            let place = &mut self.place;
+            lines.feed(&log, |line| place.deliver(line, &mut batch));
+            if let Some(last) = lines.rest() {
+                place.deliver(&last, &mut batch);
+            }
+            if !place.missed() {
+                return Ok(batch);
+            }
+            tail = false;
+        }
+    }
+
+    /// The whole response to a request that does not follow; asked again
+    /// while the connection breaks, within the budget.
+    async fn read_to_end(&self, params: &LogParams) -> Result<Vec<u8>> {
         let began = tokio::time::Instant::now();
         let mut pause = FIRST_PAUSE;
-        let log = loop {
-            let mut reader = self.open(&params).await?;
+        loop {
+            let mut reader = self.open(params).await?;
             let mut log = Vec::new();
             match reader.read_to_end(&mut log).await {
-                Ok(_) => break log,
+                Ok(_) => return Ok(log),
                 Err(_) if began.elapsed() < RECONNECT_BUDGET => {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(LONGEST_PAUSE);
                 }
                 Err(err) => return Err(self.broken(&err)),
             }
-        };
-        let mut batch = LogBatch::default();
-        let mut lines = Lines::default();
-        let place = &mut self.place;
-        lines.feed(&log, |line| place.deliver(line, &mut batch));
-        if let Some(last) = lines.rest() {
-            place.deliver(&last, &mut batch);
         }
-        place.resume();
-        Ok(batch)
     }
 
     /// Opens a request for the log; failures that pass by themselves are
@@ -456,6 +579,27 @@ fn workload_stopped(pod: &Pod) -> bool {
     final_phase || exited
 }
 
+/// Whether `reader` has something to hand over (a piece or its end: `Ok`,
+/// left in `reader`) or has failed (the error), without waiting; `None` when
+/// nothing has arrived. The connection hands a response over one piece at a
+/// time and has to run to cut the next one from what it read: it gets that
+/// turn first (on a runtime worker, a task that yields runs again only after
+/// the tasks it woke; see [`on_own_task`]).
+async fn arrived_now(reader: &mut LogReader) -> Option<std::io::Result<()>> {
+    let now = |reader: &mut LogReader| {
+        reader
+            .as_mut()
+            .fill_buf()
+            .now_or_never()
+            .map(|ready| ready.map(drop))
+    };
+    if let Some(ready) = now(reader) {
+        return Some(ready);
+    }
+    tokio::task::yield_now().await;
+    now(reader)
+}
+
 /// Cuts whole lines out of the successive chunks of one response.
 #[derive(Debug, Default)]
 struct Lines {
@@ -503,6 +647,9 @@ struct Place {
     same: usize,
     /// While a new request reads again what was delivered: what to skip.
     skip: Option<Skip>,
+    /// The request asked for the end of the log only, and its first line
+    /// came after the last one delivered: lines between may be missing.
+    missed: bool,
 }
 
 /// The lines a new request reads again before the first new one: it asks
@@ -514,6 +661,9 @@ struct Skip {
     stamp: Vec<u8>,
     at: Timestamp,
     left: usize,
+    /// The request asks for the end of the log only: its first line must be
+    /// earlier than `stamp`, or lines between may be missing from it.
+    reach_back: bool,
 }
 
 impl Place {
@@ -523,17 +673,27 @@ impl Place {
             stamp: Vec::new(),
             same: 0,
             skip: None,
+            missed: false,
         }
     }
 
     /// Adds `line` (with its timestamp) to `batch` unless it was delivered
-    /// already.
+    /// already; adds nothing once the request [`Place::missed`] lines.
     fn deliver(&mut self, line: &[u8], batch: &mut LogBatch) {
+        if self.missed {
+            return;
+        }
         let (stamp, text) = match line.iter().position(|&b| b == b' ') {
             Some(space) => (&line[..space], &line[space + 1..]),
             None => (line, &line[line.len()..]),
         };
         if let Some(skip) = &mut self.skip {
+            if std::mem::take(&mut skip.reach_back)
+                && (stamp == skip.stamp.as_slice() || later(stamp, &skip.stamp, skip.at))
+            {
+                self.missed = true;
+                return;
+            }
             if stamp == skip.stamp.as_slice() {
                 skip.left = skip.left.saturating_sub(1);
                 if skip.left == 0 {
@@ -557,12 +717,23 @@ impl Place {
         batch.push(if self.keep_stamps { line } else { text });
     }
 
-    /// Prepares for a new request, which reads from [`Place::since`].
-    fn resume(&mut self) {
+    /// Whether the request asked for the end of the log only and it does
+    /// not reach back before the last line delivered (lines of that line's
+    /// timestamp may come before it, too): then it delivered nothing, and the
+    /// log has to be asked for whole from [`Place::since`].
+    fn missed(&self) -> bool {
+        self.missed
+    }
+
+    /// Prepares for a new request, which reads from [`Place::since`]; with
+    /// `tail`, only the end of the log.
+    fn resume(&mut self, tail: bool) {
+        self.missed = false;
         self.skip = parse_stamp(&self.stamp).map(|at| Skip {
             stamp: self.stamp.clone(),
             at,
             left: self.same,
+            reach_back: tail,
         });
     }
 
@@ -597,7 +768,7 @@ mod tests {
     use std::sync::{Arc, Mutex};
 
     use bytes::Bytes;
-    use futures::{StreamExt, TryStreamExt};
+    use futures::TryStreamExt;
     use http::{Request, Response};
     use http_body::Frame;
     use http_body_util::combinators::UnsyncBoxBody;
@@ -670,8 +841,13 @@ mod tests {
 
     type Reply = Response<UnsyncBoxBody<Bytes, std::io::Error>>;
 
+    /// A response that sends `text` a line at a time, all at once.
     fn reply(text: String, end: End) -> Reply {
-        let data = futures::stream::iter([Ok(Frame::data(Bytes::from(text)))]);
+        let pieces: Vec<_> = text
+            .split_inclusive('\n')
+            .map(|piece| Ok(Frame::data(Bytes::from(piece.to_owned()))))
+            .collect();
+        let data = futures::stream::iter(pieces);
         let rest: Pin<Box<dyn Stream<Item = std::io::Result<Frame<Bytes>>> + Send>> = match end {
             End::Clean => Box::pin(futures::stream::empty()),
             End::Broken => Box::pin(futures::stream::iter([Err(std::io::Error::new(
@@ -773,9 +949,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_follow_reads_on_when_the_response_ends_while_the_sandbox_runs() {
         // An API server restart ends the response; the sandbox writes on.
+        // Each end of the log asked for starts at the last line delivered, so
+        // lines of its timestamp may come before it: the log is asked for from
+        // that line's second.
         let (client, queries) = scripted(vec![
             answer(&[(1, "a\n")], End::Clean, false),
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
+            answer(&[(2, "b\n"), (3, "c\n")], End::Clean, false),
             answer(&[(2, "b\n"), (3, "c\n")], End::Clean, true),
             answer(&[(2, "b\n"), (3, "c\n")], End::Clean, false),
         ]);
@@ -784,21 +965,114 @@ mod tests {
             ["a", "b", "c"]
         );
         let queries = queries.lock().unwrap();
+        let tail = "tailLines=1000";
+        assert!(queries[1].contains("follow=true") && queries[1].contains(tail));
+        assert!(queries[2].contains("follow=true") && queries[2].contains(&since(1)));
+        assert!(!queries[2].contains(tail) && queries[4].contains(&since(2)));
+        assert!(!queries[5].contains("follow") && queries[5].contains(&since(3)));
+        // The end of the log reached back before the last line: no more was read.
+        assert!(queries[5].contains(tail));
+        assert_eq!(queries.len(), 6);
+    }
+
+    /// Lines at second 1 of the test's minute, at the given milliseconds.
+    fn at_millis(lines: &[(u32, &str)]) -> String {
+        lines
+            .iter()
+            .map(|(ms, text)| format!("2026-01-01T00:00:01.{ms:03}000000Z {text}"))
+            .collect()
+    }
+
+    fn answer_text(text: String, end: End, stops: bool) -> Answer {
+        Answer { text, end, stops }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_reads_on_from_the_end_of_the_log_when_it_reaches_back() {
+        // A burst: the second of the last line delivered holds the whole log.
+        let (client, queries) = scripted(vec![
+            answer_text(
+                at_millis(&[(100, "a\n"), (200, "b\n"), (300, "c\n")]),
+                End::Clean,
+                false,
+            ),
+            answer_text(
+                at_millis(&[(200, "b\n"), (300, "c\n"), (400, "d\n")]),
+                End::Clean,
+                true,
+            ),
+            answer_text(at_millis(&[(300, "c\n"), (400, "d\n")]), End::Clean, false),
+        ]);
+        assert_eq!(
+            follow(&client, &LogOptions::default()).await,
+            ["a", "b", "c", "d"]
+        );
+        let queries = queries.lock().unwrap();
         assert!(queries[1].contains("follow=true") && queries[1].contains(&since(1)));
-        assert!(queries[2].contains("follow=true") && queries[2].contains(&since(2)));
-        assert!(!queries[3].contains("follow") && queries[3].contains(&since(3)));
+        assert!(queries[1].contains("tailLines=1000"));
+        assert_eq!(queries.len(), 3);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_follow_asks_for_the_whole_second_when_the_end_of_the_log_falls_short() {
+        // More lines came meanwhile than the end of the log asked for holds.
+        let (client, queries) = scripted(vec![
+            answer_text(at_millis(&[(100, "a\n")]), End::Clean, false),
+            answer_text(at_millis(&[(500, "x\n"), (600, "y\n")]), End::Broken, false),
+            answer_text(
+                at_millis(&[(100, "a\n"), (300, "b\n"), (500, "x\n"), (600, "y\n")]),
+                End::Clean,
+                true,
+            ),
+            answer_text(at_millis(&[(500, "x\n"), (600, "y\n")]), End::Clean, false),
+        ]);
+        assert_eq!(
+            follow(&client, &LogOptions::default()).await,
+            ["a", "b", "x", "y"]
+        );
+        let queries = queries.lock().unwrap();
+        assert!(queries[1].contains("tailLines=1000"));
+        assert!(queries[2].contains("follow=true") && !queries[2].contains("tailLines"));
+        assert_eq!(queries.len(), 4);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn lines_that_arrived_together_are_handed_over_together() {
+        let texts: Vec<String> = (0..100).map(|i| format!("{i}\n")).collect();
+        let lines: Vec<(u32, &str)> = texts.iter().map(|text| (1, text.as_str())).collect();
+        let (client, _) = scripted(vec![
+            answer(&lines, End::Clean, true),
+            answer(&lines, End::Clean, false),
+            answer(&lines, End::Clean, false),
+        ]);
+        let batches: Vec<LogBatch> = client
+            .stream_logs("sb", &LogOptions::default(), true)
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
+        assert_eq!(batches.len(), 1);
+        assert_eq!(batches[0].len(), 100);
+        assert_eq!(batches[0].line(99), Some(&b"99"[..]));
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_follow_reads_on_after_a_broken_connection_without_splitting_a_line() {
         let (client, _) = scripted(vec![
             answer(&[(1, "a\n"), (2, "b\n"), (3, "par")], End::Broken, false),
+            // The end of the log, then the log from the second on.
+            answer(
+                &[(2, "b\n"), (3, "partial\n"), (4, "d\n")],
+                End::Clean,
+                false,
+            ),
             answer(
                 &[(2, "b\n"), (3, "partial\n"), (4, "d\n")],
                 End::Clean,
                 true,
             ),
-            answer(&[(4, "d\n")], End::Clean, false),
+            answer(&[(3, "partial\n"), (4, "d\n")], End::Clean, false),
         ]);
         let lines = follow(&client, &LogOptions::default()).await;
         assert_eq!(lines, ["a", "b", "partial", "d"]);
@@ -808,11 +1082,12 @@ mod tests {
     async fn a_silent_connection_is_given_up_and_the_log_asked_for_again() {
         let (client, queries) = scripted(vec![
             answer(&[(1, "a\n")], End::Silent, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, true),
-            answer(&[(2, "b\n")], End::Clean, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
         ]);
         assert_eq!(follow(&client, &LogOptions::default()).await, ["a", "b"]);
-        assert_eq!(queries.lock().unwrap().len(), 3);
+        assert_eq!(queries.lock().unwrap().len(), 4);
     }
 
     #[tokio::test(start_paused = true)]
@@ -820,11 +1095,17 @@ mod tests {
         // The response should have ended with the workload, but stays open.
         let (client, queries) = scripted(vec![
             answer(&[(1, "a\n")], End::Silent, true),
+            // The end of the log does not reach back before the last line
+            // delivered, so the log is read from that line's second.
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
-            answer(&[(2, "b\n")], End::Clean, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
+            answer(&[(1, "a\n"), (2, "b\n")], End::Clean, false),
         ]);
         assert_eq!(follow(&client, &LogOptions::default()).await, ["a", "b"]);
-        assert!(!queries.lock().unwrap()[1].contains("follow"));
+        let queries = queries.lock().unwrap();
+        assert!(!queries[1].contains("follow") && queries[1].contains("tailLines=1000"));
+        assert!(!queries[2].contains("tailLines") && queries[2].contains(&since(1)));
+        assert!(queries[3].contains("tailLines=1000"));
     }
 
     #[tokio::test(start_paused = true)]
@@ -832,8 +1113,12 @@ mod tests {
         // The kubelet ended the follow before the runtime wrote the last lines.
         let (client, queries) = scripted(vec![
             answer(&[(2, "b\n"), (3, "par")], End::Clean, true),
-            answer(&[(2, "b\n"), (3, "partial\n"), (4, "d")], End::Clean, false),
-            answer(&[(4, "d")], End::Clean, false),
+            answer(
+                &[(1, "a\n"), (2, "b\n"), (3, "partial\n"), (4, "d")],
+                End::Clean,
+                false,
+            ),
+            answer(&[(3, "partial\n"), (4, "d")], End::Clean, false),
         ]);
         let options = LogOptions {
             tail_lines: Some(1),
@@ -847,7 +1132,10 @@ mod tests {
     async fn lines_of_one_timestamp_are_delivered_once_each() {
         let (client, _) = scripted(vec![
             answer(&[(1, "a\n"), (1, "b\n")], End::Broken, false),
+            // Each time: the end of the log, then the log from the second on.
+            answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, false),
             answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, true),
+            answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, false),
             answer(&[(1, "a\n"), (1, "b\n"), (1, "c\n")], End::Clean, false),
         ]);
         assert_eq!(
@@ -861,6 +1149,8 @@ mod tests {
         // The log file was rotated: the last line delivered is no longer in it.
         let (client, _) = scripted(vec![
             answer(&[(1, "a\n"), (2, "b\n")], End::Clean, true),
+            // The end of the log, then the log from the second on.
+            answer(&[(5, "e\n"), (6, "f\n")], End::Clean, false),
             answer(&[(5, "e\n"), (6, "f\n")], End::Clean, false),
             answer(&[(5, "e\n"), (6, "f\n")], End::Clean, false),
         ]);
@@ -874,6 +1164,7 @@ mod tests {
     async fn timestamps_are_kept_when_asked_for() {
         let (client, _) = scripted(vec![
             answer(&[(1, "a\n")], End::Clean, true),
+            answer(&[(1, "a\n")], End::Clean, false),
             answer(&[(1, "a\n")], End::Clean, false),
         ]);
         let options = LogOptions {
@@ -918,6 +1209,17 @@ mod tests {
         assert_eq!(batch.line(1), Some(&b""[..]));
         assert_eq!(batch.line(2), Some(&b"ccc"[..]));
         assert_eq!(batch.line(3), None);
+        let mut more = LogBatch::default();
+        more.push(b"dd");
+        batch.append(more);
+        assert_eq!(
+            batch.lines().collect::<Vec<_>>(),
+            [&b"a"[..], b"", b"ccc", b"dd"]
+        );
+        assert_eq!(batch.byte_len(), 6);
+        let mut empty = LogBatch::default();
+        empty.append(batch.clone());
+        assert_eq!(empty, batch);
     }
 
     #[test]
@@ -931,6 +1233,41 @@ mod tests {
         assert!(later(b"2026-01-01T02:00:01.6+02:00", than, at));
         assert!(!later(b"2026-01-01T02:00:01.4+02:00", than, at));
         assert!(later(b"not a time", than, at));
+    }
+
+    #[test]
+    fn the_end_of_a_log_is_used_only_when_it_reaches_back_before_the_last_line() {
+        let mut place = Place::new(false);
+        let mut batch = LogBatch::default();
+        place.deliver(format!("{} b", stamp(2)).as_bytes(), &mut batch);
+        let read = |place: &mut Place, lines: &[(u32, &str)]| {
+            place.resume(true);
+            let mut batch = LogBatch::default();
+            for line in log(lines).lines() {
+                place.deliver(line.as_bytes(), &mut batch);
+            }
+            let lines: Vec<_> = batch.lines().map(<[u8]>::to_vec).collect();
+            (place.missed(), lines)
+        };
+        assert_eq!(read(&mut place, &[(1, "a\n"), (2, "b\n")]), (false, vec![]));
+        // Starting at the last line: lines of its timestamp may come before.
+        assert_eq!(read(&mut place, &[(2, "b\n"), (3, "c\n")]), (true, vec![]));
+        // Starting after it (a rotated log file, or more lines than asked for).
+        assert_eq!(read(&mut place, &[(3, "c\n")]), (true, vec![]));
+        assert_eq!(read(&mut place, &[]), (false, vec![]));
+        assert_eq!(
+            read(&mut place, &[(1, "a\n"), (2, "b\n"), (3, "c\n")]),
+            (false, vec![b"c".to_vec()])
+        );
+        // An unreadable timestamp counts as later.
+        place.resume(true);
+        place.deliver(b"garbled", &mut batch);
+        assert!(place.missed());
+        // Read whole, the log is not checked.
+        place.resume(false);
+        place.deliver(format!("{} d", stamp(4)).as_bytes(), &mut batch);
+        assert!(!place.missed());
+        assert_eq!(batch.lines().collect::<Vec<_>>(), [&b"b"[..], b"d"]);
     }
 
     #[test]
