@@ -112,6 +112,10 @@ def escalating_init_container(pod: dict[str, Any]) -> None:
     pod["spec"]["initContainers"] = [init]
 
 
+def shared_processes(pod: dict[str, Any]) -> None:
+    pod["spec"]["shareProcessNamespace"] = True
+
+
 def host_port(pod: dict[str, Any]) -> None:
     container(pod)["ports"] = [{"containerPort": 80, "hostPort": 8080}]
 
@@ -132,6 +136,7 @@ FLAWS = [
     (unconfined, "seccomp"),
     (unlabelled, "managed-by"),
     (host_port, "host port"),
+    (shared_processes, "process namespace"),
 ]
 
 

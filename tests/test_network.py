@@ -359,6 +359,20 @@ async def test_an_image_entrypoint_is_contained_from_its_first_packet(
     assert not any(map(allowed, outcomes.values())), outcomes
 
 
+async def test_a_sandbox_cannot_point_the_gate_elsewhere(sandlot_async_client: sandlot.AsyncClient) -> None:
+    """The gate probes the API server where the kubelet says it is; a value
+    given at create would let it probe anything that refuses and start the
+    workload before its policy holds."""
+    for key in ("KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"):
+        with pytest.raises(sandlot.InvalidSpecError) as caught:
+            await sandlot_async_client.sandboxes.create(BUSYBOX, env={key: "1"})
+        assert caught.value.field == f"env[{key!r}]".replace("'", '"')
+    allowed = await sandlot_async_client.sandboxes.create(
+        BUSYBOX, env={"KUBERNETES_SERVICE_HOST": "127.0.0.1"}, network="unrestricted"
+    )
+    assert allowed.status.network == "unrestricted"
+
+
 async def test_a_command_that_cannot_run_behind_the_gate_is_a_launch_failure(
     sandlot_async_client: sandlot.AsyncClient,
 ) -> None:

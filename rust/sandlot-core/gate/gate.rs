@@ -178,12 +178,13 @@ fn await_workload(gate_path: &[u8]) -> ! {
             say(2, b"sandlot network gate: cannot read /proc/1/cmdline\n");
             exit(1);
         }
+        // Nothing read (process 1 is exiting) proves nothing: look again.
         let first = cmdline
             .get(..read as usize)
             .unwrap_or_default()
             .split(|&b| b == 0)
             .next();
-        if first != Some(gate_path) {
+        if read > 0 && first != Some(gate_path) {
             exit(0);
         }
         if now_ms() > deadline {

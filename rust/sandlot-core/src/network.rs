@@ -253,6 +253,22 @@ pub struct Network {
 }
 
 impl Network {
+    /// Refuses environment variables that the gate of a restricted network
+    /// reads from the kubelet (see [`GATE_PROBE_ENV`]).
+    pub(crate) fn check_env(&self, env: &BTreeMap<String, String>) -> Result<()> {
+        match GATE_PROBE_ENV.iter().find(|key| env.contains_key(**key)) {
+            Some(key) if self.is_restricted() => Err(Error::invalid(
+                format!("env[{key:?}]"),
+                format!(
+                    "is set by Kubernetes and read by the network gate; it may be set only with \
+                     network \"unrestricted\" (network is {:?})",
+                    self.mode.as_str()
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
     /// The network a create asks for: `mode` if given, else `allowlist` when
     /// `allow_egress` names destinations and `internet` when it does not.
     /// `none` and `unrestricted` take no allowlist.
@@ -307,6 +323,10 @@ const GATE_RECHECK: Duration = Duration::from_secs(60);
 const GATE_VOLUME: &str = "sandlot-network-gate";
 const GATE_DIR: &str = "/.sandlot-network-gate";
 const GATE_KEY: &str = "gate";
+/// Where the gate finds the API server it probes: set by the kubelet, never
+/// by a request (a sandbox's own value would point the probe at anything
+/// that refuses, and the workload would start before its policy holds).
+const GATE_PROBE_ENV: [&str; 2] = ["KUBERNETES_SERVICE_HOST", "KUBERNETES_SERVICE_PORT"];
 /// How every message of the gate begins (see `gate/gate.rs`).
 const GATE_MESSAGE_PREFIX: &str = "sandlot network gate:";
 
@@ -738,7 +758,10 @@ impl Client {
         // Twice: a map found made but gone before it is read is made again.
         for _ in 0..2 {
             match retry(|| maps.create(&params, &map)).await {
-                Ok(_) => break,
+                Ok(_) => {
+                    *checked = Some(Instant::now());
+                    return Ok(());
+                }
                 // Made before: by an earlier client, or by someone who may
                 // create ConfigMaps here and wants their program in every sandbox.
                 Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => {}
@@ -762,10 +785,14 @@ impl Client {
                     ),
                 });
             }
-            break;
+            *checked = Some(Instant::now());
+            return Ok(());
         }
-        *checked = Some(Instant::now());
-        Ok(())
+        Err(Error::Api {
+            status: 409,
+            reason: "Conflict".into(),
+            message: format!("ConfigMap {name:?} kept being deleted as it was made; try again"),
+        })
     }
 
     /// The API server's own addresses, from the `kubernetes` Service's

@@ -187,6 +187,7 @@ impl TryFrom<SandboxRequest> for SandboxSpec {
     fn try_from(request: SandboxRequest) -> Result<SandboxSpec> {
         check(&request)?;
         let network = Network::from_request(request.network, &request.allow_egress)?;
+        network.check_env(&request.env)?;
         Ok(SandboxSpec { request, network })
     }
 }
@@ -378,6 +379,9 @@ impl SandboxSpec {
             },
             spec: Some(PodSpec {
                 restart_policy: Some("Never".into()),
+                // Process 1 is the sandbox's own entrypoint (the network gate
+                // relies on it), never the pod's pause process.
+                share_process_namespace: Some(false),
                 automount_service_account_token: Some(false),
                 enable_service_links: Some(false),
                 termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),
@@ -613,6 +617,13 @@ mod tests {
                     ..base.clone()
                 },
                 "env[\"A=B\"]",
+            ),
+            (
+                SandboxRequest {
+                    env: BTreeMap::from([("KUBERNETES_SERVICE_HOST".into(), "127.0.0.1".into())]),
+                    ..base.clone()
+                },
+                "env[\"KUBERNETES_SERVICE_HOST\"]",
             ),
             (
                 SandboxRequest {

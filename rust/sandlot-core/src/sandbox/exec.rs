@@ -599,6 +599,22 @@ impl Client {
             tag.as_deref(),
             spawn.stdin,
         )?;
+        // Read first: a terminated sandbox's workload runs on through its
+        // grace period, and the exec API would still accept an exec into it.
+        // Before the guard is armed: until the sandbox runs its workload
+        // (past its network gate) neither the command nor a kill (an exec of
+        // the image's own shell) may run there.
+        let ready = self.ready_for_exec(name);
+        match deadline {
+            Some(deadline) => tokio::time::timeout_at(deadline, ready)
+                .await
+                .map_err(|_| Error::ExecTimeout {
+                    what: format!("command {:?} in sandbox {name:?}", command.join(" ")),
+                    after: options.timeout.unwrap_or_default(),
+                    output: Box::default(),
+                })??,
+            None => ready.await?,
+        }
         // Armed from before the request: a call cancelled while the exec
         // opens may have started the command.
         let mut guard = KillOnDrop(tag.clone().map(|tag| ExecKiller {
@@ -610,9 +626,6 @@ impl Client {
         let mut stderr = Collected::new(options.max_output);
         let mut opened = false;
         let run = async {
-            // Read first: a terminated sandbox's workload runs on through its
-            // grace period, and the exec API would still accept an exec into it.
-            self.ready_for_exec(name).await?;
             let mut process = self.start_exec(name, &line, &spawn, tag).await?;
             opened = true;
             let (out, err, input) = (
