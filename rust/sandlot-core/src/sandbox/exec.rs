@@ -446,13 +446,7 @@ impl Client {
     /// exec), and the pod is remembered as passed.
     async fn ready_for_exec(&self, name: &str) -> Result<()> {
         let pod = self.sandbox_pod(name).await?;
-        let status = self.settle_launch_failure(&pod).await?;
-        if status.phase != Phase::Running {
-            return Err(Error::NotRunning {
-                name: name.to_owned(),
-                phase: status.phase.to_string(),
-            });
-        }
+        running(name, &self.settle_launch_failure(&pod).await?)?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let passed = |client: &Client| client.gates_passed().lock().unwrap().contains(&uid);
         if !network::gate_is_entrypoint(&pod) || passed(self) {
@@ -489,14 +483,7 @@ impl Client {
     /// Why sandbox `name` cannot take an exec: not found, or not running. Ok
     /// if it is running.
     async fn refusal(&self, name: &str) -> Result<()> {
-        let status = self.get_sandbox(name).await?;
-        if status.phase != Phase::Running {
-            return Err(Error::NotRunning {
-                name: name.to_owned(),
-                phase: status.phase.to_string(),
-            });
-        }
-        Ok(())
+        running(name, &self.get_sandbox(name).await?)
     }
 
     /// [`Client::connect_exec`], tried again while the API server answers
@@ -852,6 +839,17 @@ impl Collected {
 /// A fresh tag for the processes of one exec.
 fn new_tag() -> String {
     format!("{:016x}", rand::random::<u64>())
+}
+
+/// Ok if sandbox `name`, as `status` shows it, runs; else [`Error::NotRunning`].
+fn running(name: &str, status: &crate::status::SandboxStatus) -> Result<()> {
+    if status.phase != Phase::Running {
+        return Err(Error::NotRunning {
+            name: name.to_owned(),
+            phase: status.phase.to_string(),
+        });
+    }
+    Ok(())
 }
 
 /// Whether an exec failed because the image has no `/bin/sh` to run the wrapper.
