@@ -29,6 +29,8 @@ cache=${SANDLOT_CACHE:-$HOME/.cache/sandlot}
 state=${SANDLOT_CLUSTER_STATE:-/var/lib/sandlot-cluster}
 k8s_version=v1.34.4
 kube_router_version=v2.1.0 # the NetworkPolicy engine; the only version the Go module proxy serves
+containerd_version=v2.3.7 # the LTS line (supported until April 2028); see RUNTIME-UPGRADE.md
+runc_version=v1.5.3
 node_name=sandlot-node
 node_ip=172.30.255.1 # on lo: the address pods and the apiserver use for the node
 pod_cidr=10.244.0.0/24
@@ -47,13 +49,16 @@ components=(containerd etcd kube-apiserver kube-controller-manager kube-schedule
 say() { printf '[cluster %s] %s\n' "$(date +%H:%M:%S)" "$*"; }
 die() { printf '[cluster] error: %s\n' "$*" >&2; exit 1; }
 kubectl() { "$bin/kubectl" --kubeconfig "$pki/admin.kubeconfig" "$@"; }
+# (containerd 2 warns on every call that cgroup v1 is deprecated; that is known here.)
+ctr() { CONTAINERD_SUPPRESS_DEPRECATION_WARNINGS=1 "$bin/ctr" --address "$containerd_sock" "$@"; }
 
 # --- build -----------------------------------------------------------------
 
 install_packages() {
   local missing=()
-  command -v containerd >/dev/null || missing+=(containerd)
-  command -v runc >/dev/null || missing+=(runc)
+  # containerd and runc are built from Go modules (below); runc links libseccomp.
+  [ -f /usr/include/seccomp.h ] || missing+=(libseccomp-dev)
+  command -v pkg-config >/dev/null || missing+=(pkg-config)
   [ -x /usr/lib/cni/bridge ] || missing+=(containernetworking-plugins)
   command -v iptables >/dev/null || missing+=(iptables)
   command -v ipset >/dev/null || missing+=(ipset)
@@ -104,11 +109,65 @@ kube_router_binary() {
   echo "$out"
 }
 
+# Checks that a wrapper module pins the version this script names.
+pinned() { # DIR MODULE VERSION
+  grep -qE "^\s*$2 $3( |\$)" "$here/$1/go.mod" || die "tests/cluster/$1/go.mod does not pin $2 $3"
+}
+
+# Prints the path of runc, building it when its module changed. cgo, for
+# libseccomp (Debian's libseccomp-dev); without libpathrs, which Debian lacks
+# (runc then uses its Go implementation of the same path checks).
+runc_binary() {
+  local key out
+  pinned runc github.com/opencontainers/runc "$runc_version"
+  key=$(cat "$here/runc/go.mod" "$here/runc/go.sum" | sha256sum | cut -c1-12)
+  out=$cache/runc-$runc_version-$key/runc
+  if [ ! -x "$out" ]; then
+    say "building runc $runc_version from Go modules (first time: about 30 seconds)" >&2
+    mkdir -p "$(dirname "$out")"
+    (cd "$here/runc" && CGO_ENABLED=1 GOTOOLCHAIN=go1.26.10 go build -trimpath -buildmode=pie \
+      -tags "seccomp urfave_cli_no_docs" -ldflags "-s -w -X main.gitCommit=$runc_version" \
+      -o "$out.partial" github.com/opencontainers/runc) >&2
+    mv "$out.partial" "$out"
+  fi
+  echo "$out"
+}
+
+# Prints the directory holding containerd, its runc shim and ctr, building them
+# when their module changed. No btrfs, devmapper or zfs snapshotters (btrfs
+# would need its C headers); the shim static, as containerd's Makefile builds it.
+containerd_dir() {
+  local key out p=github.com/containerd/containerd/v2 ldflags
+  pinned containerd $p "$containerd_version"
+  key=$(cat "$here/containerd/go.mod" "$here/containerd/go.sum" | sha256sum | cut -c1-12)
+  out=$cache/containerd-$containerd_version-$key
+  ldflags="-s -w -X $p/version.Version=$containerd_version -X $p/version.Revision=$containerd_version -X $p/version.Package=$p"
+  if [ ! -x "$out/containerd" ]; then
+    say "building containerd $containerd_version from Go modules (first time: about 2-3 minutes on 2 cores)" >&2
+    rm -rf "$out.partial"
+    mkdir -p "$out.partial"
+    (cd "$here/containerd" && export GOTOOLCHAIN=go1.26.10 &&
+      CGO_ENABLED=1 go build -trimpath -tags "urfave_cli_no_docs no_btrfs no_devmapper no_zfs" \
+        -ldflags "$ldflags" -o "$out.partial/" $p/cmd/containerd $p/cmd/ctr &&
+      CGO_ENABLED=0 go build -trimpath -tags "urfave_cli_no_docs no_grpc" \
+        -ldflags "$ldflags" -o "$out.partial/" $p/cmd/containerd-shim-runc-v2) >&2
+    rm -rf "$out"
+    mv "$out.partial" "$out"
+  fi
+  echo "$out"
+}
+
 link_binaries() {
-  local kube kube_router
+  local kube kube_router runc containerd name
   kube=$(kube_binary)
   kube_router=$(kube_router_binary)
+  runc=$(runc_binary)
+  containerd=$(containerd_dir)
   mkdir -p "$bin"
+  for name in containerd containerd-shim-runc-v2 ctr; do
+    ln -sfn "$containerd/$name" "$bin/$name"
+  done
+  ln -sfn "$runc" "$bin/runc"
   for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
     ln -sfn "$kube" "$bin/$name"
   done
@@ -194,28 +253,45 @@ make_pki() {
 
 write_configs() {
   mkdir -p "$state/config" "$state/cni/net.d"
+  # containerd 2.3's configuration format (version 4: the server's addresses are
+  # plugin settings; CRI is split into its images and runtime plugins; unknown
+  # keys are refused). Every path is ours, as containerd's defaults
+  # (/run/containerd/containerd.sock.ttrpc, NRI's /var/run/nri/nri.sock) are
+  # machine-wide. NRI (on by default since 2.0) stays off: nothing here uses it.
   cat >"$state/config/containerd.toml" <<EOF
-version = 2
+version = 4
 root = "$state/containerd"
 state = "$run/containerd"
-[grpc]
+temp = "$run/containerd-tmp"
+imports = []
+[plugins.'io.containerd.server.v1.grpc']
   address = "$containerd_sock"
-[plugins."io.containerd.grpc.v1.cri"]
-  sandbox_image = "registry.k8s.io/pause:3.10.1"
+[plugins.'io.containerd.server.v1.ttrpc']
+  address = "$containerd_sock.ttrpc"
+[plugins.'io.containerd.nri.v1.nri']
+  disable = true
+[plugins.'io.containerd.cri.v1.images']
+  snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.images'.pinned_images]
+    sandbox = "registry.k8s.io/pause:3.10.1"
+[plugins.'io.containerd.cri.v1.runtime']
   # This machine withholds CAP_SYS_RESOURCE even from root, so the negative
   # oom_score_adj the kubelet asks for (pause, Guaranteed pods) cannot be set;
   # containerd clamps it to its own instead.
   restrict_oom_score_adj = true
-  [plugins."io.containerd.grpc.v1.cri".containerd]
-    snapshotter = "overlayfs"
+  [plugins.'io.containerd.cri.v1.runtime'.containerd]
     default_runtime_name = "runc"
-    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc]
       runtime_type = "io.containerd.runc.v2"
-      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+      # Absolute, so that Debian's containerd 1.6 shim and runc 1.1, if
+      # installed, are never found on PATH instead.
+      runtime_path = "$bin/containerd-shim-runc-v2"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runc.options]
+        BinaryName = "$bin/runc"
         SystemdCgroup = false
         Root = "$run/runc"
-  [plugins."io.containerd.grpc.v1.cri".cni]
-    bin_dir = "/usr/lib/cni"
+  [plugins.'io.containerd.cri.v1.runtime'.cni]
+    bin_dirs = ["/usr/lib/cni"]
     conf_dir = "$state/cni/net.d"
 EOF
   # No masquerading and (below) no forwarding out of the bridge: pods reach each
@@ -365,7 +441,8 @@ wait_for() { # WHAT SECONDS COMMAND...: poll until COMMAND succeeds
 # Identifies how the cluster is set up: a running cluster started by another
 # version of this script is restarted.
 setup_key() {
-  cat "$here/cluster.sh" "$here/kube/go.sum" "$here/kube-router/go.sum" "$here/kube-router/main.go" |
+  cat "$here/cluster.sh" "$here/kube/go.sum" "$here/kube-router/go.sum" "$here/kube-router/main.go" \
+    "$here/runc/go.sum" "$here/containerd/go.sum" |
     sha256sum | cut -c1-16
 }
 
@@ -408,6 +485,14 @@ teardown() {
     die "mounts under $state remain after unmounting; not deleting state"
   fi
   rm -rf "$run" "$state/etcd" "$state/kubelet"
+  # containerd starts from an empty root when its version changed (the move
+  # from 1.6 included), rather than trust a migration of the old one's
+  # metadata; the images are imported again from their cached archives.
+  if [ "$(cat "$state/containerd-version" 2>/dev/null)" != "$containerd_version" ]; then
+    rm -rf "$state/containerd"
+    mkdir -p "$state"
+    echo "$containerd_version" >"$state/containerd-version"
+  fi
 }
 
 # Removes what kube-router's policy controller leaves in the kernel when it is
@@ -466,13 +551,13 @@ start_cluster() {
   for name in "${components[@]}"; do : >"$logs/$name.log"; done
 
   say "starting containerd and etcd"
-  start containerd containerd --config "$state/config/containerd.toml"
+  start containerd "$bin/containerd" --config "$state/config/containerd.toml"
   start etcd "$bin/etcd" --name sandlot --data-dir "$state/etcd" \
     --listen-client-urls http://127.0.0.1:2379 --advertise-client-urls http://127.0.0.1:2379 \
     --listen-peer-urls http://127.0.0.1:2380 --initial-advertise-peer-urls http://127.0.0.1:2380 \
     --initial-cluster sandlot=http://127.0.0.1:2380 --listen-metrics-urls http://127.0.0.1:2381 \
     --quota-backend-bytes 2147483648 --snapshot-count 10000
-  wait_for containerd 30 ctr --address "$containerd_sock" version
+  wait_for containerd 30 ctr version
   import_images
   wait_for etcd 30 curl -fsS http://127.0.0.1:2381/health
 
@@ -526,13 +611,13 @@ node_ready() {
 # have (by the archive's name, which carries its input hash).
 import_archives() {
   local ref archive have
-  have=$(ctr --address "$containerd_sock" -n k8s.io images ls 2>/dev/null || true)
+  have=$(ctr -n k8s.io images ls 2>/dev/null || true)
   while read -r ref archive; do
     # The label records which archive is in.
     if ! grep -q "^$ref .*sandlot.archive=$(basename "$archive")" <<<"$have"; then
       say "importing $ref"
-      ctr --address "$containerd_sock" -n k8s.io images import "$archive" >/dev/null
-      ctr --address "$containerd_sock" -n k8s.io images label "$ref" "sandlot.archive=$(basename "$archive")" >/dev/null
+      ctr -n k8s.io images import "$archive" >/dev/null
+      ctr -n k8s.io images label "$ref" "sandlot.archive=$(basename "$archive")" >/dev/null
     fi
   done
 }
