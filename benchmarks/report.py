@@ -62,7 +62,7 @@ def write_results(table: Table, out: Path, quick: bool, minutes: float) -> None:
         "",
         f"- Machine: {os.cpu_count()} cores, {_memory_gib():.0f} GiB, Linux {platform.release()}, Python {platform.python_version()},",
         "  shared with other work (absolute figures are noisy; ratios from the same run are what to compare).",
-        "- Cluster: the repository's local single-node Kubernetes 1.34 (`make cluster`), containerd 1.6, runc.",
+        "- Cluster: the repository's local single-node Kubernetes 1.34 (`make cluster`), containerd 2.3, runc 1.5.",
         "- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()) + ".",
         f"- Settings: {QPS_NOTE}. The official client runs concurrent work on a thread pool",
         "  of 32; kubernetes_asyncio and sandlot on one event loop; kubectl as one process per command",

@@ -23,6 +23,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 KUBECTL = os.environ.get("SANDLOT_KUBECTL", str(REPO / ".cluster" / "bin" / "kubectl"))
 RBAC = REPO / "deploy" / "rbac.yaml"
+NODE_READER = REPO / "deploy" / "node-reader.yaml"
 # The test cluster's admin credentials, as given when the session started (tests
 # may point KUBECONFIG elsewhere for the code under test).
 ADMIN_KUBECONFIG = os.environ.get("KUBECONFIG", "")
@@ -88,14 +89,32 @@ def sandlot_delete_namespace(kubeconfig: str) -> Callable[[str], None]:
     return delete
 
 
+def grant_node_reader(namespace: str) -> Callable[[], None]:
+    """Binds deploy/node-reader.yaml's ClusterRole to the `sandlot` service
+    account of `namespace`, as that file says; returns the undo."""
+    binding = f"sandlot-node-reader-{namespace}"
+    Kubectl().run("apply", "-f", str(NODE_READER))
+    Kubectl().run(
+        "create",
+        "clusterrolebinding",
+        binding,
+        "--clusterrole=sandlot-node-reader",
+        f"--serviceaccount={namespace}:sandlot",
+        check=False,  # there already when an earlier run left it
+    )
+    return lambda: Kubectl().run("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
+
+
 @pytest.fixture(scope="module")
-def service_account_kubeconfig(sandlot_namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def service_account_kubeconfig(sandlot_namespace: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """A kubeconfig that authenticates as the `sandlot` service account only,
-    with deploy/rbac.yaml applied in the module's namespace."""
+    with deploy/rbac.yaml applied in the module's namespace and
+    deploy/node-reader.yaml bound to it."""
     Kubectl().run(
         "create", "namespace", sandlot_namespace, check=False
     )  # there already when $SANDLOT_NAMESPACE names it
     Kubectl(sandlot_namespace).run("apply", "-f", str(RBAC))
+    ungrant = grant_node_reader(sandlot_namespace)
     admin = yaml.safe_load(Kubectl().run("config", "view", "--raw", "--minify").stdout)
     cluster = admin["clusters"][0]["cluster"]
     token = Kubectl(sandlot_namespace).run("create", "token", "sandlot", "--duration", "1h").stdout.strip()
@@ -117,4 +136,5 @@ def service_account_kubeconfig(sandlot_namespace: str, tmp_path_factory: pytest.
     }
     path = tmp_path_factory.mktemp("sa") / "kubeconfig"
     path.write_text(yaml.safe_dump(config))
-    return path
+    yield path
+    ungrant()

@@ -21,7 +21,7 @@ def test_quick_run_covers_every_scenario_and_client(kubeconfig: str, tmp_path: P
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     results = (tmp_path / "results.md").read_text()
-    for scenario in ["fanout", "waiting", "exec_latency", "exec_throughput", "log_follow", "bridge"]:
+    for scenario in ["fanout", "waiting", "exec_latency", "exec_throughput", "log_follow", "user_namespace", "bridge"]:
         assert f"## {scenario}" in results
     for client in ["sandlot", "kubernetes", "kubernetes_asyncio", "kubectl"]:
         assert f"| {client} |" in results
@@ -30,11 +30,12 @@ def test_quick_run_covers_every_scenario_and_client(kubeconfig: str, tmp_path: P
         if "] " in line and " size " in line:
             rows.setdefault(line.split("] ", 1)[1].split()[0], []).append(line)
     assert {scenario: len(lines) for scenario, lines in rows.items()} == {
-        "fanout": 5,  # sandlot twice: its default network, and unrestricted
+        "fanout": 6,  # sandlot three times: its defaults, unrestricted, and without a user namespace
         "waiting": 4,
         "exec_latency": 4,
         "exec_throughput": 4,
         "log_follow": 4,
+        "user_namespace": 1,
         "bridge": 1,
     }
     # sandlot must not lose anything; a baseline that does is reported as such (and not timed).

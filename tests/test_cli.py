@@ -253,3 +253,17 @@ def test_text_a_sandbox_wrote_cannot_drive_the_terminal(sandlot_namespace: str) 
         [SANDLOT, "--namespace", sandlot_namespace, "logs", name], capture_output=True, timeout=120, env=os.environ
     )
     assert piped.stdout == b"title\x1b]0;owned\x07 clear\x1b[2J\n"
+
+
+def test_user_namespace_flags_and_what_get_shows(sandlot_namespace: str) -> None:
+    default, off = unique("userns"), unique("no-userns")
+    assert sandlot(sandlot_namespace, "create", BUSYBOX, "--name", default).returncode == 0
+    made = sandlot(sandlot_namespace, "create", BUSYBOX, "--name", off, "--no-user-namespace", "-o", "json")
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["user_namespace"] is False
+    shown = sandlot(sandlot_namespace, "get", default)
+    assert "user ns    yes" in shown.stdout.splitlines()
+    both = sandlot(sandlot_namespace, "create", BUSYBOX, "--user-namespace", "--no-user-namespace")
+    assert both.returncode == 2 and "cannot be used with" in both.stderr
+    for name in (default, off):
+        assert sandlot(sandlot_namespace, "terminate", name).returncode == 0

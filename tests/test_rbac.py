@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import uuid
+import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 import sandlot
-from conftest import RBAC, Kubectl
+from conftest import RBAC, Kubectl, grant_node_reader
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 
@@ -50,6 +51,8 @@ async def client(
 async def test_the_main_path_with_only_the_documented_rbac(client: sandlot.AsyncClient) -> None:
     volume = await client.volumes.create(f"v-{uuid.uuid4().hex[:6]}", size="16Mi")
     sb = await client.sandboxes.create(BUSYBOX, tags={"rbac": "yes"}, volume_mounts={"/v": volume.name})
+    # deploy/node-reader.yaml is bound: the nodes say they support user namespaces.
+    assert sb.status.user_namespace
     await sb.wait("running", timeout=120)
     assert (await sb.exec(["sh", "-c", "echo ok | tee /v/f"])).stdout == "ok\n"
     assert await sb.logs() == ""
@@ -62,6 +65,34 @@ async def test_the_main_path_with_only_the_documented_rbac(client: sandlot.Async
     await job.wait("succeeded", timeout=120)
     assert [line async for line in job.stream_logs()] == ["done"]
     assert await client.sandboxes.purge([job]) == [job.name]
+
+
+async def test_without_the_node_reader_sandboxes_run_without_a_user_namespace_after_one_warning(
+    sandlot_namespace: str, service_account_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("KUBECONFIG", str(service_account_kubeconfig))
+    Kubectl().run("delete", "clusterrolebinding", f"sandlot-node-reader-{sandlot_namespace}")
+    try:
+        async with sandlot.AsyncClient(sandlot_namespace) as client:
+            with pytest.warns(sandlot.SandlotWarning, match="nodes: list"):
+                first = await client.sandboxes.create(BUSYBOX, command=["true"])
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # once per client
+                second = await client.sandboxes.create(BUSYBOX, command=["true"])
+                # Asked for, it is sent as asked (the nodes do support it here).
+                asked = await client.sandboxes.create(BUSYBOX, command=["true"], user_namespace=True)
+            assert [sb.status.user_namespace for sb in (first, second, asked)] == [False, False, True]
+            assert (await asked.wait("succeeded", timeout=120)).exit_code == 0
+        # A warning filter that raises stops the create before anything is made.
+        async with sandlot.AsyncClient(sandlot_namespace) as client:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")
+                with pytest.raises(sandlot.SandlotWarning):
+                    await client.sandboxes.create(BUSYBOX, name="never-made")
+            with pytest.raises(sandlot.NotFoundError):
+                await client.sandboxes.get("never-made")
+    finally:
+        grant_node_reader(sandlot_namespace)
 
 
 Operation = Callable[[sandlot.AsyncClient, str], Awaitable[object]]

@@ -16,13 +16,20 @@ class SandlotClient(Client):
     name = "sandlot"
     # The fan-out's sandboxes get the default network: a NetworkPolicy and the gate.
     network = "internet"
+    # None: a user namespace, as the local nodes support them.
+    user_namespace: bool | None = None
 
     def fan_out(self, commands: dict[str, list[str]]) -> list[bytes]:
         async def run() -> list[bytes]:
             async with sandlot.AsyncClient(NAMESPACE) as c:
 
                 async def one(name: str) -> bytes:
-                    sb = await c.sandboxes.create(BUSYBOX, name=name, network=self.network)  # type: ignore[arg-type]
+                    sb = await c.sandboxes.create(
+                        BUSYBOX,
+                        name=name,
+                        network=self.network,  # type: ignore[arg-type]
+                        user_namespace=self.user_namespace,
+                    )
                     await sb.wait("running", timeout=600)  # every wait shares the client's one watch
                     result = await sb.exec(commands[name])
                     await sb.terminate()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from benchmarks.scenarios import bridge, exec_latency, exec_throughput, fanout, log_follow, waiting
+from benchmarks.scenarios import bridge, exec_latency, exec_throughput, fanout, log_follow, user_namespace, waiting
 from benchmarks.scenarios.base import Scenario
 
 ALL: tuple[Scenario, ...] = (
@@ -11,6 +11,7 @@ ALL: tuple[Scenario, ...] = (
     exec_latency.SCENARIO,
     exec_throughput.SCENARIO,
     log_follow.SCENARIO,
+    user_namespace.SCENARIO,
     bridge.SCENARIO,
 )
 # The one that leaves most pods to stop comes last, so nothing waits for them.
@@ -19,6 +20,7 @@ RUN_ORDER: tuple[Scenario, ...] = (
     exec_latency.SCENARIO,
     exec_throughput.SCENARIO,
     log_follow.SCENARIO,
+    user_namespace.SCENARIO,
     fanout.SCENARIO,
     waiting.SCENARIO,
 )

@@ -15,8 +15,10 @@ def fanout(client: Client, n: int) -> Figures:
     Python client runs one task per pod (create, wait, exec, delete) concurrently,
     as a fan-out of independent jobs is written; kubectl does each step for all pods.
     sandlot's sandboxes get its default network (a NetworkPolicy each, and a gate that
-    starts the command once the policy holds); sandlot_unrestricted's get none, like
-    the other clients' pods."""
+    starts the command once the policy holds) and a user namespace where the nodes
+    support one (here they do); sandlot_unrestricted's get no policy or gate, like
+    the other clients' pods; sandlot_host_users's the default network but no user
+    namespace, like the other clients' pods."""
     batch = uuid.uuid4().hex[:6]
     names = [f"fan-{batch}-{i}" for i in range(n)]
     commands = {name: ["echo", name] for name in names}
@@ -35,5 +37,5 @@ SCENARIO = Scenario(
     headline="wall_s",
     higher_is_better=False,
     chart_figures=("wall_s", "cpu_s", "peak_rss_mib", "api_requests"),
-    clients=(*NAMES, "sandlot_unrestricted"),
+    clients=(*NAMES, "sandlot_unrestricted", "sandlot_host_users"),
 )

@@ -80,6 +80,8 @@ class _SandboxOptions(TypedDict, total=False):
     network: _NetworkMode | None
     # CIDR, "CIDR:PORT", or an in-cluster Service as "namespace/name".
     allow_egress: Sequence[str] | None
+    # None: a user namespace wherever every node supports one (without runtime_class).
+    user_namespace: bool | None
 
 class _ExecOptions(TypedDict, total=False):
     stdin: str | bytes | None
@@ -139,6 +141,8 @@ class SandboxStatus:
     def network(self) -> _NetworkMode: ...
     @property
     def allow_egress(self) -> list[str]: ...
+    @property
+    def user_namespace(self) -> bool: ...
     def _repr_html_(self) -> str: ...
 
 @final

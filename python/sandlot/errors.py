@@ -24,6 +24,7 @@ __all__ = [
     "QuotaExceededError",
     "SandboxNotRunningError",
     "SandlotError",
+    "SandlotWarning",
     "TimeoutError",
     "VolumeDeletingError",
     "VolumeInUseError",
@@ -148,3 +149,9 @@ class ApiError(SandlotError):
 
     status: int
     reason: str
+
+
+class SandlotWarning(UserWarning):
+    """A sandbox gets less protection than sandlot's default, because the
+    cluster cannot give it (for instance no user namespace where the nodes do
+    not support one). Shown once per client; the create goes on."""

@@ -226,6 +226,14 @@ pub struct CreateArgs {
     /// Kubernetes RuntimeClass to run under, e.g. gvisor.
     #[arg(long, value_name = "CLASS")]
     pub runtime_class: Option<String>,
+    /// Run in a user namespace (uid 0 inside is an unprivileged uid of the
+    /// node); an error where the nodes cannot [default: where every node
+    /// supports it, without --runtime-class].
+    #[arg(long, conflicts_with = "no_user_namespace")]
+    pub user_namespace: bool,
+    /// Run without a user namespace: uid 0 inside is uid 0 of the node.
+    #[arg(long)]
+    pub no_user_namespace: bool,
     /// Which destinations the sandbox may connect to: internet (public
     /// addresses only), none, allowlist (only --allow-egress), unrestricted
     /// [default: allowlist with --allow-egress, else internet].
@@ -282,6 +290,11 @@ impl CreateArgs {
                     Ok(text.clone())
                 })
                 .collect::<sandlot_core::Result<_>>()?,
+            user_namespace: match (self.user_namespace, self.no_user_namespace) {
+                (true, _) => Some(true),
+                (_, true) => Some(false),
+                _ => None,
+            },
         })
     }
 }

@@ -58,6 +58,7 @@ impl Printer {
                     ("tags", pairs(&status.tags, "=")),
                     ("volumes", pairs(&status.volume_mounts, " <- ")),
                     ("network", network_text(status)),
+                    ("user ns", yes_no(status.user_namespace)),
                     ("created", or_dash(status.created_at.map(|t| t.to_string()))),
                     ("started", or_dash(status.started_at.map(|t| t.to_string()))),
                     (
@@ -192,6 +193,11 @@ impl Printer {
         }
     }
 
+    /// A warning: the command goes on. Shown even with --quiet.
+    pub fn warning(&self, text: &str) {
+        eprintln!("warning: {}", terminal_safe(text));
+    }
+
     /// An error: one line of what went wrong, then a hint when there is one.
     pub fn error(&self, err: &Error) {
         eprintln!("error: {}", terminal_safe(&err.to_string()));
@@ -281,6 +287,10 @@ fn hint(err: &Error) -> Option<&'static str> {
         ),
         _ => None,
     }
+}
+
+fn yes_no(value: bool) -> String {
+    if value { "yes" } else { "no" }.into()
 }
 
 /// The network mode, followed by its allowlist if it has one.

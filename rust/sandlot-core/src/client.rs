@@ -15,6 +15,7 @@ use crate::namespace::{self, ConfigSource, Placement, Process, ResolvedNamespace
 use crate::owner;
 use crate::retry::{retry, retry_first_contact};
 use crate::spec::{DEFAULT_TTL_SECONDS, Ttl};
+use crate::userns::UsernsState;
 use crate::validate;
 use crate::watch::{PodWatch, watch_error};
 
@@ -68,6 +69,8 @@ struct Inner {
     api_server_ips: tokio::sync::OnceCell<Vec<std::net::IpAddr>>,
     /// Pods (by uid) whose gate entrypoint this client saw become the workload.
     gates_passed: std::sync::Mutex<std::collections::HashSet<String>>,
+    /// Whether the nodes run user-namespaced pods (see `userns.rs`).
+    userns: UsernsState,
 }
 
 impl std::fmt::Debug for Client {
@@ -245,6 +248,7 @@ impl Client {
                 gate_checked: tokio::sync::Mutex::new(None),
                 api_server_ips: tokio::sync::OnceCell::new(),
                 gates_passed: std::sync::Mutex::default(),
+                userns: UsernsState::default(),
             }),
         }
     }
@@ -286,6 +290,10 @@ impl Client {
     /// Pods (by uid) whose gate entrypoint this client saw become the workload.
     pub(crate) fn gates_passed(&self) -> &std::sync::Mutex<std::collections::HashSet<String>> {
         &self.inner.gates_passed
+    }
+
+    pub(crate) fn userns(&self) -> &UsernsState {
+        &self.inner.userns
     }
 
     pub(crate) fn gate_checked(&self) -> &tokio::sync::Mutex<Option<tokio::time::Instant>> {

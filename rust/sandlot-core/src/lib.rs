@@ -20,6 +20,7 @@ mod spec;
 mod status;
 #[cfg(test)]
 mod test_api;
+mod userns;
 mod validate;
 mod volume;
 mod watch;
@@ -41,4 +42,5 @@ pub use sandbox::{
 };
 pub use spec::{DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, Resources, SandboxRequest, SandboxSpec, Ttl};
 pub use status::{Phase, SandboxStatus, TerminationReason};
+pub use userns::NodeSupport;
 pub use volume::{AccessMode, VolumePhase, VolumeSpec, VolumeStatus};

@@ -158,6 +158,10 @@ pub struct SandboxRequest {
     pub network: Option<NetworkMode>,
     /// Allowlist entries (CIDR, `CIDR:PORT`, `namespace/service`).
     pub allow_egress: Vec<String>,
+    /// Run in a user namespace (`hostUsers: false`), so uid 0 inside is an
+    /// unprivileged uid of the node. `None`: wherever every node supports it,
+    /// unless a `runtime_class` is given; see `userns.rs`.
+    pub user_namespace: Option<bool>,
 }
 
 impl SandboxRequest {
@@ -302,13 +306,22 @@ impl SandboxSpec {
         }
     }
 
+    /// This spec with its user namespace decided: what a client that chose
+    /// `user_namespace` for it creates.
+    pub fn with_user_namespace(&self, user_namespace: bool) -> SandboxSpec {
+        let mut spec = self.clone();
+        spec.request.user_namespace = Some(user_namespace);
+        spec
+    }
+
     /// The pod for this spec under `name`, hardened for untrusted code: no
     /// service-account token, no service links, every capability dropped, no
     /// privilege escalation, seccomp RuntimeDefault, limits always set, a
-    /// short grace period, and unless the network is `unrestricted` the
-    /// network gate ahead of the workload (see `network.rs`). A lifetime left
-    /// to the default is [`DEFAULT_TTL_SECONDS`]; see
-    /// [`SandboxSpec::with_default_ttl`].
+    /// short grace period, a user namespace if `user_namespace` is true, and
+    /// unless the network is `unrestricted` the network gate ahead of the
+    /// workload (see `network.rs`). A lifetime left to the default is
+    /// [`DEFAULT_TTL_SECONDS`], a user namespace left to the default is none;
+    /// see [`SandboxSpec::with_default_ttl`], [`SandboxSpec::with_user_namespace`].
     pub fn to_pod(&self, name: &str) -> Pod {
         let request = &self.request;
         let labels = labels::labels_of(&request.tags);
@@ -382,6 +395,7 @@ impl SandboxSpec {
                 // Process 1 is the sandbox's own entrypoint (the network gate
                 // relies on it), never the pod's pause process.
                 share_process_namespace: Some(false),
+                host_users: (request.user_namespace == Some(true)).then_some(false),
                 automount_service_account_token: Some(false),
                 enable_service_links: Some(false),
                 termination_grace_period_seconds: Some(TERMINATION_GRACE_SECONDS),

@@ -145,6 +145,9 @@ pub struct SandboxStatus {
     pub network: NetworkMode,
     /// The allowlist's entries, as given.
     pub allow_egress: Vec<String>,
+    /// Whether it runs in a user namespace (`hostUsers: false`): uid 0
+    /// inside is an unprivileged uid of the node.
+    pub user_namespace: bool,
 }
 
 /// Waiting reasons of a container whose start failed and that retrying will
@@ -346,6 +349,7 @@ impl SandboxStatus {
             volume_mounts: volume_mounts_of(pod),
             network: network.mode,
             allow_egress: network.allow.iter().map(ToString::to_string).collect(),
+            user_namespace: spec.and_then(|s| s.host_users) == Some(false),
         }
     }
 }

@@ -7,17 +7,18 @@ use serde_json::json;
 use tower_test::mock;
 
 use crate::client::Client;
+use crate::userns::NodeSupport;
 
 /// The test's end of a scripted client: each request, and a way to answer it.
 pub(crate) type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
 /// A client of namespace "test" and the handle that answers its requests.
+/// Its nodes count as supporting user namespaces without being asked.
 pub(crate) fn client() -> (Client, Handle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    (
-        Client::from_kube(kube::Client::new(service, "test"), "test".into()),
-        handle,
-    )
+    let client = Client::from_kube(kube::Client::new(service, "test"), "test".into());
+    client.userns().assume(NodeSupport::Supported);
+    (client, handle)
 }
 
 /// An answer with HTTP status `code` and `body` as JSON.

@@ -152,3 +152,13 @@ fn raise(
         .call((message,), Some(attrs))?;
     Ok(PyErr::from_value(exception))
 }
+
+/// Shows `message` as a `sandlot.errors.SandlotWarning`; an error if the
+/// warning filters turn it into one.
+pub fn warn(py: Python<'_>, message: &str) -> PyResult<()> {
+    let class = py
+        .import(pyo3::intern!(py, "sandlot.errors"))?
+        .getattr(pyo3::intern!(py, "SandlotWarning"))?;
+    let message = std::ffi::CString::new(message.replace('\0', " "))?;
+    PyErr::warn(py, &class, &message, 1)
+}

@@ -121,6 +121,13 @@ impl SandboxStatus {
         self.inner.allow_egress.clone()
     }
 
+    /// Whether it runs in a user namespace: uid 0 inside is an unprivileged
+    /// uid of the node.
+    #[getter]
+    fn user_namespace(&self) -> bool {
+        self.inner.user_namespace
+    }
+
     fn _repr_html_(&self) -> String {
         crate::html::sandboxes_table(&[&self.inner])
     }

@@ -59,7 +59,7 @@ impl SandboxesBase {
     /// `ttl_seconds` omitted is the client's default lifetime; `None` is none.
     /// Bad input raises `InvalidSpecError`, naming the field, before any
     /// request; any later error carries the sandbox's name as `sandbox_name`.
-    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=TtlArg(Ttl::Default), run_as_user=None, read_only_root_filesystem=false, runtime_class=None, network=None, allow_egress=None))]
+    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=TtlArg(Ttl::Default), run_as_user=None, read_only_root_filesystem=false, runtime_class=None, network=None, allow_egress=None, user_namespace=None))]
     #[allow(clippy::too_many_arguments)]
     fn create<'py>(
         &self,
@@ -78,6 +78,7 @@ impl SandboxesBase {
         runtime_class: Option<String>,
         network: Option<String>,
         allow_egress: Option<Vec<String>>,
+        user_namespace: Option<bool>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let spec = inputs::resources(resources.unwrap_or_default()).and_then(|resources| {
             let network = network.map(|mode| mode.parse()).transpose()?;
@@ -104,6 +105,7 @@ impl SandboxesBase {
                 runtime_class,
                 network,
                 allow_egress: allow_egress.unwrap_or_default(),
+                user_namespace,
             };
             Ok(SandboxSpec::try_from(request)?)
         });
@@ -111,6 +113,9 @@ impl SandboxesBase {
         self.mode.run(py, async move {
             let spec = spec?;
             let client = connection.get().await?;
+            if let Some(notice) = client.user_namespace_fallback(&spec).await? {
+                Python::attach(|py| crate::errors::warn(py, &notice)).map_err(Failure::Python)?;
+            }
             let status = client.create_sandbox(&spec).await?;
             Ok(SandboxBase::created(mode, client, status))
         })

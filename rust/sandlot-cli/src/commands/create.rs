@@ -13,7 +13,13 @@ pub async fn run(
     spec: &SandboxSpec,
     args: &CreateArgs,
 ) -> Result<i32> {
-    let mut status = client.create_sandbox(spec).await?;
+    if let Some(notice) = client.user_namespace_fallback(spec).await.map_err(user_namespace_flag)? {
+        printer.warning(&notice);
+    }
+    let mut status = client
+        .create_sandbox(spec)
+        .await
+        .map_err(user_namespace_flag)?;
     if args.wait {
         let timeout = Duration::try_from_secs_f64(args.timeout).map_err(|_| {
             sandlot_core::Error::invalid("--timeout", "must be a number of seconds >= 0")
@@ -28,4 +34,14 @@ pub async fn run(
     }
     printer.created(&status);
     Ok(0)
+}
+
+/// A refusal of `user_namespace`, named by its flag.
+fn user_namespace_flag(err: sandlot_core::Error) -> sandlot_core::Error {
+    match err.underlying() {
+        sandlot_core::Error::InvalidSpec { field, rule } if field == "user_namespace" => {
+            sandlot_core::Error::invalid("--user-namespace", rule.clone())
+        }
+        _ => err,
+    }
 }

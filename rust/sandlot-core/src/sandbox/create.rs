@@ -55,8 +55,12 @@ impl Client {
         self.require_volumes(spec.volume_names()).await?;
         let network = spec.network();
         let facts = self.network_facts(network).await?;
+        let user_namespace = self.user_namespace_for(spec).await?;
         let token = validate::generated_name("");
-        let mut pod = spec.with_default_ttl(self.default_ttl()).to_pod(name);
+        let mut pod = spec
+            .with_default_ttl(self.default_ttl())
+            .with_user_namespace(user_namespace)
+            .to_pod(name);
         pod.metadata
             .annotations
             .get_or_insert_default()
