@@ -102,7 +102,11 @@ def grant_node_reader(namespace: str) -> Callable[[], None]:
         f"--serviceaccount={namespace}:sandlot",
         check=False,  # there already when an earlier run left it
     )
-    return lambda: Kubectl().run("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
+
+    def ungrant() -> None:
+        Kubectl().run("delete", "clusterrolebinding", binding, "--ignore-not-found", check=False)
+
+    return ungrant
 
 
 @pytest.fixture(scope="module")

@@ -144,14 +144,24 @@ async def test_200_concurrent_execs_across_20_sandboxes(sandlot_async_client: sa
     sandboxes = await asyncio.gather(*(sandlot_async_client.sandboxes.create(BUSYBOX) for _ in range(20)))
     await sandlot_async_client.sandboxes.wait_all(sandboxes, "running", timeout=300)
 
-    async def one(i: int) -> tuple[int, sandlot.ExecResult]:
+    async def one(i: int) -> tuple[int, sandlot.ExecResult | sandlot.ExecError]:
         sb = sandboxes[i % 20]
-        return i, await sb.exec(["sh", "-c", f"echo {i} $(hostname); exit {i % 7}"])
+        try:
+            return i, await sb.exec(["sh", "-c", f"echo {i} $(hostname); exit {i % 7}"])
+        except sandlot.ExecError as err:
+            return i, err
 
     results = await asyncio.gather(*(one(i) for i in range(200)))
+    # containerd 2 loses an exec's exit status now and then under such load
+    # (and the API server then says success): sandlot raises ExecError for
+    # those, and every result it returns is exact.
+    unknown = [f"{i}: {result}" for i, result in results if isinstance(result, sandlot.ExecError)]
+    assert len(unknown) <= 4, unknown
+    assert all("may have run" in line for line in unknown), unknown
     for i, result in results:
-        assert result.stdout == f"{i} {sandboxes[i % 20].name}\n"
-        assert result.exit_code == i % 7
+        if isinstance(result, sandlot.ExecResult):
+            assert result.stdout == f"{i} {sandboxes[i % 20].name}\n"
+            assert result.exit_code == i % 7
     await sandlot_async_client.sandboxes.terminate_many(sandboxes)
 
 

@@ -53,7 +53,13 @@ impl UsernsState {
 pub(crate) fn support_of(nodes: &[Node]) -> NodeSupport {
     let schedulable: Vec<&Node> = nodes
         .iter()
-        .filter(|node| !node.spec.as_ref().and_then(|s| s.unschedulable).unwrap_or(false))
+        .filter(|node| {
+            !node
+                .spec
+                .as_ref()
+                .and_then(|s| s.unschedulable)
+                .unwrap_or(false)
+        })
         .collect();
     if schedulable.is_empty() {
         return NodeSupport::Unsupported("the cluster has no schedulable node".into());
@@ -70,7 +76,9 @@ pub(crate) fn support_of(nodes: &[Node]) -> NodeSupport {
         if !supported {
             let runtime = status
                 .and_then(|s| s.node_info.as_ref())
-                .map_or("an unknown runtime", |info| info.container_runtime_version.as_str());
+                .map_or("an unknown runtime", |info| {
+                    info.container_runtime_version.as_str()
+                });
             return NodeSupport::Unsupported(format!(
                 "node {} ({runtime}) does not report user-namespace support \
                  (containerd >= 2.0 or CRI-O >= 1.25 with runc >= 1.2 and Linux >= 6.3)",
@@ -146,7 +154,10 @@ impl Client {
         let by_default = request.user_namespace.is_none() && request.runtime_class.is_none();
         if choose(spec, &support)?
             || !by_default
-            || self.userns().fallback_announced.swap(true, Ordering::Relaxed)
+            || self
+                .userns()
+                .fallback_announced
+                .swap(true, Ordering::Relaxed)
         {
             return Ok(None);
         }
@@ -203,7 +214,10 @@ mod tests {
     #[test]
     fn every_schedulable_node_must_support_the_default_handler() {
         let good = node("a", &[("", Some(true)), ("runc", Some(true))], false);
-        assert_eq!(support_of(std::slice::from_ref(&good)), NodeSupport::Supported);
+        assert_eq!(
+            support_of(std::slice::from_ref(&good)),
+            NodeSupport::Supported
+        );
         // An old node (no handlers reported), a node whose support is only for
         // another handler, and a node that says no: each rules it out.
         for bad in [
@@ -269,7 +283,10 @@ mod tests {
         let by_default = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
         let notice = client.user_namespace_fallback(&by_default).await.unwrap();
         assert!(notice.unwrap().contains("nodes: list"));
-        assert_eq!(client.user_namespace_fallback(&by_default).await.unwrap(), None);
+        assert_eq!(
+            client.user_namespace_fallback(&by_default).await.unwrap(),
+            None
+        );
         assert!(!client.user_namespace_for(&by_default).await.unwrap());
         let asked = by_default.with_user_namespace(true);
         assert!(client.user_namespace_for(&asked).await.unwrap());

@@ -13,7 +13,11 @@ pub async fn run(
     spec: &SandboxSpec,
     args: &CreateArgs,
 ) -> Result<i32> {
-    if let Some(notice) = client.user_namespace_fallback(spec).await.map_err(user_namespace_flag)? {
+    if let Some(notice) = client
+        .user_namespace_fallback(spec)
+        .await
+        .map_err(user_namespace_flag)?
+    {
         printer.warning(&notice);
     }
     let mut status = client

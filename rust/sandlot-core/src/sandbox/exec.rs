@@ -11,6 +11,14 @@
 //! kills the tagged processes and the process groups they lead. The kill
 //! does not need the first connection. A command in its own session or that
 //! clears its environment escapes the tag only if it also leaves the group.
+//!
+//! Without a TTY the wrapper also reports the command's exit code itself, as
+//! the last bytes of stderr (a [`TRAILER`] line, taken off before anyone sees
+//! stderr). containerd 2 sometimes loses an exec's status under load, and the
+//! API server then reports success (seen on Kubernetes 1.34 with containerd
+//! 2.3 and 2.4: about 1 exec in 300 when 400 run at once across 20 pods, with
+//! the output cut short); a success that the wrapper did not confirm is an
+//! [`Error::Exec`] (the outcome is unknown), never 0.
 
 use std::pin::pin;
 use std::sync::{Condvar, Mutex};
@@ -48,6 +56,18 @@ const PING_INTERVAL: Duration = Duration::from_secs(30);
 
 /// The environment variable that tags the processes of one exec.
 const TAG_VARIABLE: &str = "SANDLOT_EXEC";
+
+/// What the wrapper writes to stderr after the command, before its exit
+/// code and a newline: a NUL byte, so no text output looks like it.
+const TRAILER: &[u8] = b"\0sandlot-exit:";
+
+/// The longest trailer: the prefix, an exit code (at most 3 digits), a newline.
+const TRAILER_MAX: usize = TRAILER.len() + 4;
+
+/// Why an exec that the server called a success is not trusted as one.
+const UNCONFIRMED_SUCCESS: &str = "the exit status was lost on its way from the container \
+     runtime (the server reported success, but the command's own report of its exit is \
+     missing); the command may have run, with any outcome";
 
 /// Runs as `/bin/sh -c KILL_SCRIPT TAG`: kills every process whose
 /// environment holds the tag and the process group it leads, again until
@@ -136,9 +156,12 @@ pub struct ExecOutput {
     pub truncated: bool,
 }
 
-/// How a session on the exec websocket ended: the exit status the server
-/// sent, or why none arrived.
-type SessionEnd = std::result::Result<Status, String>;
+/// What an ended command's status says: its exit code, or why there is none.
+type ExitOutcome = std::result::Result<i32, String>;
+
+/// How a session on the exec websocket ended: what the exit status the
+/// server sent says, or why none arrived.
+type SessionEnd = std::result::Result<ExitOutcome, String>;
 
 /// The task that speaks to the exec websocket; aborted when dropped.
 struct Session(tokio::task::JoinHandle<SessionEnd>);
@@ -215,20 +238,19 @@ impl ExecProcess {
     /// needs; a second call fails.
     pub fn wait(&mut self) -> impl std::future::Future<Output = Result<i32>> + Send + 'static {
         let sandbox = self.sandbox.clone();
-        let status = self.wait_status();
+        let outcome = self.wait_outcome();
         async move {
-            let status = status.await?;
-            exit_code_of(&status).map_err(|message| Error::Exec {
+            outcome.await?.map_err(|message| Error::Exec {
                 name: sandbox,
                 message,
             })
         }
     }
 
-    /// Waits for the exit status the server sends when the command ends.
-    fn wait_status(
+    /// Waits for what the exit status the server sends when the command ends says.
+    fn wait_outcome(
         &mut self,
-    ) -> impl std::future::Future<Output = Result<Status>> + Send + 'static {
+    ) -> impl std::future::Future<Output = Result<ExitOutcome>> + Send + 'static {
         let sandbox = self.sandbox.clone();
         let session = self.session.take();
         async move {
@@ -367,13 +389,15 @@ impl Client {
     ) -> Result<ExecProcess> {
         crate::validate::object_name("name", name)?;
         let tag = options.killable.then(new_tag);
-        let line = wrap_command(
-            command,
-            &options.env,
-            options.workdir.as_deref(),
-            tag.as_deref(),
-            false,
-        )?;
+        let wrapper = match tag.as_deref() {
+            Some(tag) if options.tty => Wrapper::Tagged { tag, report: None },
+            Some(tag) => Wrapper::Tagged {
+                tag,
+                report: Some(Report { drain_stdin: false }),
+            },
+            None => Wrapper::Plain,
+        };
+        let line = wrap_command(command, &options.env, options.workdir.as_deref(), wrapper)?;
         self.ready_for_exec(name).await?;
         self.start_exec(name, &line, options, tag).await
     }
@@ -416,12 +440,14 @@ impl Client {
         } else {
             (None, None)
         };
+        let reports_exit = tag.is_some() && !options.tty;
         let session = tokio::spawn(run_session(
             connection,
             stdin_end,
             Some(stdout_end),
             stderr_end,
             resize_end,
+            reports_exit,
         ));
         Ok(ExecProcess {
             sandbox: name.to_owned(),
@@ -579,13 +605,16 @@ impl Client {
         };
         crate::validate::object_name("name", name)?;
         let tag = killable.then(new_tag);
-        let line = wrap_command(
-            command,
-            &spawn.env,
-            spawn.workdir.as_deref(),
-            tag.as_deref(),
-            spawn.stdin,
-        )?;
+        let wrapper = match tag.as_deref() {
+            Some(tag) => Wrapper::Tagged {
+                tag,
+                report: Some(Report {
+                    drain_stdin: spawn.stdin,
+                }),
+            },
+            None => Wrapper::Plain,
+        };
+        let line = wrap_command(command, &spawn.env, spawn.workdir.as_deref(), wrapper)?;
         // Read first: a terminated sandbox's workload runs on through its
         // grace period, and the exec API would still accept an exec into it.
         // Before the guard is armed: until the sandbox runs its workload
@@ -620,7 +649,7 @@ impl Client {
                 process.take_stderr(),
                 process.take_stdin(),
             );
-            let status = process.wait_status();
+            let status = process.wait_outcome();
             // Input the command does not read is not waited for: once it
             // ends, the write fails and the exit status is there.
             let feed = async {
@@ -667,9 +696,9 @@ impl Client {
             // Refused (not running, say): nothing started.
             guard.disarm();
         }
-        let status = ended?;
+        let outcome = ended?;
         guard.disarm();
-        let exit_code = match exit_code_of(&status) {
+        let exit_code = match outcome {
             Ok(code) => code,
             Err(message) => {
                 // The API server may open the stream and only then find the
@@ -701,8 +730,10 @@ async fn run_session(
     mut stdout: Option<DuplexStream>,
     mut stderr: Option<DuplexStream>,
     resize: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+    reports_exit: bool,
 ) -> SessionEnd {
     let closes_streams = connection.supports_stream_close();
+    let mut trailer = reports_exit.then(Vec::new);
     let (mut sink, mut source) = connection.into_stream().split();
     let receive = async move {
         while let Some(message) = source.next().await {
@@ -716,10 +747,29 @@ async fn run_session(
             };
             match channel {
                 STDOUT => deliver(&mut stdout, payload).await,
-                STDERR => deliver(&mut stderr, payload).await,
+                STDERR => match &mut trailer {
+                    Some(held) => {
+                        held.extend_from_slice(payload);
+                        let kept = held.split_off(trailer_start(held));
+                        deliver(&mut stderr, held).await;
+                        *held = kept;
+                    }
+                    None => deliver(&mut stderr, payload).await,
+                },
                 STATUS => {
-                    return serde_json::from_slice::<Status>(payload)
-                        .map_err(|err| format!("unreadable exit status: {err}"));
+                    let status = serde_json::from_slice::<Status>(payload)
+                        .map_err(|err| format!("unreadable exit status: {err}"))?;
+                    let report = match trailer {
+                        None => None,
+                        Some(held) => {
+                            let code = reported_exit(&held);
+                            if code.is_none() {
+                                deliver(&mut stderr, &held).await;
+                            }
+                            Some(code)
+                        }
+                    };
+                    return Ok(exit_code_of(&status, report));
                 }
                 _ => {}
             }
@@ -859,20 +909,38 @@ fn lacks_shell(message: &str) -> bool {
         && (message.contains("no such file") || message.contains("not found"))
 }
 
-/// The command line that runs `command` with extra `env` in `workdir`,
-/// its processes tagged with `tag` if one is given. With a tag and
-/// `drain_stdin`, the wrapper reads what is left of its stdin once the
-/// command has ended, then exits with the command's code: input the command
-/// did not read then never stays in the pipes of the API server and the
-/// runtime, where it can hold up or lose the exit status (seen on
-/// Kubernetes 1.34 with containerd; kubectl is hit the same way). Only for
-/// input that ends: the exit waits for its end.
+/// How [`wrap_command`] runs a command.
+#[derive(Debug, Clone, Copy)]
+enum Wrapper<'a> {
+    /// As it is (with `env` and `workdir` only, when given).
+    Plain,
+    /// Its processes tagged with `tag` (see [`ExecKiller`]); with `report`,
+    /// the command's exit code written as a [`TRAILER`] line to stderr.
+    Tagged {
+        tag: &'a str,
+        report: Option<Report>,
+    },
+}
+
+/// A wrapper that reports the command's exit code on stderr.
+#[derive(Debug, Clone, Copy)]
+struct Report {
+    /// Read what is left of stdin once the command has ended, then exit with
+    /// the command's code: input the command did not read then never stays
+    /// in the pipes of the API server and the runtime, where it can hold up
+    /// or lose the exit status (seen on Kubernetes 1.34 with containerd;
+    /// kubectl is hit the same way). Only for input that ends: the exit
+    /// waits for its end.
+    drain_stdin: bool,
+}
+
+/// The command line that runs `command` with extra `env` in `workdir`, as
+/// `wrapper` says.
 fn wrap_command(
     command: &[String],
     env: &[(String, String)],
     workdir: Option<&str>,
-    tag: Option<&str>,
-    drain_stdin: bool,
+    wrapper: Wrapper<'_>,
 ) -> Result<Vec<String>> {
     if command.is_empty() {
         return Err(Error::invalid("command", "must name a program to run"));
@@ -896,27 +964,33 @@ fn wrap_command(
     }
     // The shell's arguments carry the values ($0, $1): no quoting involved.
     let mut line: Vec<String> = Vec::new();
-    match (tag, workdir) {
-        (Some(tag), dir) => {
+    match (wrapper, workdir) {
+        (Wrapper::Tagged { tag, report }, dir) => {
             let mut script = format!("export {TAG_VARIABLE}=\"$0\"");
             if dir.is_some() {
                 script.push_str(" && cd -- \"$1\" && shift");
             }
-            if drain_stdin {
-                script.push_str(" || exit; \"$@\"; code=$?; cat >/dev/null 2>&1; exit $code");
-            } else {
-                script.push_str(" && exec \"$@\"");
+            match report {
+                Some(Report { drain_stdin }) => {
+                    script.push_str(" || exit; \"$@\"; code=$?; ");
+                    if drain_stdin {
+                        script.push_str("cat >/dev/null 2>&1; ");
+                    }
+                    // printf's \000 is the trailer's NUL byte.
+                    script.push_str("printf '\\000sandlot-exit:%d\\n' \"$code\" >&2; exit $code");
+                }
+                None => script.push_str(" && exec \"$@\""),
             }
             line.extend(["/bin/sh".into(), "-c".into(), script, tag.to_owned()]);
             line.extend(dir.map(str::to_owned));
         }
-        (None, Some(dir)) => line.extend([
+        (Wrapper::Plain, Some(dir)) => line.extend([
             "/bin/sh".into(),
             "-c".into(),
             "cd -- \"$0\" && exec \"$@\"".into(),
             dir.to_owned(),
         ]),
-        (None, None) => {}
+        (Wrapper::Plain, None) => {}
     }
     if !env.is_empty() {
         line.push("env".into());
@@ -926,13 +1000,39 @@ fn wrap_command(
     Ok(line)
 }
 
-/// The exit code in the status the API server sends when an exec ends: Success
-/// is 0; NonZeroExitCode carries the code as a cause; anything else (the command
-/// could not be started, say) is an error with the server's message.
-pub(crate) fn exit_code_of(status: &Status) -> Result<i32, String> {
+/// Where a possible [`TRAILER`] starts in `held` (the end of stderr so far):
+/// at its last NUL byte when few enough bytes follow it, else at its end.
+/// The bytes before it can be delivered.
+fn trailer_start(held: &[u8]) -> usize {
+    match held.iter().rposition(|&b| b == 0) {
+        Some(at) if held.len() - at <= TRAILER_MAX => at,
+        _ => held.len(),
+    }
+}
+
+/// The exit code in `held` if it is exactly one [`TRAILER`] line.
+fn reported_exit(held: &[u8]) -> Option<i32> {
+    let digits = held.strip_prefix(TRAILER)?.strip_suffix(b"\n")?;
+    if digits.is_empty() || digits.len() > 3 || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(digits).ok()?.parse().ok()
+}
+
+/// The exit code in the status the API server sends when an exec ends, with
+/// `report`, for a wrapper that reports the exit itself, what it reported
+/// (`Some(None)`: nothing). NonZeroExitCode carries the code as a cause;
+/// Success is 0, or the code reported, and without a report it is an error
+/// (the status was lost on the way); anything else (the command could not be
+/// started, say) is an error with the server's message.
+fn exit_code_of(status: &Status, report: Option<Option<i32>>) -> ExitOutcome {
     let message = status.message.clone().unwrap_or_default();
     if status.status.as_deref() == Some("Success") {
-        return Ok(0);
+        return match report {
+            None => Ok(0),
+            Some(Some(code)) => Ok(code),
+            Some(None) => Err(UNCONFIRMED_SUCCESS.to_owned()),
+        };
     }
     let reason = status.reason.as_deref().unwrap_or_default();
     if reason == "NonZeroExitCode" {
@@ -961,9 +1061,14 @@ mod tests {
 
     #[test]
     fn success_is_exit_code_zero() {
+        let success = status(serde_json::json!({"status": "Success"}));
+        assert_eq!(exit_code_of(&success, None), Ok(0));
+        // A wrapper that reports: its report decides, and none is no success.
+        assert_eq!(exit_code_of(&success, Some(Some(0))), Ok(0));
+        assert_eq!(exit_code_of(&success, Some(Some(3))), Ok(3));
         assert_eq!(
-            exit_code_of(&status(serde_json::json!({"status": "Success"}))),
-            Ok(0)
+            exit_code_of(&success, Some(None)),
+            Err(UNCONFIRMED_SUCCESS.to_owned())
         );
     }
 
@@ -975,7 +1080,8 @@ mod tests {
                 "message": format!("command terminated with non-zero exit code: exit code {code}"),
                 "details": {"causes": [{"reason": "ExitCode", "message": code.to_string()}]}
             }));
-            assert_eq!(exit_code_of(&s), Ok(code));
+            assert_eq!(exit_code_of(&s, None), Ok(code));
+            assert_eq!(exit_code_of(&s, Some(None)), Ok(code));
         }
     }
 
@@ -986,13 +1092,13 @@ mod tests {
             "message": "executable file not found in $PATH"
         }));
         assert_eq!(
-            exit_code_of(&s),
+            exit_code_of(&s, None),
             Err("executable file not found in $PATH".to_owned())
         );
         let coded_without_code =
             status(serde_json::json!({"status": "Failure", "reason": "NonZeroExitCode"}));
         assert!(
-            exit_code_of(&coded_without_code).is_err(),
+            exit_code_of(&coded_without_code, Some(Some(0))).is_err(),
             "never a guessed code"
         );
     }
@@ -1004,9 +1110,9 @@ mod tests {
             "-c".to_owned(),
             "print('$HOME')".to_owned(),
         ];
-        assert_eq!(wrap_command(&cmd, &[], None, None, false).unwrap(), cmd);
+        assert_eq!(wrap_command(&cmd, &[], None, Wrapper::Plain).unwrap(), cmd);
         let env = [("A".to_owned(), "1 2".to_owned())];
-        let wrapped = wrap_command(&cmd, &env, Some("/work dir"), None, false).unwrap();
+        let wrapped = wrap_command(&cmd, &env, Some("/work dir"), Wrapper::Plain).unwrap();
         assert_eq!(
             wrapped,
             [
@@ -1022,11 +1128,11 @@ mod tests {
             ]
         );
         assert!(matches!(
-            wrap_command(&[], &[], None, None, false),
+            wrap_command(&[], &[], None, Wrapper::Plain),
             Err(Error::InvalidSpec { .. })
         ));
         assert!(matches!(
-            wrap_command(&cmd, &[("A=B".into(), "x".into())], None, None, false),
+            wrap_command(&cmd, &[("A=B".into(), "x".into())], None, Wrapper::Plain),
             Err(Error::InvalidSpec { .. })
         ));
     }
@@ -1034,8 +1140,12 @@ mod tests {
     #[test]
     fn a_tag_is_exported_before_the_command_runs() {
         let cmd = vec!["sleep".to_owned(), "1".to_owned()];
+        let tagged = |report| Wrapper::Tagged {
+            tag: "ab12",
+            report,
+        };
         assert_eq!(
-            wrap_command(&cmd, &[], None, Some("ab12"), false).unwrap(),
+            wrap_command(&cmd, &[], None, tagged(None)).unwrap(),
             [
                 "/bin/sh",
                 "-c",
@@ -1046,20 +1156,54 @@ mod tests {
             ]
         );
         assert_eq!(
-            wrap_command(&cmd, &[], Some("/tmp"), Some("ab12"), false).unwrap()[2..5],
+            wrap_command(&cmd, &[], Some("/tmp"), tagged(None)).unwrap()[2..5],
             [
                 "export SANDLOT_EXEC=\"$0\" && cd -- \"$1\" && shift && exec \"$@\"",
                 "ab12",
                 "/tmp"
             ]
         );
+        let reporting = |drain_stdin| tagged(Some(Report { drain_stdin }));
         assert_eq!(
-            wrap_command(&cmd, &[], Some("/tmp"), Some("ab12"), true).unwrap()[2],
+            wrap_command(&cmd, &[], None, reporting(false)).unwrap()[2],
+            "export SANDLOT_EXEC=\"$0\" || exit; \"$@\"; code=$?; \
+             printf '\\000sandlot-exit:%d\\n' \"$code\" >&2; exit $code"
+        );
+        assert_eq!(
+            wrap_command(&cmd, &[], Some("/tmp"), reporting(true)).unwrap()[2],
             "export SANDLOT_EXEC=\"$0\" && cd -- \"$1\" && shift || exit; \
-             \"$@\"; code=$?; cat >/dev/null 2>&1; exit $code"
+             \"$@\"; code=$?; cat >/dev/null 2>&1; \
+             printf '\\000sandlot-exit:%d\\n' \"$code\" >&2; exit $code"
         );
         assert_ne!(new_tag(), new_tag());
         assert_eq!(new_tag().len(), 16);
+    }
+
+    #[test]
+    fn only_a_whole_trailer_at_the_very_end_is_taken_off_stderr() {
+        assert_eq!(reported_exit(b"\0sandlot-exit:0\n"), Some(0));
+        assert_eq!(reported_exit(b"\0sandlot-exit:255\n"), Some(255));
+        for not_one in [
+            &b""[..],
+            b"\0sandlot-exit:\n",
+            b"\0sandlot-exit:1",
+            b"\0sandlot-exit:1234\n",
+            b"\0sandlot-exit:-1\n",
+            b"x\0sandlot-exit:1\n",
+            b"\0sandlot-exit:1\nmore",
+        ] {
+            assert_eq!(reported_exit(not_one), None, "{not_one:?}");
+        }
+        // What may still become a trailer is held back; the rest goes out.
+        assert_eq!(trailer_start(b"plain text"), 10);
+        assert_eq!(trailer_start(b"ab\0sandlot-ex"), 2);
+        assert_eq!(trailer_start(b"ab\0sandlot-exit:1\n"), 2);
+        let binary = [&[0u8][..], &[b'x'; 40]].concat();
+        assert_eq!(
+            trailer_start(&binary),
+            binary.len(),
+            "a NUL far from the end is data"
+        );
     }
 
     #[test]
