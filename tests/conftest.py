@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -32,6 +33,20 @@ ADMIN_KUBECONFIG = os.environ.get("KUBECONFIG", "")
 def unique(prefix: str) -> str:
     """`prefix` and 8 random hex digits: a name no other test run uses."""
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def check_readme_block(block: str, table: str) -> None:
+    """Fails unless README.md holds `table` between its `<!-- BLOCK:begin -->`
+    and `<!-- BLOCK:end -->` lines; with SANDLOT_WRITE_MATRIX=1 writes it there."""
+    pattern = re.compile(rf"(<!-- {block}:begin -->\n)(.*?)(\n<!-- {block}:end -->)", re.S)
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if os.environ.get("SANDLOT_WRITE_MATRIX") == "1":
+        readme.write_text(pattern.sub(lambda m: m.group(1) + table + m.group(3), text))
+        return
+    found = pattern.search(text)
+    assert found, f"README.md lacks the {block} block"
+    assert found.group(2) == table, f"README.md's {block} differs from this run; SANDLOT_WRITE_MATRIX=1 rewrites it"
 
 
 class Kubectl:

@@ -12,7 +12,6 @@ rewrites it."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import statistics
 import time
@@ -22,7 +21,7 @@ from pathlib import Path
 import pytest
 
 import sandlot
-from conftest import REPO, Kubectl, unique
+from conftest import Kubectl, check_readme_block, unique
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 PYTHON = "docker.io/library/python:3.11-slim"
@@ -187,7 +186,7 @@ async def test_attacks_from_inside_a_default_sandbox(sandlot_async_client: sandl
         ("gain a uid through a setuid binary", setuid),
         *outcomes.items(),
     ]
-    check_readme(table(rows))
+    check_readme_block("attack-table", table(rows))
     assert all(outcome == "denied" for _, outcome in rows), rows
 
 
@@ -195,20 +194,6 @@ def table(rows: list[tuple[str, str]]) -> str:
     lines = ["| a default sandbox tries to | outcome |", "|---|---|"]
     lines += [f"| {label} | {'**denied**' if outcome == 'denied' else outcome} |" for label, outcome in rows]
     return "\n".join(lines)
-
-
-README_BLOCK = re.compile(r"(<!-- attack-table:begin -->\n)(.*?)(\n<!-- attack-table:end -->)", re.S)
-
-
-def check_readme(table: str) -> None:
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    if os.environ.get("SANDLOT_WRITE_MATRIX") == "1":
-        readme.write_text(README_BLOCK.sub(lambda m: m.group(1) + table + m.group(3), text))
-        return
-    found = README_BLOCK.search(text)
-    assert found, "README.md lacks the attack-table block"
-    assert found.group(2) == table, "README.md's attack table differs from this run; SANDLOT_WRITE_MATRIX=1 rewrites it"
 
 
 async def test_user_namespace_as_asked_and_off_by_default_under_a_runtime_class(

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 import socket
 import subprocess
@@ -25,7 +24,7 @@ from typing import Any
 import pytest
 
 import sandlot
-from conftest import REPO, Kubectl, unique
+from conftest import REPO, Kubectl, check_readme_block, unique
 
 PYTHON = "docker.io/library/python:3.11-slim"
 BUSYBOX = "docker.io/library/busybox:1.36"
@@ -280,7 +279,7 @@ async def test_each_network_mode_reaches_exactly_what_it_allows(
         if allowed(results[mode][label]) != (label in EXPECTED_CONNECTED[mode])
     ]
     assert not wrong, "\n".join(wrong)
-    check_readme(matrix(attempts, results))
+    check_readme_block("network-matrix", matrix(attempts, results))
 
 
 def matrix(attempts: list[tuple[str, str, int]], results: dict[str, dict[str, str]]) -> str:
@@ -290,22 +289,6 @@ def matrix(attempts: list[tuple[str, str, int]], results: dict[str, dict[str, st
         cells = ["connects" if allowed(results[m][label]) else "**denied**" for m in MODES]
         rows.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(rows)
-
-
-README_BLOCK = re.compile(r"(<!-- network-matrix:begin -->\n)(.*?)(\n<!-- network-matrix:end -->)", re.S)
-
-
-def check_readme(table: str) -> None:
-    readme = REPO / "README.md"
-    text = readme.read_text()
-    if os.environ.get("SANDLOT_WRITE_MATRIX") == "1":
-        readme.write_text(README_BLOCK.sub(lambda m: m.group(1) + table + m.group(3), text))
-        return
-    found = README_BLOCK.search(text)
-    assert found, "README.md lacks the network-matrix block"
-    assert found.group(2) == table, (
-        "README.md's network matrix differs from this run; SANDLOT_WRITE_MATRIX=1 rewrites it"
-    )
 
 
 # What a hostile workload goes for first; every restricted mode denies both.
