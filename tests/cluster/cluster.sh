@@ -31,6 +31,9 @@ k8s_version=v1.34.4
 kube_router_version=v2.1.0 # the NetworkPolicy engine; the only version the Go module proxy serves
 containerd_version=v2.3.7 # the LTS line (supported until April 2028); see RUNTIME-UPGRADE.md
 runc_version=v1.5.3
+# gVisor tags no module versions; this is what `go list -m gvisor.dev/gvisor@latest`
+# resolves to (its Go-buildable `go` branch). See RUNTIME-UPGRADE.md, section 3.
+gvisor_version=v0.0.0-20260905035102-160fafc42237
 node_name=sandlot-node
 node_ip=172.30.255.1 # on lo: the address pods and the apiserver use for the node
 pod_cidr=10.244.0.0/24
@@ -157,17 +160,70 @@ containerd_dir() {
   echo "$out"
 }
 
+# gVisor's shim sets its own oom_score_adj to -999 and gives up when it may not
+# (root here lacks CAP_SYS_RESOURCE; see restrict_oom_score_adj below), so the
+# shim is built with a permission error there tolerated: this edit of
+# pkg/shim/v1/manager.go, part of the build's cache key.
+gvisor_shim_patch='s/^\(\s*if err := sys\.SetOOMScore(cmd\.Process\.Pid, oomScoreMax); err != nil\) {$/\1 \&\& !os.IsPermission(err) {/'
+
+# Applies that edit to the vendored copy of gVisor in DIR (go build -overlay
+# refuses files in the module cache). Fails unless the file then holds exactly
+# one patched SetOOMScore line and no unpatched one, so a newer gVisor cannot
+# skip the patch unnoticed.
+patch_gvisor_shim() { # DIR
+  local f=$1/vendor/gvisor.dev/gvisor/pkg/shim/v1/manager.go
+  [ -f "$f" ] || die "gVisor's shim: $f is missing"
+  sed -i "$gvisor_shim_patch" "$f"
+  if [ "$(grep -c 'sys\.SetOOMScore(.*); err != nil && !os\.IsPermission(err) {$' "$f")" != 1 ] ||
+    grep -q 'sys\.SetOOMScore(.*); err != nil {$' "$f"; then
+    die "gVisor's shim: the SetOOMScore line of $f is not as the patch in cluster.sh expects; look at it again"
+  fi
+}
+
+# Prints the directory holding gVisor's runsc and its containerd shim
+# (containerd-shim-runsc-v1), building them when their module or the shim's patch
+# changed. Static (cgo off). The shim is built from a vendored, patched copy of
+# the module in a temporary directory.
+gvisor_dir() {
+  local key out tmp
+  pinned gvisor gvisor.dev/gvisor "$gvisor_version"
+  key=$(cat "$here/gvisor/go.mod" "$here/gvisor/go.sum" - <<<"$gvisor_shim_patch" | sha256sum | cut -c1-12)
+  out=$cache/gvisor-$gvisor_version-$key
+  if [ ! -x "$out/runsc" ] || [ ! -x "$out/containerd-shim-runsc-v1" ]; then
+    say "building gVisor (runsc and its containerd shim) from Go modules (first time: about 2-3 minutes on 2 cores)" >&2
+    rm -rf "$out.partial"
+    mkdir -p "$out.partial"
+    tmp=$(mktemp -d)
+    cp "$here/gvisor/go.mod" "$here/gvisor/go.sum" "$tmp/"
+    # (errexit is off in a command substitution, hence the explicit checks.)
+    (cd "$here/gvisor" && CGO_ENABLED=0 GOTOOLCHAIN=go1.26.10 go build -trimpath -ldflags "-s -w" \
+      -o "$out.partial/runsc" gvisor.dev/gvisor/runsc) >&2 || { rm -rf "$tmp"; die "building runsc failed"; }
+    (cd "$tmp" && GOTOOLCHAIN=go1.26.10 go mod vendor) >&2 || { rm -rf "$tmp"; die "go mod vendor of gVisor failed"; }
+    (patch_gvisor_shim "$tmp") || { rm -rf "$tmp"; exit 1; }
+    (cd "$tmp" && CGO_ENABLED=0 GOTOOLCHAIN=go1.26.10 go build -mod=vendor -trimpath -ldflags "-s -w" \
+      -o "$out.partial/containerd-shim-runsc-v1" gvisor.dev/gvisor/shim) >&2 ||
+      { rm -rf "$tmp"; die "building gVisor's containerd shim failed"; }
+    rm -rf "$tmp" "$out"
+    mv "$out.partial" "$out"
+  fi
+  echo "$out"
+}
+
 link_binaries() {
-  local kube kube_router runc containerd name
+  local kube kube_router runc containerd gvisor name
   kube=$(kube_binary)
   kube_router=$(kube_router_binary)
   runc=$(runc_binary)
   containerd=$(containerd_dir)
+  gvisor=$(gvisor_dir)
   mkdir -p "$bin"
   for name in containerd containerd-shim-runc-v2 ctr; do
     ln -sfn "$containerd/$name" "$bin/$name"
   done
   ln -sfn "$runc" "$bin/runc"
+  for name in runsc containerd-shim-runsc-v1; do
+    ln -sfn "$gvisor/$name" "$bin/$name"
+  done
   for name in etcd kube-apiserver kube-controller-manager kube-scheduler kubelet kube-proxy kubectl; do
     ln -sfn "$kube" "$bin/$name"
   done
@@ -290,9 +346,24 @@ imports = []
         BinaryName = "$bin/runc"
         SystemdCgroup = false
         Root = "$run/runc"
+    # gVisor, for pods of RuntimeClass gvisor. Its options are runsc.toml's.
+    [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runsc]
+      runtime_type = "io.containerd.runsc.v1"
+      runtime_path = "$bin/containerd-shim-runsc-v1"
+      [plugins.'io.containerd.cri.v1.runtime'.containerd.runtimes.runsc.options]
+        TypeUrl = "io.containerd.runsc.v1.options"
+        ConfigPath = "$state/config/runsc.toml"
   [plugins.'io.containerd.cri.v1.runtime'.cni]
     bin_dirs = ["/usr/lib/cni"]
     conf_dir = "$state/cni/net.d"
+EOF
+  # runsc's state under ours: its default, /run/containerd/runsc, is
+  # machine-wide, and runsc leaves mounts there (teardown undoes them).
+  cat >"$state/config/runsc.toml" <<EOF
+binary_name = "$bin/runsc"
+root = "$run/runsc"
+[runsc_config]
+  platform = "systrap"
 EOF
   # No masquerading and (below) no forwarding out of the bridge: pods reach each
   # other and the node, never the network beyond this machine.
@@ -373,6 +444,17 @@ provisioner: kubernetes.io/host-path
 reclaimPolicy: Delete
 volumeBindingMode: Immediate
 EOF
+  # Pods with runtimeClassName: gvisor run in gVisor's runsc (containerd's
+  # runsc handler above).
+  cat >"$state/config/runtimeclass.yaml" <<EOF
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: gvisor
+  labels:
+    app.kubernetes.io/managed-by: sandlot-local-cluster
+handler: runsc
+EOF
   # What kube-router's informers read: it lists services, endpoints and nodes
   # even though only its policy controller runs.
   cat >"$state/config/kube-router-rbac.yaml" <<EOF
@@ -442,7 +524,7 @@ wait_for() { # WHAT SECONDS COMMAND...: poll until COMMAND succeeds
 # version of this script is restarted.
 setup_key() {
   cat "$here/cluster.sh" "$here/kube/go.sum" "$here/kube-router/go.sum" "$here/kube-router/main.go" \
-    "$here/runc/go.sum" "$here/containerd/go.sum" |
+    "$here/runc/go.sum" "$here/containerd/go.sum" "$here/gvisor/go.sum" |
     sha256sum | cut -c1-16
 }
 
@@ -473,7 +555,8 @@ teardown() {
   done
   sleep 0.5
   find /sys/fs/cgroup/*/kubepods -depth -type d -exec rmdir {} \; 2>/dev/null || true
-  # Mounts under our state and the pods' network namespaces, deepest first.
+  # Mounts under our state (runsc's under $run/runsc included) and the pods'
+  # network namespaces, deepest first.
   awk -v s="$state" '$2 ~ "^"s"/" || $2 ~ "^/run/netns/cni-" || $2 ~ "^/run/containerd/io.containerd" {print $2}' /proc/mounts |
     sort -r | xargs -r -n1 umount -l 2>/dev/null || true
   rm -f /run/netns/cni-* 2>/dev/null || true
@@ -580,7 +663,7 @@ start_cluster() {
     --metrics-bind-address 127.0.0.1:10249 --healthz-bind-address 127.0.0.1:10256
 
   wait_for "node $node_name" 120 node_ready
-  kubectl apply -f "$state/config/storageclass.yaml" >/dev/null
+  kubectl apply -f "$state/config/storageclass.yaml" -f "$state/config/runtimeclass.yaml" >/dev/null
 
   # The policy controller reads its node at start, so it starts once the node is
   # registered; `up` returns once its chains are in place. Whatever the policy,
