@@ -1,7 +1,8 @@
 """gVisor for real: the local cluster installs gVisor's runsc as RuntimeClass
 `gvisor` (tests/cluster/cluster.sh), and a sandbox with runtime_class="gvisor"
 runs on gVisor's kernel through exec, logs, a volume, its network policy and
-terminate, and the attacks of test_containment.py fail there too."""
+terminate, and the attacks of test_containment.py fail there too (making
+namespaces aside, which gVisor's own kernel allows)."""
 
 from __future__ import annotations
 
@@ -40,12 +41,18 @@ async def test_a_gvisor_sandbox_runs_on_gvisors_kernel_end_to_end(sandlot_async_
     await client.volumes.delete(volume.name)
 
 
+# gVisor's own kernel lets a process make namespaces (they exist only inside
+# it, so the node's kernel never sees them); every other attack fails.
+ALLOWED_BY_GVISOR = {"make new namespaces (`unshare`)"}
+
+
 @pytest.mark.parametrize("label", list(PROBES))
 async def test_attacks_fail_under_gvisor(
     sandlot_async_client: sandlot.AsyncClient, gvisor_python: sandlot.AsyncSandbox, label: str
 ) -> None:
     result = await gvisor_python.exec(["sh", "-c", PROBES[label]], timeout=30)
-    assert result.stdout.strip() == "denied", (label, result)
+    expected = "done" if label in ALLOWED_BY_GVISOR else "denied"
+    assert result.stdout.strip() == expected, (label, result)
 
 
 @pytest.fixture(scope="module")
