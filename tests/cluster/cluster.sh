@@ -89,7 +89,7 @@ kube_binary() {
     mkdir -p "$(dirname "$out")"
     (cd "$here/kube" && go build -o "$out.partial" -ldflags "-s -w \
       -X $v.gitVersion=$k8s_version -X $v.gitMajor=1 -X $v.gitMinor=34 -X $v.gitTreeState=clean \
-      -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version" .) >&2
+      -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version" .) >&2 || die "building Kubernetes failed"
     mv "$out.partial" "$out"
   fi
   echo "$out"
@@ -106,7 +106,8 @@ kube_router_binary() {
     say "building kube-router $kube_router_version's network policy controller from Go modules (first time: about 3 minutes on 2 cores)" >&2
     mkdir -p "$(dirname "$out")"
     (cd "$here/kube-router" && GOTOOLCHAIN=go1.26.10 go build -o "$out.partial" -ldflags "-s -w \
-      -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$kube_router_version" .) >&2
+      -X github.com/cloudnativelabs/kube-router/v2/pkg/version.Version=$kube_router_version" .) >&2 ||
+      die "building kube-router failed"
     mv "$out.partial" "$out"
   fi
   echo "$out"
@@ -116,6 +117,9 @@ kube_router_binary() {
 pinned() { # DIR MODULE VERSION
   grep -qE "^\s*$2 $3( |\$)" "$here/$1/go.mod" || die "tests/cluster/$1/go.mod does not pin $2 $3"
 }
+
+# (Each build below dies on failure itself: errexit is off in the command
+# substitution these functions run in, and a failed build must not be cached.)
 
 # Prints the path of runc, building it when its module changed. cgo, for
 # libseccomp (Debian's libseccomp-dev); without libpathrs, which Debian lacks
@@ -130,7 +134,7 @@ runc_binary() {
     mkdir -p "$(dirname "$out")"
     (cd "$here/runc" && CGO_ENABLED=1 GOTOOLCHAIN=go1.26.10 go build -trimpath -buildmode=pie \
       -tags "seccomp urfave_cli_no_docs" -ldflags "-s -w -X main.gitCommit=$runc_version" \
-      -o "$out.partial" github.com/opencontainers/runc) >&2
+      -o "$out.partial" github.com/opencontainers/runc) >&2 || die "building runc failed"
     mv "$out.partial" "$out"
   fi
   echo "$out"
@@ -153,7 +157,8 @@ containerd_dir() {
       CGO_ENABLED=1 go build -trimpath -tags "urfave_cli_no_docs no_btrfs no_devmapper no_zfs" \
         -ldflags "$ldflags" -o "$out.partial/" $p/cmd/containerd $p/cmd/ctr &&
       CGO_ENABLED=0 go build -trimpath -tags "urfave_cli_no_docs no_grpc" \
-        -ldflags "$ldflags" -o "$out.partial/" $p/cmd/containerd-shim-runc-v2) >&2
+        -ldflags "$ldflags" -o "$out.partial/" $p/cmd/containerd-shim-runc-v2) >&2 ||
+      die "building containerd failed"
     rm -rf "$out"
     mv "$out.partial" "$out"
   fi
