@@ -78,6 +78,9 @@ install_packages() {
   apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
+# (Every component build dies on failure itself: errexit is off in the command
+# substitutions the build functions run in, and a failed build must not be cached.)
+
 # Prints the path of the sandlot-kube binary, building it when its inputs changed.
 kube_binary() {
   local key out
@@ -117,9 +120,6 @@ kube_router_binary() {
 pinned() { # DIR MODULE VERSION
   grep -qE "^\s*$2 $3( |\$)" "$here/$1/go.mod" || die "tests/cluster/$1/go.mod does not pin $2 $3"
 }
-
-# (Each build below dies on failure itself: errexit is off in the command
-# substitution these functions run in, and a failed build must not be cached.)
 
 # Prints the path of runc, building it when its module changed. cgo, for
 # libseccomp (Debian's libseccomp-dev); without libpathrs, which Debian lacks
