@@ -448,8 +448,12 @@ pub(crate) fn failed_by_gate(exit_code: i32, message: Option<&str>) -> bool {
         && message.is_some_and(|m| m.starts_with(GATE_MESSAGE_PREFIX))
 }
 
+/// What `gate --await` prints on stdout when the workload runs.
+pub(crate) const GATE_PASSED: &[u8] = b"sandlot network gate: passed\n";
+
 /// The exec that returns once a sandbox whose entrypoint is the gate runs its
-/// workload: 0 then, non-zero if the policy never held.
+/// workload: 0 then, with [`GATE_PASSED`] on stdout; non-zero if the policy
+/// never held.
 pub(crate) fn await_gate_command() -> Vec<String> {
     vec![gate_path(), "--await".into()]
 }
@@ -1126,6 +1130,10 @@ mod tests {
             GATE.len()
         );
         assert!(GATE.starts_with(b"\x7fELF"));
+        assert!(
+            GATE.windows(GATE_PASSED.len()).any(|w| w == GATE_PASSED),
+            "the gate says what ready_for_exec waits for"
+        );
     }
 
     #[test]

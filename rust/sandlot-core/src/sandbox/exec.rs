@@ -48,6 +48,10 @@ pub const DEFAULT_MAX_OUTPUT: usize = 16 * 1024 * 1024;
 /// [`Client::ready_for_exec`]); forgetting costs one more exec.
 const GATES_REMEMBERED: usize = 4096;
 
+/// How many times [`Client::ready_for_exec`] runs the gate's check when its
+/// outcome is lost on the way.
+const GATE_AWAIT_TRIES: u32 = 3;
+
 /// How long killing a command's processes may take before it is given up.
 const KILL_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -479,24 +483,48 @@ impl Client {
             return Ok(());
         }
         let line = network::await_gate_command();
-        let mut process = self
-            .start_exec(name, &line, &SpawnOptions::default(), None)
-            .await?;
-        drop((process.take_stdout(), process.take_stderr()));
-        let code = match process.wait().await {
-            Ok(code) => code,
-            Err(err) => {
-                // The gate failed the sandbox and its exec with it: say that.
+        // The check has no effect in the sandbox, so a try whose status was
+        // lost (a success without the gate's word on stdout) is made again.
+        for tries in 1.. {
+            let mut process = self
+                .start_exec(name, &line, &SpawnOptions::default(), None)
+                .await?;
+            let stdout = process.take_stdout();
+            drop(process.take_stderr());
+            let said = async {
+                let mut said = Vec::new();
+                if let Some(stdout) = stdout {
+                    let _ = stdout.take(4096).read_to_end(&mut said).await;
+                }
+                said
+            };
+            let (said, code) = tokio::join!(said, process.wait());
+            let code = match code {
+                Ok(code) => code,
+                Err(err) => {
+                    // The gate failed the sandbox and its exec with it: say that.
+                    self.refusal(name).await?;
+                    return Err(err);
+                }
+            };
+            if code != 0 {
                 self.refusal(name).await?;
-                return Err(err);
+                return Err(Error::Exec {
+                    name: name.to_owned(),
+                    message: format!("waiting for the sandbox's network policy exited {code}"),
+                });
             }
-        };
-        if code != 0 {
-            self.refusal(name).await?;
-            return Err(Error::Exec {
-                name: name.to_owned(),
-                message: format!("waiting for the sandbox's network policy exited {code}"),
-            });
+            if said == network::GATE_PASSED {
+                break;
+            }
+            if tries == GATE_AWAIT_TRIES {
+                return Err(Error::Exec {
+                    name: name.to_owned(),
+                    message: "waiting for the sandbox's network policy: the check's outcome was \
+                              lost on its way from the container runtime, three times"
+                        .to_owned(),
+                });
+            }
         }
         let mut passed = self.gates_passed().lock().unwrap();
         if passed.len() >= GATES_REMEMBERED {
