@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 import yaml
 
-from conftest import REPO, Kubectl
+from conftest import REPO, Kubectl, grant_node_reader
 
 APP = REPO / "deploy" / "example-app.yaml"
 RBAC = REPO / "deploy" / "rbac.yaml"
@@ -93,6 +93,14 @@ def test_the_example_application_runs_in_its_own_namespace_with_only_its_service
     namespace = kubectl_ns.namespace
     assert namespace
     kubectl_ns.run("apply", "-f", str(RBAC))
+    ungrant = grant_node_reader(namespace)  # deploy/node-reader.yaml, as deploy/README.md says
+    try:
+        check_the_example_application(kubectl_ns, namespace, worker_image)
+    finally:
+        ungrant()
+
+
+def check_the_example_application(kubectl_ns: Kubectl, namespace: str, worker_image: str) -> None:
     job = job_from_deployment(worker_image)
     env = {e["name"] for e in job["spec"]["template"]["spec"]["containers"][0].get("env", [])}
     assert not env & {"KUBECONFIG", "SANDLOT_NAMESPACE"}, "nothing may name a kubeconfig or a namespace"
@@ -133,6 +141,7 @@ def test_the_example_application_runs_in_its_own_namespace_with_only_its_service
     # Seen from outside: the sandbox lives beside the application, its record kept after terminate.
     pods = kubectl_ns.json("get", "pods", "-l", MANAGED)["items"]
     assert [p["metadata"]["name"] for p in pods] == [sandbox]
+    assert pods[0]["spec"].get("hostUsers") is False, "the application could read the nodes: a user namespace"
     assert pods[0]["metadata"]["annotations"], "a sandlot sandbox carries sandlot's annotations"
 
 
