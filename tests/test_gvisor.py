@@ -34,6 +34,12 @@ async def test_a_gvisor_sandbox_runs_on_gvisors_kernel_end_to_end(sandlot_async_
     # Its network policy holds: the API server on the node is out of reach.
     probe = await sb.exec(["sh", "-c", f"nc -w 2 {NODE_IP} 6443 </dev/null && echo done || echo denied"], timeout=30)
     assert probe.stdout.strip() == "denied"
+    # The probe can connect: from a gVisor sandbox whose network is unrestricted, it does.
+    control = await client.sandboxes.create(BUSYBOX, runtime_class="gvisor", network="unrestricted")
+    await control.wait("running", timeout=180)
+    reached = await control.exec(["sh", "-c", f"nc -w 2 {NODE_IP} 6443 </dev/null && echo done || echo denied"])
+    assert reached.stdout.strip() == "done"
+    await control.terminate()
     assert (await sb.logs()).splitlines()[0] == "started"
     ended = await sb.terminate()
     assert ended.phase == sandlot.Phase.TERMINATED

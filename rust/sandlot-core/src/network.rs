@@ -439,6 +439,18 @@ pub(crate) fn gate_is_entrypoint(pod: &Pod) -> bool {
         .is_some_and(|first| *first == gate_path())
 }
 
+/// Whether the pod's gate is this build's (its ConfigMap is named by the
+/// gate's content), which says [`GATE_PASSED`]; a gate from an earlier build
+/// only exits 0.
+pub(crate) fn runs_this_gate(pod: &Pod) -> bool {
+    let name = gate_config_map_name();
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .filter(|v| v.name == GATE_VOLUME)
+        .any(|v| v.config_map.as_ref().is_some_and(|c| c.name == name))
+}
+
 /// Whether a sandbox container that ended with `exit_code` and termination
 /// message `message` was failed by the gate it ran as its entrypoint (the
 /// policy never held, or the command could not be run) rather than by its
@@ -1105,6 +1117,15 @@ mod tests {
             ..crate::spec::SandboxRequest::new("img:1")
         });
         assert!(gate_is_entrypoint(&pod));
+        assert!(runs_this_gate(&pod));
+        // A pod made by an earlier build mounts that build's gate.
+        let mut earlier = pod.clone();
+        for volume in earlier.spec.as_mut().unwrap().volumes.iter_mut().flatten() {
+            if let Some(config_map) = volume.config_map.as_mut() {
+                config_map.name = "sandlot-network-gate-0000000000".into();
+            }
+        }
+        assert!(!runs_this_gate(&earlier));
         let spec = pod.spec.unwrap();
         assert!(spec.init_containers.is_none());
         let sandbox = &spec.containers[0];

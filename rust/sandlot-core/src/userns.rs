@@ -123,7 +123,7 @@ impl Client {
                     Err(err) if api_status(&err).is_some_and(|s| s.code == 403) => {
                         Ok(NodeSupport::Unknown(
                             "this client may not list the cluster's nodes (grant `nodes: list`, \
-                             see deploy/rbac.yaml)"
+                             see deploy/node-reader.yaml)"
                                 .into(),
                         ))
                     }
@@ -140,10 +140,11 @@ impl Client {
         choose(spec, &support)
     }
 
-    /// The warning to show once per client when a sandbox created from `spec`
-    /// would run without the user namespace it gets by default, because the
-    /// cluster cannot give one; `None` afterwards and in every other case.
-    /// Errors as [`Client::create_sandbox`] would for the same spec.
+    /// The warning to show when a sandbox created from `spec` would run
+    /// without the user namespace it gets by default, because the cluster
+    /// cannot give one, until [`Client::user_namespace_fallback_shown`] is
+    /// called; `None` in every other case. Errors as
+    /// [`Client::create_sandbox`] would for the same spec.
     pub async fn user_namespace_fallback(&self, spec: &SandboxSpec) -> Result<Option<String>> {
         let support = self.user_namespace_support().await?;
         let why = match &support {
@@ -154,17 +155,22 @@ impl Client {
         let by_default = request.user_namespace.is_none() && request.runtime_class.is_none();
         if choose(spec, &support)?
             || !by_default
-            || self
-                .userns()
-                .fallback_announced
-                .swap(true, Ordering::Relaxed)
+            || self.userns().fallback_announced.load(Ordering::Relaxed)
         {
             return Ok(None);
         }
         Ok(Some(format!(
             "sandboxes run without a user namespace: uid 0 in a sandbox is uid 0 of the node \
-             ({why}); pass user_namespace=False to say this is intended"
+             ({why}); ask for user_namespace=False (--no-user-namespace) to say this is intended"
         )))
+    }
+
+    /// Records that the fallback warning was shown, so this client does not
+    /// show it again.
+    pub fn user_namespace_fallback_shown(&self) {
+        self.userns()
+            .fallback_announced
+            .store(true, Ordering::Relaxed);
     }
 }
 
@@ -283,6 +289,15 @@ mod tests {
         let by_default = SandboxSpec::try_from(SandboxRequest::new("busybox:1.36")).unwrap();
         let notice = client.user_namespace_fallback(&by_default).await.unwrap();
         assert!(notice.unwrap().contains("nodes: list"));
+        // Until it is shown (a warning filter may have raised instead).
+        assert!(
+            client
+                .user_namespace_fallback(&by_default)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        client.user_namespace_fallback_shown();
         assert_eq!(
             client.user_namespace_fallback(&by_default).await.unwrap(),
             None

@@ -113,8 +113,16 @@ impl SandboxesBase {
         self.mode.run(py, async move {
             let spec = spec?;
             let client = connection.get().await?;
-            if let Some(notice) = client.user_namespace_fallback(&spec).await? {
-                Python::attach(|py| crate::errors::warn(py, &notice)).map_err(Failure::Python)?;
+            // An error here is create_sandbox's to report (with the sandbox's name).
+            if let Ok(Some(notice)) = client.user_namespace_fallback(&spec).await {
+                // On a blocking thread: the runtime's workers never take the GIL.
+                tokio::task::spawn_blocking(move || {
+                    Python::attach(|py| crate::errors::warn(py, &notice))
+                })
+                .await
+                .map_err(|err| Failure::Panic(err.to_string()))?
+                .map_err(Failure::Python)?;
+                client.user_namespace_fallback_shown();
             }
             let status = client.create_sandbox(&spec).await?;
             Ok(SandboxBase::created(mode, client, status))

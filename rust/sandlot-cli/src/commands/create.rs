@@ -13,12 +13,10 @@ pub async fn run(
     spec: &SandboxSpec,
     args: &CreateArgs,
 ) -> Result<i32> {
-    if let Some(notice) = client
-        .user_namespace_fallback(spec)
-        .await
-        .map_err(user_namespace_flag)?
-    {
+    // An error here is create_sandbox's to report (with the sandbox's name).
+    if let Ok(Some(notice)) = client.user_namespace_fallback(spec).await {
         printer.warning(&notice);
+        client.user_namespace_fallback_shown();
     }
     let mut status = client
         .create_sandbox(spec)

@@ -13,8 +13,8 @@
 //! clears its environment escapes the tag only if it also leaves the group.
 //!
 //! Without a TTY the wrapper also reports the command's exit code itself, as
-//! the last bytes of stderr (a [`TRAILER`] line, taken off before anyone sees
-//! stderr). containerd 2 sometimes loses an exec's status under load, and the
+//! a [`TRAILER`] line on stderr after the command ends (taken off before
+//! anyone sees stderr). containerd 2 sometimes loses an exec's status under load, and the
 //! API server then reports success (seen on Kubernetes 1.34 with containerd
 //! 2.3 and 2.4: about 1 exec in 300 when 400 run at once across 20 pods, with
 //! the output cut short); a success that the wrapper did not confirm is an
@@ -64,9 +64,6 @@ const TAG_VARIABLE: &str = "SANDLOT_EXEC";
 /// What the wrapper writes to stderr after the command, before its exit
 /// code and a newline: a NUL byte, so no text output looks like it.
 const TRAILER: &[u8] = b"\0sandlot-exit:";
-
-/// The longest trailer: the prefix, an exit code (at most 3 digits), a newline.
-const TRAILER_MAX: usize = TRAILER.len() + 4;
 
 /// Why an exec that the server called a success is not trusted as one.
 const UNCONFIRMED_SUCCESS: &str = "the exit status was lost on its way from the container \
@@ -237,8 +234,11 @@ impl ExecProcess {
             .map_err(|err| self.lost(format!("sending the terminal size: {err}")))
     }
 
-    /// Waits for the exit code. Exact: a connection lost before the exit status
-    /// arrived is an [`Error::Exec`], never 0. The returned future owns what it
+    /// Waits for the exit code: a connection lost before the exit status
+    /// arrived is an [`Error::Exec`], never 0. A command started `killable`
+    /// without a TTY reports its exit itself, so a success the server reports
+    /// without that report is an [`Error::Exec`] too (see the module's doc);
+    /// others take the server's word. The returned future owns what it
     /// needs; a second call fails.
     pub fn wait(&mut self) -> impl std::future::Future<Output = Result<i32>> + Send + 'static {
         let sandbox = self.sandbox.clone();
@@ -483,6 +483,7 @@ impl Client {
             return Ok(());
         }
         let line = network::await_gate_command();
+        let confirms = network::runs_this_gate(&pod);
         // The check has no effect in the sandbox, so a try whose status was
         // lost (a success without the gate's word on stdout) is made again.
         for tries in 1.. {
@@ -514,15 +515,17 @@ impl Client {
                     message: format!("waiting for the sandbox's network policy exited {code}"),
                 });
             }
-            if said == network::GATE_PASSED {
+            // A gate from an earlier sandlot build says nothing.
+            if said == network::GATE_PASSED || !confirms {
                 break;
             }
             if tries == GATE_AWAIT_TRIES {
                 return Err(Error::Exec {
                     name: name.to_owned(),
-                    message: "waiting for the sandbox's network policy: the check's outcome was \
-                              lost on its way from the container runtime, three times"
-                        .to_owned(),
+                    message: format!(
+                        "waiting for the sandbox's network policy: the check's outcome was \
+                         lost on its way from the container runtime, {GATE_AWAIT_TRIES} times"
+                    ),
                 });
             }
         }
@@ -761,7 +764,7 @@ async fn run_session(
     reports_exit: bool,
 ) -> SessionEnd {
     let closes_streams = connection.supports_stream_close();
-    let mut trailer = reports_exit.then(Vec::new);
+    let mut reports = reports_exit.then(ExitReports::default);
     let (mut sink, mut source) = connection.into_stream().split();
     let receive = async move {
         while let Some(message) = source.next().await {
@@ -775,24 +778,24 @@ async fn run_session(
             };
             match channel {
                 STDOUT => deliver(&mut stdout, payload).await,
-                STDERR => match &mut trailer {
-                    Some(held) => {
-                        held.extend_from_slice(payload);
-                        let kept = held.split_off(trailer_start(held));
-                        deliver(&mut stderr, held).await;
-                        *held = kept;
+                STDERR => match &mut reports {
+                    Some(reports) => {
+                        let out = reports.push(payload);
+                        if !out.is_empty() {
+                            deliver(&mut stderr, &out).await;
+                        }
                     }
                     None => deliver(&mut stderr, payload).await,
                 },
                 STATUS => {
                     let status = serde_json::from_slice::<Status>(payload)
                         .map_err(|err| format!("unreadable exit status: {err}"))?;
-                    let report = match trailer {
+                    let report = match reports {
                         None => None,
-                        Some(held) => {
-                            let code = reported_exit(&held);
-                            if code.is_none() {
-                                deliver(&mut stderr, &held).await;
+                        Some(reports) => {
+                            let (rest, code) = reports.finish();
+                            if !rest.is_empty() {
+                                deliver(&mut stderr, &rest).await;
                             }
                             Some(code)
                         }
@@ -1028,23 +1031,83 @@ fn wrap_command(
     Ok(line)
 }
 
-/// Where a possible [`TRAILER`] starts in `held` (the end of stderr so far):
-/// at its last NUL byte when few enough bytes follow it, else at its end.
-/// The bytes before it can be delivered.
-fn trailer_start(held: &[u8]) -> usize {
-    match held.iter().rposition(|&b| b == 0) {
-        Some(at) if held.len() - at <= TRAILER_MAX => at,
-        _ => held.len(),
+/// Takes the wrapper's exit reports ([`TRAILER`] lines) out of a command's
+/// stderr as it arrives. Bytes that may still become a report are held back
+/// until they do or cannot; the last whole report counts (the wrapper writes
+/// its own after the command, and a background process may write after it).
+#[derive(Debug, Default)]
+struct ExitReports {
+    held: Vec<u8>,
+    code: Option<i32>,
+}
+
+/// What the bytes from a NUL on are.
+#[derive(Debug, PartialEq)]
+enum Parsed {
+    /// A whole report of `len` bytes.
+    Whole { len: usize, code: i32 },
+    /// The start of one, so far.
+    Partial,
+    /// Not a report: the NUL is output.
+    Not,
+}
+
+impl ExitReports {
+    /// Takes `data` in; returns the bytes that can be delivered now.
+    fn push(&mut self, data: &[u8]) -> Vec<u8> {
+        self.held.extend_from_slice(data);
+        let mut out = Vec::new();
+        loop {
+            let Some(at) = self.held.iter().position(|&b| b == 0) else {
+                out.append(&mut self.held);
+                return out;
+            };
+            out.extend(self.held.drain(..at));
+            match parse_report(&self.held) {
+                Parsed::Whole { len, code } => {
+                    self.code = Some(code);
+                    self.held.drain(..len);
+                }
+                Parsed::Partial => return out,
+                Parsed::Not => out.extend(self.held.drain(..1)),
+            }
+        }
+    }
+
+    /// The end of stderr: the bytes still held (not a report), and the last
+    /// exit code reported.
+    fn finish(self) -> (Vec<u8>, Option<i32>) {
+        (self.held, self.code)
     }
 }
 
-/// The exit code in `held` if it is exactly one [`TRAILER`] line.
-fn reported_exit(held: &[u8]) -> Option<i32> {
-    let digits = held.strip_prefix(TRAILER)?.strip_suffix(b"\n")?;
-    if digits.is_empty() || digits.len() > 3 || !digits.iter().all(u8::is_ascii_digit) {
-        return None;
+/// Reads `bytes` (which start with a NUL) as a [`TRAILER`] line: the
+/// prefix, 1 to 3 digits, a newline.
+fn parse_report(bytes: &[u8]) -> Parsed {
+    let known = bytes.len().min(TRAILER.len());
+    if bytes[..known] != TRAILER[..known] {
+        return Parsed::Not;
     }
-    std::str::from_utf8(digits).ok()?.parse().ok()
+    let Some(rest) = bytes.get(TRAILER.len()..) else {
+        return Parsed::Partial;
+    };
+    let digits = rest
+        .iter()
+        .take(4)
+        .take_while(|b| b.is_ascii_digit())
+        .count();
+    match rest.get(digits) {
+        _ if digits > 3 => Parsed::Not,
+        None => Parsed::Partial,
+        Some(b'\n') if digits > 0 => Parsed::Whole {
+            len: TRAILER.len() + digits + 1,
+            code: std::str::from_utf8(&rest[..digits])
+                .ok()
+                .and_then(|d| d.parse().ok())
+                .unwrap_or_default(),
+        },
+        Some(_) => Parsed::Not,
+    }
 }
 
 /// The exit code in the status the API server sends when an exec ends, with
@@ -1208,30 +1271,49 @@ mod tests {
     }
 
     #[test]
-    fn only_a_whole_trailer_at_the_very_end_is_taken_off_stderr() {
-        assert_eq!(reported_exit(b"\0sandlot-exit:0\n"), Some(0));
-        assert_eq!(reported_exit(b"\0sandlot-exit:255\n"), Some(255));
-        for not_one in [
-            &b""[..],
+    fn exit_reports_are_taken_off_stderr_however_they_arrive() {
+        let all = |frames: &[&[u8]]| {
+            let mut reports = ExitReports::default();
+            let mut out: Vec<u8> = frames.iter().flat_map(|f| reports.push(f)).collect();
+            let (rest, code) = reports.finish();
+            out.extend(rest);
+            (out, code)
+        };
+        assert_eq!(
+            all(&[b"oops\n\0sandlot-exit:3\n"]),
+            (b"oops\n".to_vec(), Some(3))
+        );
+        // Split anywhere, even inside the prefix or the digits.
+        assert_eq!(
+            all(&[b"a\0sand", b"lot-exit:2", b"55\n"]),
+            (b"a".to_vec(), Some(255))
+        );
+        // Output after the report (a background process) still arrives.
+        assert_eq!(
+            all(&[b"\0sandlot-exit:0\nlate\n"]),
+            (b"late\n".to_vec(), Some(0))
+        );
+        // The last report counts; a fake one earlier is taken off too.
+        assert_eq!(
+            all(&[b"\0sandlot-exit:0\n", b"x\0sandlot-exit:1\n"]),
+            (b"x".to_vec(), Some(1))
+        );
+        // NULs that are output stay output, in order.
+        for data in [
+            &b"bin\0ary\0"[..],
             b"\0sandlot-exit:\n",
-            b"\0sandlot-exit:1",
             b"\0sandlot-exit:1234\n",
             b"\0sandlot-exit:-1\n",
-            b"x\0sandlot-exit:1\n",
-            b"\0sandlot-exit:1\nmore",
+            b"\0sandlot-exit:7",
+            b"\0sandlot",
         ] {
-            assert_eq!(reported_exit(not_one), None, "{not_one:?}");
+            assert_eq!(all(&[data]), (data.to_vec(), None), "{data:?}");
         }
-        // What may still become a trailer is held back; the rest goes out.
-        assert_eq!(trailer_start(b"plain text"), 10);
-        assert_eq!(trailer_start(b"ab\0sandlot-ex"), 2);
-        assert_eq!(trailer_start(b"ab\0sandlot-exit:1\n"), 2);
-        let binary = [&[0u8][..], &[b'x'; 40]].concat();
-        assert_eq!(
-            trailer_start(&binary),
-            binary.len(),
-            "a NUL far from the end is data"
-        );
+        // Held back only while it may still be a report.
+        let mut reports = ExitReports::default();
+        assert_eq!(reports.push(b"prompt> "), b"prompt> ");
+        assert_eq!(reports.push(b"\0sandlot-ex"), b"");
+        assert_eq!(reports.push(b"X"), b"\0sandlot-exX");
     }
 
     #[test]
