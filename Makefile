@@ -51,6 +51,9 @@ lint: venv
 	cargo fmt --all --check
 	rustfmt --edition 2024 --check rust/sandlot-core/gate/gate.rs
 	clippy-driver --edition 2024 --crate-type bin -C panic=abort --emit metadata -o /tmp/sandlot-gate.rmeta -D warnings rust/sandlot-core/gate/gate.rs
+	rustfmt --edition 2024 --check rust/sandlot-core/agent/main.rs
+	mkdir -p /tmp/sandlot-lint && rustc --edition 2024 --crate-type rlib --crate-name sandlot_wire -C panic=abort --out-dir /tmp/sandlot-lint rust/sandlot-wire/src/lib.rs
+	clippy-driver --edition 2024 --crate-type bin -C panic=abort --emit metadata -o /tmp/sandlot-lint/agent.rmeta -D warnings --extern sandlot_wire=/tmp/sandlot-lint/libsandlot_wire.rlib rust/sandlot-core/agent/main.rs
 	cargo clippy --workspace --all-targets -- -D warnings
 	$(BIN)/ruff check python tests examples benchmarks
 	$(BIN)/ruff format --check python tests examples benchmarks

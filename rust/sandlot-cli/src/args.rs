@@ -40,6 +40,11 @@ pub struct Cli {
     /// only), so Kubernetes deletes them when the pod goes.
     #[arg(long, global = true)]
     pub owned_by_pod: bool,
+    /// How commands run in sandboxes: "auto" (through the sandbox agent where
+    /// it answers, else Kubernetes exec), "agent" or "kubernetes" [default:
+    /// $SANDLOT_EXEC_PATH, else auto].
+    #[arg(long, global = true, value_name = "PATH")]
+    pub exec_path: Option<String>,
     #[command(subcommand)]
     pub command: Command,
 }

@@ -6,7 +6,7 @@ mod commands;
 mod printer;
 
 use clap::Parser;
-use sandlot_core::{Client, ConnectOptions, Error, Ttl};
+use sandlot_core::{Client, ConnectOptions, Error, ExecPath, Ttl};
 
 use crate::args::{Cli, Command};
 use crate::printer::Printer;
@@ -74,6 +74,11 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
         kubeconfig: cli.kubeconfig,
         default_ttl: Ttl::Default,
         owned_by_pod: cli.owned_by_pod,
+        exec_path: cli
+            .exec_path
+            .as_deref()
+            .map(|path| ExecPath::parse("--exec-path", path))
+            .transpose()?,
     };
     // Arguments are checked before connecting, so bad input sends nothing.
     cli.command.validate()?;

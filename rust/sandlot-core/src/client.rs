@@ -9,6 +9,7 @@ use kube::api::{Api, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{self, await_condition};
 
+use crate::agent::{AgentState, ExecPath};
 use crate::error::{self, Error, ObjectKind, Result, api_status, error_chain, object_error};
 use crate::labels;
 use crate::namespace::{self, ConfigSource, Placement, Process, ResolvedNamespace, Surroundings};
@@ -25,6 +26,10 @@ const SERVICE_ACCOUNT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Environment variable giving the default lifetime of sandboxes, in seconds
 /// or `none`, when the client is not given one.
 pub const DEFAULT_TTL_ENV: &str = "SANDLOT_DEFAULT_TTL";
+
+/// Environment variable choosing how execs run when the client is not told:
+/// `auto`, `agent` or `kubernetes` (see [`ExecPath`]).
+pub const EXEC_PATH_ENV: &str = "SANDLOT_EXEC_PATH";
 
 /// How to connect.
 #[derive(Debug, Clone, Default)]
@@ -44,6 +49,8 @@ pub struct ConnectOptions {
     /// deletes them when that pod goes. Only inside a pod, and only in the
     /// pod's own namespace: see [`ConnectOptions::owner_pod`].
     pub owned_by_pod: bool,
+    /// How execs run: `None` is `$SANDLOT_EXEC_PATH`, else [`ExecPath::Auto`].
+    pub exec_path: Option<ExecPath>,
 }
 
 /// A connection to one namespace. Cheap to clone; clones share the connection
@@ -71,6 +78,9 @@ struct Inner {
     gates_passed: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Whether the nodes run user-namespaced pods (see `userns.rs`).
     userns: UsernsState,
+    exec_path: ExecPath,
+    /// The agent's ConfigMap and this client's connections to agents (see `agent.rs`).
+    agent: AgentState,
 }
 
 impl std::fmt::Debug for Client {
@@ -137,6 +147,14 @@ impl ConnectOptions {
             .then(|| owner::owner_pod(namespace, &Process))
             .transpose()
     }
+
+    /// How execs will run: the option, else `$SANDLOT_EXEC_PATH`, else `auto`.
+    pub fn exec_path(&self) -> Result<ExecPath> {
+        match self.exec_path {
+            Some(path) => Ok(path),
+            None => crate::agent::exec_path_from_env(Process.var(EXEC_PATH_ENV)),
+        }
+    }
 }
 
 /// The default lifetime `ttl` stands for, `Ttl::Default` read from the
@@ -169,6 +187,7 @@ impl Client {
         validate::object_name("namespace", &namespace.name)?;
         let default_ttl = options.default_ttl_seconds()?;
         let owner_pod = options.owner_pod(&namespace)?;
+        let exec_path = options.exec_path()?;
         let unreachable = |message: String| Error::ClusterUnreachable { message };
         let mut config = match config {
             ConfigSource::InCluster => Config::incluster().map_err(|e| {
@@ -206,12 +225,14 @@ impl Client {
         let kube = kube_client(config).map_err(|e| unreachable(error_chain(&e)))?;
         let mut client = Client::with_namespace(kube, namespace, default_ttl);
         client.ensure_namespace().await?;
-        if let Some(pod) = owner_pod {
-            let owner = owner::owner_reference(client.pods(), &pod).await?;
-            Arc::get_mut(&mut client.inner)
-                .expect("a client being connected is not shared yet")
-                .owner = Some(owner);
-        }
+        let owner = match owner_pod {
+            Some(pod) => Some(owner::owner_reference(client.pods(), &pod).await?),
+            None => None,
+        };
+        let inner =
+            Arc::get_mut(&mut client.inner).expect("a client being connected is not shared yet");
+        inner.owner = owner;
+        inner.exec_path = exec_path;
         Ok(client)
     }
 
@@ -249,6 +270,8 @@ impl Client {
                 api_server_ips: tokio::sync::OnceCell::new(),
                 gates_passed: std::sync::Mutex::default(),
                 userns: UsernsState::default(),
+                exec_path: ExecPath::Auto,
+                agent: AgentState::default(),
             }),
         }
     }
@@ -290,6 +313,15 @@ impl Client {
     /// Pods (by uid) whose gate entrypoint this client saw become the workload.
     pub(crate) fn gates_passed(&self) -> &std::sync::Mutex<std::collections::HashSet<String>> {
         &self.inner.gates_passed
+    }
+
+    /// How this client runs execs.
+    pub fn exec_path(&self) -> ExecPath {
+        self.inner.exec_path
+    }
+
+    pub(crate) fn agent(&self) -> &AgentState {
+        &self.inner.agent
     }
 
     pub(crate) fn userns(&self) -> &UsernsState {

@@ -6,6 +6,7 @@
 //! derived from the pod by [`SandboxStatus::from_pod`]; operations are methods
 //! of [`Client`].
 
+mod agent;
 mod client;
 mod deadline;
 mod error;
@@ -14,6 +15,7 @@ mod mount;
 mod namespace;
 mod network;
 mod owner;
+mod program;
 mod retry;
 mod sandbox;
 mod spec;
@@ -25,7 +27,8 @@ mod validate;
 mod volume;
 mod watch;
 
-pub use client::{Client, ConnectOptions, DEFAULT_TTL_ENV};
+pub use agent::{AGENT_DIR, AgentProcessInfo, ExecPath};
+pub use client::{Client, ConnectOptions, DEFAULT_TTL_ENV, EXEC_PATH_ENV};
 pub use deadline::deadline_after;
 pub use error::{Error, ObjectKind, Result};
 pub use mount::Mount;

@@ -18,14 +18,8 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr};
-use std::time::Duration;
 
-use tokio::time::Instant;
-
-use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{
-    ConfigMap, ConfigMapVolumeSource, Container, KeyToPath, Pod, Service, Volume, VolumeMount,
-};
+use k8s_openapi::api::core::v1::{Container, Pod, Service, VolumeMount};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
 use k8s_openapi::api::networking::v1::{
     IPBlock, NetworkPolicy, NetworkPolicyEgressRule, NetworkPolicyPeer, NetworkPolicyPort,
@@ -39,6 +33,7 @@ use serde::Serialize;
 use crate::client::Client;
 use crate::error::{Error, ObjectKind, Result, api_status};
 use crate::labels::{self, CONTAINER_NAME};
+use crate::program::Program;
 use crate::retry::retry;
 use crate::validate;
 
@@ -318,8 +313,6 @@ pub(crate) const POLICY_LABEL: &str = "sandlot.dev/create-token";
 pub(crate) const GATE_CONTAINER: &str = "network-gate";
 /// Seconds the gate waits for the policy to hold before failing the sandbox.
 pub const GATE_DEADLINE_SECONDS: u32 = 60;
-/// How long a client trusts that the gate's ConfigMap still exists.
-const GATE_RECHECK: Duration = Duration::from_secs(60);
 const GATE_VOLUME: &str = "sandlot-network-gate";
 const GATE_DIR: &str = "/.sandlot-network-gate";
 const GATE_KEY: &str = "gate";
@@ -352,13 +345,16 @@ const NON_PUBLIC_V4: [&str; 12] = [
     "168.63.129.16/32",
 ];
 
-/// The name of the ConfigMap holding this gate build: versioned by content.
+/// The gate as placed into sandboxes (see `program.rs`).
+const GATE_PROGRAM: Program = Program {
+    what: "network gate",
+    prefix: "sandlot-network-gate",
+    key: GATE_KEY,
+    binary: GATE,
+};
+
 fn gate_config_map_name() -> String {
-    // FNV-1a: a stable content tag, not a security measure.
-    let hash = GATE.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("sandlot-network-gate-{:010x}", hash >> 24)
+    GATE_PROGRAM.config_map_name()
 }
 
 /// Adds the gate to a sandbox pod, with the read-only, executable ConfigMap
@@ -406,22 +402,9 @@ pub(crate) fn add_gate(pod: &mut Pod) {
         };
         spec.init_containers = Some(vec![init]);
     }
-    spec.volumes.get_or_insert_default().push(Volume {
-        name: GATE_VOLUME.into(),
-        config_map: Some(ConfigMapVolumeSource {
-            name: gate_config_map_name(),
-            default_mode: Some(0o555),
-            items: Some(vec![KeyToPath {
-                key: GATE_KEY.into(),
-                path: GATE_KEY.into(),
-                mode: None,
-            }]),
-            // A map deleted after the create fails the gate at once (no such
-            // program: a launch failure) instead of holding the pod in creating.
-            optional: Some(true),
-        }),
-        ..Volume::default()
-    });
+    spec.volumes
+        .get_or_insert_default()
+        .push(GATE_PROGRAM.volume(GATE_VOLUME));
 }
 
 /// Where the gate program is in a sandbox that has it.
@@ -671,7 +654,8 @@ impl Client {
                 ),
             ));
         }
-        self.ensure_gate().await?;
+        self.ensure_program(&GATE_PROGRAM, self.gate_checked())
+            .await?;
         let mut facts = ClusterFacts::default();
         if network.mode == NetworkMode::Internet {
             facts.api_server = self.api_server_addresses().await;
@@ -744,70 +728,6 @@ impl Client {
             status: 409,
             reason: "Conflict".into(),
             message: format!("network policy {name:?} kept being replaced; try again"),
-        })
-    }
-
-    /// Makes sure the namespace holds this gate build's ConfigMap: asked at
-    /// most once per [`GATE_RECHECK`] per client, so one deleted meanwhile is
-    /// made again. A map of that name holding anything else, or mutable, is
-    /// refused (409) rather than run in sandboxes.
-    async fn ensure_gate(&self) -> Result<()> {
-        let mut checked = self.gate_checked().lock().await;
-        if checked.is_some_and(|at| at.elapsed() < GATE_RECHECK) {
-            return Ok(());
-        }
-        let maps: Api<ConfigMap> = Api::namespaced(self.kube().clone(), self.namespace());
-        let map = ConfigMap {
-            metadata: ObjectMeta {
-                name: Some(gate_config_map_name()),
-                labels: Some(labels::managed_labels()),
-                ..ObjectMeta::default()
-            },
-            binary_data: Some(BTreeMap::from([(
-                GATE_KEY.to_owned(),
-                ByteString(GATE.to_vec()),
-            )])),
-            immutable: Some(true),
-            ..ConfigMap::default()
-        };
-        let (params, name) = (PostParams::default(), gate_config_map_name());
-        // Twice: a map found made but gone before it is read is made again.
-        for _ in 0..2 {
-            match retry(|| maps.create(&params, &map)).await {
-                Ok(_) => {
-                    *checked = Some(Instant::now());
-                    return Ok(());
-                }
-                // Made before: by an earlier client, or by someone who may
-                // create ConfigMaps here and wants their program in every sandbox.
-                Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => {}
-                Err(err) => return Err(self.api_error(err)),
-            }
-            let found = retry(|| maps.get_opt(&name))
-                .await
-                .map_err(|err| self.api_error(err))?;
-            let Some(found) = found else { continue };
-            let same = found.immutable == Some(true)
-                && found.binary_data == map.binary_data
-                && found.data.unwrap_or_default().is_empty();
-            if !same {
-                return Err(Error::Api {
-                    status: 409,
-                    reason: "Conflict".into(),
-                    message: format!(
-                        "ConfigMap {name:?} is not the network gate this sandlot runs in \
-                         sandboxes (its content differs, or it may be changed): refusing to \
-                         run it; delete it and sandlot makes it again"
-                    ),
-                });
-            }
-            *checked = Some(Instant::now());
-            return Ok(());
-        }
-        Err(Error::Api {
-            status: 409,
-            reason: "Conflict".into(),
-            message: format!("ConfigMap {name:?} kept being deleted as it was made; try again"),
         })
     }
 

@@ -13,11 +13,13 @@ use crate::userns::NodeSupport;
 pub(crate) type Handle = mock::Handle<Request<Body>, Response<Body>>;
 
 /// A client of namespace "test" and the handle that answers its requests.
-/// Its nodes count as supporting user namespaces without being asked.
+/// Its nodes count as supporting user namespaces without being asked, and
+/// the agent's ConfigMap as made.
 pub(crate) fn client() -> (Client, Handle) {
     let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
     let client = Client::from_kube(kube::Client::new(service, "test"), "test".into());
     client.userns().assume(NodeSupport::Supported);
+    *client.agent().checked.try_lock().unwrap() = Some(tokio::time::Instant::now());
     (client, handle)
 }
 

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
-use sandlot_core::{Client, ConnectOptions, Placement, ResolvedNamespace, Ttl};
+use sandlot_core::{Client, ConnectOptions, ExecPath, Placement, ResolvedNamespace, Ttl};
 use tokio::sync::OnceCell;
 
 use crate::bridge::{Mode, NONE, Outcome};
@@ -50,6 +50,9 @@ impl LazyClient {
 /// Sandboxes live `default_ttl_seconds` unless their create says otherwise:
 /// the argument (`None`: no lifetime), else `$SANDLOT_DEFAULT_TTL`, else one
 /// hour. With `owned_by_pod`, the pod the application runs in owns them.
+/// Commands run as `exec_path` says: "auto" (through the sandbox agent where
+/// it answers, else Kubernetes exec), "agent" or "kubernetes"; else
+/// `$SANDLOT_EXEC_PATH`, else "auto".
 #[pyclass(module = "sandlot._native", name = "_Client", subclass, frozen)]
 #[derive(Debug)]
 pub struct ClientBase {
@@ -68,18 +71,28 @@ impl ClientBase {
         context: Option<String>,
         default_ttl: TtlArg,
         owned_by_pod: bool,
+        exec_path: Option<String>,
     ) -> PyResult<Self> {
+        let exec_path = match exec_path
+            .map(|p| ExecPath::parse("exec_path", &p))
+            .transpose()
+        {
+            Ok(path) => path,
+            Err(err) => return Err(core_error(py, &err)),
+        };
         let options = ConnectOptions {
             namespace,
             context,
             kubeconfig: None,
             default_ttl: default_ttl.0,
             owned_by_pod,
+            exec_path,
         };
         let placement = options.placement();
         let checked = options
             .default_ttl_seconds()
-            .and_then(|_| options.owner_pod(&placement.namespace));
+            .and_then(|_| options.owner_pod(&placement.namespace))
+            .and_then(|_| options.exec_path());
         if let Err(err) = checked {
             return Err(core_error(py, &err));
         }
@@ -178,13 +191,14 @@ pub struct AsyncClient;
 #[pymethods]
 impl AsyncClient {
     #[new]
-    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false))]
+    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false, exec_path=None))]
     fn new(
         py: Python<'_>,
         namespace: Option<String>,
         context: Option<String>,
         default_ttl_seconds: TtlArg,
         owned_by_pod: bool,
+        exec_path: Option<String>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let base = ClientBase::new(
             py,
@@ -193,6 +207,7 @@ impl AsyncClient {
             context,
             default_ttl_seconds,
             owned_by_pod,
+            exec_path,
         )?;
         Ok(PyClassInitializer::from(base).add_subclass(AsyncClient))
     }
@@ -221,13 +236,14 @@ pub struct SyncClient;
 #[pymethods]
 impl SyncClient {
     #[new]
-    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false))]
+    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false, exec_path=None))]
     fn new(
         py: Python<'_>,
         namespace: Option<String>,
         context: Option<String>,
         default_ttl_seconds: TtlArg,
         owned_by_pod: bool,
+        exec_path: Option<String>,
     ) -> PyResult<PyClassInitializer<Self>> {
         let base = ClientBase::new(
             py,
@@ -236,6 +252,7 @@ impl SyncClient {
             context,
             default_ttl_seconds,
             owned_by_pod,
+            exec_path,
         )?;
         Ok(PyClassInitializer::from(base).add_subclass(SyncClient))
     }

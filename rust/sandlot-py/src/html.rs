@@ -105,6 +105,7 @@ mod tests {
             stderr: Vec::new(),
             exit_code: 0,
             truncated: false,
+            through_agent: false,
         };
         let html = exec_result(&result);
         assert!(html.contains("&lt;script&gt;"));

@@ -204,6 +204,17 @@ impl ExecResult {
         self.inner.truncated
     }
 
+    /// How the command ran: "agent" (through the sandbox's agent) or
+    /// "kubernetes" (a Kubernetes exec of its own).
+    #[getter]
+    fn path(&self) -> &'static str {
+        if self.inner.through_agent {
+            "agent"
+        } else {
+            "kubernetes"
+        }
+    }
+
     fn _repr_html_(&self) -> String {
         crate::html::exec_result(&self.inner)
     }

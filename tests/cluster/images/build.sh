@@ -65,3 +65,18 @@ if [ ! -f "$out" ]; then
   rm -rf "$root"
 fi
 echo "$ref $out"
+
+# static: distroless-like, for sandboxes on images without a shell: no sh, no
+# coreutils, only static binaries (/pause to idle on, /probe for the tests).
+ref=sandlot.local/static:1
+out="$cache/static-$(inputs_hash "$here/pause.c" "$here/probe.c").tar"
+if [ ! -f "$out" ]; then
+  log "building $ref"
+  root=$(mktemp -d)
+  base_files "$root"
+  gcc -Os -static -s -o "$root/pause" "$here/pause.c"
+  gcc -Os -static -s -o "$root/probe" "$here/probe.c"
+  pack --rootfs "$root" --ref "$ref" --out "$out" --cmd /pause --env PATH=/
+  rm -rf "$root"
+fi
+echo "$ref $out"

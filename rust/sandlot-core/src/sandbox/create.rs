@@ -54,7 +54,8 @@ impl Client {
     async fn create_named(&self, spec: &SandboxSpec, name: &str) -> Result<SandboxStatus> {
         self.require_volumes(spec.volume_names()).await?;
         let network = spec.network();
-        let facts = self.network_facts(network).await?;
+        let (facts, agent) = tokio::join!(self.network_facts(network), self.place_agent());
+        let (facts, agent) = (facts?, agent?);
         let user_namespace = self.user_namespace_for(spec).await?;
         let token = validate::generated_name("");
         let mut pod = spec
@@ -67,6 +68,9 @@ impl Client {
             .insert(CREATE_TOKEN_ANNOTATION.to_owned(), token.clone());
         if network.is_restricted() {
             network::label_for_policy(&mut pod, &token);
+        }
+        if agent {
+            crate::agent::add_agent(&mut pod);
         }
         if let Some(owner) = self.owner() {
             pod.metadata.owner_references = Some(vec![owner.clone()]);

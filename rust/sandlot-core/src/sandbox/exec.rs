@@ -27,7 +27,8 @@ use std::time::Duration;
 use futures::{SinkExt, StreamExt};
 use k8s_openapi::api::core::v1::Pod;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Status;
-use kube::api::{AttachParams, TerminalSize};
+use kube::api::AttachParams;
+pub(super) use kube::api::TerminalSize;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -37,8 +38,10 @@ use crate::labels::CONTAINER_NAME;
 use crate::network;
 use crate::status::Phase;
 
+use super::exec_agent::ExecRoute;
+
 /// Buffer between the websocket and each stream of a command.
-const STREAM_BUFFER: usize = 64 * 1024;
+pub(super) const STREAM_BUFFER: usize = 64 * 1024;
 
 /// The bytes of stdout, and as many of stderr, that [`Client::exec_sandbox`]
 /// keeps unless told otherwise (16 MiB).
@@ -146,6 +149,8 @@ pub struct ExecResult {
     pub exit_code: i32,
     /// Output beyond [`ExecOptions::max_output`] was dropped from stdout or stderr.
     pub truncated: bool,
+    /// It ran through the sandbox's agent (else a Kubernetes exec of its own).
+    pub through_agent: bool,
 }
 
 /// The output a command had written when it was given up ([`Error::ExecTimeout`]).
@@ -158,14 +163,14 @@ pub struct ExecOutput {
 }
 
 /// What an ended command's status says: its exit code, or why there is none.
-type ExitOutcome = std::result::Result<i32, String>;
+pub(super) type ExitOutcome = std::result::Result<i32, String>;
 
 /// How a session on the exec websocket ended: what the exit status the
 /// server sent says, or why none arrived.
-type SessionEnd = std::result::Result<ExitOutcome, String>;
+pub(super) type SessionEnd = std::result::Result<ExitOutcome, String>;
 
 /// The task that speaks to the exec websocket; aborted when dropped.
-struct Session(tokio::task::JoinHandle<SessionEnd>);
+pub(super) struct Session(pub(super) tokio::task::JoinHandle<SessionEnd>);
 
 impl Drop for Session {
     fn drop(&mut self) {
@@ -177,13 +182,15 @@ impl Drop for Session {
 /// for the exit code. Dropping it (or the future of `wait`) tears the
 /// connection down.
 pub struct ExecProcess {
-    sandbox: String,
-    session: Option<Session>,
-    stdout: Option<DuplexStream>,
-    stderr: Option<DuplexStream>,
-    stdin: Option<DuplexStream>,
-    resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
-    killer: Option<ExecKiller>,
+    pub(super) sandbox: String,
+    pub(super) session: Option<Session>,
+    pub(super) stdout: Option<DuplexStream>,
+    pub(super) stderr: Option<DuplexStream>,
+    pub(super) stdin: Option<DuplexStream>,
+    pub(super) resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
+    pub(super) killer: Option<ExecKiller>,
+    /// It runs through the sandbox agent (else a Kubernetes exec of its own).
+    pub(super) agent: bool,
 }
 
 impl std::fmt::Debug for ExecProcess {
@@ -218,9 +225,15 @@ impl ExecProcess {
         self.stdin.take()
     }
 
-    /// What kills the command's processes, if it was started `killable`.
+    /// What kills the command's processes, if it was started `killable` (or
+    /// runs through the agent, which can always kill them).
     pub fn killer(&self) -> Option<ExecKiller> {
         self.killer.clone()
+    }
+
+    /// Whether it runs through the sandbox's agent.
+    pub fn through_agent(&self) -> bool {
+        self.agent
     }
 
     /// Sends a new terminal size (TTY only).
@@ -282,17 +295,41 @@ impl ExecProcess {
 /// its own: it works whether or not the command's connection is still open.
 #[derive(Debug, Clone)]
 pub struct ExecKiller {
-    client: Client,
-    sandbox: String,
-    tag: String,
+    pub(super) client: Client,
+    pub(super) sandbox: String,
+    pub(super) target: KillTarget,
+}
+
+/// What an [`ExecKiller`] kills.
+#[derive(Debug, Clone)]
+pub(super) enum KillTarget {
+    /// The processes carrying this tag, by an exec of the image's shell.
+    Tag(String),
+    /// The process tree of this agent process, by the agent.
+    Agent(u32),
 }
 
 impl ExecKiller {
-    /// Kills every process carrying the command's tag and the process groups
-    /// they lead; gives up after 20 s. Nothing to kill is success.
+    /// Kills every process carrying the command's tag (or, through the agent,
+    /// its process tree) and the process groups they lead; gives up after
+    /// 20 s. Nothing to kill is success.
     pub async fn kill(self) -> Result<()> {
-        let line: Vec<String> = vec!["/bin/sh".into(), "-c".into(), KILL_SCRIPT.into(), self.tag];
         let (client, sandbox) = (self.client, self.sandbox);
+        let tag = match self.target {
+            KillTarget::Tag(tag) => tag,
+            KillTarget::Agent(process) => {
+                let kill = client.kill_agent_process(&sandbox, process);
+                return match tokio::time::timeout(KILL_TIMEOUT, kill).await {
+                    Ok(Err(Error::NotRunning { .. } | Error::NotFound { .. })) => Ok(()),
+                    Ok(outcome) => outcome,
+                    Err(_) => Err(Error::Timeout {
+                        what: format!("killing a command's processes in sandbox {sandbox:?}"),
+                        after: KILL_TIMEOUT,
+                    }),
+                };
+            }
+        };
+        let line: Vec<String> = vec!["/bin/sh".into(), "-c".into(), KILL_SCRIPT.into(), tag];
         let run = async {
             let options = SpawnOptions::default();
             let mut process = client.start_exec(&sandbox, &line, &options, None).await?;
@@ -332,11 +369,11 @@ impl ExecKiller {
 /// Kills a command's processes in the background when dropped while armed:
 /// the call running it was cancelled, or lost its connection, before the
 /// exit status arrived.
-struct KillOnDrop(Option<ExecKiller>);
+pub(super) struct KillOnDrop(pub(super) Option<ExecKiller>);
 
 impl KillOnDrop {
     /// The command ended: nothing to kill.
-    fn disarm(&mut self) {
+    pub(super) fn disarm(&mut self) {
         self.0 = None;
     }
 }
@@ -402,14 +439,21 @@ impl Client {
             None => Wrapper::Plain,
         };
         let line = wrap_command(command, &options.env, options.workdir.as_deref(), wrapper)?;
-        self.ready_for_exec(name).await?;
-        self.start_exec(name, &line, options, tag).await
+        match self.exec_route(name).await? {
+            ExecRoute::Agent(link) => self.start_agent_exec(link, name, command, options).await,
+            ExecRoute::Kubernetes { ready } => {
+                if !ready {
+                    self.ready_for_exec(name).await?;
+                }
+                self.start_exec(name, &line, options, tag).await
+            }
+        }
     }
 
     /// Opens the exec of `line`, with no other request while that works. When
     /// it does not, reads the sandbox to say why (not found, not running) and,
     /// if it runs, tries once more (the API server may have been restarting).
-    async fn start_exec(
+    pub(super) async fn start_exec(
         &self,
         name: &str,
         line: &[String],
@@ -463,8 +507,9 @@ impl Client {
             killer: tag.map(|tag| ExecKiller {
                 client: self.clone(),
                 sandbox: name.to_owned(),
-                tag,
+                target: KillTarget::Tag(tag),
             }),
+            agent: false,
         })
     }
 
@@ -474,13 +519,13 @@ impl Client {
     /// packets first: the first exec this client makes into such a sandbox
     /// waits for the gate to become the workload (`gate --await`, one more
     /// exec), and the pod is remembered as passed.
-    async fn ready_for_exec(&self, name: &str) -> Result<()> {
+    pub(super) async fn ready_for_exec(&self, name: &str) -> Result<Pod> {
         let pod = self.sandbox_pod(name).await?;
         running(name, &self.settle_launch_failure(&pod).await?)?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let passed = |client: &Client| client.gates_passed().lock().unwrap().contains(&uid);
         if !network::gate_is_entrypoint(&pod) || passed(self) {
-            return Ok(());
+            return Ok(pod);
         }
         let line = network::await_gate_command();
         let confirms = network::runs_this_gate(&pod);
@@ -534,7 +579,7 @@ impl Client {
             passed.clear();
         }
         passed.insert(uid);
-        Ok(())
+        Ok(pod)
     }
 
     /// Why sandbox `name` cannot take an exec: not found, or not running. Ok
@@ -651,8 +696,16 @@ impl Client {
         // Before the guard is armed: until the sandbox runs its workload
         // (past its network gate) neither the command nor a kill (an exec of
         // the image's own shell) may run there.
-        let ready = self.ready_for_exec(name);
-        match deadline {
+        let ready = async {
+            match self.exec_route(name).await? {
+                ExecRoute::Kubernetes { ready: false } => {
+                    self.ready_for_exec(name).await?;
+                    Ok(ExecRoute::Kubernetes { ready: true })
+                }
+                route => Ok(route),
+            }
+        };
+        let route = match deadline {
             Some(deadline) => tokio::time::timeout_at(deadline, ready)
                 .await
                 .map_err(|_| Error::ExecTimeout {
@@ -661,19 +714,37 @@ impl Client {
                     output: Box::default(),
                 })??,
             None => ready.await?,
-        }
+        };
+        let agent = match route {
+            ExecRoute::Agent(link) => Some(link),
+            ExecRoute::Kubernetes { .. } => None,
+        };
         // Armed from before the request: a call cancelled while the exec
-        // opens may have started the command.
-        let mut guard = KillOnDrop(tag.clone().map(|tag| ExecKiller {
-            client: self.clone(),
-            sandbox: name.to_owned(),
-            tag,
-        }));
+        // opens may have started the command. (The agent kills a process
+        // whose start nobody waits for any more; its guard is armed once
+        // the process is known.)
+        let mut guard = KillOnDrop(
+            tag.clone()
+                .filter(|_| agent.is_none())
+                .map(|tag| ExecKiller {
+                    client: self.clone(),
+                    sandbox: name.to_owned(),
+                    target: KillTarget::Tag(tag),
+                }),
+        );
         let mut stdout = Collected::new(options.max_output);
         let mut stderr = Collected::new(options.max_output);
         let mut opened = false;
+        let through_agent = agent.is_some();
         let run = async {
-            let mut process = self.start_exec(name, &line, &spawn, tag).await?;
+            let mut process = match agent {
+                Some(link) => {
+                    let process = self.start_agent_exec(link, name, command, &spawn).await?;
+                    guard.0 = process.killer();
+                    process
+                }
+                None => self.start_exec(name, &line, &spawn, tag).await?,
+            };
             opened = true;
             let (out, err, input) = (
                 process.take_stdout(),
@@ -746,6 +817,7 @@ impl Client {
             stdout: stdout.kept,
             stderr: stderr.kept,
             exit_code,
+            through_agent,
         })
     }
 }
@@ -923,7 +995,7 @@ fn new_tag() -> String {
 }
 
 /// Ok if sandbox `name`, as `status` shows it, runs; else [`Error::NotRunning`].
-fn running(name: &str, status: &crate::status::SandboxStatus) -> Result<()> {
+pub(super) fn running(name: &str, status: &crate::status::SandboxStatus) -> Result<()> {
     if status.phase != Phase::Running {
         return Err(Error::NotRunning {
             name: name.to_owned(),
@@ -973,6 +1045,16 @@ fn wrap_command(
     workdir: Option<&str>,
     wrapper: Wrapper<'_>,
 ) -> Result<Vec<String>> {
+    check_command(command, env, workdir)?;
+    Ok(wrapped_line(command, env, workdir, wrapper))
+}
+
+/// Refuses, naming the field, a command, env or workdir that cannot be run.
+pub(super) fn check_command(
+    command: &[String],
+    env: &[(String, String)],
+    workdir: Option<&str>,
+) -> Result<()> {
     if command.is_empty() {
         return Err(Error::invalid("command", "must name a program to run"));
     }
@@ -993,6 +1075,16 @@ fn wrap_command(
             return Err(Error::invalid("workdir", "must be a non-empty path"));
         }
     }
+    Ok(())
+}
+
+/// The line that runs `command` with extra `env` in `workdir`, as `wrapper` says.
+fn wrapped_line(
+    command: &[String],
+    env: &[(String, String)],
+    workdir: Option<&str>,
+    wrapper: Wrapper<'_>,
+) -> Vec<String> {
     // The shell's arguments carry the values ($0, $1): no quoting involved.
     let mut line: Vec<String> = Vec::new();
     match (wrapper, workdir) {
@@ -1028,7 +1120,7 @@ fn wrap_command(
         line.extend(env.iter().map(|(k, v)| format!("{k}={v}")));
     }
     line.extend(command.iter().cloned());
-    Ok(line)
+    line
 }
 
 /// Takes the wrapper's exit reports ([`TRAILER`] lines) out of a command's

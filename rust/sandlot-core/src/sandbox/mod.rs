@@ -3,6 +3,7 @@
 mod bulk;
 mod create;
 mod exec;
+mod exec_agent;
 mod get;
 mod list;
 mod logs;

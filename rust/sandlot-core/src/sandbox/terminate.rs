@@ -32,6 +32,9 @@ impl Client {
     /// frees and the pod lands on a node.
     pub async fn terminate_sandbox(&self, name: &str) -> Result<SandboxStatus> {
         validate::object_name("name", name)?;
+        // No more execs through this client's agent connection: the next
+        // one reads the sandbox and finds it terminated.
+        self.agent().forget(name);
         for _ in 0..CHANGED_MEANWHILE_TRIES {
             let pod = self.sandbox_pod(name).await?;
             let current = self.settle_launch_failure(&pod).await?;

@@ -1,0 +1,933 @@
+//! The sandbox agent (`agent/main.rs`) from the client's side: how it gets
+//! into sandboxes, and the one connection per client and sandbox that every
+//! exec through it shares.
+//!
+//! Placement: every new sandbox mounts this build's agent read-only from a
+//! ConfigMap (`program.rs`) at [`AGENT_DIR`], so it reaches any image with
+//! nothing to pull. A client that may not make the ConfigMap creates
+//! sandboxes without it, and their execs take the Kubernetes path.
+//!
+//! Connection: one Kubernetes exec of `agent session` per client and sandbox,
+//! opened on first use, carrying `sandlot_wire` frames both ways; a reader
+//! task routes answers by request number and process events by process id.
+//! It closes after [`IDLE_CLOSE`] without a process or request, and whenever
+//! the stream breaks; the next call opens another, and a process whose
+//! stream broke is attached again from the output it had delivered.
+//!
+//! The agent is as untrusted as the workload beside it: every frame is
+//! checked (sizes before reading, offsets, the output window), answers are
+//! awaited with a timeout, and a frame that breaks the protocol closes the
+//! connection with an [`Error::Exec`] that says so. A lying agent can at worst
+//! lie about its own sandbox.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::{Pod, VolumeMount};
+use sandlot_wire::{Event, HEADER_LEN, Header, OUTPUT_CHUNK, OUTPUT_WINDOW, Request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::labels::CONTAINER_NAME;
+use crate::program::Program;
+
+const AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sandlot-agent"));
+/// The agent as placed into sandboxes.
+pub(crate) const AGENT_PROGRAM: Program = Program {
+    what: "sandbox agent",
+    prefix: "sandlot-agent",
+    key: "agent",
+    binary: AGENT,
+};
+const AGENT_VOLUME: &str = "sandlot-agent";
+/// Where sandboxes mount the agent.
+pub const AGENT_DIR: &str = "/.sandlot-agent";
+/// The wait for the agent's first answer (it may start its daemon first).
+const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
+/// The wait for any other answer.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(30);
+/// A connection with no process or request for this long is closed.
+const IDLE_CLOSE: Duration = Duration::from_secs(30);
+/// Frames queued for the agent before a sender waits.
+const FRAMES_QUEUED: usize = 64;
+
+/// Which way a client runs commands in sandboxes.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum ExecPath {
+    /// The agent where the sandbox has it and it answers, else Kubernetes exec.
+    #[default]
+    Auto,
+    /// The agent only: a sandbox without a working agent is an error.
+    Agent,
+    /// Kubernetes exec only.
+    Kubernetes,
+}
+
+impl ExecPath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecPath::Auto => "auto",
+            ExecPath::Agent => "agent",
+            ExecPath::Kubernetes => "kubernetes",
+        }
+    }
+
+    /// Reads `auto`, `agent` or `kubernetes`; `field` names the setting in the error.
+    pub fn parse(field: &str, text: &str) -> Result<ExecPath> {
+        match text {
+            "auto" => Ok(ExecPath::Auto),
+            "agent" => Ok(ExecPath::Agent),
+            "kubernetes" => Ok(ExecPath::Kubernetes),
+            other => Err(Error::invalid(
+                field,
+                format!("{other:?} is not one of \"auto\", \"agent\", \"kubernetes\""),
+            )),
+        }
+    }
+}
+
+/// Adds the agent to a sandbox pod: its ConfigMap volume, mounted read-only
+/// into the sandbox container.
+pub(crate) fn add_agent(pod: &mut Pod) {
+    let Some(spec) = pod.spec.as_mut() else {
+        return;
+    };
+    let Some(sandbox) = spec
+        .containers
+        .iter_mut()
+        .find(|c| c.name == CONTAINER_NAME)
+    else {
+        return;
+    };
+    sandbox
+        .volume_mounts
+        .get_or_insert_default()
+        .push(VolumeMount {
+            name: AGENT_VOLUME.into(),
+            mount_path: AGENT_DIR.into(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    spec.volumes
+        .get_or_insert_default()
+        .push(AGENT_PROGRAM.volume(AGENT_VOLUME));
+}
+
+/// Whether the pod mounts an agent (of this build or another; the first
+/// answer says which protocol it speaks).
+pub(crate) fn has_agent(pod: &Pod) -> bool {
+    pod.spec
+        .iter()
+        .flat_map(|s| s.volumes.iter().flatten())
+        .any(|v| v.name == AGENT_VOLUME && v.config_map.is_some())
+}
+
+/// Whether this build carries an agent for its platform.
+pub(crate) fn built() -> bool {
+    !AGENT.is_empty()
+}
+
+/// The exec that opens a connection to the sandbox's agent.
+pub(crate) fn session_command() -> Vec<String> {
+    vec![
+        format!("{AGENT_DIR}/{}", AGENT_PROGRAM.key),
+        "session".into(),
+    ]
+}
+
+/// What happens to a process, in order.
+#[derive(Debug)]
+pub(crate) enum ProcessEvent {
+    Output {
+        stream: u8,
+        offset: u64,
+        data: Vec<u8>,
+    },
+    /// It ended with this code (128 + signal if a signal ended it).
+    Exited(i32),
+    /// Its stdin took this many bytes in all.
+    StdinTaken(u64),
+    /// Output of `stream` from `from` to `to` was dropped by the agent.
+    Dropped { stream: u8, from: u64, to: u64 },
+    /// The connection broke (why); the process may run on.
+    Lost(String),
+}
+
+/// A process as [`AgentLink::list`] reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AgentProcessInfo {
+    pub id: u32,
+    pub pid: u32,
+    pub detached: bool,
+    pub tty: bool,
+    /// `None` while it runs.
+    pub exit_code: Option<i32>,
+    pub stdout_end: u64,
+    pub stderr_end: u64,
+    pub command: Vec<String>,
+}
+
+/// A process's events on one connection, and what acknowledges its output.
+#[derive(Debug)]
+pub(crate) struct AgentProcess {
+    pub id: u32,
+    pub events: mpsc::UnboundedReceiver<ProcessEvent>,
+    acked: Arc<[AtomicU64; 2]>,
+    pub link: Arc<AgentLink>,
+}
+
+impl AgentProcess {
+    /// Tells the agent the caller took `stream`'s output up to `offset`.
+    pub async fn ack(&self, stream: u8, offset: u64) -> Result<()> {
+        self.acked[usize::from(stream - 1)].fetch_max(offset, Ordering::Relaxed);
+        self.link
+            .send(self.id, &Request::Ack { stream, offset })
+            .await
+    }
+}
+
+/// An answer the reader hands to the request waiting for it.
+enum Pending {
+    Hello(oneshot::Sender<std::result::Result<u32, String>>),
+    /// A start or attach: the route is made by the reader, before the
+    /// process's first event, from these offsets.
+    Process {
+        offsets: [u64; 2],
+        answer: oneshot::Sender<std::result::Result<Routed, String>>,
+    },
+    List(oneshot::Sender<std::result::Result<Vec<AgentProcessInfo>, String>>),
+}
+
+type Routed = (
+    u32,
+    mpsc::UnboundedReceiver<ProcessEvent>,
+    Arc<[AtomicU64; 2]>,
+);
+
+struct Route {
+    events: mpsc::UnboundedSender<ProcessEvent>,
+    /// The offset the next output of each stream must have.
+    next: [u64; 2],
+    acked: Arc<[AtomicU64; 2]>,
+}
+
+#[derive(Default)]
+struct Routes {
+    closed: Option<String>,
+    pending: HashMap<u32, Pending>,
+    processes: HashMap<u32, Route>,
+    last_used: Option<Instant>,
+}
+
+impl Routes {
+    /// Closes the connection's routes: every waiter learns why.
+    fn close(&mut self, why: &str) {
+        if self.closed.is_some() {
+            return;
+        }
+        self.closed = Some(why.to_owned());
+        for (_, pending) in self.pending.drain() {
+            let why = why.to_owned();
+            match pending {
+                Pending::Hello(answer) => drop(answer.send(Err(why))),
+                Pending::Process { answer, .. } => drop(answer.send(Err(why))),
+                Pending::List(answer) => drop(answer.send(Err(why))),
+            }
+        }
+        for (_, route) in self.processes.drain() {
+            let _ = route.events.send(ProcessEvent::Lost(why.to_owned()));
+        }
+    }
+}
+
+/// One connection to a sandbox's agent. Dropping the last handle ends it.
+pub(crate) struct AgentLink {
+    sandbox: String,
+    /// The pod it was opened to.
+    pub uid: String,
+    frames: mpsc::Sender<Vec<u8>>,
+    routes: Arc<Mutex<Routes>>,
+    requests: AtomicU32,
+    tasks: Vec<tokio::task::AbortHandle>,
+}
+
+impl std::fmt::Debug for AgentLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AgentLink")
+            .field("sandbox", &self.sandbox)
+            .field("uid", &self.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Drop for AgentLink {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl AgentLink {
+    /// Speaks to an agent over `stdin`/`stdout` (a session's streams, kept
+    /// alive by `session`), and waits for its first answer. `stderr` is kept
+    /// to say why a session ended.
+    pub async fn open<S: Send + 'static>(
+        sandbox: &str,
+        uid: &str,
+        session: S,
+        stdin: DuplexStream,
+        stdout: DuplexStream,
+        stderr: Option<DuplexStream>,
+    ) -> Result<Arc<AgentLink>> {
+        let routes = Arc::new(Mutex::new(Routes {
+            last_used: Some(Instant::now()),
+            ..Routes::default()
+        }));
+        let (frames, queue) = mpsc::channel(FRAMES_QUEUED);
+        let said = Arc::new(Mutex::new(Vec::new()));
+        let mut tasks = vec![
+            tokio::spawn(write_frames(queue, stdin)).abort_handle(),
+            tokio::spawn(read_frames(
+                stdout,
+                routes.clone(),
+                frames.clone(),
+                said.clone(),
+                session,
+            ))
+            .abort_handle(),
+            tokio::spawn(close_when_idle(routes.clone(), frames.clone())).abort_handle(),
+        ];
+        if let Some(mut stderr) = stderr {
+            tasks.push(
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    while let Ok(n @ 1..) = stderr.read(&mut buf).await {
+                        let mut said = said.lock().unwrap_or_else(PoisonError::into_inner);
+                        if said.len() < 4096 {
+                            said.extend_from_slice(&buf[..n]);
+                        }
+                    }
+                })
+                .abort_handle(),
+            );
+        }
+        let link = Arc::new(AgentLink {
+            sandbox: sandbox.to_owned(),
+            uid: uid.to_owned(),
+            frames,
+            routes,
+            requests: AtomicU32::new(1),
+            tasks,
+        });
+        let (answer, version) = oneshot::channel();
+        let id = link.pending(Pending::Hello(answer))?;
+        link.send(
+            id,
+            &Request::Hello {
+                version: sandlot_wire::VERSION,
+            },
+        )
+        .await?;
+        let version = link.answer(version, HELLO_TIMEOUT).await?;
+        if version != sandlot_wire::VERSION {
+            return Err(link.error(format!(
+                "the sandbox's agent speaks protocol {version}, this client {}",
+                sandlot_wire::VERSION
+            )));
+        }
+        Ok(link)
+    }
+
+    /// Whether the connection is gone; a new one must be opened.
+    pub fn is_closed(&self) -> bool {
+        self.routes().closed.is_some()
+    }
+
+    fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.routes.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn error(&self, message: String) -> Error {
+        Error::Exec {
+            name: self.sandbox.clone(),
+            message,
+        }
+    }
+
+    /// Registers what waits for an answer; its request number.
+    fn pending(&self, pending: Pending) -> Result<u32> {
+        let id = self.requests.fetch_add(1, Ordering::Relaxed);
+        let mut routes = self.routes();
+        if let Some(why) = &routes.closed {
+            return Err(self.error(why.clone()));
+        }
+        routes.last_used = Some(Instant::now());
+        routes.pending.insert(id, pending);
+        Ok(id)
+    }
+
+    async fn answer<T>(
+        &self,
+        answer: oneshot::Receiver<std::result::Result<T, String>>,
+        limit: Duration,
+    ) -> Result<T> {
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(Ok(value))) => Ok(value),
+            Ok(Ok(Err(why))) => Err(self.error(why)),
+            Ok(Err(_)) => Err(self.error("the connection to the sandbox's agent ended".into())),
+            Err(_) => {
+                let why = format!(
+                    "the sandbox's agent did not answer within {} s",
+                    limit.as_secs()
+                );
+                self.routes().close(&why);
+                Err(self.error(why))
+            }
+        }
+    }
+
+    /// Queues a frame for the agent.
+    pub async fn send(&self, id: u32, request: &Request<'_>) -> Result<()> {
+        let mut frame = Vec::new();
+        request.encode(id, &mut frame);
+        self.frames
+            .send(frame)
+            .await
+            .map_err(|_| self.error("the connection to the sandbox's agent ended".into()))
+    }
+
+    /// Starts a process; its events follow on the returned receiver.
+    pub async fn start(self: &Arc<Self>, start: &sandlot_wire::Start<'_>) -> Result<AgentProcess> {
+        let (answer, routed) = oneshot::channel();
+        let id = self.pending(Pending::Process {
+            offsets: [0, 0],
+            answer,
+        })?;
+        self.send(id, &Request::Start(start.clone())).await?;
+        self.routed(routed).await
+    }
+
+    /// Attaches to a process the agent runs, from these output offsets.
+    pub async fn attach(self: &Arc<Self>, process: u32, offsets: [u64; 2]) -> Result<AgentProcess> {
+        let (answer, routed) = oneshot::channel();
+        let id = self.pending(Pending::Process { offsets, answer })?;
+        let request = Request::Attach {
+            process,
+            stdout: offsets[0],
+            stderr: offsets[1],
+        };
+        self.send(id, &request).await?;
+        self.routed(routed).await
+    }
+
+    async fn routed(
+        self: &Arc<Self>,
+        routed: oneshot::Receiver<std::result::Result<Routed, String>>,
+    ) -> Result<AgentProcess> {
+        let (id, events, acked) = self.answer(routed, REPLY_TIMEOUT).await?;
+        Ok(AgentProcess {
+            id,
+            events,
+            acked,
+            link: self.clone(),
+        })
+    }
+
+    /// The processes the agent keeps: running ones and the last that ended.
+    pub async fn list(&self) -> Result<Vec<AgentProcessInfo>> {
+        let (answer, list) = oneshot::channel();
+        let id = self.pending(Pending::List(answer))?;
+        self.send(id, &Request::List).await?;
+        self.answer(list, REPLY_TIMEOUT).await
+    }
+}
+
+/// Sends queued frames to the agent, several at a time when they wait.
+async fn write_frames(mut queue: mpsc::Receiver<Vec<u8>>, mut stdin: DuplexStream) {
+    while let Some(mut batch) = queue.recv().await {
+        while batch.len() < 256 * 1024 {
+            match queue.try_recv() {
+                Ok(frame) => batch.extend_from_slice(&frame),
+                Err(_) => break,
+            }
+        }
+        if stdin.write_all(&batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Closes a connection idle for [`IDLE_CLOSE`]: its session ends, and the
+/// next call opens another.
+async fn close_when_idle(routes: Arc<Mutex<Routes>>, frames: mpsc::Sender<Vec<u8>>) {
+    loop {
+        tokio::time::sleep(IDLE_CLOSE / 4).await;
+        let mut routes = routes.lock().unwrap_or_else(PoisonError::into_inner);
+        let idle = routes.pending.is_empty()
+            && routes.processes.is_empty()
+            && routes
+                .last_used
+                .is_some_and(|at| at.elapsed() >= IDLE_CLOSE);
+        if idle || routes.closed.is_some() {
+            routes.close("the connection to the sandbox's agent was idle and closed");
+            drop(frames);
+            return;
+        }
+    }
+}
+
+/// Reads the agent's frames and routes them until the stream ends or a
+/// frame breaks the protocol; then closes the routes with the reason.
+async fn read_frames<S>(
+    mut stdout: DuplexStream,
+    routes: Arc<Mutex<Routes>>,
+    frames: mpsc::Sender<Vec<u8>>,
+    said: Arc<Mutex<Vec<u8>>>,
+    session: S,
+) {
+    let why = loop {
+        let mut head = [0u8; HEADER_LEN];
+        if stdout.read_exact(&mut head).await.is_err() {
+            let said = said.lock().unwrap_or_else(PoisonError::into_inner);
+            let said = String::from_utf8_lossy(&said).trim().to_owned();
+            break if said.is_empty() {
+                "the connection to the sandbox's agent ended".to_owned()
+            } else {
+                format!("the connection to the sandbox's agent ended: {said}")
+            };
+        }
+        let header = match Header::parse(&head) {
+            Ok(header) => header,
+            Err(err) => break broke(err),
+        };
+        let mut payload = vec![0u8; header.len as usize];
+        if stdout.read_exact(&mut payload).await.is_err() {
+            break "the connection to the sandbox's agent ended inside a frame".to_owned();
+        }
+        let event = match Event::decode(header.kind, &payload) {
+            Ok(event) => event,
+            Err(err) => break broke(err),
+        };
+        let orphan = match route(
+            &mut routes.lock().unwrap_or_else(PoisonError::into_inner),
+            header.id,
+            event,
+        ) {
+            Ok(orphan) => orphan,
+            Err(why) => break why,
+        };
+        if let Some(process) = orphan {
+            // Started for a call that is gone: nobody will stop it otherwise.
+            let mut frame = Vec::new();
+            Request::Signal {
+                signal: 9,
+                tree: true,
+            }
+            .encode(process, &mut frame);
+            let _ = frames.send(frame).await;
+        }
+    };
+    routes
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .close(&why);
+    drop(session);
+}
+
+fn broke(what: impl std::fmt::Display) -> String {
+    format!("the sandbox's agent broke the protocol: {what}")
+}
+
+/// Hands one event to whoever waits for it: Ok(Some(process)) for a process
+/// started for a caller that is gone, Err(why) if it breaks the protocol.
+fn route(
+    routes: &mut Routes,
+    id: u32,
+    event: Event<'_>,
+) -> std::result::Result<Option<u32>, String> {
+    match event {
+        Event::Welcome { version, .. } => {
+            if let Some(Pending::Hello(answer)) = routes.pending.remove(&id) {
+                let _ = answer.send(Ok(version));
+            }
+        }
+        Event::Started { process } => {
+            if let Some(Pending::Process { offsets, answer }) = routes.pending.remove(&id) {
+                let (events, receiver) = mpsc::unbounded_channel();
+                let acked = Arc::new([AtomicU64::new(offsets[0]), AtomicU64::new(offsets[1])]);
+                let route = Route {
+                    events,
+                    next: offsets,
+                    acked: acked.clone(),
+                };
+                if routes.processes.insert(process, route).is_some() {
+                    return Err(broke(format!("process {process} was started twice")));
+                }
+                if answer.send(Ok((process, receiver, acked))).is_err() {
+                    routes.processes.remove(&process);
+                    return Ok(Some(process));
+                }
+            }
+        }
+        Event::Failed { errno, message } => {
+            let message = format!(
+                "{} (errno {errno})",
+                String::from_utf8_lossy(&message[..message.len().min(1024)])
+            );
+            match routes.pending.remove(&id) {
+                Some(Pending::Hello(answer)) => drop(answer.send(Err(message))),
+                Some(Pending::Process { answer, .. }) => drop(answer.send(Err(message))),
+                Some(Pending::List(answer)) => drop(answer.send(Err(message))),
+                None => {}
+            }
+        }
+        Event::Processes(entries) => {
+            if let Some(Pending::List(answer)) = routes.pending.remove(&id) {
+                let list = entries
+                    .into_iter()
+                    .map(|e| AgentProcessInfo {
+                        id: e.id,
+                        pid: e.pid,
+                        detached: e.flags & sandlot_wire::START_DETACHED != 0,
+                        tty: e.flags & sandlot_wire::START_TTY != 0,
+                        exit_code: e.exit.map(sandlot_wire::Exit::code),
+                        stdout_end: e.stdout_end,
+                        stderr_end: e.stderr_end,
+                        command: e
+                            .command
+                            .split(|&b| b == 0)
+                            .map(|w| String::from_utf8_lossy(w).into_owned())
+                            .collect(),
+                    })
+                    .collect();
+                let _ = answer.send(Ok(list));
+            }
+        }
+        Event::Output {
+            stream,
+            offset,
+            data,
+        } => {
+            let Some(route) = routes.processes.get_mut(&id) else {
+                return Ok(None);
+            };
+            let s = usize::from(stream - 1);
+            if offset != route.next[s] {
+                return Err(broke(format!(
+                    "output of process {id} at offset {offset}, expected {}",
+                    route.next[s]
+                )));
+            }
+            let end = offset + data.len() as u64;
+            let acked = route.acked[s].load(Ordering::Relaxed);
+            if end.saturating_sub(acked) > OUTPUT_WINDOW + OUTPUT_CHUNK as u64 {
+                return Err(broke(format!(
+                    "process {id} was sent {} bytes ahead of the client, more than the window",
+                    end - acked
+                )));
+            }
+            route.next[s] = end;
+            let _ = route.events.send(ProcessEvent::Output {
+                stream,
+                offset,
+                data: data.to_vec(),
+            });
+        }
+        Event::Dropped { stream, from, to } => {
+            let Some(route) = routes.processes.get_mut(&id) else {
+                return Ok(None);
+            };
+            let s = usize::from(stream - 1);
+            if from != route.next[s] {
+                return Err(broke(format!("a drop of process {id} at offset {from}")));
+            }
+            route.next[s] = to;
+            route.acked[s].fetch_max(to, Ordering::Relaxed);
+            let _ = route
+                .events
+                .send(ProcessEvent::Dropped { stream, from, to });
+        }
+        Event::StdinTaken { total } => {
+            if let Some(route) = routes.processes.get(&id) {
+                let _ = route.events.send(ProcessEvent::StdinTaken(total));
+            }
+        }
+        Event::Exited(exit) => {
+            if let Some(route) = routes.processes.remove(&id) {
+                let _ = route.events.send(ProcessEvent::Exited(exit.code()));
+            }
+            routes.last_used = Some(Instant::now());
+        }
+    }
+    Ok(None)
+}
+
+/// A client's agent state: when the agent's ConfigMap was last known to
+/// exist, its connections by sandbox, and the pods (by uid) whose agent could
+/// not be reached, with why.
+#[derive(Debug, Default)]
+pub(crate) struct AgentState {
+    pub checked: tokio::sync::Mutex<Option<Instant>>,
+    links: Mutex<HashMap<String, LinkSlot>>,
+    unusable: Mutex<HashMap<String, String>>,
+}
+
+/// Where a sandbox's connection is kept; held while one is opened.
+pub(crate) type LinkSlot = Arc<tokio::sync::Mutex<Option<Arc<AgentLink>>>>;
+
+/// Pods remembered as having an unusable agent, before the record is cleared.
+const UNUSABLE_REMEMBERED: usize = 4096;
+
+impl AgentState {
+    /// The slot holding sandbox `name`'s connection; one opener at a time.
+    pub fn slot(&self, name: &str) -> LinkSlot {
+        let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        // Slots of closed connections are dropped as new ones are made.
+        if links.len() >= 256 {
+            links.retain(|_, slot| {
+                slot.try_lock()
+                    .map_or(true, |link| link.as_ref().is_some_and(|l| !l.is_closed()))
+            });
+        }
+        links.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Drops this client's connection to sandbox `name` (it was terminated).
+    pub fn forget(&self, name: &str) {
+        let slot = self
+            .links
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(name);
+        if let Some(slot) = slot {
+            if let Ok(mut link) = slot.try_lock() {
+                if let Some(link) = link.take() {
+                    link.routes().close("the sandbox was terminated");
+                }
+            }
+        }
+    }
+
+    /// Why the agent of pod `uid` could not be used, if it could not.
+    pub fn unusable(&self, uid: &str) -> Option<String> {
+        self.unusable
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(uid)
+            .cloned()
+    }
+
+    pub fn mark_unusable(&self, uid: &str, why: String) {
+        let mut unusable = self.unusable.lock().unwrap_or_else(PoisonError::into_inner);
+        if unusable.len() >= UNUSABLE_REMEMBERED {
+            unusable.clear();
+        }
+        unusable.insert(uid.to_owned(), why);
+    }
+}
+
+impl crate::Client {
+    /// Whether this client's new sandboxes get the agent: unless it runs
+    /// execs through Kubernetes only, once its ConfigMap is made. A client
+    /// that may not make it (403) creates them without, if its path is `auto`.
+    pub(crate) async fn place_agent(&self) -> Result<bool> {
+        let path = self.exec_path();
+        if path == ExecPath::Kubernetes || !built() {
+            return Ok(false);
+        }
+        match self
+            .ensure_program(&AGENT_PROGRAM, &self.agent().checked)
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(Error::PermissionDenied { .. }) if path == ExecPath::Auto => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+}
+
+/// Parses the client setting for the exec path from `$SANDLOT_EXEC_PATH`.
+pub(crate) fn exec_path_from_env(value: Option<String>) -> Result<ExecPath> {
+    value.map_or(Ok(ExecPath::Auto), |v| {
+        ExecPath::parse(crate::client::EXEC_PATH_ENV, v.trim())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sandlot_wire::{Exit, STDOUT};
+
+    /// A fake agent on the other side of duplex streams.
+    struct Fake {
+        to_client: DuplexStream,
+        from_client: DuplexStream,
+    }
+
+    impl Fake {
+        async fn frame(&mut self) -> (Header, Vec<u8>) {
+            let mut head = [0u8; HEADER_LEN];
+            self.from_client.read_exact(&mut head).await.unwrap();
+            let header = Header::parse(&head).unwrap();
+            let mut payload = vec![0; header.len as usize];
+            self.from_client.read_exact(&mut payload).await.unwrap();
+            (header, payload)
+        }
+        async fn send(&mut self, id: u32, event: Event<'_>) {
+            let mut out = Vec::new();
+            event.encode(id, &mut out);
+            self.to_client.write_all(&out).await.unwrap();
+        }
+        async fn welcome(&mut self) {
+            let (header, _) = self.frame().await;
+            self.send(
+                header.id,
+                Event::Welcome {
+                    version: sandlot_wire::VERSION,
+                    pid: 1,
+                },
+            )
+            .await;
+        }
+    }
+
+    async fn link() -> (tokio::task::JoinHandle<Result<Arc<AgentLink>>>, Fake) {
+        let (stdin, from_client) = tokio::io::duplex(1 << 16);
+        let (to_client, stdout) = tokio::io::duplex(1 << 16);
+        let open = tokio::spawn(AgentLink::open("sb", "uid", (), stdin, stdout, None));
+        (
+            open,
+            Fake {
+                to_client,
+                from_client,
+            },
+        )
+    }
+
+    fn start() -> sandlot_wire::Start<'static> {
+        sandlot_wire::Start {
+            flags: 0,
+            rows: 0,
+            cols: 0,
+            workdir: b"",
+            argv: vec![b"true".as_slice()],
+            env: vec![],
+        }
+    }
+
+    #[tokio::test]
+    async fn events_reach_their_process_in_order() {
+        let (open, mut fake) = link().await;
+        fake.welcome().await;
+        let link = open.await.unwrap().unwrap();
+        let starting = tokio::spawn({
+            let link = link.clone();
+            async move { link.start(&start()).await }
+        });
+        let (header, _) = fake.frame().await;
+        fake.send(header.id, Event::Started { process: 7 }).await;
+        fake.send(
+            7,
+            Event::Output {
+                stream: STDOUT,
+                offset: 0,
+                data: b"hi",
+            },
+        )
+        .await;
+        fake.send(7, Event::Exited(Exit::Code(42))).await;
+        let mut process = starting.await.unwrap().unwrap();
+        assert_eq!(process.id, 7);
+        assert!(matches!(
+            process.events.recv().await,
+            Some(ProcessEvent::Output { data, .. }) if data == b"hi"
+        ));
+        assert!(matches!(
+            process.events.recv().await,
+            Some(ProcessEvent::Exited(42))
+        ));
+    }
+
+    #[tokio::test]
+    async fn an_oversized_frame_closes_the_connection_with_a_clear_error() {
+        let (open, mut fake) = link().await;
+        fake.welcome().await;
+        let link = open.await.unwrap().unwrap();
+        let starting = tokio::spawn({
+            let link = link.clone();
+            async move { link.start(&start()).await }
+        });
+        let (header, _) = fake.frame().await;
+        fake.send(header.id, Event::Started { process: 1 }).await;
+        // A header announcing 1 GiB: refused before anything is read or reserved.
+        let mut head = Vec::from((1u32 << 30).to_le_bytes());
+        head.extend_from_slice(&[67, 1, 0, 0, 0]);
+        fake.to_client.write_all(&head).await.unwrap();
+        let mut process = starting.await.unwrap().unwrap();
+        match process.events.recv().await {
+            Some(ProcessEvent::Lost(why)) => {
+                assert!(why.contains("broke the protocol"), "{why}");
+                assert!(why.contains("1073741824"), "{why}");
+            }
+            other => panic!("expected the connection lost, got {other:?}"),
+        }
+        assert!(link.is_closed());
+        assert!(link.list().await.is_err());
+    }
+
+    #[tokio::test]
+    async fn output_beyond_the_window_or_out_of_order_breaks_the_protocol() {
+        for (offset, len, expect) in [
+            (5u64, 1usize, "expected 0"),
+            (0, OUTPUT_WINDOW as usize + OUTPUT_CHUNK + 1, "window"),
+        ] {
+            let (open, mut fake) = link().await;
+            fake.welcome().await;
+            let link = open.await.unwrap().unwrap();
+            let starting = tokio::spawn({
+                let link = link.clone();
+                async move { link.start(&start()).await }
+            });
+            let (header, _) = fake.frame().await;
+            fake.send(header.id, Event::Started { process: 1 }).await;
+            let data = vec![b'x'; len];
+            fake.send(
+                1,
+                Event::Output {
+                    stream: STDOUT,
+                    offset,
+                    data: &data,
+                },
+            )
+            .await;
+            let mut process = starting.await.unwrap().unwrap();
+            match process.events.recv().await {
+                Some(ProcessEvent::Lost(why)) => assert!(why.contains(expect), "{why}"),
+                other => panic!("expected the connection lost, got {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_agent_that_never_answers_is_a_timeout_not_a_hang() {
+        let (open, _fake) = link().await;
+        let err = open.await.unwrap().unwrap_err();
+        assert!(err.to_string().contains("did not answer"), "{err}");
+    }
+
+    #[test]
+    fn the_exec_path_setting_names_its_values() {
+        assert_eq!(exec_path_from_env(None).unwrap(), ExecPath::Auto);
+        assert_eq!(
+            exec_path_from_env(Some("agent".into())).unwrap(),
+            ExecPath::Agent
+        );
+        let err = exec_path_from_env(Some("fast".into())).unwrap_err();
+        assert!(err.to_string().contains("SANDLOT_EXEC_PATH"), "{err}");
+    }
+}

@@ -1,0 +1,338 @@
+//! Execs through the sandbox agent (see `agent.rs`): which way an exec goes,
+//! and a command started through the agent presented as an [`ExecProcess`],
+//! so every exec API works the same on both paths.
+//!
+//! Through the agent the exit code is the agent's own record (no wrapper,
+//! no shell needed in the image), a timeout or cancel kills the whole process
+//! tree, and a broken connection loses nothing that can be recovered: the
+//! command is attached again on a new connection from the output already
+//! delivered (at most [`REATTACH_TRIES`] times).
+
+use std::sync::Arc;
+
+use sandlot_wire::{OUTPUT_CHUNK, Request, START_STDIN, START_TTY, STDIN_WINDOW, Start};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+use super::exec::{
+    ExecKiller, ExecProcess, KillTarget, STREAM_BUFFER, Session, SessionEnd, SpawnOptions,
+    TerminalSize, running,
+};
+use crate::agent::{self, AgentLink, AgentProcess, ExecPath, ProcessEvent};
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::status::SandboxStatus;
+
+/// How often one command is attached again after its connection broke.
+const REATTACH_TRIES: u32 = 2;
+/// SIGKILL.
+const KILL: u8 = 9;
+
+/// Which way an exec goes.
+pub(super) enum ExecRoute {
+    Agent(Arc<AgentLink>),
+    /// Kubernetes exec; `ready` once the sandbox was checked as ready for it.
+    Kubernetes {
+        ready: bool,
+    },
+}
+
+impl Client {
+    /// Which way an exec into sandbox `name` goes, as this client's
+    /// [`ExecPath`] says. A connection this client holds is reused while
+    /// the sandbox still runs (as the shared pod watch last saw it, else as
+    /// read); else the sandbox is checked as ready for exec and, if it has
+    /// the agent, a connection opened. An agent that cannot be reached is
+    /// remembered for its pod; `auto` then takes Kubernetes exec, `agent`
+    /// fails saying why.
+    pub(super) async fn exec_route(&self, name: &str) -> Result<ExecRoute> {
+        if self.exec_path() == ExecPath::Kubernetes {
+            return Ok(ExecRoute::Kubernetes { ready: false });
+        }
+        let slot = self.agent().slot(name);
+        let mut slot = slot.lock().await;
+        if let Some(link) = slot.as_ref().filter(|link| !link.is_closed()) {
+            if self.still_runs(name, &link.uid).await? {
+                return Ok(ExecRoute::Agent(link.clone()));
+            }
+        }
+        *slot = None;
+        let pod = self.ready_for_exec(name).await?;
+        let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let why = if !agent::built() {
+            Some("this build of sandlot has no agent for its platform".to_owned())
+        } else if !agent::has_agent(&pod) {
+            Some("the sandbox was created without the agent".to_owned())
+        } else {
+            self.agent().unusable(&uid)
+        };
+        let why = match why {
+            Some(why) => why,
+            None => match self.open_agent_link(name, &uid).await {
+                Ok(link) => {
+                    *slot = Some(link.clone());
+                    return Ok(ExecRoute::Agent(link));
+                }
+                Err(err) => {
+                    let why = err.to_string();
+                    self.agent().mark_unusable(&uid, why.clone());
+                    why
+                }
+            },
+        };
+        if self.exec_path() == ExecPath::Agent {
+            return Err(Error::Exec {
+                name: name.to_owned(),
+                message: format!("the sandbox's agent cannot be used: {why}"),
+            });
+        }
+        Ok(ExecRoute::Kubernetes { ready: true })
+    }
+
+    /// Whether sandbox `name` still runs as pod `uid`: from the shared pod
+    /// watch once it has listed, else read. Not running is [`Error::NotRunning`].
+    async fn still_runs(&self, name: &str, uid: &str) -> Result<bool> {
+        let watch = self.pod_watch();
+        let seen = if watch.ready(tokio::time::Instant::now()).await {
+            watch.get(name)
+        } else {
+            None
+        };
+        let pod = match seen {
+            Some(pod) => pod,
+            None => Arc::new(self.sandbox_pod(name).await?),
+        };
+        if pod.metadata.uid.as_deref() != Some(uid) {
+            return Ok(false);
+        }
+        running(name, &SandboxStatus::from_pod(&pod))?;
+        Ok(true)
+    }
+
+    /// Opens a connection to sandbox `name`'s agent: an exec of `agent
+    /// session`, and the agent's first answer.
+    async fn open_agent_link(&self, name: &str, uid: &str) -> Result<Arc<AgentLink>> {
+        let options = SpawnOptions {
+            stdin: true,
+            ..SpawnOptions::default()
+        };
+        let mut session = self
+            .start_exec(name, &agent::session_command(), &options, None)
+            .await?;
+        let (Some(stdin), Some(stdout)) = (session.take_stdin(), session.take_stdout()) else {
+            unreachable!("a session is opened with stdin and stdout");
+        };
+        let stderr = session.take_stderr();
+        AgentLink::open(name, uid, session, stdin, stdout, stderr).await
+    }
+
+    /// Starts `command` through `link` and presents it as an [`ExecProcess`]
+    /// (always killable: the agent kills its process tree).
+    pub(super) async fn start_agent_exec(
+        &self,
+        link: Arc<AgentLink>,
+        name: &str,
+        command: &[String],
+        options: &SpawnOptions,
+    ) -> Result<ExecProcess> {
+        super::exec::check_command(command, &options.env, options.workdir.as_deref())?;
+        let env: Vec<String> = options
+            .env
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let start = Start {
+            flags: if options.stdin { START_STDIN } else { 0 }
+                | if options.tty { START_TTY } else { 0 },
+            rows: 24,
+            cols: 80,
+            workdir: options.workdir.as_deref().unwrap_or_default().as_bytes(),
+            argv: command.iter().map(|w| w.as_bytes()).collect(),
+            env: env.iter().map(|e| e.as_bytes()).collect(),
+        };
+        let process = link.start(&start).await?;
+        let id = process.id;
+        let (stdout, stdout_end) = tokio::io::duplex(STREAM_BUFFER);
+        let (stderr, stderr_end) = if options.tty {
+            (None, None)
+        } else {
+            let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
+            (Some(ours), Some(theirs))
+        };
+        let (stdin, stdin_end) = if options.stdin {
+            let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
+            (Some(ours), Some(theirs))
+        } else {
+            (None, None)
+        };
+        let (resize, resize_end) = if options.tty {
+            let (sender, receiver) = tokio::sync::mpsc::channel(8);
+            (Some(sender), Some(receiver))
+        } else {
+            (None, None)
+        };
+        let pump = Pump {
+            client: self.clone(),
+            sandbox: name.to_owned(),
+            process,
+            outputs: [Some(stdout_end), stderr_end],
+            offsets: [0, 0],
+            stdin: stdin_end,
+            stdin_sent: 0,
+            stdin_taken: 0,
+            resize: resize_end,
+        };
+        Ok(ExecProcess {
+            sandbox: name.to_owned(),
+            session: Some(Session(tokio::spawn(pump.run()))),
+            stdout: Some(stdout),
+            stderr,
+            stdin,
+            resize,
+            killer: Some(ExecKiller {
+                client: self.clone(),
+                sandbox: name.to_owned(),
+                target: KillTarget::Agent(id),
+            }),
+            agent: true,
+        })
+    }
+
+    /// Kills agent process `process` in sandbox `name` with its whole tree,
+    /// and returns once the agent has done it.
+    pub(super) async fn kill_agent_process(&self, name: &str, process: u32) -> Result<()> {
+        let ExecRoute::Agent(link) = self.exec_route(name).await? else {
+            return Err(Error::Exec {
+                name: name.to_owned(),
+                message: "the sandbox's agent can no longer be reached to kill the command".into(),
+            });
+        };
+        let kill = Request::Signal {
+            signal: KILL,
+            tree: true,
+        };
+        link.send(process, &kill).await?;
+        // The agent handles frames in order: its answer comes after the kill.
+        link.list().await.map(drop)
+    }
+}
+
+/// Moves one agent process's events into the streams of its [`ExecProcess`]
+/// and its stdin and terminal sizes to the agent.
+struct Pump {
+    client: Client,
+    sandbox: String,
+    process: AgentProcess,
+    outputs: [Option<DuplexStream>; 2],
+    /// Output delivered so far, by stream.
+    offsets: [u64; 2],
+    stdin: Option<DuplexStream>,
+    stdin_sent: u64,
+    stdin_taken: u64,
+    resize: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+}
+
+impl Pump {
+    async fn run(mut self) -> SessionEnd {
+        let mut buf = vec![0u8; OUTPUT_CHUNK];
+        let mut reattached = 0;
+        loop {
+            let window_open = self.stdin_sent - self.stdin_taken < STDIN_WINDOW;
+            tokio::select! {
+                event = self.process.events.recv() => match event {
+                    Some(ProcessEvent::Output { stream, offset, data }) => {
+                        let s = usize::from(stream - 1);
+                        if let Some(out) = self.outputs[s].as_mut() {
+                            if out.write_all(&data).await.is_err() {
+                                // The reader is gone: its output is read and dropped.
+                                self.outputs[s] = None;
+                            }
+                        }
+                        self.offsets[s] = offset + data.len() as u64;
+                        // A failed ack means a broken connection, reported next.
+                        let _ = self.process.ack(stream, self.offsets[s]).await;
+                    }
+                    Some(ProcessEvent::Exited(code)) => return Ok(Ok(code)),
+                    Some(ProcessEvent::StdinTaken(total)) => self.stdin_taken = total,
+                    Some(ProcessEvent::Dropped { stream, from, to }) => {
+                        return Ok(Err(format!(
+                            "the sandbox's agent dropped {} bytes of the command's {}",
+                            to - from,
+                            if stream == sandlot_wire::STDOUT { "stdout" } else { "stderr" }
+                        )));
+                    }
+                    Some(ProcessEvent::Lost(why)) => {
+                        reattached += 1;
+                        if let Err(err) = self.reattach(reattached, &why).await {
+                            return Ok(Err(err));
+                        }
+                    }
+                    None => return Ok(Err("the connection to the sandbox's agent ended".into())),
+                },
+                read = read_stdin(&mut self.stdin, &mut buf), if window_open => {
+                    let id = self.process.id;
+                    match read {
+                        Some(n) => {
+                            self.stdin_sent += n as u64;
+                            let _ = self.process.link.send(id, &Request::Stdin(&buf[..n])).await;
+                        }
+                        None => {
+                            self.stdin = None;
+                            let _ = self.process.link.send(id, &Request::Stdin(b"")).await;
+                        }
+                    }
+                }
+                size = next_size(&mut self.resize), if self.resize.is_some() => match size {
+                    Some(size) => {
+                        let resize = Request::Resize { rows: size.height, cols: size.width };
+                        let _ = self.process.link.send(self.process.id, &resize).await;
+                    }
+                    None => self.resize = None,
+                },
+            }
+        }
+    }
+
+    /// Attaches to the process again on a new connection, from the output
+    /// delivered so far; Err(why) when that cannot be done without loss.
+    async fn reattach(&mut self, tries: u32, why: &str) -> std::result::Result<(), String> {
+        let lost = |detail: String| format!("{why}; the command's outcome is unknown: {detail}");
+        if tries > REATTACH_TRIES {
+            return Err(lost(format!("attached again {REATTACH_TRIES} times")));
+        }
+        if self.stdin_sent != self.stdin_taken {
+            return Err(lost("input in flight may have been lost".into()));
+        }
+        let link = match self.client.exec_route(&self.sandbox).await {
+            Ok(ExecRoute::Agent(link)) => link,
+            Ok(ExecRoute::Kubernetes { .. }) => {
+                return Err(lost("the sandbox's agent can no longer be reached".into()));
+            }
+            Err(err) => return Err(lost(err.to_string())),
+        };
+        self.process = link
+            .attach(self.process.id, self.offsets)
+            .await
+            .map_err(|err| lost(err.to_string()))?;
+        Ok(())
+    }
+}
+
+/// The next chunk of stdin (`None` at its end), or pending forever without one.
+async fn read_stdin(stdin: &mut Option<DuplexStream>, buf: &mut [u8]) -> Option<usize> {
+    match stdin {
+        Some(stdin) => match stdin.read(buf).await {
+            Ok(0) | Err(_) => None,
+            Ok(n) => Some(n),
+        },
+        None => std::future::pending().await,
+    }
+}
+
+async fn next_size(
+    resize: &mut Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+) -> Option<TerminalSize> {
+    match resize {
+        Some(resize) => resize.recv().await,
+        None => std::future::pending().await,
+    }
+}
