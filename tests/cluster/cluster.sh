@@ -727,6 +727,9 @@ cmd_up() {
   local t0=$SECONDS
   if [ -x "$bin/kubectl" ] && healthy; then
     export_access
+    # Stand-ins added or changed since the cluster started (those imported
+    # already are skipped).
+    import_images
     say "already running: node $node_name Ready, kubeconfig at .cluster/kubeconfig"
     return
   fi
