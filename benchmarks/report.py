@@ -77,7 +77,7 @@ def write_results(table: Table, out: Path, quick: bool, minutes: float) -> None:
         "",
     ]
     for scenario, sizes in table.items():
-        headline, higher_is_better = scenario.headline, scenario.higher_is_better
+        headline, higher_is_better, base_client = scenario.headline, scenario.higher_is_better, scenario.base_client
         lines += [f"## {scenario.name}", "", scenario.description, ""]
         for size, by_client in sizes.items():
             keys = list(dict.fromkeys(k for row in by_client.values() for k in row if not k.startswith("_")))
@@ -86,14 +86,14 @@ def write_results(table: Table, out: Path, quick: bool, minutes: float) -> None:
                 f"size {size}; headline figure `{headline}` ({'higher' if higher_is_better else 'lower'} is better):"
             )
             lines.append("")
-            lines.append("| client | " + " | ".join(keys) + (" | vs sandlot |" if compare else " |"))
+            lines.append("| client | " + " | ".join(keys) + (f" | vs {base_client} |" if compare else " |"))
             lines.append("|---" * (len(keys) + 1 + compare) + "|")
-            base = by_client.get("sandlot", {}).get(f"_{headline}")
+            base = by_client.get(base_client, {}).get(f"_{headline}")
             for client, row in by_client.items():
                 cells = [str(row.get(k, "")) for k in keys]
                 if compare:
                     value = row.get(f"_{headline}")
-                    cells.append("" if client == "sandlot" or value is None else ratio(value, base, higher_is_better))
+                    cells.append("" if client == base_client or value is None else ratio(value, base, higher_is_better))
                 lines.append(f"| {client} | " + " | ".join(cells) + " |")
             lines.append("")
     (out / "results.md").write_text("\n".join(lines))
@@ -134,7 +134,8 @@ def charts(table: Table, folder: Path) -> None:
                 for ax, figure in zip(axes[0], figures, strict=True):
                     clients = [c for c in by_client if by_client[c].get(f"_{figure}") is not None]
                     values = [by_client[c][f"_{figure}"] for c in clients]
-                    ax.bar(clients, values, color=["#2e8b57" if c == "sandlot" else "#6e7781" for c in clients])
+                    colors = ["#2e8b57" if c == scenario.base_client else "#6e7781" for c in clients]
+                    ax.bar(clients, values, color=colors)
                     ax.set_title(figure, fontsize=10)
                     ax.tick_params(axis="x", labelrotation=30, labelsize=8)
             fig.suptitle(f"{scenario.name}, size {size}")

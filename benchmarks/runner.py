@@ -64,11 +64,14 @@ def run_worker(scenario: Scenario, client: str, size: int) -> Figures:
         raise RuntimeError(f"{scenario.name}/{client}/{size} failed:\n{proc.stderr[-3000:]}")
     result: Figures = json.loads(proc.stdout.strip().splitlines()[-1])
     window = result.pop("_window", None)
+    # A client whose execs share one long-lived exec (sandlot's agent connection):
+    # the server's time for that exec is the whole run's, not one command's.
+    one_session = result.pop("_one_exec_session", False)
     if window:
         time.sleep(1)  # let the audit log catch up
         requests, exec_ms = audited(window, offset)
         result["api_requests"] = requests
-        if scenario.reports_server_exec_time and exec_ms:
+        if scenario.reports_server_exec_time and exec_ms and not one_session:
             result["server_p50_ms"] = round(statistics.median(exec_ms), 1)
     if scenario.samples_open_watches:
         result["max_open_watches"] = max(watches, default=0)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Callable
+from typing import ClassVar, Literal
 
 import sandlot
 from benchmarks.clients.base import Client
@@ -18,10 +20,27 @@ class SandlotClient(Client):
     network = "internet"
     # None: a user namespace, as the local nodes support them.
     user_namespace: bool | None = None
+    # How execs run; None: sandlot's default ($SANDLOT_EXEC_PATH, else "auto").
+    # A set path is checked on every result `time_execs` and `exec_stdout` get.
+    exec_path: ClassVar[Literal["auto", "agent", "kubernetes"] | None] = None
+
+    def __init__(self) -> None:
+        # The path (ExecResult.path) each exec of `time_execs` and `exec_stdout` took.
+        self.paths: Counter[str] = Counter()
+
+    def client(self) -> sandlot.AsyncClient:
+        return sandlot.AsyncClient(NAMESPACE, exec_path=self.exec_path)
+
+    def took(self, result: sandlot.ExecResult) -> sandlot.ExecResult:
+        """Counts the path `result` took; one other than a set `exec_path` is an error."""
+        self.paths[result.path] += 1
+        if self.exec_path in ("agent", "kubernetes") and result.path != self.exec_path:
+            raise RuntimeError(f"an exec took the {result.path} path, not {self.exec_path}")
+        return result
 
     def fan_out(self, commands: dict[str, list[str]]) -> list[bytes]:
         async def run() -> list[bytes]:
-            async with sandlot.AsyncClient(NAMESPACE) as c:
+            async with self.client() as c:
 
                 async def one(name: str) -> bytes:
                     sb = await c.sandboxes.create(
@@ -41,7 +60,7 @@ class SandlotClient(Client):
 
     def wait_running(self, names: list[str], selector: str) -> None:
         async def run() -> None:
-            async with sandlot.AsyncClient(NAMESPACE) as c:
+            async with self.client() as c:
                 await c.sandboxes.wait_all(names, "running", timeout=600)
 
         asyncio.run(run())
@@ -50,12 +69,13 @@ class SandlotClient(Client):
         times: list[float] = []
 
         async def run() -> None:
-            async with sandlot.AsyncClient(NAMESPACE) as c:
+            async with self.client() as c:
                 sb = await c.sandboxes.get(pod)  # the pod carries sandlot's labels: adopt it
                 for _ in range(n):
                     t = time.perf_counter()
-                    await sb.exec(command)
+                    result = await sb.exec(command)
                     times.append(time.perf_counter() - t)
+                    self.took(result)
 
         asyncio.run(run())
         return times
@@ -64,16 +84,16 @@ class SandlotClient(Client):
         received: list[bytes] = []  # kept out of asyncio.run's return: it reprs its result, costly at 100 MiB
 
         async def run() -> None:
-            async with sandlot.AsyncClient(NAMESPACE) as c:
+            async with self.client() as c:
                 sb = await c.sandboxes.get(pod)
-                received.append((await sb.exec(command, max_output=None)).stdout_bytes)
+                received.append(self.took(await sb.exec(command, max_output=None)).stdout_bytes)
 
         asyncio.run(run())
         return received[0]
 
     def follow_logs(self, pod: str, on_line: Callable[[str], None]) -> None:
         async def run() -> None:
-            async with sandlot.AsyncClient(NAMESPACE) as c:
+            async with self.client() as c:
                 sb = await c.sandboxes.get(pod)
                 async for line in sb.stream_logs(follow=True):
                     on_line(line)
@@ -84,7 +104,7 @@ class SandlotClient(Client):
         return None  # no process per call
 
     async def time_native_awaits(self, n: int) -> tuple[float, float]:
-        async with sandlot.AsyncClient(NAMESPACE) as c:
+        async with self.client() as c:
             t = time.perf_counter()
             for _ in range(n):
                 await c.connect()  # connected already: nothing to wait for
@@ -96,7 +116,7 @@ class SandlotClient(Client):
         return ready, crossing
 
     def time_native_blocking_calls(self, n: int) -> tuple[float, float]:
-        with sandlot.Client(NAMESPACE) as c:
+        with sandlot.Client(NAMESPACE, exec_path=self.exec_path) as c:
             t = time.perf_counter()
             for _ in range(n):
                 c.connect()  # connected already: nothing to wait for

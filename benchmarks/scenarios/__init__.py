@@ -2,7 +2,19 @@
 
 from __future__ import annotations
 
-from benchmarks.scenarios import bridge, exec_latency, exec_throughput, fanout, log_follow, user_namespace, waiting
+from benchmarks.scenarios import (
+    agent_at_rest,
+    agent_concurrent_execs,
+    agent_exec_latency,
+    agent_throughput,
+    bridge,
+    exec_latency,
+    exec_throughput,
+    fanout,
+    log_follow,
+    user_namespace,
+    waiting,
+)
 from benchmarks.scenarios.base import Scenario
 
 ALL: tuple[Scenario, ...] = (
@@ -13,14 +25,22 @@ ALL: tuple[Scenario, ...] = (
     log_follow.SCENARIO,
     user_namespace.SCENARIO,
     bridge.SCENARIO,
+    agent_exec_latency.SCENARIO,
+    agent_concurrent_execs.SCENARIO,
+    agent_throughput.SCENARIO,
+    agent_at_rest.SCENARIO,
 )
 # The one that leaves most pods to stop comes last, so nothing waits for them.
 RUN_ORDER: tuple[Scenario, ...] = (
     bridge.SCENARIO,
     exec_latency.SCENARIO,
     exec_throughput.SCENARIO,
+    agent_exec_latency.SCENARIO,
+    agent_concurrent_execs.SCENARIO,
+    agent_throughput.SCENARIO,
     log_follow.SCENARIO,
     user_namespace.SCENARIO,
+    agent_at_rest.SCENARIO,
     fanout.SCENARIO,
     waiting.SCENARIO,
 )

@@ -33,6 +33,11 @@ class Scenario:
     chart_figures: tuple[str, ...]
     # The clients measured, by name, in the order of the table.
     clients: tuple[str, ...] = NAMES
+    # The client the others are compared with (the `vs` column).
+    base_client: str = "sandlot"
+    # Whether a `--quick` run without `--only` runs it (the smoke test's set of
+    # scenarios; the others run quick when named with `--only`).
+    quick_by_default: bool = True
     # Clients that run once even where the others repeat.
     runs_once: tuple[str, ...] = ()
     # Seconds a run may take before it is stopped and reported as such.

@@ -1,0 +1,228 @@
+"""The sandbox agent on a real cluster: execs through one connection per client
+and sandbox with exact exit codes and byte-exact streams, a TTY, the whole
+process tree killed on timeout and cancel, images without a shell and with a
+read-only root, and what a hostile workload does to it: killing the agent (the
+next exec still works) and impersonating it with malformed frames (a clear
+error, or the Kubernetes path under `auto`)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+from test_cli import sandlot as sandlot_cli
+
+import sandlot
+
+BUSYBOX = "docker.io/library/busybox:1.36"
+PYTHON = "docker.io/library/python:3.11-slim"
+STATIC = "sandlot.local/static:1"  # /pause and /probe, static; no shell, no coreutils
+MIB = 1024 * 1024
+PROMPTLY = 60
+
+
+@pytest.fixture(scope="module")
+async def agent_client(sandlot_namespace: str) -> AsyncIterator[sandlot.AsyncClient]:
+    async with sandlot.AsyncClient(sandlot_namespace, exec_path="agent") as client:
+        yield client
+
+
+@pytest.fixture(scope="module")
+async def box(agent_client: sandlot.AsyncClient) -> AsyncIterator[sandlot.AsyncSandbox]:
+    sb = await agent_client.sandboxes.create(BUSYBOX, resources={"cpu": "1", "memory": "512Mi"})
+    await sb.wait("running", timeout=120)
+    yield sb
+    await sb.terminate()
+
+
+async def processes(box: sandlot.AsyncSandbox, marker: str) -> list[str]:
+    """The command lines of live (not zombie) processes in the sandbox that contain `marker`."""
+    listing = await box.exec(
+        'for p in /proc/[0-9]*; do s=$(cat $p/stat 2>/dev/null) || continue; case "$s" in *") Z "*) continue;; esac;'
+        ' tr "\\0" " " < $p/cmdline 2>/dev/null; echo; done',
+        check=True,
+    )
+    return [line.strip() for line in listing.stdout.splitlines() if marker in line]
+
+
+async def test_exit_codes_are_exact(box: sandlot.AsyncSandbox) -> None:
+    for code in (0, 1, 42):
+        result = await box.exec(["sh", "-c", f"echo out; echo err >&2; exit {code}"], timeout=PROMPTLY)
+        assert (result.exit_code, result.stdout, result.stderr, result.path) == (code, "out\n", "err\n", "agent")
+    killed = await box.exec(["sh", "-c", "kill -9 $$"], timeout=PROMPTLY)
+    assert killed.exit_code == 137
+    missing = await box.exec(["no-such-program"], timeout=PROMPTLY)
+    assert missing.exit_code == 127
+    assert "no-such-program" in missing.stderr
+
+
+async def test_streams_are_byte_exact_both_ways(box: sandlot.AsyncSandbox) -> None:
+    made = await box.exec("head -c 104857600 /dev/urandom > /tmp/blob && sha256sum /tmp/blob", timeout=120, check=True)
+    out = await box.exec(["cat", "/tmp/blob"], max_output=None, timeout=120)
+    assert len(out.stdout_bytes) == 100 * MIB
+    assert hashlib.sha256(out.stdout_bytes).hexdigest() == made.stdout.split()[0]
+    await box.exec(["rm", "/tmp/blob"], check=True)
+    data = os.urandom(10 * MIB)
+    echoed = await box.exec(["cat"], stdin=data, max_output=None, timeout=120)
+    assert echoed.stdout_bytes == data
+    summed = await box.exec(["sha256sum"], stdin=data, timeout=120)
+    assert summed.stdout.split()[0] == hashlib.sha256(data).hexdigest()
+    assert {out.path, echoed.path, summed.path} == {"agent"}
+
+
+async def test_env_workdir_and_a_terminal(box: sandlot.AsyncSandbox) -> None:
+    result = await box.exec(["sh", "-c", 'echo "$GREETING"; pwd'], env={"GREETING": "a b'c"}, workdir="/tmp")
+    assert result.stdout == "a b'c\n/tmp\n"
+    process = await box.spawn(["sh", "-c", "tty; read line; echo got $line; exit 5"], tty=True, stdin=True)
+    await process.write(b"abc\n")
+    output = await asyncio.wait_for(process.read_stdout(), PROMPTLY)
+    assert b"/dev/pts/" in output
+    assert b"got abc" in output
+    assert await process.wait() == 5
+
+
+async def test_a_timeout_kills_the_whole_tree(box: sandlot.AsyncSandbox) -> None:
+    tree = "sleep 301 & setsid sleep 302 & (sleep 303 &) ; sleep 304"
+    with pytest.raises(sandlot.errors.TimeoutError):
+        await box.exec(["sh", "-c", tree], timeout=2)
+    assert await processes(box, "sleep 30") == [], "every process the command started is gone"
+    # A cancelled call too.
+    task = asyncio.ensure_future(box.exec(["sh", "-c", tree.replace("30", "31")]))
+    await asyncio.sleep(1.5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    for _ in range(40):
+        if not await processes(box, "sleep 31"):
+            break
+        await asyncio.sleep(0.25)
+    assert await processes(box, "sleep 31") == []
+
+
+async def test_a_shell_less_image_with_a_read_only_root(agent_client: sandlot.AsyncClient) -> None:
+    sb = await agent_client.sandboxes.create(STATIC, command=["/pause"], read_only_root_filesystem=True)
+    try:
+        await sb.wait("running", timeout=120)
+        hi = await sb.exec(["/probe", "echo", "hi"], timeout=PROMPTLY)
+        assert (hi.stdout, hi.exit_code, hi.path) == ("hi\n", 0, "agent")
+        assert (await sb.exec(["probe", "exit", "42"])).exit_code == 42, "looked up in $PATH"
+        assert (await sb.exec(["probe", "env", "X"], env={"X": "1"})).stdout == "1\n"
+        assert (await sb.exec(["probe", "pwd"], workdir="/tmp")).stdout == "/tmp\n"
+        assert (await sb.exec(["probe", "cat"], stdin=b"\x00\xffdata")).stdout_bytes == b"\x00\xffdata"
+        with pytest.raises(sandlot.errors.TimeoutError):
+            await sb.exec(["probe", "spawn-sleepers", "3", "300"], timeout=2)
+        listing = (await sb.exec(["probe", "ps"])).stdout.splitlines()
+        assert [line for line in listing if line.endswith(" probe") and "ps" not in line] == []
+        assert len(listing) >= 2, listing  # pause and ps at least: the listing is real
+    finally:
+        await sb.terminate()
+
+
+async def test_a_workload_that_kills_the_agent_does_not_stop_the_next_exec(
+    agent_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    sb = await agent_client.sandboxes.create(BUSYBOX)
+    try:
+        await sb.wait("running", timeout=120)
+        assert (await sb.exec(["true"])).path == "agent"
+        # The workload kills every agent process, the one carrying this exec included.
+        with pytest.raises(sandlot.errors.ExecError):
+            await sb.exec(["sh", "-c", "pkill -9 -f sandlot-agent; sleep 5"], timeout=PROMPTLY)
+        again = await sb.exec(["echo", "back"], timeout=PROMPTLY)
+        assert (again.stdout, again.path) == ("back\n", "agent")
+        # Through the Kubernetes path as well.
+        async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as kube:
+            direct = await (await kube.sandboxes.get(sb.name)).exec(["echo", "direct"])
+            assert (direct.stdout, direct.path) == ("direct\n", "kubernetes")
+    finally:
+        await sb.terminate()
+
+
+# Run in the sandbox through Kubernetes exec: kills the agent, then serves its
+# socket with a "frame" announcing 1 GiB to whoever connects.
+IMPERSONATOR = """
+import os, signal, socket, struct
+for pid in os.listdir("/proc"):
+    try:
+        if pid.isdigit() and b".sandlot-agent" in open(f"/proc/{pid}/cmdline", "rb").read():
+            os.kill(int(pid), signal.SIGKILL)
+    except OSError:
+        pass
+server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+server.bind("\\0sandlot-agent-1")
+server.listen(8)
+if os.fork():
+    os._exit(0)
+os.setsid()
+devnull = os.open("/dev/null", os.O_RDWR)
+for fd in (0, 1, 2):
+    os.dup2(devnull, fd)
+while True:
+    conn, _ = server.accept()
+    conn.sendall(struct.pack("<IBI", 1 << 30, 64, 1))
+"""
+
+
+async def test_an_impersonating_agent_gets_a_clear_error_or_the_kubernetes_path(sandlot_namespace: str) -> None:
+    async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as kube:
+        plain = await kube.sandboxes.create(BUSYBOX)
+        await plain.wait("running", timeout=120)
+    # Made by a client on the Kubernetes path: no agent, and an agent-only client says so.
+    async with sandlot.AsyncClient(sandlot_namespace, exec_path="agent") as agent:
+        with pytest.raises(sandlot.errors.ExecError, match="created without the agent"):
+            await (await agent.sandboxes.get(plain.name)).exec(["true"])
+        await (await agent.sandboxes.get(plain.name)).terminate()
+        sb = await agent.sandboxes.create(PYTHON)
+        try:
+            await sb.wait("running", timeout=120)
+            async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as kube:
+                setup = await (await kube.sandboxes.get(sb.name)).exec(["python3", "-c", IMPERSONATOR])
+                assert setup.exit_code == 0, setup.stderr
+            with pytest.raises(sandlot.errors.ExecError) as refused:
+                await sb.exec(["true"], timeout=PROMPTLY)
+            assert "broke the protocol" in str(refused.value)
+            assert str(1 << 30) in str(refused.value), "the announced size is named, not read"
+            async with sandlot.AsyncClient(sandlot_namespace) as auto:
+                result = await (await auto.sandboxes.get(sb.name)).exec(["echo", "fine"], timeout=PROMPTLY)
+                assert (result.stdout, result.path) == ("fine\n", "kubernetes")
+        finally:
+            await sb.terminate()
+
+
+async def test_no_exec_runs_after_terminate(agent_client: sandlot.AsyncClient, sandlot_namespace: str) -> None:
+    sb = await agent_client.sandboxes.create(BUSYBOX)
+    await sb.wait("running", timeout=120)
+    assert (await sb.exec(["true"])).path == "agent"
+    await sb.terminate()
+    with pytest.raises(sandlot.errors.SandboxNotRunningError):
+        await sb.exec(["true"])
+    # Terminated by another client: the connection this one holds is not used.
+    other = await agent_client.sandboxes.create(BUSYBOX)
+    await other.wait("running", timeout=120)
+    assert (await other.exec(["true"])).path == "agent"
+    async with sandlot.AsyncClient(sandlot_namespace) as second:
+        await (await second.sandboxes.get(other.name)).terminate()
+    await asyncio.sleep(1)
+    with pytest.raises(sandlot.errors.SandboxNotRunningError):
+        await other.exec(["true"])
+
+
+def test_the_sync_client_and_the_setting(sandlot_namespace: str) -> None:
+    with pytest.raises(sandlot.errors.InvalidSpecError, match="exec_path"):
+        sandlot.Client(sandlot_namespace, exec_path="fast")  # type: ignore[arg-type]
+    with sandlot.Client(sandlot_namespace, exec_path="agent") as client:
+        sb = client.sandboxes.create(BUSYBOX)
+        try:
+            sb.wait("running", timeout=120)
+            result = sb.exec(["sh", "-c", "exit 3"])
+            assert (result.exit_code, result.path) == (3, "agent")
+            listed = sandlot_cli(sandlot_namespace, "--exec-path", "agent", "exec", sb.name, "--", "echo", "cli")
+            assert (listed.returncode, listed.stdout) == (0, "cli\n"), listed.stderr
+            bad = sandlot_cli(sandlot_namespace, "--exec-path", "fast", "exec", sb.name, "--", "true")
+            assert bad.returncode == 2
+            assert "--exec-path" in bad.stderr
+        finally:
+            sb.terminate()
