@@ -9,7 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -115,8 +118,9 @@ async def test_a_shell_less_image_with_a_read_only_root(agent_client: sandlot.As
         with pytest.raises(sandlot.errors.TimeoutError):
             await sb.exec(["probe", "spawn-sleepers", "3", "300"], timeout=2)
         listing = (await sb.exec(["probe", "ps"])).stdout.splitlines()
-        assert [line for line in listing if line.endswith(" probe") and "ps" not in line] == []
-        assert len(listing) >= 2, listing  # pause and ps at least: the listing is real
+        probes = [line for line in listing if line.endswith(" probe")]
+        assert len(probes) == 1, listing  # `probe ps` itself: the sleepers are gone
+        assert any(line.endswith(" pause") for line in listing), listing
     finally:
         await sb.terminate()
 
@@ -130,7 +134,7 @@ async def test_a_workload_that_kills_the_agent_does_not_stop_the_next_exec(
         assert (await sb.exec(["true"])).path == "agent"
         # The workload kills every agent process, the one carrying this exec included.
         with pytest.raises(sandlot.errors.ExecError):
-            await sb.exec(["sh", "-c", "pkill -9 -f sandlot-agent; sleep 5"], timeout=PROMPTLY)
+            await sb.exec(["sh", "-c", KILL_THE_AGENT + "; sleep 5"], timeout=PROMPTLY)
         again = await sb.exec(["echo", "back"], timeout=PROMPTLY)
         assert (again.stdout, again.path) == ("back\n", "agent")
         # Through the Kubernetes path as well.
@@ -141,13 +145,20 @@ async def test_a_workload_that_kills_the_agent_does_not_stop_the_next_exec(
         await sb.terminate()
 
 
+# Kills every process of the agent (busybox has no pkill).
+KILL_THE_AGENT = (
+    "for p in /proc/[0-9]*; do case $(cat $p/cmdline 2>/dev/null) in"
+    " /.sandlot-agent/agent*) kill -9 ${p#/proc/};; esac; done"
+)
+
+
 # Run in the sandbox through Kubernetes exec: kills the agent, then serves its
 # socket with a "frame" announcing 1 GiB to whoever connects.
 IMPERSONATOR = """
 import os, signal, socket, struct
 for pid in os.listdir("/proc"):
     try:
-        if pid.isdigit() and b".sandlot-agent" in open(f"/proc/{pid}/cmdline", "rb").read():
+        if pid.isdigit() and open(f"/proc/{pid}/cmdline", "rb").read().startswith(b"/.sandlot-agent/"):
             os.kill(int(pid), signal.SIGKILL)
     except OSError:
         pass
@@ -224,5 +235,106 @@ def test_the_sync_client_and_the_setting(sandlot_namespace: str) -> None:
             bad = sandlot_cli(sandlot_namespace, "--exec-path", "fast", "exec", sb.name, "--", "true")
             assert bad.returncode == 2
             assert "--exec-path" in bad.stderr
+        finally:
+            sb.terminate()
+
+
+# Run by another Python process: starts a detached command and exits at once.
+DETACH = """
+import asyncio, sys, sandlot
+async def main():
+    async with sandlot.AsyncClient(sys.argv[1], exec_path="agent") as client:
+        sb = await client.sandboxes.get(sys.argv[2])
+        command = "for i in 1 2 3; do echo line $i; sleep 1; done; echo err >&2; exit 7"
+        process = await sb.spawn(["sh", "-c", command], detach=True)
+        print(process.id)
+asyncio.run(main())
+"""
+
+
+async def test_a_detached_process_outlives_its_client(box: sandlot.AsyncSandbox, sandlot_namespace: str) -> None:
+    started = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", DETACH, sandlot_namespace, box.name],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert started.returncode == 0, started.stderr
+    pid = int(started.stdout)
+    listed = {p.id: p for p in await box.processes()}
+    assert listed[pid].detached
+    assert listed[pid].command[:2] == ["sh", "-c"]
+    process = await box.process(pid)
+    assert await asyncio.wait_for(process.read_stdout(), PROMPTLY) == b"line 1\nline 2\nline 3\n"
+    assert await process.read_stderr() == b"err\n"
+    assert await process.wait() == 7
+    assert process.dropped == 0
+    ended = {p.id: p for p in await box.processes()}[pid]
+    assert (ended.running, ended.exit_code, ended.stdout_size) == (False, 7, 21)
+    again = await box.process(pid, stdout_offset=5)
+    assert await again.read_stdout() == b"1\nline 2\nline 3\n", "read again, from an offset"
+    assert await again.wait() == 7
+
+
+async def test_output_nobody_reads_is_kept_up_to_a_bound_and_the_drop_reported(box: sandlot.AsyncSandbox) -> None:
+    process = await box.spawn(["sh", "-c", "head -c 3145728 /dev/zero | tr '\\0' a; echo end"], detach=True)
+    assert process.id is not None
+    process.close()  # nobody reads it now: the agent keeps the newest output
+    for _ in range(100):
+        if not {p.id: p for p in await box.processes()}[process.id].running:
+            break
+        await asyncio.sleep(0.2)
+    reread = await box.process(process.id)
+    output = await asyncio.wait_for(reread.read_stdout(), PROMPTLY)
+    assert await reread.wait() == 0
+    assert len(output) == MIB
+    assert output.endswith(b"aaaend\n")
+    assert reread.dropped == 3 * MIB + 4 - MIB
+
+
+async def test_signals_reach_the_process_tree(box: sandlot.AsyncSandbox) -> None:
+    process = await box.spawn(["sh", "-c", "sleep 300 & wait"], detach=True)
+    await process.signal(15)
+    assert await asyncio.wait_for(process.wait(), PROMPTLY) == 143
+    assert await processes(box, "sleep 300") == []
+    other = await box.spawn(["sleep", "301"])
+    await other.kill()
+    assert await asyncio.wait_for(other.wait(), PROMPTLY) == 137
+
+
+async def test_processes_need_the_agent(sandlot_namespace: str) -> None:
+    async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as kube:
+        sb = await kube.sandboxes.create(BUSYBOX)
+        try:
+            await sb.wait("running", timeout=120)
+            with pytest.raises(sandlot.errors.InvalidSpecError, match="detach"):
+                await sb.spawn(["true"], detach=True)
+            with pytest.raises(sandlot.errors.ExecError, match="needs the sandbox's agent"):
+                await sb.processes()
+        finally:
+            await sb.terminate()
+
+
+def test_ps_attach_and_kill_from_the_command_line(sandlot_namespace: str) -> None:
+    with sandlot.Client(sandlot_namespace) as client:
+        sb = client.sandboxes.create(BUSYBOX)
+        try:
+            sb.wait("running", timeout=120)
+            started = sandlot_cli(sandlot_namespace, "exec", "--detach", sb.name, "--", "sh", "-c", "echo hi; exit 4")
+            assert started.returncode == 0, started.stderr
+            pid = int(started.stdout)
+            attached = sandlot_cli(sandlot_namespace, "attach", sb.name, str(pid))
+            assert (attached.returncode, attached.stdout) == (4, "hi\n"), attached.stderr
+            sleeper = int(sandlot_cli(sandlot_namespace, "exec", "-d", sb.name, "--", "sleep", "300").stdout)
+            table = sandlot_cli(sandlot_namespace, "ps", sb.name)
+            assert "sleep 300" in table.stdout and "running" in table.stdout, table.stdout
+            assert sandlot_cli(sandlot_namespace, "kill", sb.name, str(sleeper)).returncode == 0
+            listed = json.loads(sandlot_cli(sandlot_namespace, "ps", sb.name, "-o", "json").stdout)
+            states = {p["id"]: p["exit_code"] for p in listed}
+            assert states[sleeper] == 137
+            assert states[pid] == 4
+            missing = sandlot_cli(sandlot_namespace, "attach", sb.name, "999999")
+            assert missing.returncode == 4, missing.stderr  # not found
         finally:
             sb.terminate()

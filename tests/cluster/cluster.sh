@@ -782,6 +782,12 @@ cmd_restart() {
     sleep 0.25
   done
   ! pid_of "$name" >/dev/null || die "$name (pid $pid) did not stop"
+  # Its main thread can be a zombie while other threads still hold the
+  # listening socket: wait until the port is free too.
+  for ((i = 0; i < 40; i++)); do
+    [ -z "$(ss -Hltn 'sport = :6443')" ] && break
+    sleep 0.25
+  done
   sleep "$down"
   say "starting $name"
   start_apiserver

@@ -86,6 +86,18 @@ sandlot create docker.io/library/python:3.11-slim --tag batch=x --volume data:/d
         after_help = "Examples:\n  sandlot exec job -- ls -la /\n  echo data | sandlot exec -i job -- wc -c\n  sandlot exec -it job -- sh"
     )]
     Exec(ExecArgs),
+    /// List the processes a sandbox's agent keeps: running ones and the last that ended.
+    #[command(after_help = "Example:\n  sandlot ps job -o json")]
+    Ps(NameArg),
+    /// Stream a process's output (from the start the agent keeps) until it
+    /// ends; exits with its exit code.
+    #[command(
+        after_help = "Example:\n  sandlot exec --detach job -- ./train.sh\n  sandlot attach job 3"
+    )]
+    Attach(ProcessArgs),
+    /// Send a signal (9 unless --signal) to a process and every process it started.
+    #[command(after_help = "Example:\n  sandlot kill job 3 --signal 15")]
+    Kill(KillArgs),
     /// Wait until a sandbox is in a phase; prints its status.
     #[command(
         after_help = "Example:\n  sandlot wait job --phase succeeded --phase failed --timeout 600"
@@ -362,9 +374,32 @@ pub struct ExecArgs {
     /// Run the command on a terminal (raw mode, window size, Ctrl-C to the command).
     #[arg(short, long)]
     pub tty: bool,
+    /// Start the command detached (through the sandbox agent) and print its
+    /// process id; `sandlot attach` reads it later, from any client.
+    #[arg(short, long, conflicts_with_all = ["interactive", "tty", "timeout"])]
+    pub detach: bool,
     /// The command [after --].
     #[arg(last = true, required = true)]
     pub command: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ProcessArgs {
+    /// Sandbox name.
+    pub name: String,
+    /// The process id that `sandlot ps` shows.
+    pub id: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct KillArgs {
+    /// Sandbox name.
+    pub name: String,
+    /// The process id that `sandlot ps` shows.
+    pub id: u32,
+    /// The signal to send, by number.
+    #[arg(short, long, default_value_t = 9)]
+    pub signal: i32,
 }
 
 #[derive(Debug, Args)]

@@ -91,7 +91,13 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
         Command::List(args) => commands::list::run(&connect().await?, printer, args).await,
         Command::Get(args) => commands::get::run(&connect().await?, printer, args).await,
         Command::Logs(args) => commands::logs::run(&connect().await?, args).await,
+        Command::Exec(args) if args.detach => {
+            commands::process::detach(&connect().await?, printer, args).await
+        }
         Command::Exec(args) => commands::exec::run(&connect().await?, args).await,
+        Command::Ps(args) => commands::process::list(&connect().await?, printer, args).await,
+        Command::Attach(args) => commands::process::attach(&connect().await?, args).await,
+        Command::Kill(args) => commands::process::kill(&connect().await?, args).await,
         Command::Wait(args) => commands::wait::run(&connect().await?, printer, args).await,
         Command::Terminate(args) => {
             commands::terminate::run(&connect().await?, printer, args).await

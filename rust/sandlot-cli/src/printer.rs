@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use comfy_table::{Table, presets::NOTHING};
-use sandlot_core::{Error, Phase, SandboxStatus, VolumeStatus};
+use sandlot_core::{AgentProcessInfo, Error, Phase, SandboxStatus, VolumeStatus};
 
 use crate::args::Output;
 
@@ -179,6 +179,45 @@ impl Printer {
                         v.storage_class.clone().unwrap_or_default(),
                         v.attached_to.join(","),
                         v.created_at.map(|t| age(now, t)).unwrap_or_default(),
+                    ]);
+                }
+                println!("{}", table.trim_fmt());
+            }
+        }
+    }
+
+    /// The id of a process started detached: bare, or a JSON object.
+    pub fn process_id(&self, id: u32) {
+        match self.output {
+            Output::Json => println!("{}", serde_json::json!({ "id": id })),
+            Output::Name | Output::Table => println!("{id}"),
+        }
+    }
+
+    /// The processes a sandbox's agent keeps: a table, a JSON array, or ids.
+    pub fn processes(&self, processes: &[AgentProcessInfo]) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(processes).unwrap_or_default()
+            ),
+            Output::Name => processes.iter().for_each(|p| println!("{}", p.id)),
+            Output::Table => {
+                let mut table = Table::new();
+                table.load_style(NOTHING);
+                table.set_header([
+                    "ID", "PID", "STATE", "DETACHED", "STDOUT", "STDERR", "COMMAND",
+                ]);
+                for p in processes {
+                    table.add_row([
+                        p.id.to_string(),
+                        p.pid.to_string(),
+                        p.exit_code
+                            .map_or_else(|| "running".to_owned(), |code| format!("exited {code}")),
+                        if p.detached { "yes" } else { "no" }.to_owned(),
+                        p.stdout_end.to_string(),
+                        p.stderr_end.to_string(),
+                        terminal_safe(&p.command.join(" ")).into_owned(),
                     ]);
                 }
                 println!("{}", table.trim_fmt());

@@ -419,15 +419,33 @@ impl Daemon {
                     );
                     return;
                 };
+                if p.outputs[0].end() < stdout || p.outputs[1].end() < stderr {
+                    self.send(
+                        session,
+                        id,
+                        &Event::Failed {
+                            errno: 22, // EINVAL
+                            message: b"the offset is beyond the output written so far",
+                        },
+                    );
+                    return;
+                }
                 p.session = Some(session);
                 p.exit_sent = false;
                 for (output, from) in p.outputs.iter_mut().zip([stdout, stderr]) {
-                    let from = from.min(output.end());
                     output.sent = from;
                     output.acked = from;
                 }
                 self.send(session, id, &Event::Started { process });
                 self.watch_outputs(process);
+            }
+            Request::Release => {
+                if let Some(process) = self.processes.get_mut(&id)
+                    && process.session == Some(session)
+                {
+                    process.session = None;
+                }
+                self.watch_outputs(id);
             }
             Request::List => {
                 let entries: Vec<ProcessEntry<'_>> = self

@@ -158,7 +158,7 @@ pub(crate) enum ProcessEvent {
 }
 
 /// A process as [`AgentLink::list`] reports it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct AgentProcessInfo {
     pub id: u32,
     pub pid: u32,
@@ -181,6 +181,14 @@ pub(crate) struct AgentProcess {
 }
 
 impl AgentProcess {
+    /// The output offsets it was attached from.
+    pub fn offsets(&self) -> [u64; 2] {
+        [
+            self.acked[0].load(Ordering::Relaxed),
+            self.acked[1].load(Ordering::Relaxed),
+        ]
+    }
+
     /// Tells the agent the caller took `stream`'s output up to `offset`.
     pub async fn ack(&self, stream: u8, offset: u64) -> Result<()> {
         self.acked[usize::from(stream - 1)].fetch_max(offset, Ordering::Relaxed);
@@ -436,6 +444,17 @@ impl AgentLink {
             acked,
             link: self.clone(),
         })
+    }
+
+    /// Stops reading process `process` on this connection: it runs on, its
+    /// output kept by the agent for a later attach. Never waits.
+    pub fn release(&self, process: u32) {
+        self.routes().processes.remove(&process);
+        let mut frame = Vec::new();
+        Request::Release.encode(process, &mut frame);
+        // A full queue or a closed connection: the agent finds the
+        // process unattached when the connection ends anyway.
+        let _ = self.frames.try_send(frame);
     }
 
     /// The processes the agent keeps: running ones and the last that ended.

@@ -21,6 +21,8 @@ pub enum ObjectKind {
     Namespace,
     /// An in-cluster Service named in an allowlist (`namespace/name`).
     Service,
+    /// A process the sandbox agent runs (named by its id).
+    Process,
 }
 
 /// Every failure sandlot reports.

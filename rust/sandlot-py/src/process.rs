@@ -12,7 +12,7 @@ use futures::{StreamExt, TryFutureExt};
 use pyo3::exceptions::PyBrokenPipeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyAny, PyBytes, PyString};
-use sandlot_core::{Error, ExecProcess, LogBatch, LogBatches};
+use sandlot_core::{Error, ExecKiller, ExecProcess, LogBatch, LogBatches};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt, DuplexStream};
 use tokio::sync::Notify;
 
@@ -173,6 +173,9 @@ pub struct ProcessBase {
     sandbox: String,
     deadline: Option<tokio::time::Instant>,
     timeout: Option<Duration>,
+    /// Its id at the sandbox's agent, if it runs through it.
+    id: Option<u32>,
+    killer: Option<ExecKiller>,
 }
 
 impl std::fmt::Debug for ProcessBase {
@@ -190,6 +193,7 @@ impl ProcessBase {
         let stderr = reader(process.take_stderr().map(|r| Box::new(r) as Reader));
         let stdin = process.take_stdin();
         let sandbox = process.sandbox().to_owned();
+        let (id, killer) = (process.id(), process.killer());
         let exit: ExitCode = process
             .wait()
             .map_err(|err| match err {
@@ -211,6 +215,8 @@ impl ProcessBase {
             sandbox,
             deadline: timeout.map(sandlot_core::deadline_after),
             timeout,
+            id,
+            killer,
         }
     }
 
@@ -329,6 +335,52 @@ impl ProcessBase {
                 }
                 .into()
             })
+        })
+    }
+
+    /// Its id at the sandbox's agent (for `Sandbox.process(id)` from any
+    /// client); `None` for a command run by a Kubernetes exec of its own.
+    #[getter]
+    fn id(&self) -> Option<u32> {
+        self.id
+    }
+
+    /// Bytes of output that were dropped before they could be read (an
+    /// attach to a process whose earlier output the agent no longer kept);
+    /// 0 for a process read from its start.
+    #[getter]
+    fn dropped(&self) -> u64 {
+        self.process
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map_or(0, ExecProcess::dropped)
+    }
+
+    /// Sends signal `signum` to the command, its process group and every
+    /// process it started (through the sandbox's agent only).
+    fn signal<'py>(&self, py: Python<'py>, signum: i32) -> PyResult<Bound<'py, PyAny>> {
+        let killer = self.killer.clone();
+        self.mode.run(py, async move {
+            let killer = killer.ok_or_else(|| {
+                Error::invalid(
+                    "signal",
+                    "the command does not run through the sandbox's agent",
+                )
+            })?;
+            killer.signal(signum).await?;
+            Ok(NONE)
+        })
+    }
+
+    /// Kills the command and every process it started.
+    fn kill<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let killer = self.killer.clone();
+        self.mode.run(py, async move {
+            let killer = killer
+                .ok_or_else(|| Error::invalid("kill", "the command was not started killable"))?;
+            killer.kill().await?;
+            Ok(NONE)
         })
     }
 

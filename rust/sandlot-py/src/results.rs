@@ -149,6 +149,85 @@ impl SandboxStatus {
     }
 }
 
+/// A process the sandbox's agent keeps, as `Sandbox.processes()` lists it.
+#[pyclass(module = "sandlot", frozen)]
+#[derive(Debug)]
+pub struct ProcessInfo {
+    inner: sandlot_core::AgentProcessInfo,
+}
+
+impl From<sandlot_core::AgentProcessInfo> for ProcessInfo {
+    fn from(inner: sandlot_core::AgentProcessInfo) -> Self {
+        ProcessInfo { inner }
+    }
+}
+
+#[pymethods]
+impl ProcessInfo {
+    /// Its id at the agent: `Sandbox.process(id)` attaches to it.
+    #[getter]
+    fn id(&self) -> u32 {
+        self.inner.id
+    }
+
+    /// Its process id in the sandbox.
+    #[getter]
+    fn pid(&self) -> u32 {
+        self.inner.pid
+    }
+
+    #[getter]
+    fn command(&self) -> Vec<String> {
+        self.inner.command.clone()
+    }
+
+    /// True until it ends.
+    #[getter]
+    fn running(&self) -> bool {
+        self.inner.exit_code.is_none()
+    }
+
+    /// Its exit code once it ended (128 + the signal if a signal ended it).
+    #[getter]
+    fn exit_code(&self) -> Option<i32> {
+        self.inner.exit_code
+    }
+
+    /// Started with `detach=True`.
+    #[getter]
+    fn detached(&self) -> bool {
+        self.inner.detached
+    }
+
+    #[getter]
+    fn tty(&self) -> bool {
+        self.inner.tty
+    }
+
+    /// Bytes it has written to stdout so far (the agent keeps the last 1 MiB).
+    #[getter]
+    fn stdout_size(&self) -> u64 {
+        self.inner.stdout_end
+    }
+
+    /// Bytes it has written to stderr so far (the agent keeps the last 1 MiB).
+    #[getter]
+    fn stderr_size(&self) -> u64 {
+        self.inner.stderr_end
+    }
+
+    fn __repr__(&self) -> String {
+        let state = match self.inner.exit_code {
+            None => "running".to_owned(),
+            Some(code) => format!("exit_code={code}"),
+        };
+        format!(
+            "ProcessInfo(id={}, pid={}, {state}, command={:?})",
+            self.inner.id, self.inner.pid, self.inner.command
+        )
+    }
+}
+
 /// The output and exact exit code of a finished command. A non-zero exit code
 /// is a result, not an error.
 #[pyclass(module = "sandlot", frozen)]

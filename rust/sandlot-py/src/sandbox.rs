@@ -17,7 +17,7 @@ use crate::bridge::{Failure, Mode, Outcome};
 use crate::client::LazyClient;
 use crate::inputs::{self, TtlArg};
 use crate::process::{Bytes, LineStream, ProcessBase};
-use crate::results::{ExecResult, SandboxStatus, TerminateResult};
+use crate::results::{ExecResult, ProcessInfo, SandboxStatus, TerminateResult};
 use crate::twins::{InMode, class_name, twins};
 
 /// What `AsyncSandboxes` and `Sandboxes` share: the sandboxes of a client's namespace.
@@ -482,7 +482,9 @@ impl SandboxBase {
     /// as the command writes them. `stdin=True` opens its input for
     /// `write()`; `tty=True` runs it on a terminal (stderr merged into stdout).
     /// After `timeout` seconds, `wait()` raises `sandlot.TimeoutError`.
-    #[pyo3(signature = (command, *, stdin=false, tty=false, timeout=None, env=None, workdir=None))]
+    /// `detach=True` (through the sandbox agent only) keeps the command and
+    /// its end listed by `processes()` for any client to `process(id)`.
+    #[pyo3(signature = (command, *, stdin=false, tty=false, timeout=None, env=None, workdir=None, detach=false))]
     #[allow(clippy::too_many_arguments)]
     fn spawn<'py>(
         &self,
@@ -493,6 +495,7 @@ impl SandboxBase {
         timeout: Option<f64>,
         env: Option<BTreeMap<String, String>>,
         workdir: Option<String>,
+        detach: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let command = inputs::command(command);
         let timeout = timeout.map(|t| inputs::seconds("timeout", t)).transpose();
@@ -502,12 +505,44 @@ impl SandboxBase {
             env: env.unwrap_or_default().into_iter().collect(),
             workdir,
             killable: false,
+            detach,
         };
         let (mode, client, name) = (self.mode, self.client.clone(), self.name.clone());
         self.mode.run(py, async move {
             let (command, timeout) = (command?, timeout?);
             let process = client.spawn_exec(&name, &command, &options).await?;
             Ok(InMode(mode, ProcessBase::new(mode, process, timeout)))
+        })
+    }
+
+    /// The processes the sandbox's agent keeps: those running (started by any
+    /// client) and the last ones that ended (detached ones among them).
+    fn processes<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (client, name) = (self.client.clone(), self.name.clone());
+        self.mode.run(py, async move {
+            let list = client.list_processes(&name).await?;
+            Ok(list.into_iter().map(ProcessInfo::from).collect::<Vec<_>>())
+        })
+    }
+
+    /// Attaches to process `id` of the sandbox's agent, from any client: its
+    /// output from the given offsets (or from where the kept output begins;
+    /// the process's `dropped` counts what was no longer kept), its stdin,
+    /// its exit code.
+    #[pyo3(signature = (id, *, stdout_offset=0, stderr_offset=0))]
+    fn process<'py>(
+        &self,
+        py: Python<'py>,
+        id: u32,
+        stdout_offset: u64,
+        stderr_offset: u64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let (mode, client, name) = (self.mode, self.client.clone(), self.name.clone());
+        self.mode.run(py, async move {
+            let process = client
+                .attach_process(&name, id, [stdout_offset, stderr_offset])
+                .await?;
+            Ok(InMode(mode, ProcessBase::new(mode, process, None)))
         })
     }
 

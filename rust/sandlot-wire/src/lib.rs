@@ -56,6 +56,7 @@ mod kind {
     pub const ACK: u8 = 6;
     pub const ATTACH: u8 = 7;
     pub const LIST: u8 = 8;
+    pub const RELEASE: u8 = 9;
     pub const WELCOME: u8 = 64;
     pub const STARTED: u8 = 65;
     pub const FAILED: u8 = 66;
@@ -208,6 +209,9 @@ pub enum Request<'a> {
     },
     /// Answered by [`Event::Processes`].
     List,
+    /// This connection no longer reads the process's output: it runs on, its
+    /// output kept as for a process nobody is attached to.
+    Release,
 }
 
 /// What the agent sends.
@@ -431,6 +435,9 @@ impl<'a> Request<'a> {
             Request::List => {
                 Frame::new(out, kind::LIST, id);
             }
+            Request::Release => {
+                Frame::new(out, kind::RELEASE, id);
+            }
         }
     }
 
@@ -482,6 +489,7 @@ impl<'a> Request<'a> {
                 stderr: f.u64()?,
             },
             kind::LIST => Request::List,
+            kind::RELEASE => Request::Release,
             other => return Err(WireError::UnknownKind(other)),
         };
         f.end()?;
@@ -631,6 +639,7 @@ mod tests {
                 stderr: 4,
             },
             Request::List,
+            Request::Release,
         ];
         for (id, request) in requests.iter().enumerate() {
             let mut out = Vec::new();

@@ -50,7 +50,9 @@ pub async fn run(client: &Client, args: ExecArgs) -> Result<i32> {
     }
 }
 
-async fn stream(mut process: ExecProcess, tty: bool) -> Result<i32> {
+/// Streams a process's output to this terminal (and this terminal's stdin to
+/// it, if open) until it ends; its exit code.
+pub async fn stream(mut process: ExecProcess, tty: bool) -> Result<i32> {
     let (stdout, stderr, stdin) = (
         process.take_stdout(),
         process.take_stderr(),

@@ -5,6 +5,7 @@ pub mod exec;
 pub mod get;
 pub mod list;
 pub mod logs;
+pub mod process;
 pub mod purge;
 pub mod terminate;
 pub mod volume;

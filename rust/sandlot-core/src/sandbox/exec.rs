@@ -21,7 +21,8 @@
 //! [`Error::Exec`] (the outcome is unknown), never 0.
 
 use std::pin::pin;
-use std::sync::{Condvar, Mutex};
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
@@ -139,6 +140,9 @@ pub struct SpawnOptions {
     /// Tag the command's processes so that [`ExecProcess::killer`] can end
     /// them (runs it under `/bin/sh`, which the image must have).
     pub killable: bool,
+    /// Keep the command and its end listed for [`Client::list_processes`] and
+    /// [`Client::attach_process`] from any client (the sandbox agent only).
+    pub detach: bool,
 }
 
 /// What a finished command left behind. A non-zero exit code is a result, not an error.
@@ -189,8 +193,11 @@ pub struct ExecProcess {
     pub(super) stdin: Option<DuplexStream>,
     pub(super) resize: Option<tokio::sync::mpsc::Sender<TerminalSize>>,
     pub(super) killer: Option<ExecKiller>,
-    /// It runs through the sandbox agent (else a Kubernetes exec of its own).
-    pub(super) agent: bool,
+    /// Its id at the sandbox agent, if it runs through it (else it is a
+    /// Kubernetes exec of its own).
+    pub(super) agent_id: Option<u32>,
+    /// Output the agent no longer had when it was attached (agent only).
+    pub(super) dropped: Option<Arc<AtomicU64>>,
 }
 
 impl std::fmt::Debug for ExecProcess {
@@ -233,7 +240,23 @@ impl ExecProcess {
 
     /// Whether it runs through the sandbox's agent.
     pub fn through_agent(&self) -> bool {
-        self.agent
+        self.agent_id.is_some()
+    }
+
+    /// Its id at the sandbox's agent (for [`Client::attach_process`]), if it
+    /// runs through it.
+    pub fn id(&self) -> Option<u32> {
+        self.agent_id
+    }
+
+    /// Bytes of output that were dropped before they could be read: the agent
+    /// keeps the last 1 MiB of each stream of a command nobody reads, and an
+    /// attach from earlier begins where that starts. 0 for a command read
+    /// from its start.
+    pub fn dropped(&self) -> u64 {
+        self.dropped
+            .as_ref()
+            .map_or(0, |d| d.load(std::sync::atomic::Ordering::Relaxed))
     }
 
     /// Sends a new terminal size (TTY only).
@@ -352,6 +375,22 @@ impl ExecKiller {
         }
     }
 
+    /// Sends `signal` to the command's process tree, as [`ExecKiller::kill`]
+    /// does SIGKILL: through the sandbox agent only.
+    pub async fn signal(self, signal: i32) -> Result<()> {
+        match self.target {
+            KillTarget::Agent(process) => {
+                self.client
+                    .signal_process(&self.sandbox, process, signal)
+                    .await
+            }
+            KillTarget::Tag(_) => Err(Error::invalid(
+                "signal",
+                "only a command that runs through the sandbox's agent can be sent a signal",
+            )),
+        }
+    }
+
     /// Starts [`ExecKiller::kill`] on the current runtime without waiting for
     /// it; [`wait_for_background_kills`] waits for those still running.
     fn kill_in_background(self) {
@@ -441,7 +480,11 @@ impl Client {
         let line = wrap_command(command, &options.env, options.workdir.as_deref(), wrapper)?;
         match self.exec_route(name).await? {
             ExecRoute::Agent(link) => self.start_agent_exec(link, name, command, options).await,
-            ExecRoute::Kubernetes { ready } => {
+            ExecRoute::Kubernetes { why, .. } if options.detach => Err(Error::invalid(
+                "detach",
+                format!("needs the sandbox's agent, which sandbox {name:?} cannot use: {why}"),
+            )),
+            ExecRoute::Kubernetes { ready, .. } => {
                 if !ready {
                     self.ready_for_exec(name).await?;
                 }
@@ -509,7 +552,8 @@ impl Client {
                 sandbox: name.to_owned(),
                 target: KillTarget::Tag(tag),
             }),
-            agent: false,
+            agent_id: None,
+            dropped: None,
         })
     }
 
@@ -678,6 +722,7 @@ impl Client {
             env: options.env.clone(),
             workdir: options.workdir.clone(),
             killable,
+            detach: false,
         };
         crate::validate::object_name("name", name)?;
         let tag = killable.then(new_tag);
@@ -698,9 +743,9 @@ impl Client {
         // the image's own shell) may run there.
         let ready = async {
             match self.exec_route(name).await? {
-                ExecRoute::Kubernetes { ready: false } => {
+                ExecRoute::Kubernetes { ready: false, why } => {
                     self.ready_for_exec(name).await?;
-                    Ok(ExecRoute::Kubernetes { ready: true })
+                    Ok(ExecRoute::Kubernetes { ready: true, why })
                 }
                 route => Ok(route),
             }

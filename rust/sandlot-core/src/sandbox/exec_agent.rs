@@ -10,14 +10,18 @@
 
 use std::sync::Arc;
 
-use sandlot_wire::{OUTPUT_CHUNK, Request, START_STDIN, START_TTY, STDIN_WINDOW, Start};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use sandlot_wire::{
+    OUTPUT_CHUNK, Request, START_DETACHED, START_STDIN, START_TTY, STDIN_WINDOW, Start,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::exec::{
     ExecKiller, ExecProcess, KillTarget, STREAM_BUFFER, Session, SessionEnd, SpawnOptions,
     TerminalSize, running,
 };
-use crate::agent::{self, AgentLink, AgentProcess, ExecPath, ProcessEvent};
+use crate::agent::{self, AgentLink, AgentProcess, AgentProcessInfo, ExecPath, ProcessEvent};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::status::SandboxStatus;
@@ -30,9 +34,11 @@ const KILL: u8 = 9;
 /// Which way an exec goes.
 pub(super) enum ExecRoute {
     Agent(Arc<AgentLink>),
-    /// Kubernetes exec; `ready` once the sandbox was checked as ready for it.
+    /// Kubernetes exec; `ready` once the sandbox was checked as ready for
+    /// it; `why` the agent is not used.
     Kubernetes {
         ready: bool,
+        why: String,
     },
 }
 
@@ -46,7 +52,10 @@ impl Client {
     /// fails saying why.
     pub(super) async fn exec_route(&self, name: &str) -> Result<ExecRoute> {
         if self.exec_path() == ExecPath::Kubernetes {
-            return Ok(ExecRoute::Kubernetes { ready: false });
+            return Ok(ExecRoute::Kubernetes {
+                ready: false,
+                why: "the client's exec_path is \"kubernetes\"".into(),
+            });
         }
         let slot = self.agent().slot(name);
         let mut slot = slot.lock().await;
@@ -85,7 +94,7 @@ impl Client {
                 message: format!("the sandbox's agent cannot be used: {why}"),
             });
         }
-        Ok(ExecRoute::Kubernetes { ready: true })
+        Ok(ExecRoute::Kubernetes { ready: true, why })
     }
 
     /// Whether sandbox `name` still runs as pod `uid`: from the shared pod
@@ -142,7 +151,8 @@ impl Client {
             .collect();
         let start = Start {
             flags: if options.stdin { START_STDIN } else { 0 }
-                | if options.tty { START_TTY } else { 0 },
+                | if options.tty { START_TTY } else { 0 }
+                | if options.detach { START_DETACHED } else { 0 },
             rows: 24,
             cols: 80,
             workdir: options.workdir.as_deref().unwrap_or_default().as_bytes(),
@@ -150,38 +160,56 @@ impl Client {
             env: env.iter().map(|e| e.as_bytes()).collect(),
         };
         let process = link.start(&start).await?;
+        Ok(self.present(name, process, options.tty, options.stdin, false))
+    }
+
+    /// A process the agent runs, as an [`ExecProcess`] whose streams carry
+    /// its events. With `drops_reported`, output the agent no longer had is
+    /// counted ([`ExecProcess::dropped`]) rather than an error.
+    fn present(
+        &self,
+        name: &str,
+        process: AgentProcess,
+        tty: bool,
+        stdin: bool,
+        drops_reported: bool,
+    ) -> ExecProcess {
         let id = process.id;
+        let offsets = process.offsets();
         let (stdout, stdout_end) = tokio::io::duplex(STREAM_BUFFER);
-        let (stderr, stderr_end) = if options.tty {
+        let (stderr, stderr_end) = if tty {
             (None, None)
         } else {
             let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
             (Some(ours), Some(theirs))
         };
-        let (stdin, stdin_end) = if options.stdin {
+        let (stdin, stdin_end) = if stdin {
             let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
             (Some(ours), Some(theirs))
         } else {
             (None, None)
         };
-        let (resize, resize_end) = if options.tty {
+        let (resize, resize_end) = if tty {
             let (sender, receiver) = tokio::sync::mpsc::channel(8);
             (Some(sender), Some(receiver))
         } else {
             (None, None)
         };
+        let dropped = Arc::new(AtomicU64::new(0));
         let pump = Pump {
             client: self.clone(),
             sandbox: name.to_owned(),
             process,
             outputs: [Some(stdout_end), stderr_end],
-            offsets: [0, 0],
+            offsets,
             stdin: stdin_end,
             stdin_sent: 0,
             stdin_taken: 0,
             resize: resize_end,
+            dropped: drops_reported.then(|| dropped.clone()),
+            ended: false,
         };
-        Ok(ExecProcess {
+        ExecProcess {
             sandbox: name.to_owned(),
             session: Some(Session(tokio::spawn(pump.run()))),
             stdout: Some(stdout),
@@ -193,26 +221,76 @@ impl Client {
                 sandbox: name.to_owned(),
                 target: KillTarget::Agent(id),
             }),
-            agent: true,
-        })
+            agent_id: Some(id),
+            dropped: Some(dropped),
+        }
+    }
+
+    /// The connection to sandbox `name`'s agent, for `what`, which only the
+    /// agent can do.
+    async fn agent_for(&self, name: &str, what: &str) -> Result<Arc<AgentLink>> {
+        crate::validate::object_name("name", name)?;
+        match self.exec_route(name).await? {
+            ExecRoute::Agent(link) => Ok(link),
+            ExecRoute::Kubernetes { why, .. } => Err(Error::Exec {
+                name: name.to_owned(),
+                message: format!("{what} needs the sandbox's agent, which cannot be used: {why}"),
+            }),
+        }
+    }
+
+    /// The processes sandbox `name`'s agent keeps: those running (started by
+    /// any client) and the last ones that ended.
+    pub async fn list_processes(&self, name: &str) -> Result<Vec<AgentProcessInfo>> {
+        self.agent_for(name, "listing processes")
+            .await?
+            .list()
+            .await
+    }
+
+    /// Attaches to process `id` of sandbox `name`'s agent: its output from
+    /// `offsets` (stdout, stderr; from where the agent's kept output begins if
+    /// that is later, the difference counted in [`ExecProcess::dropped`]),
+    /// its stdin, its end. Any client can attach; a process has one reader at
+    /// a time, the last to attach.
+    pub async fn attach_process(
+        &self,
+        name: &str,
+        id: u32,
+        offsets: [u64; 2],
+    ) -> Result<ExecProcess> {
+        let link = self.agent_for(name, "attaching to a process").await?;
+        let process = link.attach(id, offsets).await.map_err(|err| match err {
+            Error::Exec { message, .. } if message.contains("no such process") => Error::NotFound {
+                kind: crate::error::ObjectKind::Process,
+                name: id.to_string(),
+                namespace: self.namespace().to_owned(),
+            },
+            other => other,
+        })?;
+        Ok(self.present(name, process, false, true, true))
+    }
+
+    /// Sends signal `signal` to process `id` of sandbox `name`, its process
+    /// group and every process it started, and returns once the agent has.
+    pub async fn signal_process(&self, name: &str, id: u32, signal: i32) -> Result<()> {
+        let signal = u8::try_from(signal)
+            .ok()
+            .filter(|s| (1..=64).contains(s))
+            .ok_or_else(|| {
+                Error::invalid("signal", format!("{signal} is not a signal (1 to 64)"))
+            })?;
+        let link = self.agent_for(name, "signalling a process").await?;
+        link.send(id, &Request::Signal { signal, tree: true })
+            .await?;
+        // The agent handles frames in order: its answer comes after the signal.
+        link.list().await.map(drop)
     }
 
     /// Kills agent process `process` in sandbox `name` with its whole tree,
     /// and returns once the agent has done it.
     pub(super) async fn kill_agent_process(&self, name: &str, process: u32) -> Result<()> {
-        let ExecRoute::Agent(link) = self.exec_route(name).await? else {
-            return Err(Error::Exec {
-                name: name.to_owned(),
-                message: "the sandbox's agent can no longer be reached to kill the command".into(),
-            });
-        };
-        let kill = Request::Signal {
-            signal: KILL,
-            tree: true,
-        };
-        link.send(process, &kill).await?;
-        // The agent handles frames in order: its answer comes after the kill.
-        link.list().await.map(drop)
+        self.signal_process(name, process, i32::from(KILL)).await
     }
 }
 
@@ -229,6 +307,20 @@ struct Pump {
     stdin_sent: u64,
     stdin_taken: u64,
     resize: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
+    /// Where output the agent dropped is counted; `None`: a drop is an error.
+    dropped: Option<Arc<AtomicU64>>,
+    /// The process's end was delivered.
+    ended: bool,
+}
+
+impl Drop for Pump {
+    /// A pump dropped before the end (the caller let go of the process):
+    /// the agent stops sending to this connection, and keeps the output.
+    fn drop(&mut self) {
+        if !self.ended {
+            self.process.link.release(self.process.id);
+        }
+    }
 }
 
 impl Pump {
@@ -251,9 +343,18 @@ impl Pump {
                         // A failed ack means a broken connection, reported next.
                         let _ = self.process.ack(stream, self.offsets[s]).await;
                     }
-                    Some(ProcessEvent::Exited(code)) => return Ok(Ok(code)),
+                    Some(ProcessEvent::Exited(code)) => {
+                        self.ended = true;
+                        return Ok(Ok(code));
+                    }
                     Some(ProcessEvent::StdinTaken(total)) => self.stdin_taken = total,
                     Some(ProcessEvent::Dropped { stream, from, to }) => {
+                        let s = usize::from(stream - 1);
+                        self.offsets[s] = to;
+                        if let Some(dropped) = &self.dropped {
+                            dropped.fetch_add(to - from, Ordering::Relaxed);
+                            continue;
+                        }
                         return Ok(Err(format!(
                             "the sandbox's agent dropped {} bytes of the command's {}",
                             to - from,
