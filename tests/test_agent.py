@@ -338,3 +338,28 @@ def test_ps_attach_and_kill_from_the_command_line(sandlot_namespace: str) -> Non
             assert missing.returncode == 4, missing.stderr  # not found
         finally:
             sb.terminate()
+
+
+async def test_metrics_come_from_the_sandbox_itself(agent_client: sandlot.AsyncClient, sandlot_namespace: str) -> None:
+    sb = await agent_client.sandboxes.create(BUSYBOX, resources={"cpu": "1", "memory": "256Mi"})
+    try:
+        await sb.wait("running", timeout=120)
+        idle = await sb.metrics()
+        assert idle.memory_limit_bytes == 256 * MIB
+        assert idle.memory_bytes is not None and 0 < idle.memory_bytes < 256 * MIB
+        assert idle.processes is not None and idle.processes >= 2
+        assert idle.network_rx_bytes is not None and idle.network_tx_bytes is not None
+        burner = await sb.spawn(["sh", "-c", "while :; do :; done"], detach=True)
+        busy = await sb.metrics(interval=1.0)
+        assert busy.cpu_cores is not None and busy.cpu_cores > 0.3, busy
+        assert idle.cpu_seconds is not None and busy.cpu_seconds is not None
+        assert busy.cpu_seconds > idle.cpu_seconds
+        assert busy.processes is not None and busy.processes > idle.processes
+        await burner.kill()
+        shown = await asyncio.to_thread(sandlot_cli, sandlot_namespace, "top", sb.name, "-o", "json")
+        assert shown.returncode == 0, shown.stderr
+        assert json.loads(shown.stdout)["memory_limit_bytes"] == 256 * MIB
+        with pytest.raises(sandlot.errors.InvalidSpecError, match="interval"):
+            await sb.metrics(interval=-1)
+    finally:
+        await sb.terminate()

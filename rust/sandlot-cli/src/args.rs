@@ -95,6 +95,9 @@ sandlot create docker.io/library/python:3.11-slim --tag batch=x --volume data:/d
         after_help = "Example:\n  sandlot exec --detach job -- ./train.sh\n  sandlot attach job 3"
     )]
     Attach(ProcessArgs),
+    /// Show a sandbox's resources (CPU, memory, processes, network); -f repeats.
+    #[command(after_help = "Examples:\n  sandlot top job\n  sandlot top job -f --interval 2")]
+    Top(TopArgs),
     /// Send a signal (9 unless --signal) to a process and every process it started.
     #[command(after_help = "Example:\n  sandlot kill job 3 --signal 15")]
     Kill(KillArgs),
@@ -389,6 +392,18 @@ pub struct ProcessArgs {
     pub name: String,
     /// The process id that `sandlot ps` shows.
     pub id: u32,
+}
+
+#[derive(Debug, Args)]
+pub struct TopArgs {
+    /// Sandbox name.
+    pub name: String,
+    /// Print a new reading every interval until the sandbox ends.
+    #[arg(short, long)]
+    pub follow: bool,
+    /// Seconds CPU use is averaged over (and between readings with -f).
+    #[arg(long, default_value_t = 1.0, value_name = "SECONDS")]
+    pub interval: f64,
 }
 
 #[derive(Debug, Args)]

@@ -98,6 +98,7 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
         Command::Ps(args) => commands::process::list(&connect().await?, printer, args).await,
         Command::Attach(args) => commands::process::attach(&connect().await?, args).await,
         Command::Kill(args) => commands::process::kill(&connect().await?, args).await,
+        Command::Top(args) => commands::process::top(&connect().await?, printer, args).await,
         Command::Wait(args) => commands::wait::run(&connect().await?, printer, args).await,
         Command::Terminate(args) => {
             commands::terminate::run(&connect().await?, printer, args).await

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::io::IsTerminal;
 
 use comfy_table::{Table, presets::NOTHING};
-use sandlot_core::{AgentProcessInfo, Error, Phase, SandboxStatus, VolumeStatus};
+use sandlot_core::{AgentProcessInfo, Error, Phase, SandboxMetrics, SandboxStatus, VolumeStatus};
 
 use crate::args::Output;
 
@@ -223,6 +223,32 @@ impl Printer {
                 println!("{}", table.trim_fmt());
             }
         }
+    }
+
+    /// A sandbox's resources: a table row (the header first if `header`), or
+    /// a JSON object per line.
+    pub fn metrics(&self, m: &SandboxMetrics, header: bool) {
+        if self.output == Output::Json {
+            println!("{}", serde_json::to_string(m).unwrap_or_default());
+            return;
+        }
+        let or_dash = |v: Option<String>| v.unwrap_or_else(|| "-".to_owned());
+        let mib = |v: Option<u64>| or_dash(v.map(|b| format!("{:.1}Mi", b as f64 / 1048576.0)));
+        let count = |v: Option<u64>| or_dash(v.map(|n| n.to_string()));
+        let mut table = Table::new();
+        table.load_style(NOTHING);
+        if header {
+            table.set_header(["CPU", "MEMORY", "LIMIT", "PROCESSES", "NET IN", "NET OUT"]);
+        }
+        table.add_row([
+            or_dash(m.cpu_cores.map(|c| format!("{c:.3}"))),
+            mib(m.memory_bytes),
+            mib(m.memory_limit_bytes),
+            count(m.processes),
+            count(m.network_rx_bytes),
+            count(m.network_tx_bytes),
+        ]);
+        println!("{}", table.trim_fmt());
     }
 
     /// A line for people: suppressed by --quiet and by JSON or name output.

@@ -447,6 +447,9 @@ impl Daemon {
                 }
                 self.watch_outputs(id);
             }
+            Request::Metrics => {
+                self.send(session, id, &Event::Measured(crate::metrics::measure()));
+            }
             Request::List => {
                 let entries: Vec<ProcessEntry<'_>> = self
                     .processes

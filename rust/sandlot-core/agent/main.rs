@@ -23,6 +23,7 @@
 extern crate alloc;
 
 mod daemon;
+mod metrics;
 mod sys;
 
 use core::arch::global_asm;

@@ -32,6 +32,7 @@ pub const SYS_CHDIR: usize = 80;
 pub const SYS_SETSID: usize = 112;
 pub const SYS_PRCTL: usize = 157;
 pub const SYS_GETDENTS64: usize = 217;
+pub const SYS_CLOCK_GETTIME: usize = 228;
 pub const SYS_EXIT_GROUP: usize = 231;
 pub const SYS_EPOLL_WAIT: usize = 232;
 pub const SYS_EPOLL_CTL: usize = 233;

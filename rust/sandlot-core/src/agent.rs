@@ -171,6 +171,47 @@ pub struct AgentProcessInfo {
     pub command: Vec<String>,
 }
 
+/// A sandbox's resources as its agent reads them from its cgroup and
+/// `/proc`; `None` where the agent could not read a figure.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct SandboxMetrics {
+    /// CPU cores in use, on average over the sampling interval.
+    pub cpu_cores: Option<f64>,
+    /// CPU time used since the sandbox started, in seconds.
+    pub cpu_seconds: Option<f64>,
+    /// Memory in use less what the kernel can reclaim at once (the working
+    /// set, which the memory limit applies to).
+    pub memory_bytes: Option<u64>,
+    pub memory_limit_bytes: Option<u64>,
+    /// Processes running in the sandbox.
+    pub processes: Option<u64>,
+    /// Bytes received and sent (loopback left out), since the sandbox started.
+    pub network_rx_bytes: Option<u64>,
+    pub network_tx_bytes: Option<u64>,
+}
+
+impl SandboxMetrics {
+    /// The figures of `last`, with CPU use over the time since `first`.
+    pub(crate) fn between(first: &sandlot_wire::Metrics, last: &sandlot_wire::Metrics) -> Self {
+        let known = |v: u64| (v != sandlot_wire::UNKNOWN).then_some(v);
+        let cpu_cores = match (known(first.cpu_ns), known(last.cpu_ns)) {
+            (Some(a), Some(b)) if last.at_ns > first.at_ns && b >= a => {
+                Some((b - a) as f64 / (last.at_ns - first.at_ns) as f64)
+            }
+            _ => None,
+        };
+        SandboxMetrics {
+            cpu_cores,
+            cpu_seconds: known(last.cpu_ns).map(|ns| ns as f64 / 1e9),
+            memory_bytes: known(last.memory_bytes),
+            memory_limit_bytes: known(last.memory_limit_bytes),
+            processes: known(last.processes),
+            network_rx_bytes: known(last.network_rx_bytes),
+            network_tx_bytes: known(last.network_tx_bytes),
+        }
+    }
+}
+
 /// A process's events on one connection, and what acknowledges its output.
 #[derive(Debug)]
 pub(crate) struct AgentProcess {
@@ -208,6 +249,7 @@ enum Pending {
         answer: oneshot::Sender<std::result::Result<Routed, String>>,
     },
     List(oneshot::Sender<std::result::Result<Vec<AgentProcessInfo>, String>>),
+    Metrics(oneshot::Sender<std::result::Result<sandlot_wire::Metrics, String>>),
 }
 
 type Routed = (
@@ -244,6 +286,7 @@ impl Routes {
                 Pending::Hello(answer) => drop(answer.send(Err(why))),
                 Pending::Process { answer, .. } => drop(answer.send(Err(why))),
                 Pending::List(answer) => drop(answer.send(Err(why))),
+                Pending::Metrics(answer) => drop(answer.send(Err(why))),
             }
         }
         for (_, route) in self.processes.drain() {
@@ -446,6 +489,14 @@ impl AgentLink {
         })
     }
 
+    /// The agent's reading of its sandbox's resources.
+    pub async fn metrics(&self) -> Result<sandlot_wire::Metrics> {
+        let (answer, metrics) = oneshot::channel();
+        let id = self.pending(Pending::Metrics(answer))?;
+        self.send(id, &Request::Metrics).await?;
+        self.answer(metrics, REPLY_TIMEOUT).await
+    }
+
     /// Stops reading process `process` on this connection: it runs on, its
     /// output kept by the agent for a later attach. Never waits.
     pub fn release(&self, process: u32) {
@@ -602,6 +653,7 @@ fn route(
                 Some(Pending::Hello(answer)) => drop(answer.send(Err(message))),
                 Some(Pending::Process { answer, .. }) => drop(answer.send(Err(message))),
                 Some(Pending::List(answer)) => drop(answer.send(Err(message))),
+                Some(Pending::Metrics(answer)) => drop(answer.send(Err(message))),
                 None => {}
             }
         }
@@ -625,6 +677,11 @@ fn route(
                     })
                     .collect();
                 let _ = answer.send(Ok(list));
+            }
+        }
+        Event::Measured(metrics) => {
+            if let Some(Pending::Metrics(answer)) = routes.pending.remove(&id) {
+                let _ = answer.send(Ok(metrics));
             }
         }
         Event::Output {

@@ -50,6 +50,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<results::SandboxStatus>()?;
     m.add_class::<results::ExecResult>()?;
     m.add_class::<results::ProcessInfo>()?;
+    m.add_class::<results::Metrics>()?;
     m.add_class::<results::TerminateResult>()?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(_sandboxes_html, m)?)?;

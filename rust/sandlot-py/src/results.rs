@@ -149,6 +149,77 @@ impl SandboxStatus {
     }
 }
 
+/// A sandbox's resources as its agent reads them (`Sandbox.metrics()`);
+/// `None` where a figure could not be read.
+#[pyclass(module = "sandlot", frozen)]
+#[derive(Debug)]
+pub struct Metrics {
+    inner: sandlot_core::SandboxMetrics,
+}
+
+impl From<sandlot_core::SandboxMetrics> for Metrics {
+    fn from(inner: sandlot_core::SandboxMetrics) -> Self {
+        Metrics { inner }
+    }
+}
+
+#[pymethods]
+impl Metrics {
+    /// CPU cores in use, averaged over the sampling interval.
+    #[getter]
+    fn cpu_cores(&self) -> Option<f64> {
+        self.inner.cpu_cores
+    }
+
+    /// CPU time used since the sandbox started, in seconds.
+    #[getter]
+    fn cpu_seconds(&self) -> Option<f64> {
+        self.inner.cpu_seconds
+    }
+
+    /// The working set: memory in use less what the kernel can reclaim at once.
+    #[getter]
+    fn memory_bytes(&self) -> Option<u64> {
+        self.inner.memory_bytes
+    }
+
+    #[getter]
+    fn memory_limit_bytes(&self) -> Option<u64> {
+        self.inner.memory_limit_bytes
+    }
+
+    #[getter]
+    fn processes(&self) -> Option<u64> {
+        self.inner.processes
+    }
+
+    /// Bytes received since the sandbox started (loopback left out).
+    #[getter]
+    fn network_rx_bytes(&self) -> Option<u64> {
+        self.inner.network_rx_bytes
+    }
+
+    /// Bytes sent since the sandbox started (loopback left out).
+    #[getter]
+    fn network_tx_bytes(&self) -> Option<u64> {
+        self.inner.network_tx_bytes
+    }
+
+    fn __repr__(&self) -> String {
+        let m = &self.inner;
+        format!(
+            "Metrics(cpu_cores={:?}, memory_bytes={:?}, memory_limit_bytes={:?}, processes={:?}, \
+             network_rx_bytes={:?}, network_tx_bytes={:?})",
+            m.cpu_cores,
+            m.memory_bytes,
+            m.memory_limit_bytes,
+            m.processes,
+            m.network_rx_bytes,
+            m.network_tx_bytes
+        )
+    }
+}
+
 /// A process the sandbox's agent keeps, as `Sandbox.processes()` lists it.
 #[pyclass(module = "sandlot", frozen)]
 #[derive(Debug)]

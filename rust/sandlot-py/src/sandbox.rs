@@ -17,7 +17,7 @@ use crate::bridge::{Failure, Mode, Outcome};
 use crate::client::LazyClient;
 use crate::inputs::{self, TtlArg};
 use crate::process::{Bytes, LineStream, ProcessBase};
-use crate::results::{ExecResult, ProcessInfo, SandboxStatus, TerminateResult};
+use crate::results::{ExecResult, Metrics, ProcessInfo, SandboxStatus, TerminateResult};
 use crate::twins::{InMode, class_name, twins};
 
 /// What `AsyncSandboxes` and `Sandboxes` share: the sandboxes of a client's namespace.
@@ -522,6 +522,19 @@ impl SandboxBase {
         self.mode.run(py, async move {
             let list = client.list_processes(&name).await?;
             Ok(list.into_iter().map(ProcessInfo::from).collect::<Vec<_>>())
+        })
+    }
+
+    /// The sandbox's resources as its agent reads them from its cgroup and
+    /// `/proc`: CPU cores in use (averaged over `interval` seconds), memory
+    /// (working set and limit), processes, network bytes in and out.
+    #[pyo3(signature = (*, interval=0.25))]
+    fn metrics<'py>(&self, py: Python<'py>, interval: f64) -> PyResult<Bound<'py, PyAny>> {
+        let interval = inputs::seconds("interval", interval);
+        let (client, name) = (self.client.clone(), self.name.clone());
+        self.mode.run(py, async move {
+            let metrics = client.sandbox_metrics(&name, interval?).await?;
+            Ok(Metrics::from(metrics))
         })
     }
 

@@ -57,6 +57,7 @@ mod kind {
     pub const ATTACH: u8 = 7;
     pub const LIST: u8 = 8;
     pub const RELEASE: u8 = 9;
+    pub const METRICS: u8 = 10;
     pub const WELCOME: u8 = 64;
     pub const STARTED: u8 = 65;
     pub const FAILED: u8 = 66;
@@ -65,6 +66,7 @@ mod kind {
     pub const STDIN_TAKEN: u8 = 69;
     pub const DROPPED: u8 = 70;
     pub const PROCESSES: u8 = 71;
+    pub const MEASURED: u8 = 72;
 }
 
 /// Why bytes are not a frame.
@@ -212,7 +214,30 @@ pub enum Request<'a> {
     /// This connection no longer reads the process's output: it runs on, its
     /// output kept as for a process nobody is attached to.
     Release,
+    /// Answered by [`Event::Measured`].
+    Metrics,
 }
+
+/// What the agent reads of its sandbox's resources; [`UNKNOWN`] where it
+/// could not read a figure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Metrics {
+    /// The agent's monotonic clock, in nanoseconds.
+    pub at_ns: u64,
+    /// CPU time the sandbox's cgroup has used, in nanoseconds.
+    pub cpu_ns: u64,
+    /// Memory in use less what the kernel can reclaim at once (the working set).
+    pub memory_bytes: u64,
+    pub memory_limit_bytes: u64,
+    /// Processes in the sandbox.
+    pub processes: u64,
+    /// Bytes received and sent on its network interfaces (loopback left out).
+    pub network_rx_bytes: u64,
+    pub network_tx_bytes: u64,
+}
+
+/// A figure of [`Metrics`] the agent could not read.
+pub const UNKNOWN: u64 = u64::MAX;
 
 /// What the agent sends.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -247,6 +272,7 @@ pub enum Event<'a> {
         to: u64,
     },
     Processes(Vec<ProcessEntry<'a>>),
+    Measured(Metrics),
 }
 
 /// Appends the frame header for a payload of `len` bytes.
@@ -438,6 +464,9 @@ impl<'a> Request<'a> {
             Request::Release => {
                 Frame::new(out, kind::RELEASE, id);
             }
+            Request::Metrics => {
+                Frame::new(out, kind::METRICS, id);
+            }
         }
     }
 
@@ -490,6 +519,7 @@ impl<'a> Request<'a> {
             },
             kind::LIST => Request::List,
             kind::RELEASE => Request::Release,
+            kind::METRICS => Request::Metrics,
             other => return Err(WireError::UnknownKind(other)),
         };
         f.end()?;
@@ -545,6 +575,16 @@ impl<'a> Event<'a> {
                         .bytes(entry.command);
                 }
             }
+            Event::Measured(m) => {
+                Frame::new(out, kind::MEASURED, id)
+                    .u64(m.at_ns)
+                    .u64(m.cpu_ns)
+                    .u64(m.memory_bytes)
+                    .u64(m.memory_limit_bytes)
+                    .u64(m.processes)
+                    .u64(m.network_rx_bytes)
+                    .u64(m.network_tx_bytes);
+            }
         }
     }
 
@@ -592,6 +632,15 @@ impl<'a> Event<'a> {
                 }
                 Event::Processes(entries)
             }
+            kind::MEASURED => Event::Measured(Metrics {
+                at_ns: f.u64()?,
+                cpu_ns: f.u64()?,
+                memory_bytes: f.u64()?,
+                memory_limit_bytes: f.u64()?,
+                processes: f.u64()?,
+                network_rx_bytes: f.u64()?,
+                network_tx_bytes: f.u64()?,
+            }),
             other => return Err(WireError::UnknownKind(other)),
         };
         f.end()?;
@@ -640,6 +689,7 @@ mod tests {
             },
             Request::List,
             Request::Release,
+            Request::Metrics,
         ];
         for (id, request) in requests.iter().enumerate() {
             let mut out = Vec::new();
@@ -684,6 +734,15 @@ mod tests {
                 stderr_end: 0,
                 command: b"sleep\x0010",
             }]),
+            Event::Measured(Metrics {
+                at_ns: 1,
+                cpu_ns: 2,
+                memory_bytes: 3,
+                memory_limit_bytes: UNKNOWN,
+                processes: 5,
+                network_rx_bytes: 6,
+                network_tx_bytes: 7,
+            }),
         ];
         for event in &events {
             let mut out = Vec::new();

@@ -1,8 +1,11 @@
-//! Processes kept by a sandbox's agent: `exec --detach`, `ps`, `attach`, `kill`.
+//! What a sandbox's agent does beyond exec: `exec --detach`, `ps`,
+//! `attach`, `kill`, `top`.
 
-use sandlot_core::{Client, Result, SpawnOptions};
+use std::time::Duration;
 
-use crate::args::{ExecArgs, KillArgs, NameArg, ProcessArgs};
+use sandlot_core::{Client, Error, Result, SpawnOptions};
+
+use crate::args::{ExecArgs, KillArgs, NameArg, ProcessArgs, TopArgs};
 use crate::printer::Printer;
 
 /// Starts the command detached and prints its process id.
@@ -42,4 +45,24 @@ pub async fn kill(client: &Client, args: KillArgs) -> Result<i32> {
         .signal_process(&args.name, args.id, args.signal)
         .await?;
     Ok(0)
+}
+
+/// One reading, or with --follow one per interval until the sandbox ends.
+pub async fn top(client: &Client, printer: &Printer, args: TopArgs) -> Result<i32> {
+    let interval = Duration::try_from_secs_f64(args.interval)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| Error::invalid("--interval", "must be a number of seconds > 0"))?;
+    let mut first = true;
+    loop {
+        let metrics = match client.sandbox_metrics(&args.name, interval).await {
+            Err(Error::NotRunning { .. }) if !first => return Ok(0),
+            outcome => outcome?,
+        };
+        printer.metrics(&metrics, first);
+        first = false;
+        if !args.follow {
+            return Ok(0);
+        }
+    }
 }

@@ -9,6 +9,7 @@
 //! delivered (at most [`REATTACH_TRIES`] times).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -21,7 +22,9 @@ use super::exec::{
     ExecKiller, ExecProcess, KillTarget, STREAM_BUFFER, Session, SessionEnd, SpawnOptions,
     TerminalSize, running,
 };
-use crate::agent::{self, AgentLink, AgentProcess, AgentProcessInfo, ExecPath, ProcessEvent};
+use crate::agent::{
+    self, AgentLink, AgentProcess, AgentProcessInfo, ExecPath, ProcessEvent, SandboxMetrics,
+};
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::status::SandboxStatus;
@@ -285,6 +288,16 @@ impl Client {
             .await?;
         // The agent handles frames in order: its answer comes after the signal.
         link.list().await.map(drop)
+    }
+
+    /// Sandbox `name`'s resources as its agent reads them, CPU use averaged
+    /// over `over` (two readings that far apart).
+    pub async fn sandbox_metrics(&self, name: &str, over: Duration) -> Result<SandboxMetrics> {
+        let link = self.agent_for(name, "reading metrics").await?;
+        let first = link.metrics().await?;
+        tokio::time::sleep(over).await;
+        let last = link.metrics().await?;
+        Ok(SandboxMetrics::between(&first, &last))
     }
 
     /// Kills agent process `process` in sandbox `name` with its whole tree,
