@@ -906,42 +906,16 @@ fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
 /// Sends `signal` to every process whose environment holds `tag`, and to the
 /// group each one leads; how many were found.
 fn kill_tagged(tag: &[u8], signal: usize) -> usize {
-    let proc_dir = open(b"/proc\0", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if proc_dir < 0 {
-        return 0;
-    }
     let mut found = 0;
-    let mut buf = [0u8; 4096];
-    loop {
-        // SAFETY: `buf` is valid for its length.
-        let n = unsafe {
-            syscall(
-                SYS_GETDENTS64,
-                proc_dir as usize,
-                buf.as_mut_ptr() as usize,
-                buf.len(),
-                0,
-            )
-        };
-        if n <= 0 {
-            break;
+    each_process(|name| {
+        if let Some(pid) = parse_pid(name)
+            && environ_holds(name, tag)
+        {
+            call(SYS_KILL, pid, signal, 0);
+            call(SYS_KILL, pid.wrapping_neg(), signal, 0);
+            found += 1;
         }
-        let mut at = 0;
-        while at + 19 < n as usize {
-            // struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
-            let reclen = u16::from_le_bytes([buf[at + 16], buf[at + 17]]) as usize;
-            let name = &buf[at + 19..at + reclen];
-            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
-            at += reclen.max(1);
-            let Some(pid) = parse_pid(name) else { continue };
-            if environ_holds(name, tag) {
-                call(SYS_KILL, pid, signal, 0);
-                call(SYS_KILL, pid.wrapping_neg(), signal, 0);
-                found += 1;
-            }
-        }
-    }
-    close(proc_dir as i32);
+    });
     found
 }
 

@@ -137,36 +137,12 @@ fn network(buf: &mut [u8]) -> (u64, u64) {
     (rx, tx)
 }
 
-/// Processes in the sandbox's PID namespace: the numeric entries of `/proc`.
+/// Processes in the sandbox's PID namespace.
 fn count_processes() -> u64 {
-    let dir = open(b"/proc\0", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if dir < 0 {
-        return UNKNOWN;
+    let mut count = 0;
+    if each_process(|_| count += 1) {
+        count
+    } else {
+        UNKNOWN
     }
-    let (mut count, mut buf) = (0, [0u8; 4096]);
-    loop {
-        // SAFETY: `buf` is valid for its length.
-        let n = unsafe {
-            syscall(
-                SYS_GETDENTS64,
-                dir as usize,
-                buf.as_mut_ptr() as usize,
-                buf.len(),
-                0,
-            )
-        };
-        if n <= 0 {
-            break;
-        }
-        let mut at = 0;
-        while at + 19 < n as usize {
-            let reclen = u16::from_le_bytes([buf[at + 16], buf[at + 17]]) as usize;
-            if buf[at + 19].is_ascii_digit() {
-                count += 1;
-            }
-            at += reclen.max(1);
-        }
-    }
-    close(dir as i32);
-    count
 }

@@ -199,6 +199,44 @@ pub fn sigprocmask(how: usize, mask: u64) {
     unsafe { syscall(SYS_RT_SIGPROCMASK, how, &mask as *const u64 as usize, 0, 8) };
 }
 
+/// Calls `each` with the name (the pid, in decimal) of every process in this
+/// PID namespace, from `/proc`; false if `/proc` cannot be read.
+pub fn each_process(mut each: impl FnMut(&[u8])) -> bool {
+    let dir = open(b"/proc\0", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if dir < 0 {
+        return false;
+    }
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: `buf` is valid for its length.
+        let n = unsafe {
+            syscall(
+                SYS_GETDENTS64,
+                dir as usize,
+                buf.as_mut_ptr() as usize,
+                buf.len(),
+                0,
+            )
+        };
+        if n <= 0 {
+            break;
+        }
+        let mut at = 0;
+        while at + 19 < n as usize {
+            // struct linux_dirent64: ino (8), off (8), reclen (2), type (1), name.
+            let reclen = u16::from_le_bytes([buf[at + 16], buf[at + 17]]) as usize;
+            let name = &buf[at + 19..(at + reclen).min(n as usize)];
+            let name = &name[..name.iter().position(|&b| b == 0).unwrap_or(name.len())];
+            at += reclen.max(1);
+            if name.first().is_some_and(u8::is_ascii_digit) {
+                each(name);
+            }
+        }
+    }
+    close(dir as i32);
+    true
+}
+
 /// A wrapper that lets single-threaded state live in a static.
 pub struct Single<T>(pub UnsafeCell<T>);
 

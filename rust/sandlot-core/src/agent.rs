@@ -32,7 +32,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::labels::CONTAINER_NAME;
+use crate::labels;
 use crate::program::Program;
 
 const AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sandlot-agent"));
@@ -96,11 +96,7 @@ pub(crate) fn add_agent(pod: &mut Pod) {
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
-    let Some(sandbox) = spec
-        .containers
-        .iter_mut()
-        .find(|c| c.name == CONTAINER_NAME)
-    else {
+    let Some(sandbox) = labels::sandbox_container(&mut spec.containers) else {
         return;
     };
     sandbox
@@ -872,6 +868,23 @@ mod tests {
         }
     }
 
+    impl Fake {
+        /// Has `link` start a process, answered as process `process`.
+        async fn start(
+            &mut self,
+            link: &Arc<AgentLink>,
+            process: u32,
+        ) -> tokio::task::JoinHandle<Result<AgentProcess>> {
+            let starting = tokio::spawn({
+                let link = link.clone();
+                async move { link.start(&start()).await }
+            });
+            let (header, _) = self.frame().await;
+            self.send(header.id, Event::Started { process }).await;
+            starting
+        }
+    }
+
     async fn link() -> (tokio::task::JoinHandle<Result<Arc<AgentLink>>>, Fake) {
         let (stdin, from_client) = tokio::io::duplex(1 << 16);
         let (to_client, stdout) = tokio::io::duplex(1 << 16);
@@ -901,12 +914,7 @@ mod tests {
         let (open, mut fake) = link().await;
         fake.welcome().await;
         let link = open.await.unwrap().unwrap();
-        let starting = tokio::spawn({
-            let link = link.clone();
-            async move { link.start(&start()).await }
-        });
-        let (header, _) = fake.frame().await;
-        fake.send(header.id, Event::Started { process: 7 }).await;
+        let starting = fake.start(&link, 7).await;
         fake.send(
             7,
             Event::Output {
@@ -934,12 +942,7 @@ mod tests {
         let (open, mut fake) = link().await;
         fake.welcome().await;
         let link = open.await.unwrap().unwrap();
-        let starting = tokio::spawn({
-            let link = link.clone();
-            async move { link.start(&start()).await }
-        });
-        let (header, _) = fake.frame().await;
-        fake.send(header.id, Event::Started { process: 1 }).await;
+        let starting = fake.start(&link, 1).await;
         // A header announcing 1 GiB: refused before anything is read or reserved.
         let mut head = Vec::from((1u32 << 30).to_le_bytes());
         head.extend_from_slice(&[67, 1, 0, 0, 0]);
@@ -965,12 +968,7 @@ mod tests {
             let (open, mut fake) = link().await;
             fake.welcome().await;
             let link = open.await.unwrap().unwrap();
-            let starting = tokio::spawn({
-                let link = link.clone();
-                async move { link.start(&start()).await }
-            });
-            let (header, _) = fake.frame().await;
-            fake.send(header.id, Event::Started { process: 1 }).await;
+            let starting = fake.start(&link, 1).await;
             let data = vec![b'x'; len];
             fake.send(
                 1,

@@ -40,6 +40,13 @@ pub(crate) const VOLUME_DELETING_ANNOTATION: &str = "sandlot.dev/deleting";
 /// The name of the one container in a sandbox pod.
 pub(crate) const CONTAINER_NAME: &str = "sandbox";
 
+/// The sandbox container among a pod's containers.
+pub(crate) fn sandbox_container(
+    containers: &mut [k8s_openapi::api::core::v1::Container],
+) -> Option<&mut k8s_openapi::api::core::v1::Container> {
+    containers.iter_mut().find(|c| c.name == CONTAINER_NAME)
+}
+
 /// Checks tags against the label rules; the field named on error is `tags["key"]`.
 pub(crate) fn validate_tags(tags: &BTreeMap<String, String>) -> Result<()> {
     for (key, value) in tags {

@@ -372,11 +372,7 @@ pub(crate) fn add_gate(pod: &mut Pod) {
     let Some(spec) = pod.spec.as_mut() else {
         return;
     };
-    let Some(sandbox) = spec
-        .containers
-        .iter_mut()
-        .find(|c| c.name == CONTAINER_NAME)
-    else {
+    let Some(sandbox) = labels::sandbox_container(&mut spec.containers) else {
         return;
     };
     let mount = VolumeMount {
