@@ -264,6 +264,9 @@ struct Route {
 #[derive(Default)]
 struct Routes {
     closed: Option<String>,
+    /// The connection closed for a reason that would recur on a new one: the
+    /// agent broke the protocol, did not answer, or said why it cannot run.
+    lasting: bool,
     pending: HashMap<u32, Pending>,
     processes: HashMap<u32, Route>,
     last_used: Option<Instant>,
@@ -272,9 +275,14 @@ struct Routes {
 impl Routes {
     /// Closes the connection's routes: every waiter learns why.
     fn close(&mut self, why: &str) {
+        self.close_as(why, false);
+    }
+
+    fn close_as(&mut self, why: &str, lasting: bool) {
         if self.closed.is_some() {
             return;
         }
+        self.lasting = lasting;
         self.closed = Some(why.to_owned());
         for (_, pending) in self.pending.drain() {
             let why = why.to_owned();
@@ -289,6 +297,14 @@ impl Routes {
             let _ = route.events.send(ProcessEvent::Lost(why.to_owned()));
         }
     }
+}
+
+/// Why a connection could not be opened, and whether a new one would fail
+/// the same way (then the agent is not tried again for that pod).
+#[derive(Debug)]
+pub(crate) struct OpenError {
+    pub error: Error,
+    pub lasting: bool,
 }
 
 /// One connection to a sandbox's agent. Dropping the last handle ends it.
@@ -330,7 +346,7 @@ impl AgentLink {
         stdin: DuplexStream,
         stdout: DuplexStream,
         stderr: Option<DuplexStream>,
-    ) -> Result<Arc<AgentLink>> {
+    ) -> std::result::Result<Arc<AgentLink>, OpenError> {
         let routes = Arc::new(Mutex::new(Routes {
             last_used: Some(Instant::now()),
             ..Routes::default()
@@ -371,21 +387,25 @@ impl AgentLink {
             requests: AtomicU32::new(1),
             tasks,
         });
+        let failed = |error: Error| OpenError {
+            lasting: link.routes().lasting,
+            error,
+        };
         let (answer, version) = oneshot::channel();
-        let id = link.pending(Pending::Hello(answer))?;
-        link.send(
-            id,
-            &Request::Hello {
-                version: sandlot_wire::VERSION,
-            },
-        )
-        .await?;
-        let version = link.answer(version, HELLO_TIMEOUT).await?;
+        let id = link.pending(Pending::Hello(answer)).map_err(failed)?;
+        let hello = Request::Hello {
+            version: sandlot_wire::VERSION,
+        };
+        link.send(id, &hello).await.map_err(failed)?;
+        let version = link.answer(version, HELLO_TIMEOUT).await.map_err(failed)?;
         if version != sandlot_wire::VERSION {
-            return Err(link.error(format!(
-                "the sandbox's agent speaks protocol {version}, this client {}",
-                sandlot_wire::VERSION
-            )));
+            return Err(OpenError {
+                error: link.error(format!(
+                    "the sandbox's agent speaks protocol {version}, this client {}",
+                    sandlot_wire::VERSION
+                )),
+                lasting: true,
+            });
         }
         Ok(link)
     }
@@ -432,7 +452,7 @@ impl AgentLink {
                     "the sandbox's agent did not answer within {} s",
                     limit.as_secs()
                 );
-                self.routes().close(&why);
+                self.routes().close_as(&why, true);
                 Err(self.error(why))
             }
         }
@@ -556,28 +576,38 @@ async fn read_frames<S>(
     said: Arc<Mutex<Vec<u8>>>,
     session: S,
 ) {
-    let why = loop {
+    // Why it ends, and whether a new connection would end the same way.
+    let (why, lasting) = loop {
         let mut head = [0u8; HEADER_LEN];
         if stdout.read_exact(&mut head).await.is_err() {
             let said = said.lock().unwrap_or_else(PoisonError::into_inner);
             let said = String::from_utf8_lossy(&said).trim().to_owned();
             break if said.is_empty() {
-                "the connection to the sandbox's agent ended".to_owned()
+                (
+                    "the connection to the sandbox's agent ended".to_owned(),
+                    false,
+                )
             } else {
-                format!("the connection to the sandbox's agent ended: {said}")
+                (
+                    format!("the connection to the sandbox's agent ended: {said}"),
+                    true,
+                )
             };
         }
         let header = match Header::parse(&head) {
             Ok(header) => header,
-            Err(err) => break broke(err),
+            Err(err) => break (broke(err), true),
         };
         let mut payload = vec![0u8; header.len as usize];
         if stdout.read_exact(&mut payload).await.is_err() {
-            break "the connection to the sandbox's agent ended inside a frame".to_owned();
+            break (
+                "the connection to the sandbox's agent ended inside a frame".to_owned(),
+                false,
+            );
         }
         let event = match Event::decode(header.kind, &payload) {
             Ok(event) => event,
-            Err(err) => break broke(err),
+            Err(err) => break (broke(err), true),
         };
         let orphan = match route(
             &mut routes.lock().unwrap_or_else(PoisonError::into_inner),
@@ -585,7 +615,7 @@ async fn read_frames<S>(
             event,
         ) {
             Ok(orphan) => orphan,
-            Err(why) => break why,
+            Err(why) => break (why, true),
         };
         if let Some(process) = orphan {
             // Started for a call that is gone: nobody will stop it otherwise.
@@ -601,7 +631,7 @@ async fn read_frames<S>(
     routes
         .lock()
         .unwrap_or_else(PoisonError::into_inner)
-        .close(&why);
+        .close_as(&why, lasting);
     drop(session);
 }
 
@@ -885,7 +915,9 @@ mod tests {
         }
     }
 
-    async fn link() -> (tokio::task::JoinHandle<Result<Arc<AgentLink>>>, Fake) {
+    type Opening = tokio::task::JoinHandle<std::result::Result<Arc<AgentLink>, OpenError>>;
+
+    async fn link() -> (Opening, Fake) {
         let (stdin, from_client) = tokio::io::duplex(1 << 16);
         let (to_client, stdout) = tokio::io::duplex(1 << 16);
         let open = tokio::spawn(AgentLink::open("sb", "uid", (), stdin, stdout, None));
@@ -990,8 +1022,15 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_agent_that_never_answers_is_a_timeout_not_a_hang() {
         let (open, _fake) = link().await;
-        let err = open.await.unwrap().unwrap_err();
-        assert!(err.to_string().contains("did not answer"), "{err}");
+        let failed = open.await.unwrap().unwrap_err();
+        assert!(
+            failed.lasting,
+            "an agent that never answers is not tried again"
+        );
+        assert!(
+            failed.error.to_string().contains("did not answer"),
+            "{failed:?}"
+        );
     }
 
     #[test]

@@ -23,7 +23,8 @@ use super::exec::{
     TerminalSize, running,
 };
 use crate::agent::{
-    self, AgentLink, AgentProcess, AgentProcessInfo, ExecPath, ProcessEvent, SandboxMetrics,
+    self, AgentLink, AgentProcess, AgentProcessInfo, ExecPath, OpenError, ProcessEvent,
+    SandboxMetrics,
 };
 use crate::client::Client;
 use crate::error::{Error, Result};
@@ -84,11 +85,22 @@ impl Client {
                     *slot = Some(link.clone());
                     return Ok(ExecRoute::Agent(link));
                 }
-                Err(err) => {
-                    let why = err.to_string();
+                // The agent's own failure: it is not tried again for this pod.
+                Err(OpenError {
+                    error,
+                    lasting: true,
+                }) => {
+                    let why = error.to_string();
                     self.agent().mark_unusable(&uid, why.clone());
                     why
                 }
+                // A passing one (the stream broke): this call takes the other path.
+                Err(OpenError {
+                    error: error @ Error::Exec { .. },
+                    ..
+                }) => error.to_string(),
+                // The cluster refused the session (not running, gone, unreachable).
+                Err(OpenError { error, .. }) => return Err(error),
             },
         };
         if self.exec_path() == ExecPath::Agent {
@@ -122,14 +134,22 @@ impl Client {
 
     /// Opens a connection to sandbox `name`'s agent: an exec of `agent
     /// session`, and the agent's first answer.
-    async fn open_agent_link(&self, name: &str, uid: &str) -> Result<Arc<AgentLink>> {
+    async fn open_agent_link(
+        &self,
+        name: &str,
+        uid: &str,
+    ) -> std::result::Result<Arc<AgentLink>, OpenError> {
         let options = SpawnOptions {
             stdin: true,
             ..SpawnOptions::default()
         };
         let mut session = self
             .start_exec(name, &agent::session_command(), &options, None)
-            .await?;
+            .await
+            .map_err(|error| OpenError {
+                error,
+                lasting: false,
+            })?;
         let (Some(stdin), Some(stdout)) = (session.take_stdin(), session.take_stdout()) else {
             unreachable!("a session is opened with stdin and stdout");
         };
