@@ -176,12 +176,23 @@ async def test_ctrl_c_on_a_sync_exec_kills_the_command(sandlot_namespace: str, b
     assert await gone(box, "sleep 306"), "the interrupted command kept running"
 
 
-async def test_an_image_without_a_shell_still_runs_commands(sandlot_async_client: sandlot.AsyncClient) -> None:
-    """Without /bin/sh for the tagging wrapper the command runs as given (and cannot be killed)."""
+async def test_an_image_without_a_shell_still_runs_commands(
+    sandlot_async_client: sandlot.AsyncClient, sandlot_namespace: str
+) -> None:
+    """Through the agent (the default) a shell-less image runs commands like any
+    other; through Kubernetes exec, without /bin/sh for the tagging wrapper, the
+    command runs as given (and cannot be killed)."""
     sb = await sandlot_async_client.sandboxes.create(PAUSE, command=["/pause"])
     await sb.wait("running", timeout=120)
     with pytest.raises(sandlot.TimeoutError):
         await sb.exec(["/pause"], timeout=2)  # ran: no shell was needed
-    with pytest.raises(sandlot.ExecError, match="no-such-program"):
-        await sb.exec(["/no-such-program"])
+    missing = await sb.exec(["/no-such-program"])
+    assert (missing.exit_code, missing.path) == (127, "agent")
+    assert "no-such-program" in missing.stderr
+    async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as kube:
+        direct = await kube.sandboxes.get(sb.name)
+        with pytest.raises(sandlot.TimeoutError):
+            await direct.exec(["/pause"], timeout=2)
+        with pytest.raises(sandlot.ExecError, match="no-such-program"):
+            await direct.exec(["/no-such-program"])
     await sb.terminate()

@@ -54,8 +54,10 @@ impl Client {
     async fn create_named(&self, spec: &SandboxSpec, name: &str) -> Result<SandboxStatus> {
         self.require_volumes(spec.volume_names()).await?;
         let network = spec.network();
-        let (facts, agent) = tokio::join!(self.network_facts(network), self.place_agent());
-        let (facts, agent) = (facts?, agent?);
+        let facts = self.network_facts(network).await?;
+        // After the gate's: both may make a ConfigMap, and a throttled
+        // create's Retry-After holds for the other too.
+        let agent = self.place_agent().await?;
         let user_namespace = self.user_namespace_for(spec).await?;
         let token = validate::generated_name("");
         let mut pod = spec
