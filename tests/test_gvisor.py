@@ -30,7 +30,8 @@ async def test_a_gvisor_sandbox_runs_on_gvisors_kernel_end_to_end(sandlot_async_
     kernel = (await sb.exec(["dmesg"])).stdout
     assert "gVisor" in kernel, kernel
     assert (await sb.exec(["cat", "/data/f"])).stdout == "kept\n"
-    assert (await sb.exec(["sh", "-c", "exit 7"])).exit_code == 7
+    seven = await sb.exec(["sh", "-c", "exit 7"])
+    assert (seven.exit_code, seven.path) == (7, "agent"), "the agent runs under gVisor too"
     # Its network policy holds: the API server on the node is out of reach.
     probe = await sb.exec(["sh", "-c", f"nc -w 2 {NODE_IP} 6443 </dev/null && echo done || echo denied"], timeout=30)
     assert probe.stdout.strip() == "denied"

@@ -206,16 +206,19 @@ impl Metrics {
     }
 
     fn __repr__(&self) -> String {
+        fn shown<T: std::fmt::Display>(value: Option<T>) -> String {
+            value.map_or_else(|| "None".to_owned(), |v| v.to_string())
+        }
         let m = &self.inner;
         format!(
-            "Metrics(cpu_cores={:?}, memory_bytes={:?}, memory_limit_bytes={:?}, processes={:?}, \
-             network_rx_bytes={:?}, network_tx_bytes={:?})",
-            m.cpu_cores,
-            m.memory_bytes,
-            m.memory_limit_bytes,
-            m.processes,
-            m.network_rx_bytes,
-            m.network_tx_bytes
+            "Metrics(cpu_cores={}, memory_bytes={}, memory_limit_bytes={}, processes={}, \
+             network_rx_bytes={}, network_tx_bytes={})",
+            shown(m.cpu_cores.map(|c| format!("{c:.3}"))),
+            shown(m.memory_bytes),
+            shown(m.memory_limit_bytes),
+            shown(m.processes),
+            shown(m.network_rx_bytes),
+            shown(m.network_tx_bytes)
         )
     }
 }
