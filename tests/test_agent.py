@@ -67,6 +67,11 @@ async def test_streams_are_byte_exact_both_ways(box: sandlot.AsyncSandbox) -> No
     out = await box.exec(["cat", "/tmp/blob"], max_output=None, timeout=120)
     assert len(out.stdout_bytes) == 100 * MIB
     assert hashlib.sha256(out.stdout_bytes).hexdigest() == made.stdout.split()[0]
+    # Ends that come while the connection is backed up are not left unsent
+    # (each of these once waited for an event that never came).
+    for _ in range(6):
+        again = await box.exec(["head", "-c", str(20 * MIB), "/tmp/blob"], max_output=None, timeout=PROMPTLY)
+        assert again.stdout_bytes == out.stdout_bytes[: 20 * MIB]
     await box.exec(["rm", "/tmp/blob"], check=True)
     data = os.urandom(10 * MIB)
     echoed = await box.exec(["cat"], stdin=data, max_output=None, timeout=120)
@@ -85,6 +90,11 @@ async def test_env_workdir_and_a_terminal(box: sandlot.AsyncSandbox) -> None:
     assert b"/dev/pts/" in output
     assert b"got abc" in output
     assert await process.wait() == 5
+    # More input than the terminal's buffer holds at once.
+    typed = await box.spawn(["sh", "-c", "stty -echo; head -n 300 | wc -l"], tty=True, stdin=True)
+    await typed.write(b"".join(b"%079d\n" % i for i in range(300)))
+    assert (await asyncio.wait_for(typed.read_stdout(), PROMPTLY)).strip() == b"300"
+    assert await typed.wait() == 0
 
 
 async def test_a_timeout_kills_the_whole_tree(box: sandlot.AsyncSandbox) -> None:
@@ -278,7 +288,7 @@ async def test_a_detached_process_outlives_its_client(box: sandlot.AsyncSandbox,
 
 
 async def test_output_nobody_reads_is_kept_up_to_a_bound_and_the_drop_reported(box: sandlot.AsyncSandbox) -> None:
-    process = await box.spawn(["sh", "-c", "head -c 3145728 /dev/zero | tr '\\0' a; echo end"], detach=True)
+    process = await box.spawn(["sh", "-c", "head -c 6291456 /dev/zero | tr '\\0' a; echo end"], detach=True)
     assert process.id is not None
     process.close()  # nobody reads it now: the agent keeps the newest output
     for _ in range(100):
@@ -288,9 +298,9 @@ async def test_output_nobody_reads_is_kept_up_to_a_bound_and_the_drop_reported(b
     reread = await box.process(process.id)
     output = await asyncio.wait_for(reread.read_stdout(), PROMPTLY)
     assert await reread.wait() == 0
-    assert len(output) == MIB
+    assert len(output) == 4 * MIB
     assert output.endswith(b"aaaend\n")
-    assert reread.dropped == 3 * MIB + 4 - MIB
+    assert reread.dropped == 6 * MIB + 4 - 4 * MIB
 
 
 async def test_signals_reach_the_process_tree(box: sandlot.AsyncSandbox) -> None:

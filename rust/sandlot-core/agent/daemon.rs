@@ -80,8 +80,9 @@ impl Epoll {
 /// One output stream of a process: its pipe and its recent output.
 struct Output {
     fd: i32,
-    /// Whether the pipe is in the epoll set for reading.
-    watched: bool,
+    /// The events the pipe is watched for (EPOLLIN while it may be read; on
+    /// a terminal also EPOLLOUT while input waits for it).
+    watched: u32,
     kept: VecDeque<u8>,
     /// The offset of the first kept byte.
     start: u64,
@@ -94,7 +95,7 @@ impl Output {
     fn new(fd: i32) -> Self {
         Output {
             fd,
-            watched: fd >= 0,
+            watched: if fd >= 0 { EPOLLIN } else { 0 },
             kept: VecDeque::new(),
             start: 0,
             sent: 0,
@@ -114,7 +115,7 @@ impl Output {
         (OUTPUT_KEPT.saturating_sub(unacked) as usize).min(OUTPUT_CHUNK)
     }
     fn push(&mut self, data: &[u8]) {
-        self.kept.extend(data.iter().copied());
+        self.kept.extend(data);
         let over = self.kept.len().saturating_sub(OUTPUT_KEPT as usize);
         if over > 0 {
             self.kept.drain(..over);
@@ -144,7 +145,9 @@ struct Process {
 struct Session {
     fd: i32,
     input: Vec<u8>,
+    /// Frames for the client; those before `written` are sent.
     output: Vec<u8>,
+    written: usize,
     /// Whether the socket is watched for writability.
     writing: bool,
 }
@@ -239,7 +242,14 @@ pub fn run(envp: *const *const u8) -> ! {
                 LISTENER => daemon.accept(listener as i32),
                 SIGNALS => daemon.reap(),
                 SESSION => daemon.session_ready(id, flags),
-                PROCESS_OUT => daemon.read_output(id, 0),
+                PROCESS_OUT => {
+                    if flags & EPOLLOUT != 0 {
+                        daemon.feed_stdin(id); // a terminal that takes input again
+                    }
+                    if flags & !EPOLLOUT != 0 {
+                        daemon.read_output(id, 0);
+                    }
+                }
                 PROCESS_ERR => daemon.read_output(id, 1),
                 PROCESS_IN => daemon.feed_stdin(id),
                 _ => {}
@@ -264,6 +274,7 @@ impl Daemon {
                     fd: fd as i32,
                     input: Vec::new(),
                     output: Vec::new(),
+                    written: 0,
                     writing: false,
                 },
             );
@@ -558,7 +569,7 @@ impl Daemon {
         if let Some(process) = self.processes.get_mut(&id) {
             let output = &mut process.outputs[stream];
             if output.fd >= 0 {
-                if output.watched {
+                if output.watched != 0 {
                     self.epoll.remove(output.fd);
                 }
                 close(output.fd);
@@ -566,7 +577,7 @@ impl Daemon {
                     process.stdin = -1;
                 }
                 output.fd = -1;
-                output.watched = false;
+                output.watched = 0;
             }
         }
     }
@@ -577,19 +588,27 @@ impl Daemon {
             return;
         };
         let attached = process.session.is_some();
+        // A terminal's input goes to the same descriptor as its output.
+        let input_waits = process.flags & START_TTY != 0 && !process.stdin_queue.is_empty();
         for (stream, output) in process.outputs.iter_mut().enumerate() {
             if output.fd < 0 {
                 continue;
             }
-            let want = output.room(attached) > 0;
+            let mut want = if output.room(attached) > 0 {
+                EPOLLIN
+            } else {
+                0
+            };
+            if stream == 0 && input_waits {
+                want |= EPOLLOUT;
+            }
             if want != output.watched {
                 let kind = if stream == 0 {
                     PROCESS_OUT
                 } else {
                     PROCESS_ERR
                 };
-                self.epoll
-                    .set(output.fd, if want { EPOLLIN } else { 0 }, token(kind, id));
+                self.epoll.set(output.fd, want, token(kind, id));
                 output.watched = want;
             }
         }
@@ -638,6 +657,9 @@ impl Daemon {
             process.stdin_close = false;
         }
         let (total, session) = (process.stdin_taken, process.session);
+        if tty {
+            self.watch_outputs(id);
+        }
         if total != before
             && let Some(session) = session
         {
@@ -714,13 +736,33 @@ impl Daemon {
         let ids: Vec<u32> = self.processes.keys().copied().collect();
         for &id in &ids {
             self.drain_ended(id);
-            self.send_output(id);
         }
-        let sessions: Vec<u32> = self.sessions.keys().copied().collect();
-        for id in sessions {
-            self.flush(id);
+        // Until nothing more is queued: a flush that empties a backed-up
+        // socket makes room for output (and ends) that no event would
+        // bring back here.
+        loop {
+            let queued = self.unsent();
+            for &id in &ids {
+                self.send_output(id);
+            }
+            let queued_more = self.unsent() != queued;
+            let sessions: Vec<u32> = self.sessions.keys().copied().collect();
+            for id in sessions {
+                self.flush(id);
+            }
+            if !queued_more {
+                break;
+            }
         }
         self.forget();
+    }
+
+    /// Bytes queued for the sessions and not yet written.
+    fn unsent(&self) -> usize {
+        self.sessions
+            .values()
+            .map(|s| s.output.len() - s.written)
+            .sum()
     }
 
     /// Reads what an ended process left in its pipes, then closes them.
@@ -778,27 +820,20 @@ impl Daemon {
             }
             while output.sent < output.end()
                 && output.sent - output.acked < OUTPUT_WINDOW
-                && session.output.len() < SOCKET_BACKLOG
+                && session.output.len() - session.written < SOCKET_BACKLOG
             {
                 let from = (output.sent - output.start) as usize;
                 let window = (OUTPUT_WINDOW - (output.sent - output.acked)) as usize;
                 let len = (output.kept.len() - from).min(OUTPUT_CHUNK).min(window);
                 let (a, b) = output.kept.as_slices();
-                let chunk: Vec<u8> = if from + len <= a.len() {
-                    a[from..from + len].to_vec()
-                } else if from >= a.len() {
-                    b[from - a.len()..from - a.len() + len].to_vec()
-                } else {
-                    let mut joined = a[from..].to_vec();
-                    joined.extend_from_slice(&b[..len - (a.len() - from)]);
-                    joined
-                };
-                Event::Output {
-                    stream,
-                    offset: output.sent,
-                    data: &chunk,
-                }
-                .encode(id, &mut session.output);
+                // The chunk's bytes in the first slice, then in the second.
+                let in_a = a.len().saturating_sub(from).min(len);
+                let from_b = from.saturating_sub(a.len());
+                let parts = [
+                    &a[from.min(a.len())..from.min(a.len()) + in_a],
+                    &b[from_b..from_b + len - in_a],
+                ];
+                sandlot_wire::encode_output(id, stream, output.sent, parts, &mut session.output);
                 output.sent += len as u64;
             }
         }
@@ -807,7 +842,7 @@ impl Daemon {
             .iter()
             .all(|o| o.fd < 0 && o.sent == o.end());
         if let (Some(exit), false, true) = (process.exit, process.exit_sent, all_sent)
-            && session.output.len() < SOCKET_BACKLOG
+            && session.output.len() - session.written < SOCKET_BACKLOG
         {
             Event::Exited(exit).encode(id, &mut session.output);
             process.exit_sent = true;
@@ -819,9 +854,8 @@ impl Daemon {
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
-        let mut written = 0;
-        while written < session.output.len() {
-            let n = write(session.fd, &session.output[written..]);
+        while session.written < session.output.len() {
+            let n = write(session.fd, &session.output[session.written..]);
             if n == -EAGAIN {
                 break;
             }
@@ -829,9 +863,17 @@ impl Daemon {
                 self.end_session(id);
                 return;
             }
-            written += n as usize;
+            session.written += n as usize;
         }
-        session.output.drain(..written);
+        // Written bytes are dropped when all are, or when they are most of it:
+        // no moving of what waits after every partial write.
+        if session.written == session.output.len() {
+            session.output.clear();
+            session.written = 0;
+        } else if session.written > session.output.len() / 2 {
+            session.output.drain(..session.written);
+            session.written = 0;
+        }
         let want = !session.output.is_empty();
         if want != session.writing {
             let events = if want { EPOLLIN | EPOLLOUT } else { EPOLLIN };
@@ -1044,9 +1086,11 @@ impl Launch {
         for fd in [out_r, err_r, in_w] {
             if fd >= 0 {
                 // Non-blocking from here on (pipe2 flags would reach the child's ends too).
-                call(72, fd as usize, 4, O_NONBLOCK); // fcntl F_SETFL
+                call(SYS_FCNTL, fd as usize, F_SETFL, O_NONBLOCK);
             }
         }
+        // Room for a fast writer between two reads.
+        call(SYS_FCNTL, out_r as usize, F_SETPIPE_SZ, 1 << 20);
         match pid {
             Ok(pid) => Ok((pid, [out_r, err_r, in_w])),
             Err(errno) => {
@@ -1192,7 +1236,5 @@ fn say_failure(what: &[u8], name: &[u8], errno: isize) {
     }
 }
 
-#[allow(dead_code)]
+// An output frame always fits the payload limit.
 const _: () = assert!(MAX_PAYLOAD > OUTPUT_CHUNK + HEADER_LEN + 9);
-#[allow(dead_code)]
-const _: () = assert!(EPIPE > 0);

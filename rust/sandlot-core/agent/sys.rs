@@ -28,6 +28,7 @@ pub const SYS_FORK: usize = 57;
 pub const SYS_EXECVE: usize = 59;
 pub const SYS_WAIT4: usize = 61;
 pub const SYS_KILL: usize = 62;
+pub const SYS_FCNTL: usize = 72;
 pub const SYS_CHDIR: usize = 80;
 pub const SYS_SETSID: usize = 112;
 pub const SYS_PRCTL: usize = 157;
@@ -36,10 +37,14 @@ pub const SYS_CLOCK_GETTIME: usize = 228;
 pub const SYS_EXIT_GROUP: usize = 231;
 pub const SYS_EPOLL_WAIT: usize = 232;
 pub const SYS_EPOLL_CTL: usize = 233;
+pub const SYS_SPLICE: usize = 275;
 pub const SYS_ACCEPT4: usize = 288;
 pub const SYS_SIGNALFD4: usize = 289;
 pub const SYS_EPOLL_CREATE1: usize = 291;
 pub const SYS_PIPE2: usize = 293;
+
+pub const F_SETFL: usize = 4;
+pub const F_SETPIPE_SZ: usize = 1031;
 
 pub const O_RDONLY: usize = 0;
 pub const O_RDWR: usize = 2;
@@ -53,7 +58,10 @@ pub const EAGAIN: isize = 11;
 pub const ENOENT: isize = 2;
 pub const EACCES: isize = 13;
 pub const ENOTDIR: isize = 20;
-pub const EPIPE: isize = 32;
+pub const EINVAL: isize = 22;
+pub const ENOSYS: isize = 38;
+
+pub const SPLICE_F_MOVE: usize = 1;
 
 pub const SIGPIPE: usize = 13;
 pub const SIGCHLD: usize = 17;

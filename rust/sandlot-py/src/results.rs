@@ -278,13 +278,13 @@ impl ProcessInfo {
         self.inner.tty
     }
 
-    /// Bytes it has written to stdout so far (the agent keeps the last 1 MiB).
+    /// Bytes it has written to stdout so far (the agent keeps the last 4 MiB).
     #[getter]
     fn stdout_size(&self) -> u64 {
         self.inner.stdout_end
     }
 
-    /// Bytes it has written to stderr so far (the agent keeps the last 1 MiB).
+    /// Bytes it has written to stderr so far (the agent keeps the last 4 MiB).
     #[getter]
     fn stderr_size(&self) -> u64 {
         self.inner.stderr_end

@@ -28,12 +28,12 @@ pub const MAX_PAYLOAD: usize = 1 << 20;
 pub const OUTPUT_CHUNK: usize = 64 * 1024;
 /// Output of one stream the agent sends ahead of the client's
 /// [`Request::Ack`]: the client buffers at most this much per stream.
-pub const OUTPUT_WINDOW: u64 = 256 * 1024;
+pub const OUTPUT_WINDOW: u64 = 4 << 20;
 /// Stdin the client sends ahead of the agent's [`Event::StdinTaken`].
 pub const STDIN_WINDOW: u64 = 256 * 1024;
 /// Output kept per stream of a process, for a client that attaches later;
 /// older output is dropped first ([`Event::Dropped`]).
-pub const OUTPUT_KEPT: u64 = 1 << 20;
+pub const OUTPUT_KEPT: u64 = 4 << 20;
 
 /// Output streams.
 pub const STDOUT: u8 = 1;
@@ -273,6 +273,18 @@ pub enum Event<'a> {
     },
     Processes(Vec<ProcessEntry<'a>>),
     Measured(Metrics),
+}
+
+/// Appends an [`Event::Output`] frame whose data is `parts` one after the
+/// other (the agent's kept output may wrap around its buffer).
+pub fn encode_output(id: u32, stream: u8, offset: u64, parts: [&[u8]; 2], out: &mut Vec<u8>) {
+    let len = 1 + 8 + parts[0].len() + parts[1].len();
+    out.reserve(HEADER_LEN + len);
+    header(out, kind::OUTPUT, id, len);
+    out.push(stream);
+    out.extend_from_slice(&offset.to_le_bytes());
+    out.extend_from_slice(parts[0]);
+    out.extend_from_slice(parts[1]);
 }
 
 /// Appends the frame header for a payload of `len` bytes.
@@ -750,6 +762,22 @@ mod tests {
             let (header, payload) = split(&out);
             assert_eq!(&Event::decode(header.kind, payload).unwrap(), event);
         }
+    }
+
+    #[test]
+    fn output_in_parts_is_one_output_frame() {
+        let mut out = Vec::new();
+        encode_output(3, STDERR, 9, [b"ab", b"cd"], &mut out);
+        let (header, payload) = split(&out);
+        assert_eq!(header.id, 3);
+        assert_eq!(
+            Event::decode(header.kind, payload).unwrap(),
+            Event::Output {
+                stream: STDERR,
+                offset: 9,
+                data: b"abcd"
+            }
+        );
     }
 
     #[test]

@@ -250,7 +250,7 @@ impl ExecProcess {
     }
 
     /// Bytes of output that were dropped before they could be read: the agent
-    /// keeps the last 1 MiB of each stream of a command nobody reads, and an
+    /// keeps the last 4 MiB of each stream of a command nobody reads, and an
     /// attach from earlier begins where that starts. 0 for a command read
     /// from its start.
     pub fn dropped(&self) -> u64 {

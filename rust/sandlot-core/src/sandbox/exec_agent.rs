@@ -14,7 +14,8 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sandlot_wire::{
-    OUTPUT_CHUNK, Request, START_DETACHED, START_STDIN, START_TTY, STDIN_WINDOW, Start,
+    OUTPUT_CHUNK, OUTPUT_WINDOW, Request, START_DETACHED, START_STDIN, START_TTY, STDIN_WINDOW,
+    Start,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -225,6 +226,7 @@ impl Client {
             process,
             outputs: [Some(stdout_end), stderr_end],
             offsets,
+            acked: offsets,
             stdin: stdin_end,
             stdin_sent: 0,
             stdin_taken: 0,
@@ -334,8 +336,9 @@ struct Pump {
     sandbox: String,
     process: AgentProcess,
     outputs: [Option<DuplexStream>; 2],
-    /// Output delivered so far, by stream.
+    /// Output delivered so far, by stream, and acknowledged to the agent.
     offsets: [u64; 2],
+    acked: [u64; 2],
     stdin: Option<DuplexStream>,
     stdin_sent: u64,
     stdin_taken: u64,
@@ -373,8 +376,13 @@ impl Pump {
                             }
                         }
                         self.offsets[s] = offset + data.len() as u64;
-                        // A failed ack means a broken connection, reported next.
-                        let _ = self.process.ack(stream, self.offsets[s]).await;
+                        // Taken output is acknowledged a quarter window at a
+                        // time (the agent never waits on less). A failed ack
+                        // means a broken connection, reported next.
+                        if self.offsets[s] - self.acked[s] >= OUTPUT_WINDOW / 4 {
+                            self.acked[s] = self.offsets[s];
+                            let _ = self.process.ack(stream, self.offsets[s]).await;
+                        }
                     }
                     Some(ProcessEvent::Exited(code)) => {
                         self.ended = true;
@@ -384,6 +392,7 @@ impl Pump {
                     Some(ProcessEvent::Dropped { stream, from, to }) => {
                         let s = usize::from(stream - 1);
                         self.offsets[s] = to;
+                        self.acked[s] = to;
                         if let Some(dropped) = &self.dropped {
                             dropped.fetch_add(to - from, Ordering::Relaxed);
                             continue;
@@ -447,6 +456,7 @@ impl Pump {
             .attach(self.process.id, self.offsets)
             .await
             .map_err(|err| lost(err.to_string()))?;
+        self.acked = self.offsets;
         Ok(())
     }
 }
