@@ -863,7 +863,7 @@ pub(crate) fn exec_path_from_env(value: Option<String>) -> Result<ExecPath> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sandlot_wire::{Exit, STDOUT};
+    use sandlot_wire::{Exit, MAX_PAYLOAD, STDOUT};
 
     /// A fake agent on the other side of duplex streams.
     struct Fake {
@@ -993,28 +993,38 @@ mod tests {
 
     #[tokio::test]
     async fn output_beyond_the_window_or_out_of_order_breaks_the_protocol() {
-        for (offset, len, expect) in [
-            (5u64, 1usize, "expected 0"),
-            (0, OUTPUT_WINDOW as usize + OUTPUT_CHUNK + 1, "window"),
-        ] {
+        // Frames of output (offset, length): out of order; then more than the
+        // window without an acknowledgement, in frames the size limit allows.
+        let chunk = MAX_PAYLOAD / 2;
+        let too_much = OUTPUT_WINDOW as usize + OUTPUT_CHUNK + 1;
+        let beyond: Vec<(u64, usize)> = (0..too_much.div_ceil(chunk))
+            .map(|i| ((i * chunk) as u64, chunk))
+            .collect();
+        for (frames, expect) in [(vec![(5u64, 1usize)], "expected 0"), (beyond, "window")] {
             let (open, mut fake) = link().await;
             fake.welcome().await;
             let link = open.await.unwrap().unwrap();
             let starting = fake.start(&link, 1).await;
-            let data = vec![b'x'; len];
-            fake.send(
-                1,
-                Event::Output {
+            let mut process = starting.await.unwrap().unwrap();
+            for (offset, len) in frames {
+                let data = vec![b'x'; len];
+                let mut out = Vec::new();
+                let output = Event::Output {
                     stream: STDOUT,
                     offset,
                     data: &data,
-                },
-            )
-            .await;
-            let mut process = starting.await.unwrap().unwrap();
-            match process.events.recv().await {
-                Some(ProcessEvent::Lost(why)) => assert!(why.contains(expect), "{why}"),
-                other => panic!("expected the connection lost, got {other:?}"),
+                };
+                output.encode(1, &mut out);
+                // The client may close before the last frame is written.
+                let _ = fake.to_client.write_all(&out).await;
+            }
+            loop {
+                match process.events.recv().await {
+                    Some(ProcessEvent::Output { .. }) => continue,
+                    Some(ProcessEvent::Lost(why)) => assert!(why.contains(expect), "{why}"),
+                    other => panic!("expected the connection lost, got {other:?}"),
+                }
+                break;
             }
         }
     }
