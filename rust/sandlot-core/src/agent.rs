@@ -45,7 +45,7 @@ pub(crate) const AGENT_PROGRAM: Program = Program {
 };
 const AGENT_VOLUME: &str = "sandlot-agent";
 /// Where sandboxes mount the agent.
-pub const AGENT_DIR: &str = "/.sandlot-agent";
+const AGENT_DIR: &str = "/.sandlot-agent";
 /// The wait for the agent's first answer (it may start its daemon first).
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 /// The wait for any other answer.
@@ -68,14 +68,6 @@ pub enum ExecPath {
 }
 
 impl ExecPath {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ExecPath::Auto => "auto",
-            ExecPath::Agent => "agent",
-            ExecPath::Kubernetes => "kubernetes",
-        }
-    }
-
     /// Reads `auto`, `agent` or `kubernetes`; `field` names the setting in the error.
     pub fn parse(field: &str, text: &str) -> Result<ExecPath> {
         match text {

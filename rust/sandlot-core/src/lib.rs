@@ -27,7 +27,7 @@ mod validate;
 mod volume;
 mod watch;
 
-pub use agent::{AGENT_DIR, AgentProcessInfo, ExecPath, SandboxMetrics};
+pub use agent::{AgentProcessInfo, ExecPath, SandboxMetrics};
 pub use client::{Client, ConnectOptions, DEFAULT_TTL_ENV, EXEC_PATH_ENV};
 pub use deadline::deadline_after;
 pub use error::{Error, ObjectKind, Result};
