@@ -2,7 +2,7 @@
 //! long-lived stream, so a command costs a frame instead of a new Kubernetes
 //! exec, and a command outlives the stream that started it.
 //!
-//! Two parts, one program:
+//! Four parts, one program:
 //! - `agent session`: what the client runs, once per connection, as a
 //!   Kubernetes exec. It relays bytes between its stdin/stdout and the daemon,
 //!   starting the daemon first if there is none.
@@ -11,6 +11,12 @@
 //!   the processes, keeps their recent output (see `sandlot_wire`), and serves
 //!   any number of sessions; a process keeps running, and its output kept,
 //!   when the session that started it ends.
+//! - `agent file`: one file operation (read, write, stat, list, mkdir,
+//!   remove, rename, pack, unpack), its request on stdin; run by the client as
+//!   a command of the daemon or as a Kubernetes exec (see `files`).
+//! - `agent wait`: the command of a helper pod, as its pid 1: it reaps the
+//!   children re-parented to it (the daemon a session starts) and exits 0 on
+//!   SIGTERM or SIGINT.
 //!
 //! Placed into sandboxes through a ConfigMap and run with the sandbox's own
 //! image, it must run in any image, shell or libc or not: it is freestanding
@@ -23,6 +29,7 @@
 extern crate alloc;
 
 mod daemon;
+mod files;
 mod metrics;
 mod sys;
 
@@ -57,11 +64,16 @@ unsafe extern "C" fn agent_main(stack: *const usize) -> ! {
     let mode = argv.get(1).map(|&p| unsafe { c_str(p) });
     match mode {
         Some(b"session") => session(envp),
+        Some(b"file") => files::run(),
+        Some(b"wait") => wait(),
         _ => {
             write(
                 2,
-                b"usage: agent session\n  relays sandlot's frames on stdin and stdout to the \
-                sandbox's agent, starting it if none runs\n",
+                b"usage: agent session | agent file | agent wait\n\
+                \x20 session: relays sandlot's frames on stdin and stdout to the sandbox's \
+                agent, starting it if none runs\n\
+                \x20 file: does the one file operation requested on stdin\n\
+                \x20 wait: reaps the children it inherits until SIGTERM or SIGINT (a pod's pid 1)\n",
             );
             exit(2)
         }
@@ -103,6 +115,32 @@ fn connect_daemon() -> Result<i32, isize> {
         return Err(r);
     }
     Ok(fd as i32)
+}
+
+/// Waits as a helper pod's pid 1: reaps every child that ends (among them
+/// the daemons that sessions start, re-parented here) until SIGTERM or
+/// SIGINT, then exits 0.
+fn wait() -> ! {
+    let signals = 1u64 << (SIGTERM - 1) | 1 << (SIGINT - 1) | 1 << (SIGCHLD - 1);
+    // Blocked signals are queued even for a pid 1 without handlers.
+    sigprocmask(0, signals);
+    loop {
+        // SAFETY: `signals` is an 8-byte signal set; no info, no timeout.
+        let signal = unsafe {
+            syscall(
+                SYS_RT_SIGTIMEDWAIT,
+                &signals as *const u64 as usize,
+                0,
+                0,
+                8,
+            )
+        };
+        if signal == SIGTERM as isize || signal == SIGINT as isize {
+            exit(0);
+        }
+        // WNOHANG; no status wanted.
+        while call(SYS_WAIT4, usize::MAX, 0, 1) > 0 {}
+    }
 }
 
 /// Relays frames between stdin/stdout and the daemon until either side ends.

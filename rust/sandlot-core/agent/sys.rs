@@ -11,6 +11,7 @@ pub const SYS_WRITE: usize = 1;
 pub const SYS_OPEN: usize = 2;
 pub const SYS_CLOSE: usize = 3;
 pub const SYS_POLL: usize = 7;
+pub const SYS_LSEEK: usize = 8;
 pub const SYS_MMAP: usize = 9;
 pub const SYS_MUNMAP: usize = 11;
 pub const SYS_RT_SIGACTION: usize = 13;
@@ -20,6 +21,7 @@ pub const SYS_MREMAP: usize = 25;
 pub const SYS_DUP2: usize = 33;
 pub const SYS_NANOSLEEP: usize = 35;
 pub const SYS_GETPID: usize = 39;
+pub const SYS_SENDFILE: usize = 40;
 pub const SYS_SOCKET: usize = 41;
 pub const SYS_CONNECT: usize = 42;
 pub const SYS_BIND: usize = 49;
@@ -30,40 +32,71 @@ pub const SYS_WAIT4: usize = 61;
 pub const SYS_KILL: usize = 62;
 pub const SYS_FCNTL: usize = 72;
 pub const SYS_CHDIR: usize = 80;
+pub const SYS_RENAME: usize = 82;
+pub const SYS_FCHMOD: usize = 91;
 pub const SYS_SETSID: usize = 112;
+pub const SYS_RT_SIGTIMEDWAIT: usize = 128;
 pub const SYS_PRCTL: usize = 157;
 pub const SYS_GETDENTS64: usize = 217;
 pub const SYS_CLOCK_GETTIME: usize = 228;
 pub const SYS_EXIT_GROUP: usize = 231;
 pub const SYS_EPOLL_WAIT: usize = 232;
 pub const SYS_EPOLL_CTL: usize = 233;
+pub const SYS_OPENAT: usize = 257;
+pub const SYS_MKDIRAT: usize = 258;
+pub const SYS_NEWFSTATAT: usize = 262;
+pub const SYS_UNLINKAT: usize = 263;
+pub const SYS_SYMLINKAT: usize = 266;
+pub const SYS_READLINKAT: usize = 267;
+pub const SYS_FCHMODAT: usize = 268;
 pub const SYS_SPLICE: usize = 275;
+pub const SYS_UTIMENSAT: usize = 280;
 pub const SYS_ACCEPT4: usize = 288;
 pub const SYS_SIGNALFD4: usize = 289;
 pub const SYS_EPOLL_CREATE1: usize = 291;
 pub const SYS_PIPE2: usize = 293;
+pub const SYS_RENAMEAT2: usize = 316;
 
 pub const F_SETFL: usize = 4;
 pub const F_SETPIPE_SZ: usize = 1031;
 
 pub const O_RDONLY: usize = 0;
+pub const O_WRONLY: usize = 1;
 pub const O_RDWR: usize = 2;
+pub const O_CREAT: usize = 0o100;
+pub const O_EXCL: usize = 0o200;
 pub const O_NOCTTY: usize = 0o400;
+pub const O_TRUNC: usize = 0o1000;
 pub const O_NONBLOCK: usize = 0o4000;
 pub const O_DIRECTORY: usize = 0o200000;
+pub const O_NOFOLLOW: usize = 0o400000;
 pub const O_CLOEXEC: usize = 0o2000000;
+
+/// The `dir` of the `*at` calls that means the working directory.
+pub const AT_FDCWD: i32 = -100;
+pub const AT_SYMLINK_NOFOLLOW: usize = 0x100;
+pub const AT_REMOVEDIR: usize = 0x200;
+pub const AT_EMPTY_PATH: usize = 0x1000;
 
 pub const EINTR: isize = 4;
 pub const EAGAIN: isize = 11;
 pub const ENOENT: isize = 2;
+pub const EIO: isize = 5;
 pub const EACCES: isize = 13;
+pub const EEXIST: isize = 17;
 pub const ENOTDIR: isize = 20;
+pub const EISDIR: isize = 21;
 pub const EINVAL: isize = 22;
+pub const EPIPE: isize = 32;
 pub const ENOSYS: isize = 38;
+pub const ENOTEMPTY: isize = 39;
+pub const ELOOP: isize = 40;
 
 pub const SPLICE_F_MOVE: usize = 1;
 
+pub const SIGINT: usize = 2;
 pub const SIGPIPE: usize = 13;
+pub const SIGTERM: usize = 15;
 pub const SIGCHLD: usize = 17;
 
 /// The name the daemon listens on, in the abstract socket namespace (no
@@ -162,6 +195,22 @@ pub fn open(path: &[u8], flags: usize) -> isize {
     debug_assert_eq!(path.last(), Some(&0));
     // SAFETY: `path` is NUL-terminated.
     unsafe { syscall(SYS_OPEN, path.as_ptr() as usize, flags, 0, 0) }
+}
+
+/// Opens the NUL-terminated `path` in `dir`, creating it with `mode` if
+/// `flags` say so.
+pub fn open_at(dir: i32, path: &[u8], flags: usize, mode: u32) -> isize {
+    debug_assert_eq!(path.last(), Some(&0));
+    // SAFETY: `path` is NUL-terminated.
+    unsafe {
+        syscall(
+            SYS_OPENAT,
+            dir as usize,
+            path.as_ptr() as usize,
+            flags,
+            mode as usize,
+        )
+    }
 }
 
 /// A pipe: (read end, write end), both close-on-exec.

@@ -127,6 +127,16 @@ pub(crate) fn session_command() -> Vec<String> {
     ]
 }
 
+/// The agent program in its file mode (see `files/protocol.rs`).
+pub(crate) fn file_command() -> Vec<String> {
+    vec![format!("{AGENT_DIR}/{}", AGENT_PROGRAM.key), "file".into()]
+}
+
+/// The agent program waiting for signals: the command of a helper pod.
+pub(crate) fn wait_command() -> Vec<String> {
+    vec![format!("{AGENT_DIR}/{}", AGENT_PROGRAM.key), "wait".into()]
+}
+
 /// What happens to a process, in order.
 #[derive(Debug)]
 pub(crate) enum ProcessEvent {
@@ -826,12 +836,13 @@ impl AgentState {
 }
 
 impl crate::Client {
-    /// Whether this client's new sandboxes get the agent: unless it runs
-    /// execs through Kubernetes only, once its ConfigMap is made. A client
-    /// that may not make it (403) creates them without, if its path is `auto`.
+    /// Whether this client's new sandboxes get the agent: once its ConfigMap
+    /// is made (also for a client that runs execs through Kubernetes only:
+    /// files need the program). A client that may not make it (403) creates
+    /// them without, unless its path is `agent`.
     pub(crate) async fn place_agent(&self) -> Result<bool> {
         let path = self.exec_path();
-        if path == ExecPath::Kubernetes || !built() {
+        if !built() {
             return Ok(false);
         }
         match self
@@ -839,7 +850,7 @@ impl crate::Client {
             .await
         {
             Ok(()) => Ok(true),
-            Err(Error::PermissionDenied { .. }) if path == ExecPath::Auto => Ok(false),
+            Err(Error::PermissionDenied { .. }) if path != ExecPath::Agent => Ok(false),
             Err(err) => Err(err),
         }
     }

@@ -81,6 +81,8 @@ struct Inner {
     exec_path: ExecPath,
     /// The agent's ConfigMap and this client's connections to agents (see `agent.rs`).
     agent: AgentState,
+    /// The volume file helpers this client keeps (see `files/helper.rs`).
+    helpers: crate::files::HelperState,
 }
 
 impl std::fmt::Debug for Client {
@@ -272,6 +274,7 @@ impl Client {
                 userns: UsernsState::default(),
                 exec_path: ExecPath::Auto,
                 agent: AgentState::default(),
+                helpers: crate::files::HelperState::default(),
             }),
         }
     }
@@ -322,6 +325,10 @@ impl Client {
 
     pub(crate) fn agent(&self) -> &AgentState {
         &self.inner.agent
+    }
+
+    pub(crate) fn helpers(&self) -> &crate::files::HelperState {
+        &self.inner.helpers
     }
 
     pub(crate) fn userns(&self) -> &UsernsState {

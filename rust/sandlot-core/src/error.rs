@@ -116,6 +116,19 @@ pub enum Error {
     #[error("exec in sandbox {name:?} failed: {message}")]
     Exec { name: String, message: String },
 
+    /// A file operation failed in the sandbox or volume `target` (`sandbox
+    /// "name"` or `volume "name"`) at `path` (lossy text of `path_bytes`),
+    /// with the system's `errno` (`message` says what it means, or why
+    /// sandlot refused: errno 1 for an entry a download will not write).
+    #[error("{target}: {path:?}: {message}")]
+    File {
+        target: String,
+        path: String,
+        path_bytes: Vec<u8>,
+        errno: i32,
+        message: String,
+    },
+
     /// A log stream broke before the log ended.
     #[error("log stream of sandbox {name:?} broke: {message}")]
     LogStream { name: String, message: String },

@@ -17,8 +17,11 @@ use crate::validate;
 pub(crate) const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 /// Value of [`MANAGED_BY_LABEL`].
 pub(crate) const MANAGED_BY: &str = "sandlot";
-/// Label selector matching everything sandlot manages.
-pub(crate) const MANAGED_SELECTOR: &str = "app.kubernetes.io/managed-by=sandlot";
+/// Label on sandlot's helper pods (see `files/helper.rs`), which are not sandboxes.
+pub(crate) const HELPER_LABEL: &str = "sandlot.dev/helper";
+/// Label selector matching everything sandlot manages but its helper pods.
+pub(crate) const MANAGED_SELECTOR: &str =
+    "app.kubernetes.io/managed-by=sandlot,!sandlot.dev/helper";
 /// Prefix that turns a tag key into a label key, keeping tags apart from other labels.
 pub(crate) const TAG_LABEL_PREFIX: &str = "tags.sandlot.dev/";
 /// Annotation recording when terminate was requested (RFC 3339).
@@ -153,7 +156,8 @@ mod tests {
         ]);
         assert_eq!(
             selector(&tags).unwrap(),
-            "app.kubernetes.io/managed-by=sandlot,tags.sandlot.dev/a=1,tags.sandlot.dev/b="
+            "app.kubernetes.io/managed-by=sandlot,!sandlot.dev/helper,tags.sandlot.dev/a=1,\
+             tags.sandlot.dev/b="
         );
         let bad = BTreeMap::from([("a b".to_owned(), "1".to_owned())]);
         assert!(matches!(

@@ -10,6 +10,7 @@ mod agent;
 mod client;
 mod deadline;
 mod error;
+mod files;
 mod labels;
 mod mount;
 mod namespace;
@@ -31,6 +32,10 @@ pub use agent::{AgentProcessInfo, ExecPath, SandboxMetrics};
 pub use client::{Client, ConnectOptions, DEFAULT_TTL_ENV, EXEC_PATH_ENV};
 pub use deadline::deadline_after;
 pub use error::{Error, ObjectKind, Result};
+pub use files::{
+    EntryKind, FileEntry, FileReader, FileTarget, FileWriter, HELPER_IMAGE_ENV, Progress,
+    WriteOptions, errno_text,
+};
 pub use mount::Mount;
 pub use namespace::{
     ConfigSource, DEFAULT_NAMESPACE, NAMESPACE_ENV, NamespaceSource, Placement, ResolvedNamespace,

@@ -251,6 +251,37 @@ impl Client {
         }
     }
 
+    /// Runs the agent program with `args` in sandbox `name`: through its
+    /// agent connection where that can be used, else as a Kubernetes exec
+    /// of the program, which the sandbox must have mounted.
+    pub(crate) async fn spawn_agent_program(
+        &self,
+        name: &str,
+        command: &[String],
+        options: &SpawnOptions,
+    ) -> Result<ExecProcess> {
+        match self.exec_route(name).await? {
+            ExecRoute::Agent(link) => self.start_agent_exec(link, name, command, options).await,
+            ExecRoute::Kubernetes { ready, .. } => {
+                let pod = if ready {
+                    self.sandbox_pod(name).await?
+                } else {
+                    self.ready_for_exec(name).await?
+                };
+                if !agent::has_agent(&pod) {
+                    return Err(Error::Exec {
+                        name: name.to_owned(),
+                        message: "files need sandlot's agent program in the sandbox, and it was \
+                                  created without it (by a client that may not create \
+                                  ConfigMaps, or by an older sandlot)"
+                            .into(),
+                    });
+                }
+                self.start_exec(name, command, options, None).await
+            }
+        }
+    }
+
     /// The connection to sandbox `name`'s agent, for `what`, which only the
     /// agent can do.
     async fn agent_for(&self, name: &str, what: &str) -> Result<Arc<AgentLink>> {

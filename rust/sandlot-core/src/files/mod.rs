@@ -1,0 +1,549 @@
+//! Files in sandboxes and volumes: read, write, list, stat, make, remove,
+//! rename, and whole trees up and down.
+//!
+//! Every operation is one run of the agent program in its file mode (see
+//! `protocol.rs`): through the sandbox's agent connection where it can be
+//! used, else as a Kubernetes exec of the same program, so it needs neither a
+//! shell nor `tar` in the image. A volume's files go through a helper pod
+//! that mounts it (`helper.rs`).
+//!
+//! Writes go to a temporary name beside the target and are renamed into place
+//! only once the content's end arrived, so no reader sees half a file and a
+//! write that breaks leaves nothing under the final name.
+
+mod helper;
+mod protocol;
+mod tree;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::task::JoinHandle;
+
+use crate::client::Client;
+use crate::error::{Error, Result};
+use crate::sandbox::{ExecProcess, SpawnOptions};
+
+pub use helper::HELPER_IMAGE_ENV;
+pub(crate) use helper::HelperState;
+use protocol::{
+    EXCLUSIVE, MAX_CHUNK, MAX_PATH, MAX_STATUS, NO_REPLACE, Op, PARENTS, RECURSIVE, RequestBytes,
+    Status,
+};
+pub use protocol::{EntryKind, FileEntry, errno_text};
+
+/// Where files live: a sandbox's filesystem, or a volume's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileTarget {
+    Sandbox(String),
+    Volume(String),
+}
+
+impl std::fmt::Display for FileTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FileTarget::Sandbox(name) => write!(f, "sandbox {name:?}"),
+            FileTarget::Volume(name) => write!(f, "volume {name:?}"),
+        }
+    }
+}
+
+/// Where a volume is mounted in its helper pod.
+const VOLUME_ROOT: &[u8] = b"/volume";
+
+/// One run of the agent's file mode, from its start to its status.
+struct FileRun {
+    target: FileTarget,
+    /// The path as the caller named it (errors name it so).
+    path: Vec<u8>,
+    /// Where the sandbox sees it (a volume's paths are below its mount).
+    remote: Vec<u8>,
+    process: ExecProcess,
+    stdin: Option<DuplexStream>,
+    stdout: Option<DuplexStream>,
+    stderr: JoinHandle<Vec<u8>>,
+}
+
+impl FileRun {
+    /// Ends the run: closes stdin, then reads its status. A failure is
+    /// [`Error::File`]; a success returns the bytes the agent says it moved.
+    async fn finish(mut self) -> Result<u64> {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = stdin.shutdown().await;
+        }
+        drop(self.stdout.take());
+        let exit = self.process.wait().await;
+        let stderr = (&mut self.stderr).await.unwrap_or_default();
+        let name = self.target.to_string();
+        match protocol::parse_status(&stderr, &name, exit)? {
+            Status::Ok(moved) => Ok(moved),
+            Status::Failed(errno, path) => Err(self.error(errno, path, None)),
+        }
+    }
+
+    /// An [`Error::File`] about `remote` (a path as the agent saw it).
+    fn error(&self, errno: i32, remote: Vec<u8>, message: Option<String>) -> Error {
+        let path = if remote == self.remote || remote.is_empty() {
+            self.path.clone()
+        } else {
+            self.target.local_path(remote)
+        };
+        file_error(&self.target.to_string(), path, errno, message)
+    }
+
+    /// Sends bytes on stdin; a run that stopped reading reports why.
+    async fn send(&mut self, bytes: &[u8]) -> Result<()> {
+        let stdin = self.stdin.as_mut().expect("the run's stdin is open");
+        if stdin.write_all(bytes).await.is_ok() {
+            return Ok(());
+        }
+        self.stdin = None;
+        Err(self.take_failure().await)
+    }
+
+    /// Why the run stopped early: its status, else an [`Error::Exec`].
+    async fn take_failure(&mut self) -> Error {
+        let exit = self.process.wait().await;
+        let stderr = (&mut self.stderr).await.unwrap_or_default();
+        let name = self.target.to_string();
+        match protocol::parse_status(&stderr, &name, exit) {
+            Ok(Status::Failed(errno, path)) => self.error(errno, path, None),
+            Ok(Status::Ok(_)) => Error::Exec {
+                name,
+                message: "the agent stopped reading the content before its end".into(),
+            },
+            Err(err) => err,
+        }
+    }
+}
+
+/// An [`Error::File`].
+fn file_error(target: &str, path: Vec<u8>, errno: i32, message: Option<String>) -> Error {
+    Error::File {
+        target: target.to_owned(),
+        path: String::from_utf8_lossy(&path).into_owned(),
+        path_bytes: path,
+        errno,
+        message: message.unwrap_or_else(|| errno_text(errno).to_owned()),
+    }
+}
+
+impl FileTarget {
+    /// The path the agent is given for `path`: as is in a sandbox; below the
+    /// mount in a volume's helper, where `..` may not leave the volume.
+    fn remote_path(&self, field: &str, path: &[u8]) -> Result<Vec<u8>> {
+        if path.is_empty() || path.len() > MAX_PATH - VOLUME_ROOT.len() - 1 {
+            return Err(Error::invalid(field, "must be a path of 1 to 4000 bytes"));
+        }
+        if path.contains(&0) {
+            return Err(Error::invalid(field, "must not contain NUL bytes"));
+        }
+        match self {
+            FileTarget::Sandbox(_) => Ok(path.to_vec()),
+            FileTarget::Volume(_) => {
+                let mut remote = VOLUME_ROOT.to_vec();
+                for part in path.split(|&b| b == b'/') {
+                    match part {
+                        b"" | b"." => {}
+                        b".." => {
+                            return Err(Error::invalid(
+                                field,
+                                "a volume path must not contain \"..\" (it would leave the volume)",
+                            ));
+                        }
+                        part => {
+                            remote.push(b'/');
+                            remote.extend_from_slice(part);
+                        }
+                    }
+                }
+                Ok(remote)
+            }
+        }
+    }
+
+    /// A path the agent named, as the caller sees it.
+    fn local_path(&self, remote: Vec<u8>) -> Vec<u8> {
+        match self {
+            FileTarget::Sandbox(_) => remote,
+            FileTarget::Volume(_) => match remote.strip_prefix(VOLUME_ROOT) {
+                Some([]) => b"/".to_vec(),
+                Some(rest) if rest.starts_with(b"/") => rest.to_vec(),
+                _ => remote,
+            },
+        }
+    }
+}
+
+/// A file being read: its content in chunks, then a check that all of it came.
+pub struct FileReader {
+    run: Option<FileRun>,
+    received: u64,
+}
+
+impl std::fmt::Debug for FileReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileReader")
+            .field("received", &self.received)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileReader {
+    /// The next chunk (at most 1 MiB), or `None` once the whole content
+    /// arrived and the agent confirmed it.
+    pub async fn next_chunk(&mut self) -> Result<Option<Vec<u8>>> {
+        let Some(run) = self.run.as_mut() else {
+            return Ok(None);
+        };
+        let stdout = run.stdout.as_mut().expect("a read's stdout is open");
+        let mut chunk = vec![0; MAX_CHUNK];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match stdout.read(&mut chunk[filled..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => filled += n,
+            }
+            // Hand over what came as soon as a good share of a chunk is here.
+            if filled >= 256 * 1024 {
+                break;
+            }
+        }
+        if filled > 0 {
+            chunk.truncate(filled);
+            self.received += filled as u64;
+            return Ok(Some(chunk));
+        }
+        let run = self.run.take().expect("checked above");
+        let target = run.target.to_string();
+        let moved = run.finish().await?;
+        if moved != self.received {
+            return Err(Error::Exec {
+                name: target,
+                message: format!(
+                    "the file's content was cut short: {} of {moved} bytes arrived",
+                    self.received
+                ),
+            });
+        }
+        Ok(None)
+    }
+
+    /// Reads the rest into memory.
+    pub async fn read_all(mut self) -> Result<Vec<u8>> {
+        let mut all = Vec::new();
+        while let Some(chunk) = self.next_chunk().await? {
+            all.extend_from_slice(&chunk);
+        }
+        Ok(all)
+    }
+}
+
+/// A file being written: content in any number of pieces, then
+/// [`FileWriter::commit`], which renames it into place. Dropped without a
+/// commit, nothing appears under the file's name.
+pub struct FileWriter {
+    run: FileRun,
+    sent: u64,
+}
+
+impl std::fmt::Debug for FileWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWriter")
+            .field("sent", &self.sent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileWriter {
+    /// Sends `data` (in chunks of at most 1 MiB).
+    pub async fn write(&mut self, data: &[u8]) -> Result<()> {
+        for piece in data.chunks(MAX_CHUNK) {
+            self.run.send(&protocol::chunk_header(piece.len())).await?;
+            self.run.send(piece).await?;
+            self.sent += piece.len() as u64;
+        }
+        Ok(())
+    }
+
+    /// Bytes sent so far.
+    pub fn sent(&self) -> u64 {
+        self.sent
+    }
+
+    /// Ends the content and puts the file in place; its size on success.
+    pub async fn commit(mut self) -> Result<u64> {
+        self.run.send(&protocol::chunk_header(0)).await?;
+        let target = self.run.target.to_string();
+        let written = self.run.finish().await?;
+        if written != self.sent {
+            return Err(Error::Exec {
+                name: target,
+                message: format!("the agent wrote {written} of {} bytes", self.sent),
+            });
+        }
+        Ok(written)
+    }
+}
+
+/// How to write a file.
+#[derive(Debug, Clone, Copy)]
+pub struct WriteOptions {
+    /// Permission bits of the new file.
+    pub mode: u32,
+    /// Create missing parent directories.
+    pub parents: bool,
+    /// Fail if the path exists.
+    pub exclusive: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            mode: 0o644,
+            parents: true,
+            exclusive: false,
+        }
+    }
+}
+
+/// Checks permission bits given as `field`.
+fn check_mode(field: &str, mode: u32) -> Result<()> {
+    if mode > 0o7777 {
+        return Err(Error::invalid(
+            field,
+            format!("{mode:#o} is not a permission mode (0 to 0o7777)"),
+        ));
+    }
+    Ok(())
+}
+
+impl Client {
+    /// Starts the agent's file mode in `target` with `request` on stdin;
+    /// `writes` says whether it changes anything (a volume's helper then
+    /// mounts it writable).
+    async fn start_file_run(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        remote: Vec<u8>,
+        request: RequestBytes,
+        writes: bool,
+    ) -> Result<FileRun> {
+        let pod = match target {
+            FileTarget::Sandbox(name) => {
+                crate::validate::object_name("sandbox", name)?;
+                name.clone()
+            }
+            FileTarget::Volume(name) => self.volume_helper(name, writes).await?,
+        };
+        let options = SpawnOptions {
+            stdin: true,
+            ..SpawnOptions::default()
+        };
+        let mut process = self
+            .spawn_agent_program(&pod, &crate::agent::file_command(), &options)
+            .await
+            .map_err(|err| match (target, err) {
+                (FileTarget::Volume(volume), Error::Exec { message, .. }) => Error::Exec {
+                    name: pod.clone(),
+                    message: format!("the file helper of volume {volume:?}: {message}"),
+                },
+                (_, err) => err,
+            })?;
+        let stdin = process.take_stdin();
+        let stdout = process.take_stdout();
+        let stderr = process.take_stderr().expect("a file run has stderr");
+        let stderr = tokio::spawn(async move {
+            let mut said = Vec::new();
+            let _ = stderr.take(MAX_STATUS).read_to_end(&mut said).await;
+            said
+        });
+        let mut run = FileRun {
+            target: target.clone(),
+            path: path.to_vec(),
+            remote,
+            process,
+            stdin,
+            stdout,
+            stderr,
+        };
+        run.send(&request.0).await?;
+        Ok(run)
+    }
+
+    /// A run of `op` on `path` with nothing more on stdin, to its status.
+    async fn simple_file_op(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        op: Op,
+        fields: impl FnOnce(RequestBytes) -> Result<RequestBytes>,
+    ) -> Result<FileRun> {
+        let remote = target.remote_path("path", path)?;
+        let request = fields(RequestBytes::new(op, &remote))?;
+        let writes = !matches!(op, Op::Read | Op::Stat | Op::List | Op::Pack);
+        self.start_file_run(target, path, remote, request, writes)
+            .await
+    }
+
+    /// Reads `path` from `offset`, `length` bytes at most (`None`: to the end).
+    pub async fn read_file(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        offset: u64,
+        length: Option<u64>,
+    ) -> Result<FileReader> {
+        let mut run = self
+            .simple_file_op(target, path, Op::Read, |r| {
+                Ok(r.u64(offset).u64(length.unwrap_or(u64::MAX)))
+            })
+            .await?;
+        if let Some(mut stdin) = run.stdin.take() {
+            let _ = stdin.shutdown().await;
+        }
+        Ok(FileReader {
+            run: Some(run),
+            received: 0,
+        })
+    }
+
+    /// Starts writing `path`; see [`FileWriter`].
+    pub async fn write_file(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        options: WriteOptions,
+    ) -> Result<FileWriter> {
+        check_mode("mode", options.mode)?;
+        let flags = if options.parents { PARENTS } else { 0 }
+            | if options.exclusive { EXCLUSIVE } else { 0 };
+        let run = self
+            .simple_file_op(target, path, Op::Write, |r| {
+                Ok(r.u32(options.mode).u32(flags))
+            })
+            .await?;
+        Ok(FileWriter { run, sent: 0 })
+    }
+
+    /// What `path` is (a symlink itself, not what it points to).
+    pub async fn stat_file(&self, target: &FileTarget, path: &[u8]) -> Result<FileEntry> {
+        let mut entries = self.entries(target, path, Op::Stat, 0).await?;
+        let mut entry = entries.pop().ok_or_else(|| Error::Exec {
+            name: target.to_string(),
+            message: "the agent's stat has no entry".into(),
+        })?;
+        entry.path = path.to_vec();
+        Ok(entry)
+    }
+
+    /// Whether `path` exists (a dangling symlink does).
+    pub async fn file_exists(&self, target: &FileTarget, path: &[u8]) -> Result<bool> {
+        match self.stat_file(target, path).await {
+            Ok(_) => Ok(true),
+            Err(Error::File { errno: 2 | 20, .. }) => Ok(false),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// The entries below directory `path`, `depth` levels down (0: all),
+    /// a directory before its contents; paths relative to `path`.
+    pub async fn list_files(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        depth: u32,
+    ) -> Result<Vec<FileEntry>> {
+        self.entries(target, path, Op::List, depth).await
+    }
+
+    async fn entries(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        op: Op,
+        depth: u32,
+    ) -> Result<Vec<FileEntry>> {
+        let mut run = self
+            .simple_file_op(target, path, op, |r| {
+                Ok(if op == Op::List { r.u32(depth) } else { r })
+            })
+            .await?;
+        let mut stdout = run.stdout.take().expect("a listing's stdout is open");
+        let name = target.to_string();
+        let mut entries = Vec::new();
+        let listed = async {
+            while let Some(entry) = protocol::read_record(&mut stdout, &name).await? {
+                entries.push(entry);
+            }
+            Ok::<_, Error>(())
+        }
+        .await;
+        drop(stdout);
+        // The status says why a listing stopped, before any malformed record.
+        run.finish().await?;
+        listed?;
+        Ok(entries)
+    }
+
+    /// Makes directory `path` (with `parents`, also missing parents, and an
+    /// existing directory is fine).
+    pub async fn make_dir(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        mode: u32,
+        parents: bool,
+    ) -> Result<()> {
+        check_mode("mode", mode)?;
+        let flags = if parents { PARENTS } else { 0 };
+        let run = self
+            .simple_file_op(target, path, Op::Mkdir, |r| Ok(r.u32(mode).u32(flags)))
+            .await?;
+        run.finish().await.map(drop)
+    }
+
+    /// Removes `path`: a file or link, an empty directory, or with
+    /// `recursive` a directory and everything below it (links not followed).
+    pub async fn remove_file(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        recursive: bool,
+    ) -> Result<()> {
+        let flags = if recursive { RECURSIVE } else { 0 };
+        let run = self
+            .simple_file_op(target, path, Op::Remove, |r| Ok(r.u32(flags)))
+            .await?;
+        run.finish().await.map(drop)
+    }
+
+    /// Renames `from` to `to` (replacing a file there, unless `exclusive`).
+    pub async fn rename_file(
+        &self,
+        target: &FileTarget,
+        from: &[u8],
+        to: &[u8],
+        exclusive: bool,
+    ) -> Result<()> {
+        let to = target.remote_path("to", to)?;
+        let flags = if exclusive { NO_REPLACE } else { 0 };
+        let run = self
+            .simple_file_op(target, from, Op::Rename, |r| {
+                Ok(r.with_bytes(&to).u32(flags))
+            })
+            .await?;
+        run.finish().await.map(drop)
+    }
+}
+
+/// Bytes moved so far by a transfer, for a progress display.
+pub type Progress = Arc<AtomicU64>;
+
+fn advance(progress: Option<&Progress>, by: u64) {
+    if let Some(progress) = progress {
+        progress.fetch_add(by, Ordering::Relaxed);
+    }
+}
