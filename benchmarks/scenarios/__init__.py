@@ -11,6 +11,7 @@ from benchmarks.scenarios import (
     exec_latency,
     exec_throughput,
     fanout,
+    file_transfer,
     log_follow,
     user_namespace,
     waiting,
@@ -29,6 +30,9 @@ ALL: tuple[Scenario, ...] = (
     agent_concurrent_execs.SCENARIO,
     agent_throughput.SCENARIO,
     agent_at_rest.SCENARIO,
+    file_transfer.SCENARIO,
+    file_transfer.TREE_SCENARIO,
+    file_transfer.MEMORY_SCENARIO,
 )
 # The one that leaves most pods to stop comes last, so nothing waits for them.
 RUN_ORDER: tuple[Scenario, ...] = (
@@ -41,6 +45,9 @@ RUN_ORDER: tuple[Scenario, ...] = (
     log_follow.SCENARIO,
     user_namespace.SCENARIO,
     agent_at_rest.SCENARIO,
+    file_transfer.SCENARIO,
+    file_transfer.TREE_SCENARIO,
+    file_transfer.MEMORY_SCENARIO,
     fanout.SCENARIO,
     waiting.SCENARIO,
 )

@@ -15,13 +15,20 @@ __all__ = [
     "ApiError",
     "ClusterUnreachableError",
     "ExecError",
+    "FileExistsError",
+    "FileNotFoundError",
     "InvalidSpecError",
+    "IsADirectoryError",
     "LogStreamError",
     "NameConflictError",
+    "NotADirectoryError",
     "NotFoundError",
     "PermissionDeniedError",
+    "PermissionError",
     "PhaseUnreachableError",
     "QuotaExceededError",
+    "ReadOnlyFileSystemError",
+    "SandboxFileError",
     "SandboxNotRunningError",
     "SandlotError",
     "SandlotWarning",
@@ -115,7 +122,7 @@ class TimeoutError(SandlotError, builtins.TimeoutError):
     truncated: bool | None = None
 
 
-class PermissionDeniedError(SandlotError, PermissionError):
+class PermissionDeniedError(SandlotError, builtins.PermissionError):
     """The cluster refused the credentials or the action in ``namespace``.
     ``namespace_source`` says where the client's namespace came from:
     ``"argument"``, ``"environment"`` ($SANDLOT_NAMESPACE), ``"service_account"``
@@ -136,6 +143,58 @@ class ExecError(SandlotError):
 
     name: str
     result: ExecResult | None = None
+
+
+class SandboxFileError(SandlotError, OSError):
+    """A file operation failed at ``path`` in ``target``: ``sandbox "name"``,
+    ``volume "name"``, or ``this machine`` for a local file of an upload or
+    download. ``errno`` is the system's error number (Linux's), ``strerror``
+    what it means (or why sandlot refused: errno 1 for an entry a download
+    will not write), ``path_bytes`` the path's bytes (``path`` shows bytes
+    that are not UTF-8 as ``os.fsdecode`` does); ``filename`` is ``path``.
+    The subclasses also derive from the builtin for their errno, so ``except
+    FileNotFoundError`` catches a missing file in a sandbox too."""
+
+    errno: int
+    strerror: str
+    target: str
+    path: str
+    path_bytes: bytes
+
+    def __str__(self) -> str:
+        # OSError's own would show "[Errno 2] ..." without the target.
+        return str(self.args[0]) if self.args else ""
+
+
+class FileNotFoundError(SandboxFileError, builtins.FileNotFoundError):
+    """No file or directory at ``path`` (or at one of its parents); errno 2."""
+
+
+class FileExistsError(SandboxFileError, builtins.FileExistsError):
+    """Something is at ``path`` already (an exclusive write or rename, a
+    ``mkdir`` without ``parents``); errno 17."""
+
+
+class NotADirectoryError(SandboxFileError, builtins.NotADirectoryError):
+    """A directory was needed at ``path`` (or a parent of it) and something
+    else is there; errno 20."""
+
+
+class IsADirectoryError(SandboxFileError, builtins.IsADirectoryError):
+    """A file was needed at ``path`` and a directory is there; errno 21."""
+
+
+class PermissionError(SandboxFileError, builtins.PermissionError):
+    """The sandbox's user may not do this at ``path`` (errno 13), or the
+    operation is not allowed (errno 1), such as a download's entry that
+    would land or point outside its directory. Not the cluster's refusal,
+    which is ``PermissionDeniedError``."""
+
+
+class ReadOnlyFileSystemError(SandboxFileError):
+    """``path`` is on a read-only filesystem (errno 30): a sandbox made with
+    ``read_only_root_filesystem=True`` writes only below its volume mounts
+    and ``/tmp``, and a volume mounted read-only is read-only."""
 
 
 class LogStreamError(SandlotError, ConnectionError):

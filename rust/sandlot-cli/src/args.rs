@@ -1,11 +1,12 @@
 //! Command-line definitions.
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use sandlot_core::{
-    AccessMode, EgressRule, Error, Mount, Phase, Resources, SandboxRequest, SandboxSpec, Selection,
-    Ttl, VolumeSpec,
+    AccessMode, EgressRule, Error, FileTarget, Mount, Phase, Resources, SandboxRequest,
+    SandboxSpec, Selection, Ttl, VolumeSpec,
 };
 
 /// Sandboxes on Kubernetes for untrusted code.
@@ -15,7 +16,7 @@ use sandlot_core::{
     version,
     about,
     after_help = "Examples:\n  sandlot create docker.io/library/python:3.11-slim --name job --wait\n  \
-sandlot exec job -- python3 -c 'print(6*7)'\n  sandlot list -o json\n  sandlot terminate --tag batch=nightly --yes\n\n\
+sandlot exec job -- python3 -c 'print(6*7)'\n  sandlot cp ./src job:/work/\n  sandlot list -o json\n  sandlot terminate --tag batch=nightly --yes\n\n\
 Exit status: 0 ok, 1 error, 2 usage or invalid input, 3 sandbox not running, 4 not found, 124 timeout;\n\
 `exec` exits with the command's own code."
 )]
@@ -101,6 +102,30 @@ sandlot create docker.io/library/python:3.11-slim --tag batch=x --volume data:/d
     /// Send a signal (9 unless --signal) to a process and every process it started.
     #[command(after_help = "Example:\n  sandlot kill job 3 --signal 15")]
     Kill(KillArgs),
+    /// Copy a file or directory tree between this machine and a sandbox or volume.
+    #[command(
+        after_help = "Operands (exactly one of SRC and DST is in a sandbox or volume):\n  \
+SANDBOX:PATH       a path in a sandbox\n  \
+volume:NAME:PATH   a path in a volume, from its root; no sandbox needs to mount it\n  \
+-                  stdin as SRC, stdout as DST: a single file\n  \
+anything else      a path on this machine (one starting with / or . always is: ./a:b)\n\n\
+A file or tree copied into an existing directory, or to a DST ending in /, goes inside it\n\
+under its own name (a missing remote parent is made); files keep their permission bits.\n\n\
+Examples:\n  sandlot cp ./src job:/work/\n  sandlot cp job:/work/out.csv .\n  \
+tar c logs | sandlot cp - job:/tmp/logs.tar\n  sandlot cp job:/etc/os-release - | head -1\n  \
+sandlot cp volume:data:/model.bin ./model.bin"
+    )]
+    Cp(CpArgs),
+    /// List a directory of a sandbox or volume (or show one file).
+    #[command(
+        after_help = "Examples:\n  sandlot ls job:/work\n  sandlot ls -lR volume:data:/\n  sandlot ls job:/etc/hosts -o json"
+    )]
+    Ls(LsArgs),
+    /// Write a file of a sandbox or volume to stdout, byte for byte.
+    #[command(
+        after_help = "Examples:\n  sandlot cat job:/etc/os-release\n  sandlot cat volume:data:/results.json | jq ."
+    )]
+    Cat(CatArgs),
     /// Wait until a sandbox is in a phase; prints its status.
     #[command(
         after_help = "Example:\n  sandlot wait job --phase succeeded --phase failed --timeout 600"
@@ -197,6 +222,7 @@ impl Command {
                 args.spec().and_then(|spec| spec.validate())
             }
             Command::Volume(VolumeCommand::List(args)) => pairs("--tag", &args.tag).map(drop),
+            Command::Cp(args) => args.transfer().map(drop),
             _ => Ok(()),
         }
     }
@@ -417,6 +443,165 @@ pub struct KillArgs {
     pub signal: i32,
 }
 
+/// A path in a sandbox or volume: `SANDBOX:PATH` or `volume:NAME:PATH`.
+#[derive(Debug, Clone)]
+pub struct RemotePath {
+    pub target: FileTarget,
+    /// Any bytes but NUL; a volume's is from the volume's root.
+    pub path: Vec<u8>,
+}
+
+impl std::fmt::Display for RemotePath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let path = String::from_utf8_lossy(&self.path);
+        match &self.target {
+            FileTarget::Sandbox(name) => write!(f, "{name}:{path}"),
+            FileTarget::Volume(name) => write!(f, "volume:{name}:{path}"),
+        }
+    }
+}
+
+/// A `cp` operand on this machine.
+#[derive(Debug, Clone)]
+pub enum Local {
+    Path(PathBuf),
+    /// `-`: stdin as the source, stdout as the destination.
+    Standard,
+}
+
+/// A `cp` operand.
+#[derive(Debug, Clone)]
+pub enum Operand {
+    Local(Local),
+    Remote(RemotePath),
+}
+
+impl Operand {
+    /// Reads an operand: `-`; a local path if it starts with `/` or `.`;
+    /// `volume:NAME:PATH` (but `volume:/PATH` is in the sandbox `volume`);
+    /// `SANDBOX:PATH` where the text before the first colon has no `/`;
+    /// else a local path. A remote operand needs a path after its colon.
+    pub fn parse(text: &str) -> Result<Operand, String> {
+        if text == "-" {
+            return Ok(Operand::Local(Local::Standard));
+        }
+        if text.starts_with(['/', '.']) {
+            return Ok(Operand::Local(Local::Path(text.into())));
+        }
+        let remote = |target: FileTarget, path: &str| {
+            if path.is_empty() {
+                return Err(format!(
+                    "{text:?} names no path after its colon (\"/\" is the root)"
+                ));
+            }
+            Ok(Operand::Remote(RemotePath {
+                target,
+                path: path.as_bytes().to_vec(),
+            }))
+        };
+        if let Some(rest) = text.strip_prefix("volume:")
+            && !rest.starts_with('/')
+        {
+            let (name, path) = rest
+                .split_once(':')
+                .ok_or_else(|| format!("{text:?} must look like volume:NAME:PATH"))?;
+            return remote(FileTarget::Volume(name.to_owned()), path);
+        }
+        match text.split_once(':') {
+            Some((name, path)) if !name.is_empty() && !name.contains('/') => {
+                remote(FileTarget::Sandbox(name.to_owned()), path)
+            }
+            _ => Ok(Operand::Local(Local::Path(text.into()))),
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Operand::Local(Local::Path(path)) => format!("{:?}", path.display().to_string()),
+            Operand::Local(Local::Standard) => "-".into(),
+            Operand::Remote(remote) => format!("{:?}", remote.to_string()),
+        }
+    }
+}
+
+/// Reads an operand that must be in a sandbox or volume.
+fn parse_remote(text: &str) -> Result<RemotePath, String> {
+    match Operand::parse(text)? {
+        Operand::Remote(remote) => Ok(remote),
+        Operand::Local(_) => Err(format!(
+            "{text:?} is not in a sandbox or volume: write SANDBOX:PATH or volume:NAME:PATH"
+        )),
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct CpArgs {
+    /// What to copy: SANDBOX:PATH, volume:NAME:PATH, a local path, or - for stdin.
+    #[arg(value_parser = Operand::parse)]
+    pub src: Operand,
+    /// Where to: SANDBOX:PATH, volume:NAME:PATH, a local path, or - for stdout.
+    #[arg(value_parser = Operand::parse)]
+    pub dst: Operand,
+}
+
+/// Which way a copy goes, between this machine and a sandbox or volume.
+#[derive(Debug)]
+pub enum Transfer<'a> {
+    Up(&'a Local, &'a RemotePath),
+    Down(&'a RemotePath, &'a Local),
+}
+
+impl CpArgs {
+    /// The copy's direction: exactly one operand must be remote, and a
+    /// copy from stdin needs a file name to write.
+    pub fn transfer(&self) -> sandlot_core::Result<Transfer<'_>> {
+        let invalid = |rule: String| Error::invalid("SRC and DST", rule);
+        match (&self.src, &self.dst) {
+            (Operand::Local(Local::Standard), Operand::Remote(remote))
+                if remote.path.ends_with(b"/") =>
+            {
+                Err(invalid(format!(
+                    "{} ends in \"/\"; a copy from stdin needs the file's name",
+                    self.dst.describe()
+                )))
+            }
+            (Operand::Local(local), Operand::Remote(remote)) => Ok(Transfer::Up(local, remote)),
+            (Operand::Remote(remote), Operand::Local(local)) => Ok(Transfer::Down(remote, local)),
+            (Operand::Local(_), Operand::Local(_)) => Err(invalid(format!(
+                "{} and {} are both on this machine; one must be SANDBOX:PATH or \
+                 volume:NAME:PATH (./a:b is a local path with a colon)",
+                self.src.describe(),
+                self.dst.describe()
+            ))),
+            (Operand::Remote(_), Operand::Remote(_)) => Err(invalid(format!(
+                "{} and {} are both remote; copy through this machine, one side at a time",
+                self.src.describe(),
+                self.dst.describe()
+            ))),
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// SANDBOX:PATH, or volume:NAME:PATH for a path from a volume's root.
+    #[arg(value_parser = parse_remote, value_name = "SANDBOX:PATH")]
+    pub target: RemotePath,
+    /// Everything below the directory, not just its entries.
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+    /// Show the mode, size, modification time and a symlink's target.
+    #[arg(short, long)]
+    pub long: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CatArgs {
+    /// SANDBOX:PATH, or volume:NAME:PATH for a path from a volume's root.
+    #[arg(value_parser = parse_remote, value_name = "SANDBOX:PATH")]
+    pub target: RemotePath,
+}
+
 #[derive(Debug, Args)]
 pub struct TerminateArgs {
     /// Sandbox names.
@@ -556,6 +741,7 @@ pub fn pairs(option: &str, items: &[String]) -> sandlot_core::Result<BTreeMap<St
 
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::time::Duration;
 
     use super::*;
@@ -582,6 +768,62 @@ mod tests {
                 parse_duration(bad),
                 Err(format!("{bad:?} is not a duration like 30s, 10m, 2h or 1d")),
                 "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn operands_are_remote_only_with_a_sandbox_or_volume_prefix() {
+        let remote = |text: &str| match Operand::parse(text) {
+            Ok(Operand::Remote(RemotePath { target, path })) => Some((target, path)),
+            _ => None,
+        };
+        let sandbox =
+            |name: &str, path: &[u8]| Some((FileTarget::Sandbox(name.into()), path.into()));
+        assert_eq!(remote("job:/work/a"), sandbox("job", b"/work/a"));
+        assert_eq!(remote("job:rel:x"), sandbox("job", b"rel:x"));
+        assert_eq!(remote("volume:/etc"), sandbox("volume", b"/etc"));
+        assert_eq!(
+            remote("volume:data:/x/y"),
+            Some((FileTarget::Volume("data".into()), b"/x/y".to_vec()))
+        );
+        for local in ["./a:b", "/abs:x", "dir/a:b", "plain", ":x"] {
+            assert!(
+                matches!(Operand::parse(local), Ok(Operand::Local(Local::Path(p))) if p == Path::new(local)),
+                "{local:?}"
+            );
+        }
+        assert!(matches!(
+            Operand::parse("-"),
+            Ok(Operand::Local(Local::Standard))
+        ));
+        for bad in ["job:", "volume:data", "volume:data:"] {
+            assert!(Operand::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_copy_has_exactly_one_remote_side() {
+        let copy = |src: &str, dst: &str| {
+            CpArgs {
+                src: Operand::parse(src).unwrap(),
+                dst: Operand::parse(dst).unwrap(),
+            }
+            .transfer()
+            .map(|t| matches!(t, Transfer::Up(..)))
+        };
+        assert_eq!(copy("a", "job:/b").ok(), Some(true));
+        assert_eq!(copy("-", "volume:v:/b").ok(), Some(true));
+        assert_eq!(copy("job:/b", "-").ok(), Some(false));
+        for (src, dst) in [
+            ("a", "b"),
+            ("-", "./b"),
+            ("job:/a", "other:/b"),
+            ("-", "job:/dir/"),
+        ] {
+            assert!(
+                matches!(copy(src, dst), Err(Error::InvalidSpec { .. })),
+                "{src} {dst}"
             );
         }
     }

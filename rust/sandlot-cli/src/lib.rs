@@ -17,7 +17,7 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status when the sandbox is not running.
 pub const EXIT_NOT_RUNNING: i32 = 3;
-/// Exit status when the sandbox or volume does not exist.
+/// Exit status when the sandbox, volume or file does not exist.
 pub const EXIT_NOT_FOUND: i32 = 4;
 /// Exit status when a wait or call timed out (as `timeout(1)`).
 pub const EXIT_TIMEOUT: i32 = 124;
@@ -61,7 +61,12 @@ fn exit_status(err: &Error) -> i32 {
     match err.underlying() {
         Error::InvalidSpec { .. } => EXIT_USAGE,
         Error::NotRunning { .. } => EXIT_NOT_RUNNING,
-        Error::NotFound { .. } | Error::VolumeDeleting { .. } => EXIT_NOT_FOUND,
+        Error::NotFound { .. }
+        | Error::VolumeDeleting { .. }
+        | Error::File {
+            errno: commands::files::ENOENT,
+            ..
+        } => EXIT_NOT_FOUND,
         Error::Timeout { .. } | Error::ExecTimeout { .. } => EXIT_TIMEOUT,
         _ => EXIT_FAILURE,
     }
@@ -99,6 +104,13 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
         Command::Attach(args) => commands::process::attach(&connect().await?, args).await,
         Command::Kill(args) => commands::process::kill(&connect().await?, args).await,
         Command::Top(args) => commands::process::top(&connect().await?, printer, args).await,
+        command @ (Command::Cp(_) | Command::Ls(_) | Command::Cat(_)) => {
+            let client = connect().await?;
+            let done = commands::files::run(&client, printer, command).await;
+            // A volume's helper ends with the command, not 30 s later.
+            client.release_helpers().await;
+            done
+        }
         Command::Wait(args) => commands::wait::run(&connect().await?, printer, args).await,
         Command::Terminate(args) => {
             commands::terminate::run(&connect().await?, printer, args).await

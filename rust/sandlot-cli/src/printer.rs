@@ -2,10 +2,13 @@
 //! JSON with stable field names, or bare names for pipes.
 
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 
 use comfy_table::{Table, presets::NOTHING};
-use sandlot_core::{AgentProcessInfo, Error, Phase, SandboxMetrics, SandboxStatus, VolumeStatus};
+use sandlot_core::{
+    AgentProcessInfo, EntryKind, Error, FileEntry, Phase, SandboxMetrics, SandboxStatus,
+    VolumeStatus,
+};
 
 use crate::args::Output;
 
@@ -251,6 +254,60 @@ impl Printer {
         println!("{}", table.trim_fmt());
     }
 
+    /// Entries of a file listing: their names (with `long`, after the mode,
+    /// size and modification time, and followed by a symlink's target), or
+    /// a JSON array. Names go out as their bytes; to a terminal, control
+    /// characters show as escapes (and bytes that are not UTF-8 as U+FFFD,
+    /// as they do in JSON).
+    pub fn entries(&self, entries: &[FileEntry], long: bool) -> std::io::Result<()> {
+        let mut stdout = std::io::stdout().lock();
+        if self.output == Output::Json {
+            let listed: Vec<_> = entries.iter().map(entry_json).collect();
+            let text = serde_json::to_string_pretty(&listed).unwrap_or_default();
+            return writeln!(stdout, "{text}").and_then(|()| stdout.flush());
+        }
+        let terminal = stdout.is_terminal();
+        let shown = |bytes: &[u8]| -> Vec<u8> {
+            if terminal {
+                terminal_safe(&String::from_utf8_lossy(bytes))
+                    .into_owned()
+                    .into_bytes()
+            } else {
+                bytes.to_vec()
+            }
+        };
+        let long = long && self.output == Output::Table;
+        let size_width = entries
+            .iter()
+            .map(|e| e.size.to_string().len())
+            .max()
+            .unwrap_or(0);
+        let mut out = Vec::new();
+        for entry in entries {
+            if long {
+                let mtime = jiff::Timestamp::from_second(entry.mtime.0)
+                    .map(|t| t.to_string())
+                    .unwrap_or_else(|_| "-".into());
+                let mode = mode_text(entry.kind, entry.mode);
+                let size = entry.size;
+                write!(out, "{mode} {size:>size_width$} {mtime} ")?;
+            }
+            out.extend_from_slice(&shown(&entry.path));
+            if let (true, Some(target)) = (long, &entry.target) {
+                out.extend_from_slice(b" -> ");
+                out.extend_from_slice(&shown(target));
+            }
+            out.push(b'\n');
+        }
+        stdout.write_all(&out).and_then(|()| stdout.flush())
+    }
+
+    /// Whether a progress line may be drawn on stderr: it is a terminal and
+    /// --quiet was not given.
+    pub fn shows_progress(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+
     /// A line for people: suppressed by --quiet and by JSON or name output.
     pub fn line(&self, text: &str) {
         if !self.quiet && self.output == Output::Table {
@@ -354,6 +411,47 @@ fn hint(err: &Error) -> Option<&'static str> {
     }
 }
 
+/// A listed entry as JSON: names as text (bytes that are not UTF-8 become
+/// U+FFFD), the mode as a number, the modification time in RFC 3339.
+fn entry_json(entry: &FileEntry) -> serde_json::Value {
+    let mtime = jiff::Timestamp::new(entry.mtime.0, entry.mtime.1 as i32)
+        .map(|t| t.to_string())
+        .ok();
+    serde_json::json!({
+        "path": String::from_utf8_lossy(&entry.path),
+        "kind": entry.kind.as_str(),
+        "mode": entry.mode,
+        "size": entry.size,
+        "mtime": mtime,
+        "target": entry.target.as_deref().map(String::from_utf8_lossy),
+    })
+}
+
+/// `drwxr-xr-x`: an entry's kind and permission bits as `ls -l` shows them
+/// (`?` for a fifo, socket or device).
+fn mode_text(kind: EntryKind, mode: u32) -> String {
+    let mut text = String::with_capacity(10);
+    text.push(match kind {
+        EntryKind::File => '-',
+        EntryKind::Directory => 'd',
+        EntryKind::Symlink => 'l',
+        EntryKind::Other => '?',
+    });
+    // Owner, group, others; each with its set-id or sticky bit.
+    for (shift, special, letter) in [(6, 0o4000, 's'), (3, 0o2000, 's'), (0, 0o1000, 't')] {
+        let bits = mode >> shift;
+        text.push(if bits & 4 != 0 { 'r' } else { '-' });
+        text.push(if bits & 2 != 0 { 'w' } else { '-' });
+        text.push(match (mode & special != 0, bits & 1 != 0) {
+            (true, true) => letter,
+            (true, false) => letter.to_ascii_uppercase(),
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
+    }
+    text
+}
+
 fn yes_no(value: bool) -> String {
     if value { "yes" } else { "no" }.into()
 }
@@ -378,6 +476,16 @@ mod tests {
             terminal_safe("\u{1b}]0;owned\u{7}\r\u{9b}2J"),
             "\\u{1b}]0;owned\\u{7}\\r\\u{9b}2J"
         );
+    }
+
+    #[test]
+    fn modes_read_as_ls_shows_them() {
+        assert_eq!(mode_text(EntryKind::Directory, 0o755), "drwxr-xr-x");
+        assert_eq!(mode_text(EntryKind::File, 0o640), "-rw-r-----");
+        assert_eq!(mode_text(EntryKind::Symlink, 0o777), "lrwxrwxrwx");
+        assert_eq!(mode_text(EntryKind::File, 0o4755), "-rwsr-xr-x");
+        assert_eq!(mode_text(EntryKind::Directory, 0o3770), "drwxrws--T");
+        assert_eq!(mode_text(EntryKind::Other, 0o2600), "?rw---S---");
     }
 
     #[test]

@@ -36,6 +36,8 @@ const EXCLUSIVE: u32 = 2;
 const NO_REPLACE: u32 = 1;
 /// Remove: the directory's contents too.
 const RECURSIVE: u32 = 1;
+/// Stat: of what a symlink points to, not of the link.
+const FOLLOW: u32 = 1;
 
 // Record kinds.
 const END: u8 = 0;
@@ -126,7 +128,9 @@ fn serve(io: &mut Io) -> Outcome<u64> {
         }
         3 => {
             let z = nul(&path);
-            let stat = stat_at(AT_FDCWD, &z, AT_SYMLINK_NOFOLLOW).map_err(|e| failed(e, &path))?;
+            let follow = io.flags(FOLLOW)? != 0;
+            let no_follow = if follow { 0 } else { AT_SYMLINK_NOFOLLOW };
+            let stat = stat_at(AT_FDCWD, &z, no_follow).map_err(|e| failed(e, &path))?;
             let target = target_of(AT_FDCWD, &z, &stat).map_err(|e| failed(e, &path))?;
             io.record(&stat, &path, &target);
             io.out(&END_RECORD);

@@ -121,6 +121,19 @@ impl ClientBase {
             Ok(this)
         })
     }
+
+    /// The end of a `with` block: the volume file helpers this client
+    /// started are deleted (a client that never connected has none).
+    fn closed<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        if !self.connection.is_connected() {
+            return self.mode.ready(py, Ok(NONE));
+        }
+        let connection = self.connection.clone();
+        self.mode.run(py, async move {
+            connection.get().await?.release_helpers().await;
+            Ok(NONE)
+        })
+    }
 }
 
 /// Stops the task behind the client's shared pod watch as if it had died; the
@@ -223,7 +236,7 @@ impl AsyncClient {
         slf: &Bound<'py, Self>,
         _exc_info: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        Mode::Async.ready(slf.py(), Ok(NONE))
+        slf.as_super().get().closed(slf.py())
     }
 }
 
@@ -264,5 +277,10 @@ impl SyncClient {
     }
 
     #[pyo3(signature = (*_exc_info))]
-    fn __exit__(&self, _exc_info: &Bound<'_, PyAny>) {}
+    fn __exit__<'py>(
+        slf: &Bound<'py, Self>,
+        _exc_info: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        slf.as_super().get().closed(slf.py())
+    }
 }

@@ -105,6 +105,22 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("name", name)?;
             "ExecError"
         }
+        Error::File {
+            target,
+            path_bytes,
+            errno,
+            message,
+            ..
+        } => {
+            let path = crate::results::path_text(py, path_bytes)?;
+            attrs.set_item("target", target)?;
+            attrs.set_item("path", &path)?;
+            attrs.set_item("path_bytes", PyBytes::new(py, path_bytes))?;
+            attrs.set_item("errno", *errno)?;
+            attrs.set_item("strerror", message)?;
+            attrs.set_item("filename", path)?;
+            file_error_class(*errno)
+        }
         Error::LogStream { name, .. } => {
             attrs.set_item("name", name)?;
             "LogStreamError"
@@ -116,6 +132,20 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
         }
     };
     raise(py, class, err.to_string(), &attrs)
+}
+
+/// The `sandlot.errors` class for a file error with `errno` (Linux's numbers;
+/// the same on this machine for these).
+fn file_error_class(errno: i32) -> &'static str {
+    match errno {
+        1 | 13 => "PermissionError",     // EPERM, EACCES
+        2 => "FileNotFoundError",        // ENOENT
+        17 => "FileExistsError",         // EEXIST
+        20 => "NotADirectoryError",      // ENOTDIR
+        21 => "IsADirectoryError",       // EISDIR
+        30 => "ReadOnlyFileSystemError", // EROFS
+        _ => "SandboxFileError",
+    }
 }
 
 /// The `ExecError` of `exec(..., check=True)`: the command ran and exited non-zero.

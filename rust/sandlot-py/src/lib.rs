@@ -8,6 +8,7 @@ use pyo3::prelude::*;
 mod bridge;
 mod client;
 mod errors;
+mod files;
 mod html;
 mod inputs;
 mod process;
@@ -43,6 +44,11 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<process::SyncProcess>()?;
     m.add_class::<process::ByteStream>()?;
     m.add_class::<process::LineStream>()?;
+    m.add_class::<files::AsyncFiles>()?;
+    m.add_class::<files::SyncFiles>()?;
+    m.add_class::<files::AsyncFileUpload>()?;
+    m.add_class::<files::SyncFileUpload>()?;
+    m.add_class::<files::FileChunks>()?;
     m.add_class::<volume::AsyncVolumes>()?;
     m.add_class::<volume::SyncVolumes>()?;
     m.add_class::<volume::AsyncVolume>()?;
@@ -52,6 +58,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<results::ProcessInfo>()?;
     m.add_class::<results::Metrics>()?;
     m.add_class::<results::TerminateResult>()?;
+    m.add_class::<results::FileInfo>()?;
     m.add_function(wrap_pyfunction!(run_cli, m)?)?;
     m.add_function(wrap_pyfunction!(_sandboxes_html, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::_quiesce, m)?)?;

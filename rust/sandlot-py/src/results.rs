@@ -1,14 +1,28 @@
-//! Read-only result objects: `SandboxStatus`, `ExecResult` and `TerminateResult`.
+//! Read-only result objects: `SandboxStatus`, `ExecResult`, `TerminateResult`,
+//! `Metrics`, `ProcessInfo` and `FileInfo`.
 
 use std::collections::BTreeMap;
 
 use jiff::Timestamp;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
 
 /// Calls the Python enum `sandlot.<class>` with `value`.
 pub fn python_enum<'py>(py: Python<'py>, class: &str, value: &str) -> PyResult<Bound<'py, PyAny>> {
     py.import("sandlot._enums")?.getattr(class)?.call1((value,))
+}
+
+/// A path's bytes as a `str`: UTF-8, undecodable bytes as lone surrogates
+/// (as `os.fsdecode` does; `os.fsencode` gives the bytes back).
+pub fn path_text<'py>(py: Python<'py>, path: &[u8]) -> PyResult<Bound<'py, PyString>> {
+    match std::str::from_utf8(path) {
+        Ok(text) => Ok(PyString::new(py, text)),
+        Err(_) => PyString::from_encoded_object(
+            PyBytes::new(py, path).as_any(),
+            Some(c"utf-8"),
+            Some(c"surrogateescape"),
+        ),
+    }
 }
 
 /// A sandbox as last seen: phase, exit code, reason, times, and what it was
@@ -455,5 +469,137 @@ impl TerminateResult {
             ),
             (None, None) => format!("TerminateResult(name='{}')", self.name),
         }
+    }
+}
+
+/// One entry of a sandbox's or a volume's files, as `stat()` and `list()`
+/// give it. A symlink is described itself, not what it points to.
+#[pyclass(module = "sandlot", frozen)]
+#[derive(Debug)]
+pub struct FileInfo {
+    inner: sandlot_core::FileEntry,
+}
+
+impl From<sandlot_core::FileEntry> for FileInfo {
+    fn from(inner: sandlot_core::FileEntry) -> Self {
+        FileInfo { inner }
+    }
+}
+
+/// The last component of `path` ("/" for the root).
+fn last_component(path: &[u8]) -> &[u8] {
+    let end = path.iter().rposition(|&b| b != b'/').map_or(0, |i| i + 1);
+    if end == 0 {
+        return if path.is_empty() { b"" } else { b"/" };
+    }
+    let trimmed = &path[..end];
+    let start = trimmed
+        .iter()
+        .rposition(|&b| b == b'/')
+        .map_or(0, |i| i + 1);
+    &trimmed[start..]
+}
+
+#[pymethods]
+impl FileInfo {
+    /// `stat()`: the path asked about; `list()`: the path below the listed
+    /// directory, components joined by "/". Bytes that are not UTF-8 become
+    /// lone surrogates (`os.fsencode(path)` gives them back).
+    #[getter]
+    fn path<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        path_text(py, &self.inner.path)
+    }
+
+    /// The path's bytes.
+    #[getter]
+    fn path_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.path)
+    }
+
+    /// The path's last component.
+    #[getter]
+    fn name<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyString>> {
+        path_text(py, last_component(&self.inner.path))
+    }
+
+    /// "file", "directory", "symlink" or "other" (a fifo, socket or device).
+    #[getter]
+    #[pyo3(name = "type")]
+    fn kind(&self) -> &'static str {
+        self.inner.kind.as_str()
+    }
+
+    /// Bytes, for a file; the length of its target, for a symlink; else 0.
+    #[getter]
+    fn size(&self) -> u64 {
+        self.inner.size
+    }
+
+    /// Permission bits (`st_mode & 0o7777`).
+    #[getter]
+    fn mode(&self) -> u32 {
+        self.inner.mode
+    }
+
+    /// Last modification, in seconds since the epoch.
+    #[getter]
+    fn mtime(&self) -> f64 {
+        let (seconds, nanos) = self.inner.mtime;
+        seconds as f64 + f64::from(nanos) / 1e9
+    }
+
+    /// A symlink's target (decoded as `path` is); `None` for anything else.
+    #[getter]
+    fn target<'py>(&self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyString>>> {
+        self.inner
+            .target
+            .as_deref()
+            .map(|target| path_text(py, target))
+            .transpose()
+    }
+
+    #[getter]
+    fn is_dir(&self) -> bool {
+        self.inner.kind == sandlot_core::EntryKind::Directory
+    }
+
+    #[getter]
+    fn is_file(&self) -> bool {
+        self.inner.kind == sandlot_core::EntryKind::File
+    }
+
+    #[getter]
+    fn is_symlink(&self) -> bool {
+        self.inner.kind == sandlot_core::EntryKind::Symlink
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let mut text = format!(
+            "FileInfo(path={}, type='{}', size={}, mode=0o{:o}",
+            path_text(py, &self.inner.path)?.repr()?,
+            self.inner.kind.as_str(),
+            self.inner.size,
+            self.inner.mode
+        );
+        if let Some(target) = self.target(py)? {
+            text.push_str(&format!(", target={}", target.repr()?));
+        }
+        text.push(')');
+        Ok(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::last_component;
+
+    #[test]
+    fn last_components() {
+        assert_eq!(last_component(b"a/b/c"), b"c");
+        assert_eq!(last_component(b"/etc/"), b"etc");
+        assert_eq!(last_component(b"name"), b"name");
+        assert_eq!(last_component(b"/"), b"/");
+        assert_eq!(last_component(b"//"), b"/");
+        assert_eq!(last_component(b"."), b".");
     }
 }

@@ -9,12 +9,13 @@ use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
 use sandlot_core::{
-    Client, DEFAULT_MAX_OUTPUT, Error, ExecOptions, ListFilter, LogOptions, Mount, SandboxRequest,
-    SandboxSpec, SpawnOptions, Ttl,
+    Client, DEFAULT_MAX_OUTPUT, Error, ExecOptions, FileTarget, ListFilter, LogOptions, Mount,
+    SandboxRequest, SandboxSpec, SpawnOptions, Ttl,
 };
 
 use crate::bridge::{Failure, Mode, Outcome};
 use crate::client::LazyClient;
+use crate::files::FilesBase;
 use crate::inputs::{self, TtlArg};
 use crate::process::{Bytes, LineStream, ProcessBase};
 use crate::results::{ExecResult, Metrics, ProcessInfo, SandboxStatus, TerminateResult};
@@ -374,6 +375,17 @@ impl SandboxBase {
     #[getter]
     fn namespace(&self) -> &str {
         self.client.namespace()
+    }
+
+    /// The sandbox's files: read, write, list, and trees up and down
+    /// (`AsyncFiles` or `Files`). They need the sandbox running.
+    #[getter]
+    fn files(&self) -> InMode<FilesBase> {
+        let target = FileTarget::Sandbox(self.name.clone());
+        InMode(
+            self.mode,
+            FilesBase::new(self.mode, self.client.clone(), target),
+        )
     }
 
     /// The status as last seen (no request is made).

@@ -8,10 +8,11 @@ use std::sync::{Arc, Mutex};
 use jiff::Timestamp;
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
-use sandlot_core::{AccessMode, Client, VolumeSpec, VolumeStatus};
+use sandlot_core::{AccessMode, Client, FileTarget, VolumeSpec, VolumeStatus};
 
 use crate::bridge::{Mode, NONE};
 use crate::client::LazyClient;
+use crate::files::FilesBase;
 use crate::inputs;
 use crate::results::python_enum;
 use crate::twins::{InMode, class_name, twins};
@@ -222,6 +223,19 @@ impl VolumeBase {
     #[getter]
     fn tags(&self) -> BTreeMap<String, String> {
         self.last().tags
+    }
+
+    /// The volume's files, paths relative to its root (`AsyncFiles` or
+    /// `Files`), with or without a sandbox mounting it. They go through a
+    /// helper pod that mounts the volume (read-only unless a call writes),
+    /// kept while in use and deleted after 30 s idle.
+    #[getter]
+    fn files(&self) -> InMode<FilesBase> {
+        let target = FileTarget::Volume(self.last().name);
+        InMode(
+            self.mode,
+            FilesBase::new(self.mode, self.client.clone(), target),
+        )
     }
 
     /// Reads the volume anew and returns it.

@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod exec;
+pub mod files;
 pub mod get;
 pub mod list;
 pub mod logs;

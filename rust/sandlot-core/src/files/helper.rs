@@ -64,6 +64,9 @@ struct Helper {
     pod: String,
     /// When it was last handed out; the idle reaper compares against it.
     used: Arc<Mutex<Instant>>,
+    /// Started by this client (else found running, started by another,
+    /// whose end is that one's business).
+    own: bool,
 }
 
 impl HelperState {
@@ -100,6 +103,14 @@ impl Client {
             }
             *slot = None;
         }
+        if let Some(pod) = self.running_helper(volume, writable).await? {
+            *slot = Some(Helper {
+                pod: pod.clone(),
+                used: Arc::new(Mutex::new(Instant::now())),
+                own: false,
+            });
+            return Ok(pod);
+        }
         // The volume must exist (and be sandlot's) before a pod waits on it.
         self.get_volume(volume).await?;
         if !self.place_agent().await? {
@@ -117,29 +128,90 @@ impl Client {
             .create(&PostParams::default(), &pod)
             .await
             .map_err(|err| self.api_error(err))?;
-        if let Err(err) = self
-            .wait_sandbox(&name, &[Phase::Running], HELPER_START)
-            .await
-        {
+        if let Err(err) = self.wait_helper(volume, &name).await {
             self.delete_helper(&name).await;
-            return Err(match err {
-                Error::PhaseUnreachable { status, .. } => Error::Exec {
-                    name: volume.to_owned(),
-                    message: format!(
-                        "the file helper of volume {volume:?} did not start: {}",
-                        status.message.unwrap_or_else(|| status.phase.to_string())
-                    ),
-                },
-                err => err,
-            });
+            return Err(err);
         }
         let used = Arc::new(Mutex::new(Instant::now()));
         self.reap_when_idle(name.clone(), used.clone());
         *slot = Some(Helper {
             pod: name.clone(),
             used,
+            own: true,
         });
         Ok(name)
+    }
+
+    /// A running helper of `volume` that another client started (writable,
+    /// if `writable`), found by its labels.
+    async fn running_helper(&self, volume: &str, writable: bool) -> Result<Option<String>> {
+        let mut selector = format!("{HELPER_LABEL},{HELPER_VOLUME_LABEL}={volume}");
+        if writable {
+            selector.push_str(&format!(",{HELPER_WRITABLE_LABEL}=true"));
+        }
+        let params = ListParams::default().labels(&selector);
+        let pods = retry(|| self.pods().list(&params))
+            .await
+            .map_err(|err| self.api_error(err))?;
+        Ok(pods
+            .into_iter()
+            .filter(|pod| {
+                pod.metadata.deletion_timestamp.is_none()
+                    && SandboxStatus::from_pod(pod).phase == Phase::Running
+                    && crate::agent::has_agent(pod)
+            })
+            .find_map(|pod| pod.metadata.name))
+    }
+
+    /// Deletes the helper pods this client started, at once. A client that
+    /// ends soon (a command-line run) calls it last; others leave helpers to
+    /// their idle time.
+    pub async fn release_helpers(&self) {
+        let slots: Vec<HelperSlot> = self
+            .helpers()
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, slot)| slot)
+            .collect();
+        for slot in slots {
+            if let Some(helper) = slot.lock().await.take().filter(|h| h.own) {
+                self.delete_helper(&helper.pod).await;
+            }
+        }
+    }
+
+    /// Waits until helper `pod` of `volume` runs (read every 200 ms: the
+    /// shared watch leaves helpers out), at most [`HELPER_START`].
+    async fn wait_helper(&self, volume: &str, pod: &str) -> Result<()> {
+        let deadline = Instant::now() + HELPER_START;
+        loop {
+            let status = SandboxStatus::from_pod(&self.sandbox_pod(pod).await?);
+            if status.phase == Phase::Running {
+                return Ok(());
+            }
+            if status.phase.is_terminal() {
+                return Err(Error::Exec {
+                    name: volume.to_owned(),
+                    message: format!(
+                        "the file helper of volume {volume:?} did not start: {}",
+                        status.message.unwrap_or_else(|| status.phase.to_string())
+                    ),
+                });
+            }
+            if Instant::now() >= deadline {
+                return Err(Error::Timeout {
+                    what: format!(
+                        "the file helper of volume {volume:?} to run ({}: {})",
+                        status.phase,
+                        status.message.unwrap_or_default()
+                    ),
+                    after: HELPER_START,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
 
     /// Whether `helper` still runs; if so it counts as used now.

@@ -28,8 +28,8 @@ use crate::sandbox::{ExecProcess, SpawnOptions};
 pub use helper::HELPER_IMAGE_ENV;
 pub(crate) use helper::HelperState;
 use protocol::{
-    EXCLUSIVE, MAX_CHUNK, MAX_PATH, MAX_STATUS, NO_REPLACE, Op, PARENTS, RECURSIVE, RequestBytes,
-    Status,
+    EXCLUSIVE, FOLLOW, MAX_CHUNK, MAX_PATH, MAX_STATUS, NO_REPLACE, Op, PARENTS, RECURSIVE,
+    RequestBytes, Status,
 };
 pub use protocol::{EntryKind, FileEntry, errno_text};
 
@@ -59,7 +59,10 @@ struct FileRun {
     path: Vec<u8>,
     /// Where the sandbox sees it (a volume's paths are below its mount).
     remote: Vec<u8>,
-    process: ExecProcess,
+    /// `None` once its status was read.
+    process: Option<ExecProcess>,
+    /// Where an abandoned run is ended (see `Drop`).
+    runtime: tokio::runtime::Handle,
     stdin: Option<DuplexStream>,
     stdout: Option<DuplexStream>,
     stderr: JoinHandle<Vec<u8>>,
@@ -73,7 +76,7 @@ impl FileRun {
             let _ = stdin.shutdown().await;
         }
         drop(self.stdout.take());
-        let exit = self.process.wait().await;
+        let exit = self.exit().await;
         let stderr = (&mut self.stderr).await.unwrap_or_default();
         let name = self.target.to_string();
         match protocol::parse_status(&stderr, &name, exit)? {
@@ -102,9 +105,15 @@ impl FileRun {
         Err(self.take_failure().await)
     }
 
+    /// Waits for the program's exit code; the run is over after it.
+    async fn exit(&mut self) -> Result<i32> {
+        let mut process = self.process.take().expect("a run's exit is read once");
+        process.wait().await
+    }
+
     /// Why the run stopped early: its status, else an [`Error::Exec`].
     async fn take_failure(&mut self) -> Error {
-        let exit = self.process.wait().await;
+        let exit = self.exit().await;
         let stderr = (&mut self.stderr).await.unwrap_or_default();
         let name = self.target.to_string();
         match protocol::parse_status(&stderr, &name, exit) {
@@ -115,6 +124,29 @@ impl FileRun {
             },
             Err(err) => err,
         }
+    }
+}
+
+/// How long an abandoned run may take to end in the background.
+const ABANDONED_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Drop for FileRun {
+    /// A run dropped before its status was read (a write aborted or failed,
+    /// a read given up, the caller cancelled): its input is ended without
+    /// the end chunk, so the agent removes what it wrote and exits, and that
+    /// exit is waited for in the background.
+    fn drop(&mut self) {
+        let Some(mut process) = self.process.take() else {
+            return;
+        };
+        let stdin = self.stdin.take();
+        drop(self.stdout.take());
+        crate::sandbox::in_background(&self.runtime, async move {
+            if let Some(mut stdin) = stdin {
+                let _ = stdin.shutdown().await;
+            }
+            let _ = tokio::time::timeout(ABANDONED_WAIT, process.wait()).await;
+        });
     }
 }
 
@@ -364,7 +396,8 @@ impl Client {
             target: target.clone(),
             path: path.to_vec(),
             remote,
-            process,
+            process: Some(process),
+            runtime: tokio::runtime::Handle::current(),
             stdin,
             stdout,
             stderr,
@@ -377,11 +410,11 @@ impl Client {
     async fn simple_file_op(
         &self,
         target: &FileTarget,
-        path: &[u8],
+        (field, path): (&str, &[u8]),
         op: Op,
         fields: impl FnOnce(RequestBytes) -> Result<RequestBytes>,
     ) -> Result<FileRun> {
-        let remote = target.remote_path("path", path)?;
+        let remote = target.remote_path(field, path)?;
         let request = fields(RequestBytes::new(op, &remote))?;
         let writes = !matches!(op, Op::Read | Op::Stat | Op::List | Op::Pack);
         self.start_file_run(target, path, remote, request, writes)
@@ -397,7 +430,7 @@ impl Client {
         length: Option<u64>,
     ) -> Result<FileReader> {
         let mut run = self
-            .simple_file_op(target, path, Op::Read, |r| {
+            .simple_file_op(target, ("path", path), Op::Read, |r| {
                 Ok(r.u64(offset).u64(length.unwrap_or(u64::MAX)))
             })
             .await?;
@@ -421,16 +454,22 @@ impl Client {
         let flags = if options.parents { PARENTS } else { 0 }
             | if options.exclusive { EXCLUSIVE } else { 0 };
         let run = self
-            .simple_file_op(target, path, Op::Write, |r| {
+            .simple_file_op(target, ("path", path), Op::Write, |r| {
                 Ok(r.u32(options.mode).u32(flags))
             })
             .await?;
         Ok(FileWriter { run, sent: 0 })
     }
 
-    /// What `path` is (a symlink itself, not what it points to).
-    pub async fn stat_file(&self, target: &FileTarget, path: &[u8]) -> Result<FileEntry> {
-        let mut entries = self.entries(target, path, Op::Stat, 0).await?;
+    /// What `path` is: a symlink itself, or with `follow` what it points to.
+    pub async fn stat_file(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        follow: bool,
+    ) -> Result<FileEntry> {
+        let flags = if follow { FOLLOW } else { 0 };
+        let mut entries = self.entries(target, path, Op::Stat, flags).await?;
         let mut entry = entries.pop().ok_or_else(|| Error::Exec {
             name: target.to_string(),
             message: "the agent's stat has no entry".into(),
@@ -441,7 +480,7 @@ impl Client {
 
     /// Whether `path` exists (a dangling symlink does).
     pub async fn file_exists(&self, target: &FileTarget, path: &[u8]) -> Result<bool> {
-        match self.stat_file(target, path).await {
+        match self.stat_file(target, path, false).await {
             Ok(_) => Ok(true),
             Err(Error::File { errno: 2 | 20, .. }) => Ok(false),
             Err(err) => Err(err),
@@ -459,17 +498,17 @@ impl Client {
         self.entries(target, path, Op::List, depth).await
     }
 
+    /// The records of a listing or stat; `field` is its one number (the
+    /// list's depth, the stat's flags).
     async fn entries(
         &self,
         target: &FileTarget,
         path: &[u8],
         op: Op,
-        depth: u32,
+        field: u32,
     ) -> Result<Vec<FileEntry>> {
         let mut run = self
-            .simple_file_op(target, path, op, |r| {
-                Ok(if op == Op::List { r.u32(depth) } else { r })
-            })
+            .simple_file_op(target, ("path", path), op, |r| Ok(r.u32(field)))
             .await?;
         let mut stdout = run.stdout.take().expect("a listing's stdout is open");
         let name = target.to_string();
@@ -500,7 +539,9 @@ impl Client {
         check_mode("mode", mode)?;
         let flags = if parents { PARENTS } else { 0 };
         let run = self
-            .simple_file_op(target, path, Op::Mkdir, |r| Ok(r.u32(mode).u32(flags)))
+            .simple_file_op(target, ("path", path), Op::Mkdir, |r| {
+                Ok(r.u32(mode).u32(flags))
+            })
             .await?;
         run.finish().await.map(drop)
     }
@@ -515,12 +556,13 @@ impl Client {
     ) -> Result<()> {
         let flags = if recursive { RECURSIVE } else { 0 };
         let run = self
-            .simple_file_op(target, path, Op::Remove, |r| Ok(r.u32(flags)))
+            .simple_file_op(target, ("path", path), Op::Remove, |r| Ok(r.u32(flags)))
             .await?;
         run.finish().await.map(drop)
     }
 
-    /// Renames `from` to `to` (replacing a file there, unless `exclusive`).
+    /// Renames `from` to `to` (replacing a file there, unless `exclusive`);
+    /// errors name them `src` and `dst`.
     pub async fn rename_file(
         &self,
         target: &FileTarget,
@@ -528,10 +570,10 @@ impl Client {
         to: &[u8],
         exclusive: bool,
     ) -> Result<()> {
-        let to = target.remote_path("to", to)?;
+        let to = target.remote_path("dst", to)?;
         let flags = if exclusive { NO_REPLACE } else { 0 };
         let run = self
-            .simple_file_op(target, from, Op::Rename, |r| {
+            .simple_file_op(target, ("src", from), Op::Rename, |r| {
                 Ok(r.with_bytes(&to).u32(flags))
             })
             .await?;

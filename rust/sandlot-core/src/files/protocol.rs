@@ -43,6 +43,8 @@ pub(super) const EXCLUSIVE: u32 = 2;
 pub(super) const NO_REPLACE: u32 = 1;
 /// Remove: a directory and everything in it.
 pub(super) const RECURSIVE: u32 = 1;
+/// Stat: what a symlink points to.
+pub(super) const FOLLOW: u32 = 1;
 
 /// A request: magic, op, path, then the op's fields (see the helpers).
 pub(super) struct RequestBytes(pub(super) Vec<u8>);

@@ -74,7 +74,7 @@ impl Client {
     }
 
     /// Reads `path` into local file `local` (written under a temporary name
-    /// and renamed, with the remote file's permission bits); its size.
+    /// and renamed into place); its size.
     pub async fn download_file(
         &self,
         target: &FileTarget,
@@ -140,7 +140,7 @@ impl Client {
                 &std::io::Error::from_raw_os_error(20), // ENOTDIR
             ));
         }
-        let remote = target.remote_path("path", path)?;
+        let remote = target.remote_path("remote_dir", path)?;
         let request = RequestBytes::new(Op::Unpack, &remote).u32(0);
         let mut run = self
             .start_file_run(target, path, remote, request, true)
@@ -178,7 +178,7 @@ impl Client {
         local: &Path,
         progress: Option<Progress>,
     ) -> Result<u64> {
-        let remote = target.remote_path("path", path)?;
+        let remote = target.remote_path("remote_dir", path)?;
         let request = RequestBytes::new(Op::Pack, &remote);
         let mut run = self
             .start_file_run(target, path, remote, request, false)
@@ -221,84 +221,91 @@ impl Client {
     }
 }
 
+/// The names in local directory `dir`, sorted.
+fn sorted_names(dir: &Path) -> Result<std::vec::IntoIter<std::ffi::OsString>> {
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|err| local_error(dir, &err))?
+        .map(|entry| entry.map(|e| e.file_name()))
+        .collect::<std::io::Result<_>>()
+        .map_err(|err| local_error(dir, &err))?;
+    names.sort();
+    Ok(names.into_iter())
+}
+
 /// Reads local tree `root` into records and content pieces on `sender`,
-/// depth first; the bytes of file content sent.
+/// depth first (a directory's contents right after its record, as `unpack`
+/// expects); the bytes of file content sent.
 fn walk(root: &Path, sender: &mpsc::Sender<Vec<u8>>) -> Result<u64> {
     let mut content = 0u64;
-    let mut stack = vec![PathBuf::new()];
+    let mut stack = vec![(PathBuf::new(), sorted_names(root)?)];
     let send = |piece: Vec<u8>| sender.blocking_send(piece).is_ok();
-    while let Some(relative) = stack.pop() {
-        let dir = root.join(&relative);
-        let mut names: Vec<_> = std::fs::read_dir(&dir)
-            .map_err(|err| local_error(&dir, &err))?
-            .map(|entry| entry.map(|e| e.file_name()))
-            .collect::<std::io::Result<_>>()
-            .map_err(|err| local_error(&dir, &err))?;
-        names.sort();
-        // Pushed in reverse, so the stack pops them in name order.
-        let mut subdirectories = Vec::new();
-        for name in names {
-            let relative = relative.join(&name);
-            let full = root.join(&relative);
-            let meta = std::fs::symlink_metadata(&full).map_err(|err| local_error(&full, &err))?;
-            let kind = if meta.file_type().is_symlink() {
-                EntryKind::Symlink
-            } else if meta.is_dir() {
-                EntryKind::Directory
-            } else if meta.is_file() {
-                EntryKind::File
+    while let Some((dir, names)) = stack.last_mut() {
+        let Some(name) = names.next() else {
+            stack.pop();
+            continue;
+        };
+        let relative = dir.join(&name);
+        let full = root.join(&relative);
+        let meta = std::fs::symlink_metadata(&full).map_err(|err| local_error(&full, &err))?;
+        let kind = if meta.file_type().is_symlink() {
+            EntryKind::Symlink
+        } else if meta.is_dir() {
+            EntryKind::Directory
+        } else if meta.is_file() {
+            EntryKind::File
+        } else {
+            return Err(local_error(
+                &full,
+                &std::io::Error::other("a fifo, socket or device cannot be uploaded"),
+            ));
+        };
+        let target = (kind == EntryKind::Symlink)
+            .then(|| std::fs::read_link(&full).map(|t| t.into_os_string().into_vec()))
+            .transpose()
+            .map_err(|err| local_error(&full, &err))?;
+        let entry = FileEntry {
+            path: relative.as_os_str().as_bytes().to_vec(),
+            kind,
+            mode: meta.permissions().mode() & 0o7777,
+            size: if kind == EntryKind::File {
+                meta.len()
             } else {
-                return Err(local_error(
-                    &full,
-                    &std::io::Error::other("a fifo, socket or device cannot be uploaded"),
-                ));
-            };
-            let target = (kind == EntryKind::Symlink)
-                .then(|| std::fs::read_link(&full).map(|t| t.into_os_string().into_vec()))
-                .transpose()
-                .map_err(|err| local_error(&full, &err))?;
-            let entry = FileEntry {
-                path: relative.as_os_str().as_bytes().to_vec(),
-                kind,
-                mode: meta.permissions().mode() & 0o7777,
-                size: if kind == EntryKind::File {
-                    meta.len()
-                } else {
-                    0
-                },
-                mtime: mtime_of(&meta),
-                target,
-            };
-            if !send(protocol::record(&entry)) {
-                return Ok(content);
-            }
-            match kind {
-                EntryKind::File => {
-                    let mut file =
-                        std::fs::File::open(&full).map_err(|err| local_error(&full, &err))?;
-                    let mut left = entry.size;
-                    while left > 0 {
-                        let mut piece = vec![0; left.min(MAX_CHUNK as u64) as usize];
-                        let mut filled = 0;
-                        while filled < piece.len() {
-                            match file.read(&mut piece[filled..]) {
-                                Ok(0) => break, // It shrank: the rest stays zeros.
-                                Ok(n) => filled += n,
-                                Err(err) => return Err(local_error(&full, &err)),
-                            }
-                        }
-                        left -= piece.len() as u64;
-                        content += piece.len() as u64;
-                        if !send(piece) {
-                            return Ok(content);
+                0
+            },
+            mtime: mtime_of(&meta),
+            target,
+        };
+        if !send(protocol::record(&entry)) {
+            return Ok(content);
+        }
+        match kind {
+            EntryKind::File => {
+                let mut file =
+                    std::fs::File::open(&full).map_err(|err| local_error(&full, &err))?;
+                let mut left = entry.size;
+                while left > 0 {
+                    let mut piece = vec![0; left.min(MAX_CHUNK as u64) as usize];
+                    let mut filled = 0;
+                    while filled < piece.len() {
+                        match file.read(&mut piece[filled..]) {
+                            Ok(0) => break, // It shrank: the rest stays zeros.
+                            Ok(n) => filled += n,
+                            Err(err) => return Err(local_error(&full, &err)),
                         }
                     }
+                    left -= piece.len() as u64;
+                    content += piece.len() as u64;
+                    if !send(piece) {
+                        return Ok(content);
+                    }
                 }
-                EntryKind::Directory => subdirectories.push(relative),
-                _ => {}
             }
+            EntryKind::Directory => {
+                let names = sorted_names(&full)?;
+                stack.push((relative, names));
+            }
+            _ => {}
         }
-        stack.extend(subdirectories.into_iter().rev());
     }
     Ok(content)
 }

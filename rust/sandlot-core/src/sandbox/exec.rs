@@ -397,12 +397,23 @@ impl ExecKiller {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let pending = BackgroundKill::start();
-        runtime.spawn(async move {
+        in_background(&runtime, async move {
             let _ = self.kill().await;
-            drop(pending);
         });
     }
+}
+
+/// Runs `work` (ending a command that was given up) on `runtime` without
+/// waiting for it; [`wait_for_background_kills`] waits for it too.
+pub(crate) fn in_background(
+    runtime: &tokio::runtime::Handle,
+    work: impl std::future::Future<Output = ()> + Send + 'static,
+) {
+    let pending = BackgroundKill::start();
+    runtime.spawn(async move {
+        work.await;
+        drop(pending);
+    });
 }
 
 /// Kills a command's processes in the background when dropped while armed:

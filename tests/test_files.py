@@ -1,0 +1,281 @@
+"""Files in sandboxes and volumes on a real cluster: byte-exact round trips
+(empty, every byte value, 100 MiB, non-UTF-8 names), listings with modes and
+symlinks, trees up and down, the error classes, a shell-less image with a
+read-only root, the Kubernetes exec path, a volume with no sandbox mounting it,
+and what a hostile sandbox does to a download (links out of the target are
+refused and nothing is written outside it)."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import os
+import stat
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+import sandlot
+from conftest import unique
+
+BUSYBOX = "docker.io/library/busybox:1.36"
+STATIC = "sandlot.local/static:1"  # /pause and /probe, static; no shell, no coreutils
+MIB = 1024 * 1024
+EVERY_BYTE = bytes(range(256)) * 4
+
+
+@pytest.fixture(scope="module")
+async def box(sandlot_namespace: str) -> AsyncIterator[sandlot.AsyncSandbox]:
+    async with sandlot.AsyncClient(sandlot_namespace, exec_path="agent") as client:
+        sb = await client.sandboxes.create(BUSYBOX, resources={"cpu": "1", "memory": "512Mi"})
+        await sb.wait("running", timeout=120)
+        yield sb
+        await sb.terminate()
+
+
+async def test_round_trips_are_byte_exact(box: sandlot.AsyncSandbox) -> None:
+    files = box.files
+    assert await files.write("/tmp/rt/empty", b"") == 0
+    assert await files.read("/tmp/rt/empty") == b""
+    assert await files.write("/tmp/rt/bytes", EVERY_BYTE) == len(EVERY_BYTE)
+    assert await files.read("/tmp/rt/bytes") == EVERY_BYTE
+    # What the sandbox itself sees.
+    seen = await box.exec(["sha256sum", "/tmp/rt/bytes"], check=True)
+    assert seen.stdout.split()[0] == hashlib.sha256(EVERY_BYTE).hexdigest()
+    await files.write("/tmp/rt/text", "grüße\n")
+    assert await files.read_text("/tmp/rt/text") == "grüße\n"
+    # A name that is not UTF-8, as bytes and as the str os.fsdecode makes of it.
+    await files.write(b"/tmp/rt/caf\xe9", b"latin-1 name")
+    assert await files.read(os.fsdecode(b"/tmp/rt/caf\xe9")) == b"latin-1 name"
+    names = {entry.path_bytes for entry in await files.list("/tmp/rt")}
+    assert names == {b"empty", b"bytes", b"text", b"caf\xe9"}
+
+
+async def test_a_large_file_streams_both_ways(box: sandlot.AsyncSandbox) -> None:
+    block = os.urandom(MIB)
+    total = 100 * MIB
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for i in range(100):
+            yield block[i:] + block[:i]
+
+    expected = hashlib.sha256()
+    for i in range(100):
+        expected.update(block[i:] + block[:i])
+    assert await box.files.write("/tmp/big", chunks()) == total
+    got = hashlib.sha256()
+    size = 0
+    async for chunk in box.files.open_read("/tmp/big"):
+        got.update(chunk)
+        size += len(chunk)
+    assert (size, got.hexdigest()) == (total, expected.hexdigest())
+    # A window of it.
+    window = await box.files.open_read("/tmp/big", offset=MIB + 5, length=10).__anext__()
+    assert window == (block[1:] + block[:1])[5:15]
+    await box.files.remove("/tmp/big")
+
+
+async def test_listing_modes_and_symlinks(box: sandlot.AsyncSandbox) -> None:
+    files = box.files
+    await files.mkdir("/tmp/ls/sub/deeper", parents=True)
+    await files.write("/tmp/ls/secret", b"s", mode=0o600)
+    await files.write("/tmp/ls/sub/run.sh", b"#!/bin/sh\necho ran\n", mode=0o755)
+    await box.exec(["ln", "-s", "sub/run.sh", "/tmp/ls/link"], check=True)
+    top = {entry.name: entry for entry in await files.list("/tmp/ls")}
+    assert set(top) == {"secret", "sub", "link"}
+    assert (top["secret"].type, top["secret"].mode, top["secret"].size) == ("file", 0o600, 1)
+    assert top["sub"].is_dir and top["link"].is_symlink and top["link"].target == "sub/run.sh"
+    every = {entry.path for entry in await files.list("/tmp/ls", recursive=True)}
+    assert every == {"secret", "sub", "sub/deeper", "sub/run.sh", "link"}
+    assert (await box.exec(["/tmp/ls/sub/run.sh"], check=True)).stdout == "ran\n"
+    info = await files.stat("/tmp/ls/link")
+    assert (info.type, info.target) == ("symlink", "sub/run.sh")
+    assert await files.exists("/tmp/ls/secret") and not await files.exists("/tmp/ls/nothing")
+    await files.rename("/tmp/ls/secret", "/tmp/ls/moved")
+    assert await files.read("/tmp/ls/moved") == b"s"
+    await files.remove("/tmp/ls", recursive=True)
+    assert not await files.exists("/tmp/ls")
+
+
+async def test_each_error_has_its_class(box: sandlot.AsyncSandbox) -> None:
+    files = box.files
+    await files.write("/tmp/err/file", b"x")
+    with pytest.raises(sandlot.errors.FileNotFoundError) as missing:
+        await files.read("/tmp/err/none")
+    assert isinstance(missing.value, builtins.FileNotFoundError)
+    assert isinstance(missing.value, sandlot.SandlotError)
+    assert (missing.value.errno, missing.value.path) == (2, "/tmp/err/none")
+    with pytest.raises(sandlot.errors.IsADirectoryError):
+        await files.read("/tmp/err")
+    with pytest.raises(sandlot.errors.NotADirectoryError):
+        await files.list("/tmp/err/file")
+    with pytest.raises(sandlot.errors.FileExistsError):
+        await files.write("/tmp/err/file", b"y", exclusive=True)
+    with pytest.raises(sandlot.errors.FileExistsError):
+        await files.mkdir("/tmp/err")
+    with pytest.raises(sandlot.errors.SandboxFileError) as not_empty:
+        await files.remove("/tmp/err")
+    assert not_empty.value.errno == 39
+    # Root without capabilities is held to the owner's bits, like anyone.
+    await files.write("/tmp/err/locked", b"z", mode=0o000)
+    with pytest.raises(sandlot.errors.PermissionError) as denied:
+        await files.read("/tmp/err/locked")
+    assert isinstance(denied.value, builtins.PermissionError)
+    with pytest.raises(sandlot.InvalidSpecError, match="mode"):
+        await files.write("/tmp/err/bad", b"", mode=0o17777)
+    with pytest.raises(sandlot.InvalidSpecError, match="path"):
+        await files.read("")
+
+
+async def test_a_write_that_fails_midway_leaves_nothing(box: sandlot.AsyncSandbox) -> None:
+    files = box.files
+    await files.write("/tmp/mid/keep", b"old content")
+
+    async def breaks() -> AsyncIterator[bytes]:
+        yield b"new " * 1000
+        raise RuntimeError("the source broke")
+
+    with pytest.raises(RuntimeError, match="the source broke"):
+        await files.write("/tmp/mid/keep", breaks())
+    with pytest.raises(RuntimeError, match="the source broke"):
+        await files.write("/tmp/mid/fresh", breaks())
+    upload = await files.open_write("/tmp/mid/aborted")
+    await upload.write(b"partial")
+    await upload.abort()
+    assert await files.read("/tmp/mid/keep") == b"old content"
+    assert sorted(e.name for e in await files.list("/tmp/mid")) == ["keep"], "no partial or temporary file"
+
+
+async def test_trees_go_up_and_down_with_modes_and_links(box: sandlot.AsyncSandbox, tmp_path: Path) -> None:
+    source = tmp_path / "source"
+    (source / "bin").mkdir(parents=True)
+    (source / "data" / "nested").mkdir(parents=True)
+    (source / "bin" / "tool").write_bytes(b"#!/bin/sh\necho tool\n")
+    (source / "bin" / "tool").chmod(0o750)
+    (source / "data" / "nested" / "blob").write_bytes(EVERY_BYTE)
+    (source / "data" / "empty").write_bytes(b"")
+    (source / "data" / "frozen").mkdir()
+    (source / "data" / "frozen" / "inside").write_bytes(b"in a read-only directory")
+    (source / "data" / "frozen").chmod(0o555)
+    (source / "latest").symlink_to("data/nested/blob")
+    try:
+        sent = await box.files.upload(source, "/tmp/tree")
+        assert sent == len(EVERY_BYTE) + len(b"#!/bin/sh\necho tool\n") + len(b"in a read-only directory")
+        assert (await box.exec(["/tmp/tree/bin/tool"], check=True)).stdout == "tool\n"
+        assert await box.files.read("/tmp/tree/latest") == EVERY_BYTE
+
+        back = tmp_path / "back"
+        assert await box.files.download("/tmp/tree", back) == sent
+        assert snapshot(back) == snapshot(source)
+    finally:
+        for root in (source, tmp_path / "back"):
+            frozen = root / "data" / "frozen"
+            if frozen.exists():
+                frozen.chmod(0o755)
+
+
+def snapshot(root: Path) -> dict[str, tuple[str, int, bytes]]:
+    """Every entry below `root`: its kind, permission bits and content (a link's target)."""
+    entries = {}
+    for path in sorted(root.rglob("*")):
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            entries[str(path.relative_to(root))] = ("link", 0, os.readlink(path).encode())
+        elif stat.S_ISDIR(info.st_mode):
+            entries[str(path.relative_to(root))] = ("dir", stat.S_IMODE(info.st_mode), b"")
+        else:
+            entries[str(path.relative_to(root))] = ("file", stat.S_IMODE(info.st_mode), path.read_bytes())
+    return entries
+
+
+async def test_a_hostile_sandbox_cannot_write_outside_the_download(box: sandlot.AsyncSandbox, tmp_path: Path) -> None:
+    # Links the workload planted: out by an absolute target, and out by "..".
+    for target, link in (("/etc", "esc"), ("../../../outside", "sub/up")):
+        await box.exec(
+            [
+                "sh",
+                "-c",
+                f"rm -rf /tmp/evil && mkdir -p /tmp/evil/sub && echo f > /tmp/evil/a && ln -s {target} /tmp/evil/{link}",
+            ],
+            check=True,
+        )
+        target_dir = tmp_path / f"into-{link.replace('/', '-')}"
+        with pytest.raises(sandlot.errors.PermissionError, match="outside"):
+            await box.files.download("/tmp/evil", target_dir)
+        assert not (tmp_path / "outside").exists()
+        written = {str(p.relative_to(target_dir)) for p in target_dir.rglob("*")}
+        assert link not in written, "the link itself is never made"
+    assert sorted(os.listdir(tmp_path)) == ["into-esc", "into-sub-up"]
+
+
+async def test_a_shell_less_image_with_a_read_only_root(sandlot_namespace: str) -> None:
+    async with sandlot.AsyncClient(sandlot_namespace) as client:
+        sb = await client.sandboxes.create(STATIC, command=["/pause"], read_only_root_filesystem=True)
+        try:
+            await sb.wait("running", timeout=120)
+            await sb.files.write("/tmp/note", EVERY_BYTE)
+            assert await sb.files.read("/tmp/note") == EVERY_BYTE
+            assert {"pause", "probe", "tmp"} <= {e.name for e in await sb.files.list("/")}
+            with pytest.raises(sandlot.errors.ReadOnlyFileSystemError):
+                await sb.files.write("/etc-note", b"no")
+        finally:
+            await sb.terminate()
+
+
+async def test_files_over_the_kubernetes_exec_path(box: sandlot.AsyncSandbox, sandlot_namespace: str) -> None:
+    async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as kube:
+        sb = await kube.sandboxes.get(box.name)
+        await sb.files.write("/tmp/kube/file", EVERY_BYTE * 64)
+        assert await sb.files.read("/tmp/kube/file") == EVERY_BYTE * 64
+        assert [e.name for e in await sb.files.list("/tmp/kube")] == ["file"]
+        with pytest.raises(sandlot.errors.FileNotFoundError):
+            await sb.files.read("/tmp/kube/none")
+    assert await box.files.read("/tmp/kube/file") == EVERY_BYTE * 64
+
+
+async def test_volume_files_with_and_without_a_sandbox(sandlot_async_client: sandlot.AsyncClient) -> None:
+    volume = await sandlot_async_client.volumes.create(unique("files"), size="64Mi")
+    try:
+        # Nothing mounts it: a helper does the work.
+        await volume.files.write("/in/data.bin", EVERY_BYTE)
+        await volume.files.write("notes.txt", "written with no sandbox\n")
+        assert {e.path for e in await volume.files.list("/", recursive=True)} == {"in", "in/data.bin", "notes.txt"}
+        with pytest.raises(sandlot.InvalidSpecError, match="volume"):
+            await volume.files.read("../escape")
+        # The helpers are not sandboxes.
+        listed = [s.name for s in await sandlot_async_client.sandboxes.list()]
+        assert not [name for name in listed if name.startswith("sandlot-files-")]
+        sb = await sandlot_async_client.sandboxes.create(BUSYBOX, volume_mounts={"/data": volume.name})
+        try:
+            await sb.wait("running", timeout=120)
+            seen = await sb.exec(["sha256sum", "/data/in/data.bin"], check=True)
+            assert seen.stdout.split()[0] == hashlib.sha256(EVERY_BYTE).hexdigest()
+            await sb.exec(["sh", "-c", "echo from the sandbox > /data/back.txt"], check=True)
+            # While it is mounted.
+            assert await volume.files.read_text("back.txt") == "from the sandbox\n"
+        finally:
+            await sb.terminate()
+    finally:
+        await volume.delete(force=True)
+
+
+def test_the_sync_client_has_files_too(sandlot_client: sandlot.Client, tmp_path: Path) -> None:
+    with sandlot_client.sandboxes.create(BUSYBOX) as sb:
+        sb.wait("running", timeout=120)
+        local = tmp_path / "up.bin"
+        local.write_bytes(EVERY_BYTE)
+        assert sb.files.write("/tmp/up.bin", local) == len(EVERY_BYTE)
+
+        def pieces() -> Iterator[bytes]:
+            yield b"one "
+            yield b"two"
+
+        sb.files.write("/tmp/pieces", pieces())
+        assert sb.files.read("/tmp/pieces") == b"one two"
+        assert b"".join(sb.files.open_read("/tmp/up.bin")) == EVERY_BYTE
+        with sb.files.open_write("/tmp/ctx") as upload:
+            upload.write(b"in a with block")
+        assert sb.files.read_text("/tmp/ctx") == "in a with block"
+        with pytest.raises(sandlot.errors.FileNotFoundError):
+            sb.files.stat("/tmp/none")
