@@ -19,6 +19,7 @@ import pytest
 from test_cli import sandlot as sandlot_cli
 
 import sandlot
+from conftest import Kubectl, unique
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 PYTHON = "docker.io/library/python:3.11-slim"
@@ -187,15 +188,54 @@ while True:
 """
 
 
+def agentless_sandbox(namespace: str) -> str:
+    """A running sandbox without the agent, as an older sandlot (or a client that
+    may not create ConfigMaps) made them: the pod written by hand."""
+    name = unique("old")
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "sandlot"}},
+        "spec": {
+            "restartPolicy": "Never",
+            "automountServiceAccountToken": False,
+            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
+            "containers": [
+                {
+                    "name": "sandbox",
+                    "image": BUSYBOX,
+                    "command": ["sleep", "3600"],
+                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                }
+            ],
+        },
+    }
+    kubectl = Kubectl(namespace)
+    kubectl.apply(json.dumps(pod))
+    kubectl.run("wait", "--for=condition=Ready", f"pod/{name}", "--timeout=120s")
+    return name
+
+
 async def test_an_impersonating_agent_gets_a_clear_error_or_the_kubernetes_path(sandlot_namespace: str) -> None:
-    async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as kube:
-        plain = await kube.sandboxes.create(BUSYBOX)
-        await plain.wait("running", timeout=120)
-    # Made by a client on the Kubernetes path: no agent, and an agent-only client says so.
     async with sandlot.AsyncClient(sandlot_namespace, exec_path="agent") as agent:
+        # A sandbox without the agent: an agent-only client says so, and so do files.
+        plain = agentless_sandbox(sandlot_namespace)  # the client made the namespace
         with pytest.raises(sandlot.errors.ExecError, match="created without the agent"):
-            await (await agent.sandboxes.get(plain.name)).exec(["true"])
-        await (await agent.sandboxes.get(plain.name)).terminate()
+            await (await agent.sandboxes.get(plain)).exec(["true"])
+        async with sandlot.AsyncClient(sandlot_namespace) as auto:
+            old = await auto.sandboxes.get(plain)
+            assert (await old.exec(["echo", "old"])).path == "kubernetes"
+            with pytest.raises(sandlot.errors.ExecError, match="created without it"):
+                await old.files.read("/etc/hostname")
+        await (await agent.sandboxes.get(plain)).terminate()
+        # A client on the Kubernetes path still places the program (files need it),
+        # and an agent client reaches it.
+        async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as kube:
+            placed = await kube.sandboxes.create(BUSYBOX)
+            await placed.wait("running", timeout=120)
+            assert (await placed.exec(["true"])).path == "kubernetes"
+        assert (await (await agent.sandboxes.get(placed.name)).exec(["true"])).path == "agent"
+        await placed.terminate()
         sb = await agent.sandboxes.create(PYTHON)
         try:
             await sb.wait("running", timeout=120)

@@ -164,6 +164,9 @@ struct Daemon {
     pid: u32,
 }
 
+/// The most read from a session at once.
+const SESSION_READ: usize = 1 << 20;
+
 /// Runs the daemon; returns only by exiting.
 pub fn run(envp: *const *const u8) -> ! {
     let listener = call(SYS_SOCKET, 1, 1 | O_NONBLOCK | O_CLOEXEC, 0);
@@ -296,46 +299,65 @@ impl Daemon {
         }
     }
 
-    /// Reads what a session sent and handles each whole frame.
+    /// Reads what a session sent (up to 1 MiB at a time) and handles each
+    /// whole frame where it lies, with no copy of its own.
     fn read_session(&mut self, id: u32) {
-        let mut buf = [0u8; 64 * 1024];
         let Some(session) = self.sessions.get_mut(&id) else {
             return;
         };
-        let n = read(session.fd, &mut buf);
-        if n == -EAGAIN {
+        let mut input = core::mem::take(&mut session.input);
+        input.reserve(SESSION_READ);
+        let spare = input.spare_capacity_mut();
+        // SAFETY: read(2) writes at most `spare.len()` bytes into the spare
+        // capacity, and only the bytes it wrote are counted in.
+        let n = unsafe {
+            syscall(
+                SYS_READ,
+                session.fd as usize,
+                spare.as_mut_ptr() as usize,
+                spare.len(),
+                0,
+            )
+        };
+        if n > 0 {
+            // SAFETY: the read initialised these `n` bytes.
+            unsafe { input.set_len(input.len() + n as usize) };
+        }
+        if n == -EAGAIN || n == -EINTR {
+            session.input = input;
             return;
         }
         if n <= 0 {
             self.end_session(id);
             return;
         }
-        session.input.extend_from_slice(&buf[..n as usize]);
-        loop {
-            let Some(session) = self.sessions.get_mut(&id) else {
-                return;
-            };
-            if session.input.len() < HEADER_LEN {
-                return;
-            }
+        let mut at = 0;
+        while input.len() - at >= HEADER_LEN {
             let mut head = [0u8; HEADER_LEN];
-            head.copy_from_slice(&session.input[..HEADER_LEN]);
+            head.copy_from_slice(&input[at..at + HEADER_LEN]);
             let Ok(header) = Header::parse(&head) else {
                 self.end_session(id);
                 return;
             };
             let total = HEADER_LEN + header.len as usize;
-            if session.input.len() < total {
-                return;
+            if input.len() - at < total {
+                break;
             }
-            let frame: Vec<u8> = session.input.drain(..total).collect();
-            match Request::decode(header.kind, &frame[HEADER_LEN..]) {
+            let payload = &input[at + HEADER_LEN..at + total];
+            at += total;
+            match Request::decode(header.kind, payload) {
                 Ok(request) => self.handle(id, header.id, request),
                 Err(_) => {
                     self.end_session(id);
                     return;
                 }
             }
+        }
+        // What is left is the start of the next frame; the session may have
+        // ended while its frames were handled.
+        if let Some(session) = self.sessions.get_mut(&id) {
+            input.drain(..at);
+            session.input = input;
         }
     }
 
@@ -1091,6 +1113,9 @@ impl Launch {
         }
         // Room for a fast writer between two reads.
         call(SYS_FCNTL, out_r as usize, F_SETPIPE_SZ, 1 << 20);
+        if in_w >= 0 {
+            call(SYS_FCNTL, in_w as usize, F_SETPIPE_SZ, 1 << 20);
+        }
         match pid {
             Ok(pid) => Ok((pid, [out_r, err_r, in_w])),
             Err(errno) => {

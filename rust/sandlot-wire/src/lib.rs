@@ -29,8 +29,10 @@ pub const OUTPUT_CHUNK: usize = 64 * 1024;
 /// Output of one stream the agent sends ahead of the client's
 /// [`Request::Ack`]: the client buffers at most this much per stream.
 pub const OUTPUT_WINDOW: u64 = 4 << 20;
-/// Stdin the client sends ahead of the agent's [`Event::StdinTaken`].
-pub const STDIN_WINDOW: u64 = 256 * 1024;
+/// Stdin the client sends ahead of the agent's [`Event::StdinTaken`]: the
+/// agent holds at most this much per process (a file upload's throughput
+/// needs several round trips' worth in flight).
+pub const STDIN_WINDOW: u64 = 4 << 20;
 /// Output kept per stream of a process, for a client that attaches later;
 /// older output is dropped first ([`Event::Dropped`]).
 pub const OUTPUT_KEPT: u64 = 4 << 20;

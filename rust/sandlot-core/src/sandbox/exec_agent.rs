@@ -14,8 +14,7 @@ use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use sandlot_wire::{
-    OUTPUT_CHUNK, OUTPUT_WINDOW, Request, START_DETACHED, START_STDIN, START_TTY, STDIN_WINDOW,
-    Start,
+    OUTPUT_WINDOW, Request, START_DETACHED, START_STDIN, START_TTY, STDIN_WINDOW, Start,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -31,6 +30,8 @@ use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::status::SandboxStatus;
 
+/// The most stdin sent in one frame (and buffered before it).
+const STDIN_CHUNK: usize = 512 * 1024;
 /// How often one command is attached again after its connection broke.
 const REATTACH_TRIES: u32 = 2;
 /// SIGKILL.
@@ -208,7 +209,7 @@ impl Client {
             (Some(ours), Some(theirs))
         };
         let (stdin, stdin_end) = if stdin {
-            let (ours, theirs) = tokio::io::duplex(STREAM_BUFFER);
+            let (ours, theirs) = tokio::io::duplex(STDIN_CHUNK);
             (Some(ours), Some(theirs))
         } else {
             (None, None)
@@ -392,7 +393,7 @@ impl Drop for Pump {
 
 impl Pump {
     async fn run(mut self) -> SessionEnd {
-        let mut buf = vec![0u8; OUTPUT_CHUNK];
+        let mut buf = vec![0u8; STDIN_CHUNK];
         let mut reattached = 0;
         loop {
             let window_open = self.stdin_sent - self.stdin_taken < STDIN_WINDOW;
