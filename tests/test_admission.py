@@ -191,8 +191,8 @@ async def test_sandlot_s_own_sandboxes_pass(
     guard: Path, sandlot_namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every shape of pod sandlot makes: the gate as entrypoint and as init
-    container, no gate, a volume, a user, a read-only root; and the patch of
-    terminate (an update) too."""
+    container, no gate, a volume, a user, a read-only root, a volume's file
+    helper; and the patch of terminate (an update) too."""
     monkeypatch.setenv("KUBECONFIG", str(guard))
     async with sandlot.AsyncClient(sandlot_namespace) as client:
         volume = await client.volumes.create(unique("v"), size="16Mi")
@@ -206,6 +206,9 @@ async def test_sandlot_s_own_sandboxes_pass(
         for sb in sandboxes:
             await sb.wait("running", timeout=120)
         assert (await sandboxes[0].exec(["echo", "ok"])).stdout == "ok\n"
+        # The helper pod of volume files, read-only and writable.
+        await volume.files.write("helper", b"passed")
+        assert await volume.files.read("helper") == b"passed"
         for sb in sandboxes:
             assert (await sb.terminate()).phase == sandlot.Phase.TERMINATED
 

@@ -60,6 +60,10 @@ async def test_the_main_path_with_only_the_documented_rbac(client: sandlot.Async
     assert (await client.sandboxes.get(sb.name)).name == sb.name
     assert (await sb.terminate()).phase == sandlot.Phase.TERMINATED
     assert [v.name for v in await client.volumes.list()] == [volume.name]
+    # Volume files start a helper pod, with the same rules (and admission policy).
+    assert await volume.files.read("f") == b"ok\n"
+    await volume.files.write("g", b"from the helper")
+    assert sorted(e.name for e in await volume.files.list("/")) == ["f", "g"]
     await client.volumes.delete(volume.name)
     job = await client.sandboxes.create(BUSYBOX, command=["echo", "done"])
     await job.wait("succeeded", timeout=120)
