@@ -211,13 +211,15 @@ def test_help_documents_every_command_with_examples() -> None:
     assert "124 timeout" in top.stdout
 
 
-def on_a_terminal(*argv: str) -> bytes:
-    """What `argv` writes to a terminal (its stdout is a pseudo-terminal)."""
+def on_a_terminal(*argv: str, stream: str = "stdout") -> bytes:
+    """What `argv` writes to `stream` ("stdout" or "stderr") when that is a
+    pseudo-terminal (the other goes nowhere)."""
     leader, follower = pty.openpty()
-    proc = subprocess.Popen(argv, stdout=follower, stderr=subprocess.DEVNULL, stdin=subprocess.DEVNULL)
+    into = {"stdout": subprocess.DEVNULL, "stderr": subprocess.DEVNULL, stream: follower}
+    proc = subprocess.Popen(argv, stdout=into["stdout"], stderr=into["stderr"], stdin=subprocess.DEVNULL)
     os.close(follower)
     output = b""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 300
     while time.monotonic() < deadline:
         ready, _, _ = select.select([leader], [], [], 1)
         if not ready:

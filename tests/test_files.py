@@ -7,7 +7,9 @@ refused and nothing is written outside it)."""
 
 from __future__ import annotations
 
+import asyncio
 import builtins
+import gc
 import hashlib
 import os
 import stat
@@ -145,6 +147,20 @@ async def test_a_write_that_fails_midway_leaves_nothing(box: sandlot.AsyncSandbo
     await upload.abort()
     assert await files.read("/tmp/mid/keep") == b"old content"
     assert sorted(e.name for e in await files.list("/tmp/mid")) == ["keep"], "no partial or temporary file"
+
+
+async def test_an_abandoned_read_stops_in_the_sandbox(box: sandlot.AsyncSandbox) -> None:
+    chunks = box.files.open_read("/dev/zero")  # without end
+    assert set(await chunks.__anext__()) == {0}
+    del chunks
+    gc.collect()
+    running = "?"
+    for _ in range(50):
+        running = (await box.exec(["sh", "-c", "ps -o args | grep '[a]gent file' || true"], check=True)).stdout
+        if not running:
+            break
+        await asyncio.sleep(0.2)
+    assert running == "", "the agent's read was killed"
 
 
 async def test_trees_go_up_and_down_with_modes_and_links(box: sandlot.AsyncSandbox, tmp_path: Path) -> None:

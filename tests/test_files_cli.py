@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import pty
-import select
 import shutil
 import stat
 import subprocess
@@ -17,6 +15,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from test_cli import on_a_terminal
 
 from conftest import unique
 
@@ -29,7 +28,7 @@ MIB = 1024 * 1024
 def sandlot(namespace: str, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Runs the CLI with bytes in and out (stdin empty unless given)."""
     return subprocess.run(
-        [SANDLOT, "--namespace", namespace, *args],
+        cli(namespace, *args),
         capture_output=True,
         timeout=300,
         env=os.environ,
@@ -47,39 +46,13 @@ def ok(namespace: str, *args: str, stdin: bytes | None = None) -> bytes:
     return ran.stdout
 
 
+def cli(namespace: str, *args: str) -> list[str]:
+    """The command line of a CLI run in `namespace`."""
+    return [SANDLOT, "--namespace", namespace, *args]
+
+
 def mode(path: Path) -> int:
     return stat.S_IMODE(path.lstat().st_mode)
-
-
-def on_a_terminal(namespace: str, *args: str, stream: str) -> bytes:
-    """What a CLI run writes to `stream` ("stdout" or "stderr") when that is
-    a pseudo-terminal; it must succeed."""
-    leader, follower = pty.openpty()
-    into = {stream: follower}
-    proc = subprocess.Popen(
-        [SANDLOT, "--namespace", namespace, *args],
-        stdout=into.get("stdout", subprocess.DEVNULL),
-        stderr=into.get("stderr", subprocess.DEVNULL),
-        stdin=subprocess.DEVNULL,
-    )
-    os.close(follower)
-    output = b""
-    while True:
-        ready, _, _ = select.select([leader], [], [], 1)
-        if not ready:
-            if proc.poll() is not None:
-                break
-            continue
-        try:
-            chunk = os.read(leader, 65536)
-        except OSError:  # the terminal closed with the process
-            break
-        if not chunk:
-            break
-        output += chunk
-    assert proc.wait(timeout=300) == 0
-    os.close(leader)
-    return output
 
 
 @pytest.fixture(scope="module")
@@ -200,15 +173,17 @@ def test_listings_as_names_long_and_json(sandlot_namespace: str, box: str) -> No
 def test_progress_and_names_on_a_terminal(sandlot_namespace: str, box: str, tmp_path: Path) -> None:
     local = tmp_path / "big.bin"
     local.write_bytes(os.urandom(40 * MIB))
-    shown = on_a_terminal(sandlot_namespace, "cp", str(local), f"{box}:/tmp/big.bin", stream="stderr")
+    shown = on_a_terminal(*cli(sandlot_namespace, "cp", str(local), f"{box}:/tmp/big.bin"), stream="stderr")
     assert b"/40.00 MiB " in shown and b"MiB/s" in shown, "bytes moved of the total, and the rate"
     assert shown.endswith(b"\r\x1b[2K"), "the line is cleared at the end"
-    down = on_a_terminal(sandlot_namespace, "cp", f"{box}:/tmp/big.bin", str(tmp_path / "back.bin"), stream="stderr")
+    down = on_a_terminal(
+        *cli(sandlot_namespace, "cp", f"{box}:/tmp/big.bin", str(tmp_path / "back.bin")), stream="stderr"
+    )
     assert b"/40.00 MiB " in down
     assert (tmp_path / "back.bin").read_bytes() == local.read_bytes()
     # A name a sandbox chose cannot drive the terminal it is listed on.
     ok(sandlot_namespace, "exec", box, "--", "sh", "-c", 'mkdir -p /tmp/esc && touch "$(printf "/tmp/esc/a\\033[2Jb")"')
-    listed = on_a_terminal(sandlot_namespace, "ls", f"{box}:/tmp/esc", stream="stdout")
+    listed = on_a_terminal(*cli(sandlot_namespace, "ls", f"{box}:/tmp/esc"))
     assert listed == b"a\\u{1b}[2Jb\r\n"
     assert ok(sandlot_namespace, "ls", f"{box}:/tmp/esc") == b"a\x1b[2Jb\n", "into a pipe, the name's own bytes"
 

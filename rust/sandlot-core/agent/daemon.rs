@@ -953,20 +953,6 @@ fn resize(fd: i32, rows: u16, cols: u16) {
     unsafe { syscall(SYS_IOCTL, fd as usize, 0x5414, size.as_ptr() as usize, 0) };
 }
 
-fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
-}
-
 /// Sends `signal` to every process whose environment holds `tag`, and to the
 /// group each one leads; how many were found.
 fn kill_tagged(tag: &[u8], signal: usize) -> usize {

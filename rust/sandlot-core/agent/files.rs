@@ -200,10 +200,10 @@ fn read_file(io: &mut Io, path: &[u8], offset: u64, length: u64) -> Outcome<u64>
 /// renames it to `path` at the end chunk; on any failure removes it, leaving
 /// `path` as it was. The bytes written.
 fn write_file(io: &mut Io, path: &[u8], mode: u32, flags: u32) -> Outcome<u64> {
-    let (dir, base) = match path.iter().rposition(|&b| b == b'/') {
-        Some(0) => (&b"/"[..], &path[1..]),
-        Some(i) => (&path[..i], &path[i + 1..]),
-        None => (&b"."[..], path),
+    let dir = match path.iter().rposition(|&b| b == b'/') {
+        Some(0) => &b"/"[..],
+        Some(i) => &path[..i],
+        None => &b"."[..],
     };
     if flags & PARENTS != 0 {
         make_dirs(dir, 0o755)?;
@@ -214,25 +214,24 @@ fn write_file(io: &mut Io, path: &[u8], mode: u32, flags: u32) -> Outcome<u64> {
         Ok(_) if flags & EXCLUSIVE != 0 => return Err(failed(EEXIST, path)),
         _ => {}
     }
-    let mut name = Vec::from(&b"."[..]);
-    name.extend_from_slice(base);
-    name.extend_from_slice(b".sandlot-");
-    push_decimal(&mut name, call(SYS_GETPID, 0, 0, 0) as u64);
-    let temp = nul(&join(dir, &name));
-    let fd = open_at(
-        AT_FDCWD,
-        &temp,
-        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC,
-        mode,
-    );
+    // A short name (a long `path` still fits the name limit) that no earlier
+    // run's leftover blocks: the pid and the clock's nanoseconds, tried anew.
+    let mut temp = Vec::new();
+    let mut fd = -EEXIST;
+    for _ in 0..8 {
+        let mut name = Vec::from(&b".sandlot-"[..]);
+        push_decimal(&mut name, call(SYS_GETPID, 0, 0, 0) as u64);
+        name.push(b'-');
+        push_decimal(&mut name, now_ns());
+        temp = nul(&join(dir, &name));
+        let flags = O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC;
+        fd = open_at(AT_FDCWD, &temp, flags, mode);
+        if fd != -EEXIST {
+            break;
+        }
+    }
     if fd < 0 {
-        // A temporary file left by an earlier run is what exists, not `path`.
-        let about = if fd == -EEXIST {
-            &temp[..temp.len() - 1]
-        } else {
-            path
-        };
-        return Err(failed(-fd, about));
+        return Err(failed(-fd, path));
     }
     let fd = fd as i32;
     let written = (|| {
@@ -923,36 +922,24 @@ fn set_times(dir: i32, path: &[u8], times: &[i64; 4], flags: usize) {
 
 /// chmod(2) of the NUL-terminated `path` (following a symlink).
 fn chmod_at(path: &[u8], mode: u32) -> isize {
-    // SAFETY: `path` is NUL-terminated.
-    unsafe {
-        syscall(
-            SYS_FCHMODAT,
-            AT_FDCWD as usize,
-            path.as_ptr() as usize,
-            mode as usize,
-            0,
-        )
-    }
+    at_path(SYS_FCHMODAT, AT_FDCWD, path, mode as usize)
 }
 
 /// mkdirat(2) of the NUL-terminated `path`.
 fn mkdir_at(dir: i32, path: &[u8], mode: u32) -> isize {
-    // SAFETY: `path` is NUL-terminated.
-    unsafe {
-        syscall(
-            SYS_MKDIRAT,
-            dir as usize,
-            path.as_ptr() as usize,
-            mode as usize,
-            0,
-        )
-    }
+    at_path(SYS_MKDIRAT, dir, path, mode as usize)
 }
 
 /// unlinkat(2) of the NUL-terminated `path`.
 fn unlink_at(dir: i32, path: &[u8], flags: usize) -> isize {
-    // SAFETY: `path` is NUL-terminated.
-    unsafe { syscall(SYS_UNLINKAT, dir as usize, path.as_ptr() as usize, flags, 0) }
+    at_path(SYS_UNLINKAT, dir, path, flags)
+}
+
+/// A `*at` system call `number` on the NUL-terminated `path` in `dir`, with
+/// one more argument.
+fn at_path(number: usize, dir: i32, path: &[u8], argument: usize) -> isize {
+    // SAFETY: `path` is NUL-terminated; the calls used take no other pointer.
+    unsafe { syscall(number, dir as usize, path.as_ptr() as usize, argument, 0) }
 }
 
 /// symlinkat(2): a symlink `path` in `dir` to `target`, both NUL-terminated.
@@ -1002,18 +989,4 @@ fn join(base: &[u8], rel: &[u8]) -> Vec<u8> {
         path.extend_from_slice(rel);
     }
     path
-}
-
-fn push_decimal(out: &mut Vec<u8>, mut value: u64) {
-    let mut digits = [0u8; 20];
-    let mut at = digits.len();
-    loop {
-        at -= 1;
-        digits[at] = b'0' + (value % 10) as u8;
-        value /= 10;
-        if value == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[at..]);
 }

@@ -61,13 +61,6 @@ fn working_set(current: u64, inactive: u64) -> u64 {
     }
 }
 
-fn now_ns() -> u64 {
-    let mut time = [0u64; 2];
-    // SAFETY: `time` is a timespec; CLOCK_MONOTONIC is 1.
-    unsafe { syscall(SYS_CLOCK_GETTIME, 1, time.as_mut_ptr() as usize, 0, 0) };
-    time[0] * 1_000_000_000 + time[1]
-}
-
 /// A whole small file (NUL-terminated path), or `None`.
 fn read_file<'b>(path: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
     let fd = open(path, O_RDONLY | O_CLOEXEC);

@@ -493,3 +493,26 @@ pub unsafe extern "C" fn strlen(s: *const u8) -> usize {
 pub unsafe extern "C" fn bcmp(a: *const u8, b: *const u8, n: usize) -> i32 {
     unsafe { memcmp(a, b, n) }
 }
+
+/// Appends `value` in decimal.
+pub fn push_decimal(out: &mut alloc::vec::Vec<u8>, mut value: u64) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (value % 10) as u8;
+        value /= 10;
+        if value == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[at..]);
+}
+
+/// The monotonic clock, in nanoseconds.
+pub fn now_ns() -> u64 {
+    let mut time = [0u64; 2];
+    // SAFETY: `time` is a timespec; CLOCK_MONOTONIC is 1.
+    unsafe { syscall(SYS_CLOCK_GETTIME, 1, time.as_mut_ptr() as usize, 0, 0) };
+    time[0] * 1_000_000_000 + time[1]
+}

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use sandlot_core::{Client, EntryKind, Error, Progress, Result, WriteOptions};
+use sandlot_core::{Client, EntryKind, Error, Progress, Result, WriteOptions, local_mode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
@@ -179,8 +179,11 @@ async fn download(
                 .await?;
             // A symlink's own mode says nothing of its target's.
             if entry.kind == EntryKind::File {
-                std::fs::set_permissions(&into, std::fs::Permissions::from_mode(entry.mode))
-                    .map_err(|err| local_error(local_bytes(&into), &err))?;
+                std::fs::set_permissions(
+                    &into,
+                    std::fs::Permissions::from_mode(local_mode(entry.mode)),
+                )
+                .map_err(|err| local_error(local_bytes(&into), &err))?;
             }
         }
         EntryKind::Other => {

@@ -16,6 +16,7 @@
 //! sandbox listings.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -44,6 +45,9 @@ const DEFAULT_HELPER_IMAGE: &str = "registry.k8s.io/pause:3.10.1";
 pub(crate) const HELPER_IDLE: Duration = Duration::from_secs(30);
 /// A helper ends this long after it started, whatever its client does.
 const HELPER_DEADLINE_SECONDS: i64 = 900;
+/// A helper is handed out for new operations this long after it started,
+/// which leaves each at least 5 minutes before the deadline.
+const HELPER_HANDED_OUT: Duration = Duration::from_secs(600);
 /// The wait for a new helper to run.
 const HELPER_START: Duration = Duration::from_secs(120);
 /// Label naming the volume a helper mounts.
@@ -62,11 +66,35 @@ pub(crate) struct HelperState {
 
 struct Helper {
     pod: String,
-    /// When it was last handed out; the idle reaper compares against it.
-    used: Arc<Mutex<Instant>>,
-    /// Started by this client (else found running, started by another,
-    /// whose end is that one's business).
-    own: bool,
+    use_: Arc<HelperUse>,
+    /// When this client started it.
+    started: Instant,
+}
+
+/// How a helper is being used: the idle reaper deletes it only when no
+/// operation holds a lease and the last one ended [`HELPER_IDLE`] ago.
+#[derive(Debug)]
+struct HelperUse {
+    leases: AtomicUsize,
+    last: Mutex<Instant>,
+}
+
+/// An operation's hold on a helper pod, for as long as the operation runs.
+#[derive(Debug)]
+pub(crate) struct HelperLease(Arc<HelperUse>);
+
+impl HelperLease {
+    fn new(use_: &Arc<HelperUse>) -> Self {
+        use_.leases.fetch_add(1, Ordering::SeqCst);
+        HelperLease(use_.clone())
+    }
+}
+
+impl Drop for HelperLease {
+    fn drop(&mut self) {
+        *self.0.last.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
+        self.0.leases.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl HelperState {
@@ -81,35 +109,32 @@ impl HelperState {
 }
 
 impl Client {
-    /// The running helper pod for volume `volume`, writable if `writable`:
-    /// this client's own if it still runs, else a new one.
-    pub(super) async fn volume_helper(&self, volume: &str, writable: bool) -> Result<String> {
+    /// The running helper pod for volume `volume`, writable if `writable`
+    /// (this client's own if it still runs, else a new one), and a lease on
+    /// it for the operation about to run.
+    pub(super) async fn volume_helper(
+        &self,
+        volume: &str,
+        writable: bool,
+    ) -> Result<(String, HelperLease)> {
         crate::validate::object_name("volume", volume)?;
         // A writable helper this client keeps serves reads too.
         if !writable {
             let slot = self.helpers().slot(volume, true);
             let slot = slot.lock().await;
             if let Some(helper) = slot.as_ref() {
-                if self.helper_runs(helper).await {
-                    return Ok(helper.pod.clone());
+                if let Some(lease) = self.lease(helper).await {
+                    return Ok((helper.pod.clone(), lease));
                 }
             }
         }
         let slot = self.helpers().slot(volume, writable);
         let mut slot = slot.lock().await;
         if let Some(helper) = slot.as_ref() {
-            if self.helper_runs(helper).await {
-                return Ok(helper.pod.clone());
+            if let Some(lease) = self.lease(helper).await {
+                return Ok((helper.pod.clone(), lease));
             }
             *slot = None;
-        }
-        if let Some(pod) = self.running_helper(volume, writable).await? {
-            *slot = Some(Helper {
-                pod: pod.clone(),
-                used: Arc::new(Mutex::new(Instant::now())),
-                own: false,
-            });
-            return Ok(pod);
         }
         // The volume must exist (and be sandlot's) before a pod waits on it.
         self.get_volume(volume).await?;
@@ -132,54 +157,30 @@ impl Client {
             self.delete_helper(&name).await;
             return Err(err);
         }
-        let used = Arc::new(Mutex::new(Instant::now()));
-        self.reap_when_idle(name.clone(), used.clone());
+        let use_ = Arc::new(HelperUse {
+            leases: AtomicUsize::new(0),
+            last: Mutex::new(Instant::now()),
+        });
+        let lease = HelperLease::new(&use_);
+        self.reap_when_idle(name.clone(), use_.clone());
         *slot = Some(Helper {
             pod: name.clone(),
-            used,
-            own: true,
+            use_,
+            started: Instant::now(),
         });
-        Ok(name)
+        Ok((name, lease))
     }
 
-    /// A running helper of `volume` that another client started (writable,
-    /// if `writable`), found by its labels.
-    async fn running_helper(&self, volume: &str, writable: bool) -> Result<Option<String>> {
-        let mut selector = format!("{HELPER_LABEL},{HELPER_VOLUME_LABEL}={volume}");
-        if writable {
-            selector.push_str(&format!(",{HELPER_WRITABLE_LABEL}=true"));
+    /// A lease on `helper` if it still runs (and is not being deleted), and
+    /// has time left before its deadline for an operation.
+    async fn lease(&self, helper: &Helper) -> Option<HelperLease> {
+        if helper.started.elapsed() > HELPER_HANDED_OUT {
+            return None;
         }
-        let params = ListParams::default().labels(&selector);
-        let pods = retry(|| self.pods().list(&params))
-            .await
-            .map_err(|err| self.api_error(err))?;
-        Ok(pods
-            .into_iter()
-            .filter(|pod| {
-                pod.metadata.deletion_timestamp.is_none()
-                    && SandboxStatus::from_pod(pod).phase == Phase::Running
-                    && crate::agent::has_agent(pod)
-            })
-            .find_map(|pod| pod.metadata.name))
-    }
-
-    /// Deletes the helper pods this client started, at once. A client that
-    /// ends soon (a command-line run) calls it last; others leave helpers to
-    /// their idle time.
-    pub async fn release_helpers(&self) {
-        let slots: Vec<HelperSlot> = self
-            .helpers()
-            .slots
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain()
-            .map(|(_, slot)| slot)
-            .collect();
-        for slot in slots {
-            if let Some(helper) = slot.lock().await.take().filter(|h| h.own) {
-                self.delete_helper(&helper.pod).await;
-            }
-        }
+        let pod = self.sandbox_pod(&helper.pod).await.ok()?;
+        let runs = pod.metadata.deletion_timestamp.is_none()
+            && SandboxStatus::from_pod(&pod).phase == Phase::Running;
+        runs.then(|| HelperLease::new(&helper.use_))
     }
 
     /// Waits until helper `pod` of `volume` runs (read every 200 ms: the
@@ -214,29 +215,18 @@ impl Client {
         }
     }
 
-    /// Whether `helper` still runs; if so it counts as used now.
-    async fn helper_runs(&self, helper: &Helper) -> bool {
-        let runs = self
-            .sandbox_pod(&helper.pod)
-            .await
-            .is_ok_and(|pod| SandboxStatus::from_pod(&pod).phase == Phase::Running);
-        if runs {
-            *helper.used.lock().unwrap_or_else(PoisonError::into_inner) = Instant::now();
-        }
-        runs
-    }
-
-    /// Deletes helper `pod` once it has not been handed out for [`HELPER_IDLE`].
-    fn reap_when_idle(&self, pod: String, used: Arc<Mutex<Instant>>) {
+    /// Deletes helper `pod` once no operation holds it and the last one
+    /// ended [`HELPER_IDLE`] ago.
+    fn reap_when_idle(&self, pod: String, use_: Arc<HelperUse>) {
         let client = self.clone();
         tokio::spawn(async move {
             loop {
-                let last = *used.lock().unwrap_or_else(PoisonError::into_inner);
+                let last = *use_.last.lock().unwrap_or_else(PoisonError::into_inner);
                 let due = last + HELPER_IDLE;
-                if Instant::now() >= due {
+                if use_.leases.load(Ordering::SeqCst) == 0 && Instant::now() >= due {
                     break;
                 }
-                tokio::time::sleep_until(due).await;
+                tokio::time::sleep_until(due.max(Instant::now() + Duration::from_secs(1))).await;
             }
             client.delete_helper(&pod).await;
         });
@@ -250,6 +240,25 @@ impl Client {
             ..DeleteParams::default()
         };
         let _ = retry(|| self.pods().delete(pod, &params)).await;
+    }
+
+    /// Deletes the helper pods this client started, at once. A client that
+    /// ends soon (a command-line run) calls it last; others leave helpers to
+    /// their idle time.
+    pub async fn release_helpers(&self) {
+        let slots: Vec<HelperSlot> = self
+            .helpers()
+            .slots
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .drain()
+            .map(|(_, slot)| slot)
+            .collect();
+        for slot in slots {
+            if let Some(helper) = slot.lock().await.take() {
+                self.delete_helper(&helper.pod).await;
+            }
+        }
     }
 
     /// Deletes the helpers of `volume` (all, if `None`) that have ended, or

@@ -32,6 +32,7 @@ use protocol::{
     RequestBytes, Status,
 };
 pub use protocol::{EntryKind, FileEntry, errno_text};
+pub use tree::local_mode;
 
 /// Where files live: a sandbox's filesystem, or a volume's.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +50,9 @@ impl std::fmt::Display for FileTarget {
     }
 }
 
+/// The most entries one listing returns (a hostile sandbox could send
+/// them without end).
+const MAX_ENTRIES: usize = 1_000_000;
 /// Where a volume is mounted in its helper pod.
 const VOLUME_ROOT: &[u8] = b"/volume";
 
@@ -61,6 +65,8 @@ struct FileRun {
     remote: Vec<u8>,
     /// `None` once its status was read.
     process: Option<ExecProcess>,
+    /// A volume's helper, held while the run goes on.
+    lease: Option<helper::HelperLease>,
     /// Where an abandoned run is ended (see `Drop`).
     runtime: tokio::runtime::Handle,
     stdin: Option<DuplexStream>,
@@ -127,25 +133,37 @@ impl FileRun {
     }
 }
 
-/// How long an abandoned run may take to end in the background.
-const ABANDONED_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+/// How long an abandoned write may take to clean up before it is killed.
+const ABANDONED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Drop for FileRun {
     /// A run dropped before its status was read (a write aborted or failed,
-    /// a read given up, the caller cancelled): its input is ended without
-    /// the end chunk, so the agent removes what it wrote and exits, and that
-    /// exit is waited for in the background.
+    /// a read given up, the caller cancelled) is ended in the background: a
+    /// write's input is closed without the end chunk, so the agent removes
+    /// what it wrote and exits (killed after [`ABANDONED_WAIT`]); anything
+    /// else is killed at once.
     fn drop(&mut self) {
         let Some(mut process) = self.process.take() else {
             return;
         };
         let stdin = self.stdin.take();
+        let lease = self.lease.take();
         drop(self.stdout.take());
+        let killer = process.killer();
         crate::sandbox::in_background(&self.runtime, async move {
-            if let Some(mut stdin) = stdin {
-                let _ = stdin.shutdown().await;
+            let ended = match stdin {
+                Some(mut stdin) => {
+                    let _ = stdin.shutdown().await;
+                    tokio::time::timeout(ABANDONED_WAIT, process.wait())
+                        .await
+                        .is_ok()
+                }
+                None => false,
+            };
+            if let (false, Some(killer)) = (ended, killer) {
+                let _ = killer.kill().await;
             }
-            let _ = tokio::time::timeout(ABANDONED_WAIT, process.wait()).await;
+            drop(lease);
         });
     }
 }
@@ -363,12 +381,15 @@ impl Client {
         request: RequestBytes,
         writes: bool,
     ) -> Result<FileRun> {
-        let pod = match target {
+        let (pod, lease) = match target {
             FileTarget::Sandbox(name) => {
                 crate::validate::object_name("sandbox", name)?;
-                name.clone()
+                (name.clone(), None)
             }
-            FileTarget::Volume(name) => self.volume_helper(name, writes).await?,
+            FileTarget::Volume(name) => {
+                let (pod, lease) = self.volume_helper(name, writes).await?;
+                (pod, Some(lease))
+            }
         };
         let options = SpawnOptions {
             stdin: true,
@@ -397,6 +418,7 @@ impl Client {
             path: path.to_vec(),
             remote,
             process: Some(process),
+            lease,
             runtime: tokio::runtime::Handle::current(),
             stdin,
             stdout,
@@ -515,6 +537,14 @@ impl Client {
         let mut entries = Vec::new();
         let listed = async {
             while let Some(entry) = protocol::read_record(&mut stdout, &name).await? {
+                if entries.len() == MAX_ENTRIES {
+                    return Err(Error::Exec {
+                        name: name.clone(),
+                        message: format!(
+                            "the listing has more than {MAX_ENTRIES} entries; list a part of it"
+                        ),
+                    });
+                }
                 entries.push(entry);
             }
             Ok::<_, Error>(())

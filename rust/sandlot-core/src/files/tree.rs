@@ -196,7 +196,7 @@ impl Client {
             while let Some(entry) = protocol::read_record(&mut stdout, &name).await? {
                 writer.add(&entry, &mut stdout, progress.as_ref()).await?;
             }
-            writer.finish();
+            writer.finish()?;
             Ok::<_, Error>(writer.content)
         }
         .await;
@@ -316,6 +316,9 @@ struct LocalTree<'a> {
     target: &'a FileTarget,
     /// Directories and their modes, applied last (a read-only one can be filled).
     directories: Vec<(PathBuf, u32)>,
+    /// The directories above, and the links made: each once.
+    seen: std::collections::HashSet<PathBuf>,
+    links: Vec<PathBuf>,
     content: u64,
 }
 
@@ -325,6 +328,8 @@ impl<'a> LocalTree<'a> {
             root: root.to_owned(),
             target,
             directories: Vec::new(),
+            seen: std::collections::HashSet::new(),
+            links: Vec::new(),
             content: 0,
         }
     }
@@ -378,7 +383,9 @@ impl<'a> LocalTree<'a> {
                     }
                     std::fs::create_dir(&path).map_err(|err| local_error(&path, &err))?;
                 }
-                self.directories.push((path, entry.mode));
+                if self.seen.insert(path.clone()) {
+                    self.directories.push((path, local_mode(entry.mode)));
+                }
             }
             EntryKind::File => {
                 if is_dir {
@@ -414,7 +421,8 @@ impl<'a> LocalTree<'a> {
                 }
                 file.flush().await.map_err(|err| local_error(&path, &err))?;
                 let file = file.into_std().await;
-                let _ = file.set_permissions(std::fs::Permissions::from_mode(entry.mode));
+                let _ =
+                    file.set_permissions(std::fs::Permissions::from_mode(local_mode(entry.mode)));
                 let modified =
                     UNIX_EPOCH + Duration::new(entry.mtime.0.max(0) as u64, entry.mtime.1);
                 let _ = file.set_modified(modified);
@@ -432,18 +440,97 @@ impl<'a> LocalTree<'a> {
                 }
                 symlink(std::ffi::OsStr::from_bytes(link), &path)
                     .map_err(|err| local_error(&path, &err))?;
+                if self.seen.insert(path.clone()) {
+                    self.links.push(path);
+                }
             }
             EntryKind::Other => {}
         }
         Ok(())
     }
 
-    /// Applies the directories' modes, innermost first.
-    fn finish(&mut self) {
+    /// Checks every link made against the tree as it now stands (a link's
+    /// text may climb through another link), removing one that leads out of
+    /// the root; then applies the directories' modes, innermost first.
+    fn finish(&mut self) -> Result<()> {
+        for link in std::mem::take(&mut self.links) {
+            if leaves_root(&self.root, &link) {
+                let _ = std::fs::remove_file(&link);
+                let name = link.strip_prefix(&self.root).unwrap_or(&link);
+                return Err(file_error(
+                    &self.target.to_string(),
+                    name.as_os_str().as_bytes().to_vec(),
+                    1,
+                    Some("refused to download: its symlink points outside the target".into()),
+                ));
+            }
+        }
         for (path, mode) in self.directories.drain(..).rev() {
             let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
         }
+        Ok(())
     }
+}
+
+/// A mode the sandbox sent, as it is applied here: permission bits only
+/// (no setuid, setgid or sticky bit from a hostile sandbox).
+pub fn local_mode(mode: u32) -> u32 {
+    mode & 0o777
+}
+
+/// Whether symlink `link` below `root` resolves, following every link on
+/// the way as the kernel would, to somewhere outside `root` (or cannot be
+/// followed within 40 links).
+fn leaves_root(root: &Path, link: &Path) -> bool {
+    use std::path::Component;
+    let Ok(below) = link.strip_prefix(root) else {
+        return true;
+    };
+    // Where resolution stands, as names below the root.
+    let mut at: Vec<std::ffi::OsString> = below
+        .parent()
+        .into_iter()
+        .flat_map(Path::components)
+        .map(|c| c.as_os_str().to_owned())
+        .collect();
+    let mut pending = std::collections::VecDeque::new();
+    let mut hops = 0;
+    let mut follow = |of: &Path, pending: &mut std::collections::VecDeque<_>| -> bool {
+        hops += 1;
+        match std::fs::read_link(of) {
+            Ok(target) if hops <= 40 && !target.is_absolute() => {
+                for part in target.components().rev() {
+                    pending.push_front(part.as_os_str().to_owned());
+                }
+                true
+            }
+            _ => false,
+        }
+    };
+    if !follow(link, &mut pending) {
+        return true;
+    }
+    while let Some(part) = pending.pop_front() {
+        match Path::new(&part).components().next() {
+            None | Some(Component::CurDir) => {}
+            Some(Component::ParentDir) => {
+                if at.pop().is_none() {
+                    return true;
+                }
+            }
+            Some(_) => {
+                let here: PathBuf = root.join(at.iter().collect::<PathBuf>()).join(&part);
+                let is_link = std::fs::symlink_metadata(&here)
+                    .is_ok_and(|meta| meta.file_type().is_symlink());
+                if !is_link {
+                    at.push(part);
+                } else if !follow(&here, &mut pending) {
+                    return true;
+                }
+            }
+        }
+    }
+    false
 }
 
 /// Whether symlink `target`, in a directory `depth` levels below the root,
@@ -532,6 +619,31 @@ mod tests {
             .await
             .unwrap_err();
         assert!(matches!(err, Error::File { errno: 1, .. }), "{err:?}");
+        // Each link's text stays inside, but the second climbs through the first.
+        tree.add(
+            &entry(b"b", EntryKind::Symlink, Some(b".")),
+            &mut nothing,
+            None,
+        )
+        .await
+        .unwrap();
+        tree.add(
+            &entry(b"x", EntryKind::Symlink, Some(b"b/..")),
+            &mut nothing,
+            None,
+        )
+        .await
+        .unwrap();
+        let err = tree.finish().unwrap_err();
+        assert!(
+            matches!(&err, Error::File { errno: 1, path, .. } if path == "x"),
+            "{err:?}"
+        );
+        assert!(
+            std::fs::symlink_metadata(root.join("x")).is_err(),
+            "the link is removed"
+        );
+        assert!(!leaves_root(&root, &root.join("in")));
         assert_eq!(std::fs::read_dir(&base).unwrap().count(), 1);
         assert_eq!(std::fs::read_dir(root.join("d")).unwrap().count(), 0);
         std::fs::remove_dir_all(&base).unwrap();

@@ -75,8 +75,6 @@ impl Client {
     /// fail with [`Error::VolumeInUse`], unless `force`: then they are
     /// terminated first.
     async fn clear_users(&self, name: &str, force: bool) -> Result<()> {
-        // File helpers hold the volume too; they keep nothing.
-        self.remove_helpers(Some(name), true).await?;
         let users: Vec<SandboxStatus> = self
             .list_sandboxes(&ListFilter::default())
             .await?
@@ -94,6 +92,8 @@ impl Client {
                 sandboxes: live,
             });
         }
+        // File helpers hold the volume too; they keep nothing.
+        self.remove_helpers(Some(name), true).await?;
         if users.is_empty() {
             return Ok(());
         }
