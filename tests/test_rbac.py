@@ -65,6 +65,15 @@ async def test_the_main_path_with_only_the_documented_rbac(client: sandlot.Async
     await volume.files.write("g", b"from the helper")
     assert sorted(e.name for e in await volume.files.list("/")) == ["f", "g"]
     await client.volumes.delete(volume.name)
+    # A warm pool: made, filled, claimed from (the claim is a patch) and deleted.
+    pool = await client.pools.create(f"p-{uuid.uuid4().hex[:6]}", BUSYBOX, size=1, wait=120)
+    assert pool.ready == 1
+    claimed = await client.sandboxes.create(pool=pool.name, env={"E": "pooled"})
+    assert claimed.status.pool_fallback is None
+    assert (await claimed.exec(["sh", "-c", "echo $E"])).stdout == "pooled\n"
+    assert [p.name for p in await client.pools.list()] == [pool.name]
+    assert await client.pools.delete(pool.name) >= 0
+    await claimed.terminate()
     job = await client.sandboxes.create(BUSYBOX, command=["echo", "done"])
     await job.wait("succeeded", timeout=120)
     assert [line async for line in job.stream_logs()] == ["done"]
@@ -147,6 +156,11 @@ async def a_leftover_policy(client: sandlot.AsyncClient) -> str:
     return name
 
 
+async def a_pool(client: sandlot.AsyncClient) -> str:
+    """An empty pool (no warm sandboxes to wait for)."""
+    return (await client.pools.create(f"p-{uuid.uuid4().hex[:6]}", BUSYBOX, size=0)).name
+
+
 async def a_service(client: sandlot.AsyncClient) -> str:
     name = await nothing(client)
     Kubectl(client.namespace).run("create", "service", "clusterip", name, "--tcp=80:8080")
@@ -173,6 +187,9 @@ CASES: list[tuple[str, str, Callable[[sandlot.AsyncClient], Awaitable[str]], Ope
     ("configmaps", "create", no_gate_program, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
     ("configmaps", "get", a_gate_program, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
     ("services", "get", a_service, lambda c, n: c.sandboxes.create(BUSYBOX, allow_egress=[n])),
+    ("configmaps", "list", a_pool, lambda c, n: c.pools.list()),
+    ("configmaps", "patch", a_pool, lambda c, n: c.pools.resize(n, 0)),
+    ("configmaps", "delete", a_pool, lambda c, n: c.pools.delete(n)),
 ]
 
 

@@ -13,6 +13,7 @@ from benchmarks.scenarios import (
     fanout,
     file_transfer,
     log_follow,
+    pools,
     user_namespace,
     waiting,
 )
@@ -33,6 +34,8 @@ ALL: tuple[Scenario, ...] = (
     file_transfer.SCENARIO,
     file_transfer.TREE_SCENARIO,
     file_transfer.MEMORY_SCENARIO,
+    pools.SCENARIO,
+    pools.CONCURRENT_SCENARIO,
 )
 # The one that leaves most pods to stop comes last, so nothing waits for them.
 RUN_ORDER: tuple[Scenario, ...] = (
@@ -48,6 +51,8 @@ RUN_ORDER: tuple[Scenario, ...] = (
     file_transfer.SCENARIO,
     file_transfer.TREE_SCENARIO,
     file_transfer.MEMORY_SCENARIO,
+    pools.SCENARIO,
+    pools.CONCURRENT_SCENARIO,
     fanout.SCENARIO,
     waiting.SCENARIO,
 )

@@ -272,6 +272,9 @@ struct Routes {
     pending: HashMap<u32, Pending>,
     processes: HashMap<u32, Route>,
     last_used: Option<Instant>,
+    /// Kept open, idle or not, until then (a pool's warm sandbox, whose
+    /// claimer's first exec should not wait for a connection).
+    keep_until: Option<Instant>,
 }
 
 impl Routes {
@@ -417,6 +420,14 @@ impl AgentLink {
         self.routes().closed.is_some()
     }
 
+    /// Keeps the connection open until `until` even while idle; `None`
+    /// lets it close after [`IDLE_CLOSE`] idle again.
+    pub fn keep_open_until(&self, until: Option<Instant>) {
+        let mut routes = self.routes();
+        routes.keep_until = until;
+        routes.last_used = Some(Instant::now());
+    }
+
     fn routes(&self) -> std::sync::MutexGuard<'_, Routes> {
         self.routes.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -560,7 +571,10 @@ async fn close_when_idle(routes: Arc<Mutex<Routes>>, frames: mpsc::Sender<Vec<u8
             && routes.processes.is_empty()
             && routes
                 .last_used
-                .is_some_and(|at| at.elapsed() >= IDLE_CLOSE);
+                .is_some_and(|at| at.elapsed() >= IDLE_CLOSE)
+            && routes
+                .keep_until
+                .is_none_or(|until| Instant::now() >= until);
         if idle || routes.closed.is_some() {
             routes.close("the connection to the sandbox's agent was idle and closed");
             drop(frames);
@@ -788,6 +802,14 @@ pub(crate) type LinkSlot = Arc<tokio::sync::Mutex<Option<Arc<AgentLink>>>>;
 const UNUSABLE_REMEMBERED: usize = 4096;
 
 impl AgentState {
+    /// The open connection to sandbox `name` this client holds, if any and
+    /// no one is opening one just now.
+    pub fn held(&self, name: &str) -> Option<Arc<AgentLink>> {
+        let links = self.links.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = links.get(name)?.try_lock().ok()?;
+        slot.as_ref().filter(|link| !link.is_closed()).cloned()
+    }
+
     /// The slot holding sandbox `name`'s connection; one opener at a time.
     pub fn slot(&self, name: &str) -> LinkSlot {
         let mut links = self.links.lock().unwrap_or_else(PoisonError::into_inner);

@@ -23,6 +23,8 @@ pub enum ObjectKind {
     Service,
     /// A process the sandbox agent runs (named by its id).
     Process,
+    /// A warm pool (one ConfigMap, see `pool/`).
+    Pool,
 }
 
 /// Every failure sandlot reports.

@@ -19,9 +19,32 @@ pub(crate) const MANAGED_BY_LABEL: &str = "app.kubernetes.io/managed-by";
 pub(crate) const MANAGED_BY: &str = "sandlot";
 /// Label on sandlot's helper pods (see `files/helper.rs`), which are not sandboxes.
 pub(crate) const HELPER_LABEL: &str = "sandlot.dev/helper";
-/// Label selector matching everything sandlot manages but its helper pods.
+/// Label selector matching everything sandlot manages but its helper pods
+/// and the warm pods of pools, which are not (yet) anyone's sandboxes.
 pub(crate) const MANAGED_SELECTOR: &str =
-    "app.kubernetes.io/managed-by=sandlot,!sandlot.dev/helper";
+    "app.kubernetes.io/managed-by=sandlot,!sandlot.dev/helper,!sandlot.dev/warm";
+/// Label selector matching everything sandlot manages.
+pub(crate) const MANAGED_ONLY: &str = "app.kubernetes.io/managed-by=sandlot";
+/// Label naming the pool of a pool's ConfigMap, of its warm pods and of the
+/// sandboxes created from it (see `pool/`).
+pub(crate) const POOL_LABEL: &str = "sandlot.dev/pool";
+/// Label on a pool's warm pods until a create claims one: the version (a
+/// hash) of the template it was made from.
+pub(crate) const WARM_LABEL: &str = "sandlot.dev/warm";
+/// Annotation on a warm pod: the template it was made from (JSON).
+pub(crate) const POOL_TEMPLATE_ANNOTATION: &str = "sandlot.dev/pool-template";
+/// Annotation on a sandbox a create from a pool made cold: why no warm pod served.
+pub(crate) const POOL_FALLBACK_ANNOTATION: &str = "sandlot.dev/pool-fallback";
+/// Annotation holding the uid of a pod whose network gate was seen to pass,
+/// written by the client that readied it for a pool, so later clients need
+/// not check again.
+pub(crate) const GATE_PASSED_ANNOTATION: &str = "sandlot.dev/gate-passed";
+/// Annotation carrying a random token per claim, so a claim whose answer was
+/// lost can recognise the pod it took.
+pub(crate) const CLAIM_TOKEN_ANNOTATION: &str = "sandlot.dev/claim-token";
+/// Annotation holding a claimed sandbox's environment (a JSON object), which
+/// every exec and process started in it gets.
+pub(crate) const ENV_ANNOTATION: &str = "sandlot.dev/env";
 /// Prefix that turns a tag key into a label key, keeping tags apart from other labels.
 pub(crate) const TAG_LABEL_PREFIX: &str = "tags.sandlot.dev/";
 /// Annotation recording when terminate was requested (RFC 3339).
@@ -123,6 +146,33 @@ pub(crate) fn annotation<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a Stri
     meta.annotations.as_ref().and_then(|a| a.get(key))
 }
 
+/// The value of label `key` on an object, if it has one.
+pub(crate) fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a String> {
+    meta.labels.as_ref().and_then(|l| l.get(key))
+}
+
+/// The environment a claimed sandbox gives every exec ([`ENV_ANNOTATION`]),
+/// in order; none if it has none (or it cannot be read).
+pub(crate) fn sandbox_env(meta: &ObjectMeta) -> Vec<(String, String)> {
+    annotation(meta, ENV_ANNOTATION)
+        .and_then(|json| serde_json::from_str::<BTreeMap<String, String>>(json).ok())
+        .map(|env| env.into_iter().collect())
+        .unwrap_or_default()
+}
+
+/// `own` (an exec's environment) after `sandbox`'s, whose entries it overrides.
+pub(crate) fn with_sandbox_env(
+    sandbox: &[(String, String)],
+    own: &[(String, String)],
+) -> Vec<(String, String)> {
+    sandbox
+        .iter()
+        .filter(|(key, _)| !own.iter().any(|(k, _)| k == key))
+        .chain(own)
+        .cloned()
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,7 +206,8 @@ mod tests {
         ]);
         assert_eq!(
             selector(&tags).unwrap(),
-            "app.kubernetes.io/managed-by=sandlot,!sandlot.dev/helper,tags.sandlot.dev/a=1,\
+            "app.kubernetes.io/managed-by=sandlot,!sandlot.dev/helper,!sandlot.dev/warm,\
+             tags.sandlot.dev/a=1,\
              tags.sandlot.dev/b="
         );
         let bad = BTreeMap::from([("a b".to_owned(), "1".to_owned())]);

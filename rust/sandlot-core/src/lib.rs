@@ -16,6 +16,7 @@ mod mount;
 mod namespace;
 mod network;
 mod owner;
+mod pool;
 mod program;
 mod retry;
 mod sandbox;
@@ -42,6 +43,10 @@ pub use namespace::{
 };
 pub use network::{EgressRule, GATE_DEADLINE_SECONDS, Network, NetworkMode};
 pub use owner::POD_NAME_ENV;
+pub use pool::{
+    DEFAULT_IDLE_SECONDS, DEFAULT_MAX_TTL_SECONDS, MAX_POOL_SIZE, PoolRequest, PoolSpec,
+    PoolStatus, PoolTemplate,
+};
 pub use sandbox::{
     BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,
     ExecResult, LAUNCH_RETRY_WINDOW, ListFilter, LogBatch, LogBatches, LogOptions, Selection,

@@ -48,6 +48,7 @@ use crate::validate;
     Eq,
     Hash,
     Serialize,
+    serde::Deserialize,
     strum::Display,
     strum::IntoStaticStr,
     strum::VariantArray,

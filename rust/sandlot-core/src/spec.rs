@@ -162,6 +162,9 @@ pub struct SandboxRequest {
     /// unprivileged uid of the node. `None`: wherever every node supports it,
     /// unless a `runtime_class` is given; see `userns.rs`.
     pub user_namespace: Option<bool>,
+    /// Take a warm sandbox of this pool if one fits (see `pool/`); `image`
+    /// may then be left empty for the pool's.
+    pub pool: Option<String>,
 }
 
 impl SandboxRequest {
@@ -198,8 +201,14 @@ impl TryFrom<SandboxRequest> for SandboxSpec {
 
 fn check(request: &SandboxRequest) -> Result<()> {
     let image = &request.image;
-    if image.trim().is_empty() {
-        return Err(Error::invalid("image", "must not be empty"));
+    if let Some(pool) = &request.pool {
+        crate::pool::check_pool_name("pool", pool)?;
+    }
+    if image.trim().is_empty() && !(image.is_empty() && request.pool.is_some()) {
+        return Err(Error::invalid(
+            "image",
+            "must not be empty (it may be left out only with a pool)",
+        ));
     }
     if image.chars().any(char::is_whitespace) {
         return Err(Error::invalid(

@@ -148,6 +148,12 @@ pub struct SandboxStatus {
     /// Whether it runs in a user namespace (`hostUsers: false`): uid 0
     /// inside is an unprivileged uid of the node.
     pub user_namespace: bool,
+    /// The pool it was created from (or, while `warm`, waits in).
+    pub pool: Option<String>,
+    /// A pool's warm sandbox that no create has claimed yet.
+    pub warm: bool,
+    /// Why a create from a pool was served cold (none fitted or was ready).
+    pub pool_fallback: Option<String>,
 }
 
 /// Waiting reasons of a container whose start failed and that retrying will
@@ -350,6 +356,9 @@ impl SandboxStatus {
             network: network.mode,
             allow_egress: network.allow.iter().map(ToString::to_string).collect(),
             user_namespace: spec.and_then(|s| s.host_users) == Some(false),
+            pool: labels::label(meta, labels::POOL_LABEL).cloned(),
+            warm: labels::label(meta, labels::WARM_LABEL).is_some(),
+            pool_fallback: annotation(meta, labels::POOL_FALLBACK_ANNOTATION).cloned(),
         }
     }
 }

@@ -1,12 +1,15 @@
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{DeleteParams, PostParams, Preconditions};
 
 use crate::client::Client;
 use crate::error::{Error, Result, api_status};
 use crate::labels::{self, CREATE_TOKEN_ANNOTATION};
 use crate::network;
+use crate::pool::Claim;
 use crate::retry::{self, ATTEMPTS, retry};
 use crate::spec::SandboxSpec;
 use crate::status::SandboxStatus;
@@ -39,11 +42,38 @@ impl Client {
     /// was lost) succeeds instead of reporting a conflict. A create that fails
     /// or is cancelled (its future dropped) after a request that may have
     /// landed deletes the pod that request made, from a task of its own.
+    ///
+    /// A spec naming a pool takes one of its warm sandboxes if one fits and
+    /// is ready (see `pool/`), else is created cold from the pool's
+    /// template, with the reason in [`SandboxStatus::pool_fallback`].
     pub async fn create_sandbox(&self, spec: &SandboxSpec) -> Result<SandboxStatus> {
+        let Some(pool) = &spec.request().pool else {
+            return self.create_sandbox_with(spec, &PodExtras::default()).await;
+        };
+        match self.claim(spec, pool).await? {
+            Claim::Taken(status) => Ok(*status),
+            Claim::Cold { spec, reason } => {
+                let extras = PodExtras {
+                    labels: [(labels::POOL_LABEL.to_owned(), pool.clone())].into(),
+                    annotations: [(labels::POOL_FALLBACK_ANNOTATION.to_owned(), reason)].into(),
+                    owner: None,
+                };
+                self.create_sandbox_with(&spec, &extras).await
+            }
+        }
+    }
+
+    /// [`Client::create_sandbox`] of `spec` as it is (no pool), its pod
+    /// carrying `extras`.
+    pub(crate) async fn create_sandbox_with(
+        &self,
+        spec: &SandboxSpec,
+        extras: &PodExtras,
+    ) -> Result<SandboxStatus> {
         let name = spec
             .name()
             .map_or_else(|| validate::generated_name("sb-"), str::to_owned);
-        self.create_named(spec, &name)
+        self.create_named(spec, &name, extras)
             .await
             .map_err(|error| Error::Create {
                 name,
@@ -51,7 +81,12 @@ impl Client {
             })
     }
 
-    async fn create_named(&self, spec: &SandboxSpec, name: &str) -> Result<SandboxStatus> {
+    async fn create_named(
+        &self,
+        spec: &SandboxSpec,
+        name: &str,
+        extras: &PodExtras,
+    ) -> Result<SandboxStatus> {
         self.require_volumes(spec.volume_names()).await?;
         let network = spec.network();
         let facts = self.network_facts(network).await?;
@@ -74,9 +109,17 @@ impl Client {
         if agent {
             crate::agent::add_agent(&mut pod);
         }
-        if let Some(owner) = self.owner() {
+        if let Some(owner) = extras.owner.as_ref().or(self.owner()) {
             pod.metadata.owner_references = Some(vec![owner.clone()]);
         }
+        pod.metadata
+            .labels
+            .get_or_insert_default()
+            .extend(extras.labels.clone());
+        pod.metadata
+            .annotations
+            .get_or_insert_default()
+            .extend(extras.annotations.clone());
 
         let mut landing = Landing::new(self, name, &token);
         let created = self.post(spec, &pod, &token, &mut landing).await?;
@@ -197,6 +240,16 @@ impl Client {
             }
         }
     }
+}
+
+/// What a pod gets beyond its spec: a pool's labels and annotations, and an
+/// owner other than the client's pod.
+#[derive(Debug, Default)]
+pub(crate) struct PodExtras {
+    pub labels: BTreeMap<String, String>,
+    pub annotations: BTreeMap<String, String>,
+    /// Owns the pod instead of the client's pod (if it has one).
+    pub owner: Option<OwnerReference>,
 }
 
 fn created_by(pod: &Pod, token: &str) -> bool {

@@ -35,7 +35,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::client::Client;
 use crate::error::{Error, Result, error_chain};
-use crate::labels::CONTAINER_NAME;
+use crate::labels::{self, CONTAINER_NAME};
 use crate::network;
 use crate::status::Phase;
 
@@ -143,6 +143,16 @@ pub struct SpawnOptions {
     /// Keep the command and its end listed for [`Client::list_processes`] and
     /// [`Client::attach_process`] from any client (the sandbox agent only).
     pub detach: bool,
+}
+
+impl SpawnOptions {
+    /// These options with the sandbox's own environment under the command's.
+    pub(crate) fn with_sandbox_env(&self, env: &[(String, String)]) -> SpawnOptions {
+        SpawnOptions {
+            env: labels::with_sandbox_env(env, &self.env),
+            ..self.clone()
+        }
+    }
 }
 
 /// What a finished command left behind. A non-zero exit code is a result, not an error.
@@ -488,18 +498,26 @@ impl Client {
             },
             None => Wrapper::Plain,
         };
-        let line = wrap_command(command, &options.env, options.workdir.as_deref(), wrapper)?;
+        check_command(command, &options.env, options.workdir.as_deref())?;
         match self.exec_route(name).await? {
-            ExecRoute::Agent(link) => self.start_agent_exec(link, name, command, options).await,
+            ExecRoute::Agent(link, env) => {
+                let options = options.with_sandbox_env(&env);
+                self.start_agent_exec(link, name, command, &options).await
+            }
             ExecRoute::Kubernetes { why, .. } if options.detach => Err(Error::invalid(
                 "detach",
                 format!("needs the sandbox's agent, which sandbox {name:?} cannot use: {why}"),
             )),
-            ExecRoute::Kubernetes { ready, .. } => {
-                if !ready {
-                    self.ready_for_exec(name).await?;
-                }
-                self.start_exec(name, &line, options, tag).await
+            ExecRoute::Kubernetes { ready, env, .. } => {
+                let env = if ready {
+                    env
+                } else {
+                    labels::sandbox_env(&self.ready_for_exec(name).await?.metadata)
+                };
+                let options = options.with_sandbox_env(&env);
+                let line =
+                    wrap_command(command, &options.env, options.workdir.as_deref(), wrapper)?;
+                self.start_exec(name, &line, &options, tag).await
             }
         }
     }
@@ -579,7 +597,10 @@ impl Client {
         running(name, &self.settle_launch_failure(&pod).await?)?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let passed = |client: &Client| client.gates_passed().lock().unwrap().contains(&uid);
-        if !network::gate_is_entrypoint(&pod) || passed(self) {
+        // A client that readied the pod for a pool recorded the pass on it.
+        let recorded = labels::annotation(&pod.metadata, labels::GATE_PASSED_ANNOTATION)
+            .is_some_and(|passed| *passed == uid);
+        if !network::gate_is_entrypoint(&pod) || recorded || passed(self) {
             return Ok(pod);
         }
         let line = network::await_gate_command();
@@ -746,7 +767,7 @@ impl Client {
             },
             None => Wrapper::Plain,
         };
-        let line = wrap_command(command, &spawn.env, spawn.workdir.as_deref(), wrapper)?;
+        check_command(command, &spawn.env, spawn.workdir.as_deref())?;
         // Read first: a terminated sandbox's workload runs on through its
         // grace period, and the exec API would still accept an exec into it.
         // Before the guard is armed: until the sandbox runs its workload
@@ -754,9 +775,15 @@ impl Client {
         // the image's own shell) may run there.
         let ready = async {
             match self.exec_route(name).await? {
-                ExecRoute::Kubernetes { ready: false, why } => {
-                    self.ready_for_exec(name).await?;
-                    Ok(ExecRoute::Kubernetes { ready: true, why })
+                ExecRoute::Kubernetes {
+                    ready: false, why, ..
+                } => {
+                    let pod = self.ready_for_exec(name).await?;
+                    Ok(ExecRoute::Kubernetes {
+                        ready: true,
+                        why,
+                        env: labels::sandbox_env(&pod.metadata),
+                    })
                 }
                 route => Ok(route),
             }
@@ -771,10 +798,12 @@ impl Client {
                 })??,
             None => ready.await?,
         };
-        let agent = match route {
-            ExecRoute::Agent(link) => Some(link),
-            ExecRoute::Kubernetes { .. } => None,
+        let (agent, env) = match route {
+            ExecRoute::Agent(link, env) => (Some(link), env),
+            ExecRoute::Kubernetes { env, .. } => (None, env),
         };
+        let spawn = spawn.with_sandbox_env(&env);
+        let line = wrap_command(command, &spawn.env, spawn.workdir.as_deref(), wrapper)?;
         // Armed from before the request: a call cancelled while the exec
         // opens may have started the command. (The agent kills a process
         // whose start nobody waits for any more; its guard is armed once

@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use k8s_openapi::api::core::v1::Pod;
 use sandlot_wire::{
     OUTPUT_WINDOW, Request, START_DETACHED, START_STDIN, START_TTY, STDIN_WINDOW, Start,
 };
@@ -28,6 +29,7 @@ use crate::agent::{
 };
 use crate::client::Client;
 use crate::error::{Error, Result};
+use crate::labels;
 use crate::status::SandboxStatus;
 
 /// The most stdin sent in one frame (and buffered before it).
@@ -39,12 +41,15 @@ const KILL: u8 = 9;
 
 /// Which way an exec goes.
 pub(super) enum ExecRoute {
-    Agent(Arc<AgentLink>),
+    /// Through the agent, with the sandbox's own environment (see
+    /// [`labels::sandbox_env`]) for the commands it starts.
+    Agent(Arc<AgentLink>, Vec<(String, String)>),
     /// Kubernetes exec; `ready` once the sandbox was checked as ready for
-    /// it; `why` the agent is not used.
+    /// it, and `env` then read from it; `why` the agent is not used.
     Kubernetes {
         ready: bool,
         why: String,
+        env: Vec<(String, String)>,
     },
 }
 
@@ -61,18 +66,23 @@ impl Client {
             return Ok(ExecRoute::Kubernetes {
                 ready: false,
                 why: "the client's exec_path is \"kubernetes\"".into(),
+                env: Vec::new(),
             });
         }
         let slot = self.agent().slot(name);
         let mut slot = slot.lock().await;
         if let Some(link) = slot.as_ref().filter(|link| !link.is_closed()) {
-            if self.still_runs(name, &link.uid).await? {
-                return Ok(ExecRoute::Agent(link.clone()));
+            if let Some(pod) = self.still_runs(name, &link.uid).await? {
+                return Ok(ExecRoute::Agent(
+                    link.clone(),
+                    labels::sandbox_env(&pod.metadata),
+                ));
             }
         }
         *slot = None;
         let pod = self.ready_for_exec(name).await?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
+        let env = labels::sandbox_env(&pod.metadata);
         let why = if !agent::built() {
             Some("this build of sandlot has no agent for its platform".to_owned())
         } else if !agent::has_agent(&pod) {
@@ -85,7 +95,7 @@ impl Client {
             None => match self.open_agent_link(name, &uid).await {
                 Ok(link) => {
                     *slot = Some(link.clone());
-                    return Ok(ExecRoute::Agent(link));
+                    return Ok(ExecRoute::Agent(link, env));
                 }
                 // The agent's own failure: it is not tried again for this pod.
                 Err(OpenError {
@@ -111,12 +121,23 @@ impl Client {
                 message: format!("the sandbox's agent cannot be used: {why}"),
             });
         }
-        Ok(ExecRoute::Kubernetes { ready: true, why })
+        Ok(ExecRoute::Kubernetes {
+            ready: true,
+            why,
+            env,
+        })
     }
 
-    /// Whether sandbox `name` still runs as pod `uid`: from the shared pod
-    /// watch once it has listed, else read. Not running is [`Error::NotRunning`].
-    async fn still_runs(&self, name: &str, uid: &str) -> Result<bool> {
+    /// Opens the way execs into sandbox `name` go (its agent connection, if
+    /// it can be used), checking its gate, without running anything.
+    pub(crate) async fn open_exec_route(&self, name: &str) -> Result<()> {
+        self.exec_route(name).await.map(drop)
+    }
+
+    /// Sandbox `name` as last seen, if it still runs as pod `uid`: from the
+    /// shared pod watch once it has listed, else read. Not running is
+    /// [`Error::NotRunning`].
+    async fn still_runs(&self, name: &str, uid: &str) -> Result<Option<Arc<Pod>>> {
         let watch = self.pod_watch();
         let seen = if watch.ready(tokio::time::Instant::now()).await {
             watch.get(name)
@@ -128,10 +149,10 @@ impl Client {
             None => Arc::new(self.sandbox_pod(name).await?),
         };
         if pod.metadata.uid.as_deref() != Some(uid) {
-            return Ok(false);
+            return Ok(None);
         }
         running(name, &SandboxStatus::from_pod(&pod))?;
-        Ok(true)
+        Ok(Some(pod))
     }
 
     /// Opens a connection to sandbox `name`'s agent: an exec of `agent
@@ -262,7 +283,7 @@ impl Client {
         options: &SpawnOptions,
     ) -> Result<ExecProcess> {
         match self.exec_route(name).await? {
-            ExecRoute::Agent(link) => self.start_agent_exec(link, name, command, options).await,
+            ExecRoute::Agent(link, _) => self.start_agent_exec(link, name, command, options).await,
             ExecRoute::Kubernetes { ready, .. } => {
                 let pod = if ready {
                     self.sandbox_pod(name).await?
@@ -288,7 +309,7 @@ impl Client {
     async fn agent_for(&self, name: &str, what: &str) -> Result<Arc<AgentLink>> {
         crate::validate::object_name("name", name)?;
         match self.exec_route(name).await? {
-            ExecRoute::Agent(link) => Ok(link),
+            ExecRoute::Agent(link, _) => Ok(link),
             ExecRoute::Kubernetes { why, .. } => Err(Error::Exec {
                 name: name.to_owned(),
                 message: format!("{what} needs the sandbox's agent, which cannot be used: {why}"),
@@ -478,7 +499,7 @@ impl Pump {
             return Err(lost("input in flight may have been lost".into()));
         }
         let link = match self.client.exec_route(&self.sandbox).await {
-            Ok(ExecRoute::Agent(link)) => link,
+            Ok(ExecRoute::Agent(link, _)) => link,
             Ok(ExecRoute::Kubernetes { .. }) => {
                 return Err(lost("the sandbox's agent can no longer be reached".into()));
             }

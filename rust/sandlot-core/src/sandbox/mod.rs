@@ -12,6 +12,7 @@ mod terminate;
 mod wait;
 
 pub use bulk::{BULK_CONCURRENCY, Selection, TerminateOutcome};
+pub(crate) use create::PodExtras;
 pub(crate) use exec::in_background;
 pub use exec::{
     DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess, ExecResult, SpawnOptions,
