@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import pytest
 
@@ -40,13 +40,13 @@ async def pool(client: sandlot.AsyncClient) -> AsyncIterator[str]:
         pass
 
 
-async def until(check: object, what: str, timeout: float = FILL) -> None:
-    deadline = time.monotonic() + timeout
+async def until(check: Callable[[], Awaitable[bool]], what: str, within: float = FILL) -> None:
+    deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if await check():  # type: ignore[operator]
+        if await check():
             return
         await asyncio.sleep(0.5)
-    pytest.fail(f"not within {timeout}s: {what}")
+    pytest.fail(f"not within {within}s: {what}")
 
 
 async def test_a_create_takes_a_warm_sandbox_with_its_env_tags_and_lifetime(
@@ -145,7 +145,9 @@ async def test_an_image_change_replaces_warm_sandboxes_without_emptying_the_pool
     assert full.version != before.version
     assert seen and all(ready + stale > 0 for ready, stale in seen), seen
     pods = json.loads(
-        Kubectl(sandlot_namespace).run("get", "pods", "-l", f"sandlot.dev/pool={pool},sandlot.dev/warm", "-o", "json").stdout
+        Kubectl(sandlot_namespace)
+        .run("get", "pods", "-l", f"sandlot.dev/pool={pool},sandlot.dev/warm", "-o", "json")
+        .stdout
     )["items"]
     live = [p for p in pods if not p["metadata"].get("deletionTimestamp")]
     assert {p["spec"]["containers"][0]["image"] for p in live} == {PYTHON}
@@ -167,7 +169,7 @@ async def test_deleting_a_pool_ends_its_warm_sandboxes_not_the_claimed_ones(
     async def gone() -> bool:
         return not await warm_names(sandlot_namespace, pool)
 
-    await until(gone, "the warm sandboxes ended", timeout=60)
+    await until(gone, "the warm sandboxes ended", within=60)
     assert (await claimed.exec(["echo", "still here"])).stdout == "still here\n"
     assert (await claimed.refresh()).phase == sandlot.Phase.RUNNING
     with pytest.raises(sandlot.NotFoundError):
@@ -196,7 +198,7 @@ async def test_a_create_that_no_warm_sandbox_fits_is_served_cold_saying_why(
 
 
 async def test_bad_input_is_refused_before_any_request(client: sandlot.AsyncClient, sandlot_namespace: str) -> None:
-    cases = [
+    cases: list[tuple[Callable[[], Awaitable[object]], str]] = [
         (lambda: client.pools.create("Bad_Name", BUSYBOX), "name"),
         (lambda: client.pools.create("p" * 41, BUSYBOX), "name"),
         (lambda: client.pools.create("ok", BUSYBOX, size=501), "size"),

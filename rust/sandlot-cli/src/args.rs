@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use sandlot_core::{
-    AccessMode, EgressRule, Error, FileTarget, Mount, Phase, Resources, SandboxRequest,
-    SandboxSpec, Selection, Ttl, VolumeSpec,
+    AccessMode, EgressRule, Error, FileTarget, MAX_POOL_SIZE, Mount, Phase, PoolRequest, PoolSpec,
+    PoolTemplate, Resources, SandboxRequest, SandboxSpec, Selection, Ttl, VolumeSpec,
 };
 
 /// Sandboxes on Kubernetes for untrusted code.
@@ -147,6 +147,14 @@ sandlot cp volume:data:/model.bin ./model.bin"
         after_help = "Examples:\n  sandlot volume create data --size 1Gi\n  sandlot volume list\n  sandlot volume delete data --force"
     )]
     Volume(VolumeCommand),
+    /// Warm pools: sandboxes started ahead of time that `create --pool` takes
+    /// over at once.
+    #[command(
+        subcommand,
+        after_help = "Examples:\n  sandlot pool create py docker.io/library/python:3.11-slim --size 5 --wait 120\n  \
+sandlot create --pool py\n  sandlot pool list\n  sandlot pool resize py 0\n  sandlot pool delete py"
+    )]
+    Pool(PoolCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -223,6 +231,8 @@ impl Command {
             }
             Command::Volume(VolumeCommand::List(args)) => pairs("--tag", &args.tag).map(drop),
             Command::Cp(args) => args.transfer().map(drop),
+            Command::Pool(PoolCommand::Create(args)) => args.spec().map(drop),
+            Command::Pool(PoolCommand::Update(args)) => args.spec().map(drop),
             _ => Ok(()),
         }
     }
@@ -236,20 +246,46 @@ pub struct NameArg {
 
 #[derive(Debug, Args)]
 pub struct CreateArgs {
-    /// Container image, e.g. docker.io/library/python:3.11-slim.
-    pub image: String,
+    /// Container image, e.g. docker.io/library/python:3.11-slim [default
+    /// with --pool: the pool's].
+    pub image: Option<String>,
     /// Sandbox name [default: generated].
     #[arg(long)]
     pub name: Option<String>,
-    /// Environment variable KEY=VALUE (repeatable).
-    #[arg(short, long = "env", value_name = "KEY=VALUE")]
-    pub env: Vec<String>,
     /// Tag KEY=VALUE (repeatable).
     #[arg(short, long = "tag", value_name = "KEY=VALUE")]
     pub tag: Vec<String>,
     /// Mount a volume at a path, read-only with :ro (repeatable).
     #[arg(long = "volume", value_name = "VOLUME:/PATH[:ro]")]
     pub volume: Vec<String>,
+    /// Maximum lifetime in seconds, or "none" for no lifetime [default:
+    /// $SANDLOT_DEFAULT_TTL, else 3600].
+    #[arg(long, value_name = "SECONDS|none")]
+    pub ttl: Option<String>,
+    #[command(flatten)]
+    pub options: SandboxOptions,
+    /// Take a warm sandbox of this pool (`sandlot pool`) if one fits and is
+    /// ready, else create it from the pool's options; IMAGE may then be left out.
+    #[arg(long, value_name = "POOL")]
+    pub pool: Option<String>,
+    /// Wait until the sandbox is running (or has ended) before returning.
+    #[arg(long)]
+    pub wait: bool,
+    /// Seconds to wait with --wait.
+    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
+    pub timeout: f64,
+    /// Command to run instead of idling [after --].
+    #[arg(last = true)]
+    pub command: Vec<String>,
+}
+
+/// The options of a sandbox that a pool's warm sandboxes are made with too:
+/// one set of flags for `sandlot create` and `sandlot pool create/update`.
+#[derive(Debug, Args)]
+pub struct SandboxOptions {
+    /// Environment variable KEY=VALUE (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
     /// CPU limit, e.g. 500m.
     #[arg(long)]
     pub cpu: Option<String>,
@@ -259,10 +295,6 @@ pub struct CreateArgs {
     /// Disk limit (its filesystem, /tmp and logs), e.g. 4Gi [default: 2Gi].
     #[arg(long)]
     pub disk: Option<String>,
-    /// Maximum lifetime in seconds, or "none" for no lifetime [default:
-    /// $SANDLOT_DEFAULT_TTL, else 3600].
-    #[arg(long, value_name = "SECONDS|none")]
-    pub ttl: Option<String>,
     /// Run as this non-root uid instead of the image's user.
     #[arg(long, value_name = "UID")]
     pub user: Option<i64>,
@@ -289,40 +321,18 @@ pub struct CreateArgs {
     /// NAMESPACE/NAME (repeatable).
     #[arg(long = "allow-egress", value_name = "CIDR[:PORT]|NAMESPACE/SERVICE")]
     pub allow_egress: Vec<String>,
-    /// Wait until the sandbox is running (or has ended) before returning.
-    #[arg(long)]
-    pub wait: bool,
-    /// Seconds to wait with --wait.
-    #[arg(long, default_value_t = 300.0, value_name = "SECONDS")]
-    pub timeout: f64,
-    /// Command to run instead of idling [after --].
-    #[arg(last = true)]
-    pub command: Vec<String>,
 }
 
-impl CreateArgs {
-    /// The checked spec these arguments ask for.
-    pub fn spec(&self) -> sandlot_core::Result<SandboxSpec> {
-        SandboxSpec::try_from(SandboxRequest {
-            image: self.image.clone(),
-            name: self.name.clone(),
-            command: (!self.command.is_empty()).then(|| self.command.clone()),
-            args: None,
+impl SandboxOptions {
+    /// These options as a pool's template for `image`, each checked as its
+    /// flag (the template as a whole is checked by [`PoolSpec::try_from`]).
+    pub fn template(&self, image: &str) -> sandlot_core::Result<PoolTemplate> {
+        Ok(PoolTemplate {
+            image: image.to_owned(),
             env: pairs("--env", &self.env)?,
-            tags: pairs("--tag", &self.tag)?,
-            volume_mounts: mounts(&self.volume)?,
-            resources: Resources {
-                cpu: self.cpu.clone(),
-                memory: self.memory.clone(),
-                disk: self.disk.clone(),
-            },
-            ttl_seconds: match &self.ttl {
-                Some(text) => Ttl::parse("--ttl", text)?,
-                None => Ttl::Default,
-            },
-            run_as_user: self.user,
-            read_only_root_filesystem: self.read_only,
-            runtime_class: self.runtime_class.clone(),
+            cpu: self.cpu.clone(),
+            memory: self.memory.clone(),
+            disk: self.disk.clone(),
             network: self
                 .network
                 .as_deref()
@@ -336,6 +346,9 @@ impl CreateArgs {
                     Ok(text.clone())
                 })
                 .collect::<sandlot_core::Result<_>>()?,
+            run_as_user: self.user,
+            read_only_root_filesystem: self.read_only,
+            runtime_class: self.runtime_class.clone(),
             user_namespace: match (self.user_namespace, self.no_user_namespace) {
                 (true, _) => Some(true),
                 (_, true) => Some(false),
@@ -343,6 +356,223 @@ impl CreateArgs {
             },
         })
     }
+}
+
+/// The request of an idle sandbox made with `template`'s options.
+fn template_request(template: PoolTemplate) -> SandboxRequest {
+    SandboxRequest {
+        image: template.image,
+        env: template.env,
+        resources: Resources {
+            cpu: template.cpu,
+            memory: template.memory,
+            disk: template.disk,
+        },
+        network: template.network,
+        allow_egress: template.allow_egress,
+        run_as_user: template.run_as_user,
+        read_only_root_filesystem: template.read_only_root_filesystem,
+        runtime_class: template.runtime_class,
+        user_namespace: template.user_namespace,
+        ..SandboxRequest::default()
+    }
+}
+
+impl CreateArgs {
+    /// The checked spec these arguments ask for.
+    pub fn spec(&self) -> sandlot_core::Result<SandboxSpec> {
+        if self.image.is_none() && self.pool.is_none() {
+            return Err(Error::invalid(
+                "IMAGE",
+                "an image is needed unless --pool names a pool to take it from",
+            ));
+        }
+        let image = self.image.clone().unwrap_or_default();
+        SandboxSpec::try_from(SandboxRequest {
+            name: self.name.clone(),
+            command: (!self.command.is_empty()).then(|| self.command.clone()),
+            args: None,
+            tags: pairs("--tag", &self.tag)?,
+            volume_mounts: mounts(&self.volume)?,
+            ttl_seconds: match &self.ttl {
+                Some(text) => Ttl::parse("--ttl", text)?,
+                None => Ttl::Default,
+            },
+            pool: self.pool.clone(),
+            ..template_request(self.options.template(&image)?)
+        })
+        .map_err(|err| match err {
+            Error::InvalidSpec { field, rule } if field == "pool" => Error::invalid("--pool", rule),
+            other => other,
+        })
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PoolCommand {
+    /// Create a pool and start its warm sandboxes; prints its name.
+    #[command(
+        after_help = "Examples:\n  sandlot pool create py docker.io/library/python:3.11-slim --size 5 --memory 512Mi --wait 120\n  \
+sandlot create --pool py --tag job=1"
+    )]
+    Create(PoolCreateArgs),
+    /// Replace a pool's options (its warm sandboxes are replaced gradually).
+    #[command(
+        after_help = "Example:\n  sandlot pool update py docker.io/library/python:3.12-slim --memory 512Mi --wait 120"
+    )]
+    Update(PoolUpdateArgs),
+    /// Set how many warm sandboxes a pool keeps.
+    #[command(
+        after_help = "Examples:\n  sandlot pool resize py 10 --wait 120\n  sandlot pool resize py 0"
+    )]
+    Resize(PoolResizeArgs),
+    /// Top a pool up to its size (and retire stale warm sandboxes).
+    #[command(after_help = "Example:\n  sandlot pool fill py --wait 120")]
+    Fill(PoolFillArgs),
+    /// Show one pool.
+    #[command(after_help = "Example:\n  sandlot pool get py -o json")]
+    Get(PoolNameArg),
+    /// List pools.
+    #[command(after_help = "Example:\n  sandlot pool list")]
+    List,
+    /// Delete a pool and end its warm sandboxes (those created from it go on).
+    #[command(after_help = "Example:\n  sandlot pool delete py")]
+    Delete(PoolNameArg),
+}
+
+#[derive(Debug, Args)]
+pub struct PoolNameArg {
+    /// Pool name.
+    pub name: String,
+}
+
+/// What `pool create` and `pool update` share: the pool's name, image and options.
+#[derive(Debug, Args)]
+pub struct PoolDefinition {
+    /// Pool name (at most 40 characters: its sandboxes are named after it).
+    pub name: String,
+    /// Container image of its sandboxes, e.g. docker.io/library/python:3.11-slim.
+    pub image: String,
+    #[command(flatten)]
+    pub options: SandboxOptions,
+    /// Seconds a warm sandbox waits to be taken before a fill replaces it
+    /// [default: 3600].
+    #[arg(long, value_name = "SECONDS")]
+    pub idle_seconds: Option<i64>,
+    /// The longest --ttl a create from the pool may ask for and still get a
+    /// warm sandbox [default: 86400].
+    #[arg(long, value_name = "SECONDS")]
+    pub max_ttl_seconds: Option<i64>,
+    /// Then wait until the pool is full (its warm sandboxes ready), at most
+    /// SECONDS.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub wait: Option<std::time::Duration>,
+}
+
+impl PoolDefinition {
+    /// The checked spec of a pool of `size`, each refusal named by its flag
+    /// where it has one.
+    fn spec(&self, size: u32) -> sandlot_core::Result<PoolSpec> {
+        PoolSpec::try_from(PoolRequest {
+            name: self.name.clone(),
+            size,
+            template: self.options.template(&self.image)?,
+            idle_seconds: self.idle_seconds,
+            max_ttl_seconds: self.max_ttl_seconds,
+        })
+        .map_err(pool_flag)
+    }
+
+    /// The spec of one of the pool's warm sandboxes, for the user namespace
+    /// warning a create would show.
+    pub fn sandbox_spec(&self) -> sandlot_core::Result<SandboxSpec> {
+        SandboxSpec::try_from(template_request(self.options.template(&self.image)?))
+    }
+}
+
+/// A core refusal of a pool's field, named by its flag.
+pub fn pool_flag(error: Error) -> Error {
+    match error {
+        Error::InvalidSpec { field, rule } => {
+            let flag = match field.as_str() {
+                "size" => "--size",
+                "idle_seconds" => "--idle-seconds",
+                "max_ttl_seconds" => "--max-ttl-seconds",
+                "user_namespace" => "--user-namespace",
+                _ => return Error::InvalidSpec { field, rule },
+            };
+            Error::invalid(flag, rule)
+        }
+        other => other,
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PoolCreateArgs {
+    /// How many warm sandboxes it keeps.
+    #[arg(long, default_value_t = 1, value_name = "N", value_parser = pool_size)]
+    pub size: u32,
+    #[command(flatten)]
+    pub pool: PoolDefinition,
+}
+
+impl PoolCreateArgs {
+    pub fn spec(&self) -> sandlot_core::Result<PoolSpec> {
+        self.pool.spec(self.size)
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PoolUpdateArgs {
+    /// How many warm sandboxes it keeps [default: as it is].
+    #[arg(long, value_name = "N", value_parser = pool_size)]
+    pub size: Option<u32>,
+    #[command(flatten)]
+    pub pool: PoolDefinition,
+}
+
+impl PoolUpdateArgs {
+    /// The checked spec, and whether the pool keeps its size.
+    pub fn spec(&self) -> sandlot_core::Result<(PoolSpec, bool)> {
+        Ok((self.pool.spec(self.size.unwrap_or(0))?, self.size.is_none()))
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct PoolResizeArgs {
+    /// Pool name.
+    pub name: String,
+    /// How many warm sandboxes it keeps (0 ends them all but keeps the pool).
+    #[arg(value_parser = pool_size)]
+    pub size: u32,
+    /// Then wait until the pool is full, at most SECONDS.
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub wait: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Args)]
+pub struct PoolFillArgs {
+    /// Pool name.
+    pub name: String,
+    /// Keep filling until the pool is full, at most SECONDS [default: one pass].
+    #[arg(long, value_name = "SECONDS", value_parser = parse_seconds)]
+    pub wait: Option<std::time::Duration>,
+}
+
+/// Parses a pool size: 0 to [`MAX_POOL_SIZE`].
+fn pool_size(text: &str) -> Result<u32, String> {
+    text.parse::<u32>()
+        .ok()
+        .filter(|size| *size <= MAX_POOL_SIZE)
+        .ok_or_else(|| format!("{text:?} is not a pool size from 0 to {MAX_POOL_SIZE}"))
+}
+
+/// Parses a number of seconds >= 0 (fractions allowed).
+fn parse_seconds(text: &str) -> Result<std::time::Duration, String> {
+    text.parse::<f64>()
+        .ok()
+        .and_then(|seconds| std::time::Duration::try_from_secs_f64(seconds).ok())
+        .ok_or_else(|| format!("{text:?} is not a number of seconds >= 0"))
 }
 
 /// A core refusal of a value given by `flag`, re-labelled with the flag.
@@ -825,6 +1055,104 @@ mod tests {
                 matches!(copy(src, dst), Err(Error::InvalidSpec { .. })),
                 "{src} {dst}"
             );
+        }
+    }
+
+    fn parse(argv: &[&str]) -> Result<Command, clap::Error> {
+        Cli::try_parse_from(["sandlot"].iter().chain(argv)).map(|cli| cli.command)
+    }
+
+    fn refused_field(result: sandlot_core::Result<impl std::fmt::Debug>) -> String {
+        match result {
+            Err(Error::InvalidSpec { field, .. }) => field,
+            other => panic!("expected InvalidSpec, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_create_needs_an_image_unless_it_names_a_pool() {
+        let create = |argv: &[&str]| match parse(argv).unwrap() {
+            Command::Create(args) => args.spec(),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(refused_field(create(&["create"])), "IMAGE");
+        let spec = create(&["create", "--pool", "py", "--tag", "a=b"]).unwrap();
+        assert_eq!(spec.request().image, "");
+        assert_eq!(spec.request().pool.as_deref(), Some("py"));
+        assert_eq!(refused_field(create(&["create", "--pool", "Py"])), "--pool");
+        let spec = create(&["create", "busybox", "-e", "A=1", "--no-user-namespace"]).unwrap();
+        assert_eq!(spec.request().pool, None);
+        assert_eq!(spec.request().env["A"], "1");
+        assert_eq!(spec.request().user_namespace, Some(false));
+    }
+
+    #[test]
+    fn pool_flags_are_the_creates_and_refusals_name_them() {
+        let pool = |argv: &[&str]| match parse(argv).unwrap() {
+            Command::Pool(PoolCommand::Create(args)) => args.spec().map(|_| args),
+            other => panic!("{other:?}"),
+        };
+        let args = pool(&[
+            "pool",
+            "create",
+            "py",
+            "python:3.12",
+            "--env",
+            "A=1",
+            "--memory",
+            "256Mi",
+            "--network",
+            "none",
+            "--user",
+            "1000",
+            "--read-only",
+            "--no-user-namespace",
+        ])
+        .unwrap();
+        assert_eq!(args.size, 1);
+        let template = args.pool.options.template(&args.pool.image).unwrap();
+        assert_eq!(
+            template,
+            PoolTemplate {
+                image: "python:3.12".into(),
+                env: BTreeMap::from([("A".into(), "1".into())]),
+                memory: Some("256Mi".into()),
+                network: Some(sandlot_core::NetworkMode::None),
+                run_as_user: Some(1000),
+                read_only_root_filesystem: true,
+                user_namespace: Some(false),
+                ..PoolTemplate::default()
+            }
+        );
+        for (flag, value, field) in [
+            ("--idle-seconds", "5", "--idle-seconds"),
+            ("--max-ttl-seconds", "0", "--max-ttl-seconds"),
+            ("--network", "bogus", "--network"),
+            ("--env", "A", "--env"),
+            ("--cpu", "lots", "resources.cpu"),
+        ] {
+            let refused = pool(&["pool", "create", "py", "busybox", flag, value]);
+            assert_eq!(refused_field(refused), field, "{flag}");
+        }
+        assert_eq!(
+            refused_field(pool(&["pool", "create", "Py", "busybox"])),
+            "name"
+        );
+        for argv in [
+            &["pool", "create", "py", "busybox", "--size", "501"][..],
+            &["pool", "create", "py", "busybox", "--wait", "-1"],
+            &["pool", "resize", "py", "-1"],
+            &["pool", "update", "py"],
+        ] {
+            assert!(parse(argv).is_err(), "{argv:?}");
+        }
+        match parse(&["pool", "update", "py", "busybox"]).unwrap() {
+            Command::Pool(PoolCommand::Update(args)) => assert!(args.spec().unwrap().1),
+            other => panic!("{other:?}"),
+        }
+        match parse(&["pool", "update", "py", "busybox", "--size", "3"]).unwrap() {
+            Command::Pool(PoolCommand::Update(args)) => assert!(!args.spec().unwrap().1),
+            other => panic!("{other:?}"),
         }
     }
 

@@ -17,10 +17,13 @@ pub const EXIT_FAILURE: i32 = 1;
 pub const EXIT_USAGE: i32 = 2;
 /// Exit status when the sandbox is not running.
 pub const EXIT_NOT_RUNNING: i32 = 3;
-/// Exit status when the sandbox, volume or file does not exist.
+/// Exit status when the sandbox, volume, pool or file does not exist.
 pub const EXIT_NOT_FOUND: i32 = 4;
 /// Exit status when a wait or call timed out (as `timeout(1)`).
 pub const EXIT_TIMEOUT: i32 = 124;
+
+/// How long the CLI waits at exit for the work it left running in the background.
+const BACKGROUND_WORK_LIMIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Runs the CLI with `argv` (program name first) and returns the exit status.
 /// For `exec`, that is the command's own exit code.
@@ -51,7 +54,10 @@ pub fn run(argv: Vec<String>) -> i32 {
             exit_status(&err)
         }
     };
-    // Do not wait for connections still closing in the background.
+    // Work the command left running in the background (the replacement a
+    // claim from a pool starts, the kill of an abandoned command) gets a few
+    // seconds to send its requests; connections still closing are not waited for.
+    sandlot_core::wait_for_background_kills(BACKGROUND_WORK_LIMIT);
     runtime.shutdown_background();
     status
 }
@@ -119,5 +125,6 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
         Command::Volume(command) => {
             commands::volume::run(&connect().await?, printer, command).await
         }
+        Command::Pool(command) => commands::pool::run(&connect().await?, printer, command).await,
     }
 }

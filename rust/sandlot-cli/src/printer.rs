@@ -6,8 +6,8 @@ use std::io::{IsTerminal, Write};
 
 use comfy_table::{Table, presets::NOTHING};
 use sandlot_core::{
-    AgentProcessInfo, EntryKind, Error, FileEntry, Phase, SandboxMetrics, SandboxStatus,
-    VolumeStatus,
+    AgentProcessInfo, EntryKind, Error, FileEntry, ObjectKind, Phase, PoolStatus, SandboxMetrics,
+    SandboxStatus, VolumeStatus,
 };
 
 use crate::args::Output;
@@ -44,7 +44,7 @@ impl Printer {
             ),
             Output::Name => println!("{}", status.name),
             Output::Table => {
-                let rows = [
+                let mut rows = vec![
                     ("name", status.name.clone()),
                     ("namespace", status.namespace.clone()),
                     ("phase", self.phase(status.phase)),
@@ -62,13 +62,19 @@ impl Printer {
                     ("volumes", pairs(&status.volume_mounts, " <- ")),
                     ("network", network_text(status)),
                     ("user ns", yes_no(status.user_namespace)),
+                    ("pool", pool_text(status)),
+                ];
+                if let Some(reason) = &status.pool_fallback {
+                    rows.push(("fallback", reason.clone()));
+                }
+                rows.extend([
                     ("created", or_dash(status.created_at.map(|t| t.to_string()))),
                     ("started", or_dash(status.started_at.map(|t| t.to_string()))),
                     (
                         "finished",
                         or_dash(status.finished_at.map(|t| t.to_string())),
                     ),
-                ];
+                ]);
                 for (key, value) in rows {
                     println!("{key:<10} {}", terminal_safe(&value));
                 }
@@ -186,6 +192,90 @@ impl Printer {
                 }
                 println!("{}", table.trim_fmt());
             }
+        }
+    }
+
+    /// One pool: a key-value listing, a JSON object, or its name.
+    pub fn pool(&self, pool: &PoolStatus) {
+        match self.output {
+            Output::Json => println!("{}", serde_json::to_string_pretty(pool).unwrap_or_default()),
+            Output::Name => println!("{}", pool.name),
+            Output::Table => {
+                let rows = [
+                    ("name", pool.name.clone()),
+                    ("namespace", pool.namespace.clone()),
+                    ("image", pool.image.clone()),
+                    ("size", pool.size.to_string()),
+                    ("ready", pool.ready.to_string()),
+                    ("starting", pool.starting.to_string()),
+                    ("stale", pool.stale.to_string()),
+                    ("network", pool.network.to_string()),
+                    ("idle", format!("{}s", pool.idle_seconds)),
+                    ("max ttl", format!("{}s", pool.max_ttl_seconds)),
+                    ("version", pool.version.clone()),
+                    ("template", pool.template.clone()),
+                    ("created", or_dash(pool.created_at.map(|t| t.to_string()))),
+                ];
+                for (key, value) in rows {
+                    println!("{key:<10} {}", terminal_safe(&value));
+                }
+            }
+        }
+    }
+
+    /// A pool just created or updated: its name, or JSON.
+    pub fn created_pool(&self, pool: &PoolStatus) {
+        match self.output {
+            Output::Json => self.pool(pool),
+            _ => println!("{}", pool.name),
+        }
+    }
+
+    /// Several pools: a table, a JSON array, or names.
+    pub fn pools(&self, pools: &[PoolStatus]) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::to_string_pretty(pools).unwrap_or_default()
+            ),
+            Output::Name => pools.iter().for_each(|p| println!("{}", p.name)),
+            Output::Table => {
+                let now = jiff::Timestamp::now();
+                let mut table = Table::new();
+                table.load_style(NOTHING);
+                table.set_header([
+                    "NAME", "IMAGE", "SIZE", "READY", "STARTING", "STALE", "NETWORK", "AGE",
+                ]);
+                for p in pools {
+                    table.add_row([
+                        p.name.clone(),
+                        terminal_safe(&p.image).into_owned(),
+                        p.size.to_string(),
+                        p.ready.to_string(),
+                        p.starting.to_string(),
+                        p.stale.to_string(),
+                        p.network.to_string(),
+                        p.created_at.map(|t| age(now, t)).unwrap_or_default(),
+                    ]);
+                }
+                println!("{}", table.trim_fmt());
+            }
+        }
+    }
+
+    /// A pool deleted, and how many warm sandboxes that ended: a line for
+    /// people, a JSON object, or its name.
+    pub fn pool_deleted(&self, name: &str, ended: u32) {
+        match self.output {
+            Output::Json => println!(
+                "{}",
+                serde_json::json!({ "name": name, "warm_sandboxes_ended": ended })
+            ),
+            Output::Name => println!("{name}"),
+            Output::Table => self.line(&format!(
+                "{name} deleted ({ended} warm sandbox{} ended)",
+                if ended == 1 { "" } else { "es" }
+            )),
         }
     }
 
@@ -315,6 +405,14 @@ impl Printer {
         }
     }
 
+    /// A note for people on stderr: the command did what was asked, in a way
+    /// worth knowing. Suppressed by --quiet.
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            eprintln!("note: {}", terminal_safe(text));
+        }
+    }
+
     /// A warning: the command goes on. Shown even with --quiet.
     pub fn warning(&self, text: &str) {
         eprintln!("warning: {}", terminal_safe(text));
@@ -397,6 +495,12 @@ fn hint(err: &Error) -> Option<&'static str> {
         Error::NotRunning { .. } => {
             Some("exec needs a running sandbox; `sandlot get NAME` shows its phase")
         }
+        Error::NameConflict {
+            kind: ObjectKind::Pool,
+            ..
+        } => Some(
+            "a pool's name stays taken until `sandlot pool delete`; `sandlot pool update` changes its options",
+        ),
         Error::NameConflict { .. } => {
             Some("names stay taken while the sandbox record or volume exists; choose another name")
         }
@@ -454,6 +558,16 @@ fn mode_text(kind: EntryKind, mode: u32) -> String {
 
 fn yes_no(value: bool) -> String {
     if value { "yes" } else { "no" }.into()
+}
+
+/// The pool a sandbox came from ("-" for none), marked "(warm)" while it
+/// waits in the pool unclaimed.
+fn pool_text(status: &SandboxStatus) -> String {
+    match &status.pool {
+        None => "-".into(),
+        Some(pool) if status.warm => format!("{pool} (warm)"),
+        Some(pool) => pool.clone(),
+    }
 }
 
 /// The network mode, followed by its allowlist if it has one.

@@ -45,7 +45,7 @@ pub use network::{EgressRule, GATE_DEADLINE_SECONDS, Network, NetworkMode};
 pub use owner::POD_NAME_ENV;
 pub use pool::{
     DEFAULT_IDLE_SECONDS, DEFAULT_MAX_TTL_SECONDS, MAX_POOL_SIZE, PoolRequest, PoolSpec,
-    PoolStatus, PoolTemplate,
+    PoolStatus, PoolTemplate, check_pool_name, check_size,
 };
 pub use sandbox::{
     BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,

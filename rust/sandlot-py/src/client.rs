@@ -10,6 +10,7 @@ use tokio::sync::OnceCell;
 use crate::bridge::{Mode, NONE, Outcome};
 use crate::errors::core_error;
 use crate::inputs::TtlArg;
+use crate::pool::PoolsBase;
 use crate::sandbox::SandboxesBase;
 use crate::twins::{InMode, class_name};
 use crate::volume::VolumesBase;
@@ -179,6 +180,15 @@ impl ClientBase {
         InMode(
             self.mode,
             VolumesBase::new(self.mode, self.connection.clone()),
+        )
+    }
+
+    /// Warm pool operations.
+    #[getter]
+    fn pools(&self) -> InMode<PoolsBase> {
+        InMode(
+            self.mode,
+            PoolsBase::new(self.mode, self.connection.clone()),
         )
     }
 

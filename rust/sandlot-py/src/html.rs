@@ -1,6 +1,6 @@
 //! HTML reprs for notebooks: small tables, phases coloured.
 
-use sandlot_core::{ExecResult, Phase, SandboxStatus, VolumeStatus};
+use sandlot_core::{ExecResult, Phase, PoolStatus, SandboxStatus, VolumeStatus};
 
 /// `text` with HTML's special characters escaped.
 pub fn escape(text: &str) -> String {
@@ -63,6 +63,25 @@ pub fn volumes_table(volumes: &[&VolumeStatus]) -> String {
         html.push_str(&cell(&v.size));
         html.push_str(&cell(v.storage_class.as_deref().unwrap_or_default()));
         html.push_str(&cell(&v.attached_to.join(", ")));
+        html.push_str("</tr>");
+    }
+    html.push_str("</tbody></table>");
+    html
+}
+
+/// A table of warm pools, one row each.
+pub fn pools_table(pools: &[&PoolStatus]) -> String {
+    let mut html = String::from(
+        "<table><thead><tr><th>name</th><th>image</th><th>size</th><th>ready</th><th>starting</th><th>stale</th><th>network</th></tr></thead><tbody>",
+    );
+    for p in pools {
+        html.push_str("<tr>");
+        html.push_str(&cell(&p.name));
+        html.push_str(&cell(&p.image));
+        for count in [p.size, p.ready, p.starting, p.stale] {
+            html.push_str(&cell(&count.to_string()));
+        }
+        html.push_str(&cell(p.network.as_str()));
         html.push_str("</tr>");
     }
     html.push_str("</tbody></table>");

@@ -11,6 +11,7 @@ mod errors;
 mod files;
 mod html;
 mod inputs;
+mod pool;
 mod process;
 mod results;
 mod sandbox;
@@ -53,7 +54,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<volume::SyncVolumes>()?;
     m.add_class::<volume::AsyncVolume>()?;
     m.add_class::<volume::SyncVolume>()?;
+    m.add_class::<pool::AsyncPools>()?;
+    m.add_class::<pool::SyncPools>()?;
     m.add_class::<results::SandboxStatus>()?;
+    m.add_class::<results::PoolStatus>()?;
     m.add_class::<results::ExecResult>()?;
     m.add_class::<results::ProcessInfo>()?;
     m.add_class::<results::Metrics>()?;

@@ -1,5 +1,5 @@
-//! Read-only result objects: `SandboxStatus`, `ExecResult`, `TerminateResult`,
-//! `Metrics`, `ProcessInfo` and `FileInfo`.
+//! Read-only result objects: `SandboxStatus`, `PoolStatus`, `ExecResult`,
+//! `TerminateResult`, `Metrics`, `ProcessInfo` and `FileInfo`.
 
 use std::collections::BTreeMap;
 
@@ -142,6 +142,26 @@ impl SandboxStatus {
         self.inner.user_namespace
     }
 
+    /// The pool it was created from (or, while `warm`, waits in); None if
+    /// the create named no pool.
+    #[getter]
+    fn pool(&self) -> Option<&str> {
+        self.inner.pool.as_deref()
+    }
+
+    /// True for a pool's warm sandbox that no create has taken yet.
+    #[getter]
+    fn warm(&self) -> bool {
+        self.inner.warm
+    }
+
+    /// Why a create from a pool was served by a new sandbox instead of a warm
+    /// one (none fitted its options, or none was ready); None otherwise.
+    #[getter]
+    fn pool_fallback(&self) -> Option<&str> {
+        self.inner.pool_fallback.as_deref()
+    }
+
     fn _repr_html_(&self) -> String {
         crate::html::sandboxes_table(&[&self.inner])
     }
@@ -160,6 +180,113 @@ impl SandboxStatus {
         }
         text.push(')');
         text
+    }
+}
+
+/// A warm pool as last seen: its options and how many of its warm sandboxes
+/// are ready.
+#[pyclass(module = "sandlot", frozen)]
+#[derive(Debug, Clone)]
+pub struct PoolStatus {
+    inner: sandlot_core::PoolStatus,
+}
+
+impl From<sandlot_core::PoolStatus> for PoolStatus {
+    fn from(inner: sandlot_core::PoolStatus) -> Self {
+        PoolStatus { inner }
+    }
+}
+
+#[pymethods]
+impl PoolStatus {
+    #[getter]
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    #[getter]
+    fn namespace(&self) -> &str {
+        &self.inner.namespace
+    }
+
+    /// The image of its warm sandboxes.
+    #[getter]
+    fn image(&self) -> &str {
+        &self.inner.image
+    }
+
+    /// How many warm sandboxes the pool keeps.
+    #[getter]
+    fn size(&self) -> u32 {
+        self.inner.size
+    }
+
+    /// Warm sandboxes of the current options, running and ready to be taken.
+    #[getter]
+    fn ready(&self) -> u32 {
+        self.inner.ready
+    }
+
+    /// Warm sandboxes of the current options still starting.
+    #[getter]
+    fn starting(&self) -> u32 {
+        self.inner.starting
+    }
+
+    /// Warm sandboxes of earlier options, or idle too long, not yet replaced
+    /// (taken only while no current one is ready).
+    #[getter]
+    fn stale(&self) -> u32 {
+        self.inner.stale
+    }
+
+    /// Which destinations its sandboxes may connect to: "internet", "none",
+    /// "allowlist" or "unrestricted".
+    #[getter]
+    fn network(&self) -> &'static str {
+        self.inner.network.as_str()
+    }
+
+    /// How long a warm sandbox waits to be taken before it is replaced.
+    #[getter]
+    fn idle_seconds(&self) -> i64 {
+        self.inner.idle_seconds
+    }
+
+    /// The longest `ttl_seconds` a create from the pool may ask for.
+    #[getter]
+    fn max_ttl_seconds(&self) -> i64 {
+        self.inner.max_ttl_seconds
+    }
+
+    #[getter]
+    fn created_at(&self) -> Option<Timestamp> {
+        self.inner.created_at
+    }
+
+    /// The version of its options (a hash), as on its warm sandboxes.
+    #[getter]
+    fn version(&self) -> &str {
+        &self.inner.version
+    }
+
+    /// The options its warm sandboxes are made with (a new dict each time).
+    #[getter]
+    fn template<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        py.import(pyo3::intern!(py, "json"))?
+            .call_method1(pyo3::intern!(py, "loads"), (&self.inner.template,))
+    }
+
+    fn _repr_html_(&self) -> String {
+        crate::html::pools_table(&[&self.inner])
+    }
+
+    fn __repr__(&self) -> String {
+        let s = &self.inner;
+        format!(
+            "PoolStatus(name='{}', image={:?}, size={}, ready={}, starting={}, stale={})",
+            s.name, s.image, s.size, s.ready, s.starting, s.stale
+        )
     }
 }
 

@@ -58,14 +58,18 @@ impl SandboxesBase {
     /// creating; wait for "running" to use it). Without `command` and `args`
     /// it idles, accepting exec, until terminated or `ttl_seconds` run out.
     /// `ttl_seconds` omitted is the client's default lifetime; `None` is none.
+    /// With `pool`, a warm sandbox of that pool is taken if one fits the
+    /// other options and is ready (already running), else one is created
+    /// from the pool's options with these in their place (`status.pool_fallback`
+    /// says why); `image` may then be left out for the pool's.
     /// Bad input raises `InvalidSpecError`, naming the field, before any
     /// request; any later error carries the sandbox's name as `sandbox_name`.
-    #[pyo3(signature = (image, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=TtlArg(Ttl::Default), run_as_user=None, read_only_root_filesystem=false, runtime_class=None, network=None, allow_egress=None, user_namespace=None))]
+    #[pyo3(signature = (image=None, *, name=None, command=None, args=None, env=None, tags=None, volume_mounts=None, resources=None, ttl_seconds=TtlArg(Ttl::Default), run_as_user=None, read_only_root_filesystem=false, runtime_class=None, network=None, allow_egress=None, user_namespace=None, pool=None))]
     #[allow(clippy::too_many_arguments)]
     fn create<'py>(
         &self,
         py: Python<'py>,
-        image: String,
+        image: Option<String>,
         name: Option<String>,
         command: Option<Vec<String>>,
         args: Option<Vec<String>>,
@@ -80,6 +84,7 @@ impl SandboxesBase {
         network: Option<String>,
         allow_egress: Option<Vec<String>>,
         user_namespace: Option<bool>,
+        pool: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let spec = inputs::resources(resources.unwrap_or_default()).and_then(|resources| {
             let network = network.map(|mode| mode.parse()).transpose()?;
@@ -92,7 +97,7 @@ impl SandboxesBase {
                 })
                 .collect::<sandlot_core::Result<_>>()?;
             let request = SandboxRequest {
-                image,
+                image: image.unwrap_or_default(),
                 name,
                 command,
                 args,
@@ -107,6 +112,7 @@ impl SandboxesBase {
                 network,
                 allow_egress: allow_egress.unwrap_or_default(),
                 user_namespace,
+                pool,
             };
             Ok(SandboxSpec::try_from(request)?)
         });

@@ -34,12 +34,18 @@ pub async fn run(
         ];
         status = client.wait_sandbox(&status.name, &ready, timeout).await?;
     }
+    if let (Some(pool), Some(reason)) = (&status.pool, &status.pool_fallback) {
+        printer.note(&format!(
+            "{} was created without a warm sandbox of pool {pool:?}: {reason}",
+            status.name
+        ));
+    }
     printer.created(&status);
     Ok(0)
 }
 
 /// A refusal of `user_namespace`, named by its flag.
-fn user_namespace_flag(err: sandlot_core::Error) -> sandlot_core::Error {
+pub fn user_namespace_flag(err: sandlot_core::Error) -> sandlot_core::Error {
     match err.underlying() {
         sandlot_core::Error::InvalidSpec { field, rule } if field == "user_namespace" => {
             sandlot_core::Error::invalid("--user-namespace", rule.clone())

@@ -6,6 +6,7 @@ pub mod files;
 pub mod get;
 pub mod list;
 pub mod logs;
+pub mod pool;
 pub mod process;
 pub mod purge;
 pub mod terminate;

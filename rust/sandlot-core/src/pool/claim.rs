@@ -144,7 +144,7 @@ impl Client {
             let pods = self.warm_pods(pool_name).await?;
             for pod in self.candidates(&pool, request, &pods) {
                 if let Some(taken) = self.take(&pod, request, ttl).await? {
-                    self.replace_claimed(pool.clone());
+                    self.replace_claimed(&pool.name);
                     return Ok(Claim::Taken(Box::new(SandboxStatus::from_pod(&taken))));
                 }
             }
@@ -201,6 +201,12 @@ impl Client {
         });
         let params = PatchParams::default();
         let mut attempt = 1;
+        let mut guard = ClaimGuard {
+            client: self.clone(),
+            name: name.clone(),
+            token: token.clone(),
+            armed: true,
+        };
         let taken = loop {
             let err = match self
                 .pods()
@@ -213,9 +219,11 @@ impl Client {
             let status = api_status(&err);
             // Changed (claimed, readied, ending) or gone since it was read.
             if status.is_some_and(|s| matches!(s.code, 404 | 409 | 422)) && attempt == 1 {
+                guard.armed = false;
                 return Ok(None);
             }
             if !retry::is_transient(&err) && attempt == 1 {
+                guard.armed = false;
                 return Err(self.sandbox_error(err, &name));
             }
             // The first try may have landed with its answer lost: ours if
@@ -244,11 +252,50 @@ impl Client {
                 _ => return Err(self.sandbox_error(err, &name)),
             }
         };
+        guard.armed = false;
         // Its connection now idles and closes as any other.
         if let Some(link) = self.agent().held(&name) {
             link.keep_open_until(None);
         }
         Ok(Some(taken))
+    }
+}
+
+/// A claim that may have landed unknown to its caller (its future dropped
+/// while the patch was on its way): dropped armed, it deletes the pod if
+/// that claim took it, from a task of its own.
+struct ClaimGuard {
+    client: Client,
+    name: String,
+    token: String,
+    armed: bool,
+}
+
+impl Drop for ClaimGuard {
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if !self.armed {
+            return;
+        }
+        let (client, name, token) = (
+            self.client.clone(),
+            std::mem::take(&mut self.name),
+            std::mem::take(&mut self.token),
+        );
+        crate::sandbox::in_background(&runtime, async move {
+            // A patch still in flight may land a moment later.
+            for pause in [0, 500, 2000] {
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+                if let Ok(Some(pod)) = retry(|| client.pods().get_opt(&name)).await
+                    && labels::annotation(&pod.metadata, CLAIM_TOKEN_ANNOTATION) == Some(&token)
+                {
+                    let _ = client.terminate_sandbox(&name).await;
+                    return;
+                }
+            }
+        });
     }
 }
 

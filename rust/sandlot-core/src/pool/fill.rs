@@ -42,7 +42,8 @@ pub(crate) struct Census {
     pub starting: Vec<Pod>,
     /// Older template or past the idle lifetime, still alive.
     pub stale: Vec<Pod>,
-    /// Ended, failed, or being deleted.
+    /// Ended, failed, being deleted, or another pool's (an earlier one of
+    /// the same name).
     pub dead: Vec<Pod>,
 }
 
@@ -52,7 +53,16 @@ impl Census {
         for pod in pods {
             let meta = &pod.metadata;
             let phase = pod.status.as_ref().and_then(|s| s.phase.as_deref());
-            if meta.deletion_timestamp.is_some() || matches!(phase, Some("Succeeded" | "Failed")) {
+            // A pod of an earlier pool of the same name is not this one's.
+            let owned = meta
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|owner| owner.uid == pool.owner.uid);
+            if !owned
+                || meta.deletion_timestamp.is_some()
+                || matches!(phase, Some("Succeeded" | "Failed"))
+            {
                 census.dead.push(pod.clone());
                 continue;
             }
@@ -123,9 +133,10 @@ impl Client {
                 Some(deadline) if tokio::time::Instant::now() >= deadline => {
                     return Err(Error::Timeout {
                         what: format!(
-                            "pool {name:?} to have {} warm sandboxes ready ({} are)",
+                            "pool {name:?} to be full: {} of {} warm sandboxes ready, {} stale",
+                            census.ready.len(),
                             pool.size,
-                            census.ready.len()
+                            census.stale.len()
                         ),
                         after: wait.unwrap_or_default(),
                     });
@@ -206,17 +217,27 @@ impl Client {
         Ok(status.name)
     }
 
-    /// Starts a replacement for a warm pod just claimed from `pool` (a
-    /// process about to exit waits for its request, see
-    /// [`crate::wait_for_background_kills`]), then readies it once it runs,
-    /// from a task of its own. Best effort.
-    pub(crate) fn replace_claimed(&self, pool: Pool) {
-        if pool.size == 0 {
-            return;
-        }
+    /// Starts a replacement for a warm pod just claimed from `pool`, unless
+    /// the pool (read again) already has its size, and retires stale ones
+    /// that current ones can stand in for (a process about to exit waits for
+    /// this, see [`crate::wait_for_background_kills`]); then readies the
+    /// replacement once it runs, from a task of its own. Best effort.
+    pub(crate) fn replace_claimed(&self, pool: &str) {
+        let pool = pool.to_owned();
         let client = self.clone();
         let runtime = tokio::runtime::Handle::current();
         crate::sandbox::in_background(&runtime.clone(), async move {
+            // As the pool stands now: resized or changed since the claim read it?
+            let Ok(pool) = client.read_pool(&pool).await else {
+                return;
+            };
+            let Ok(pods) = client.warm_pods(&pool.name).await else {
+                return;
+            };
+            let census = Census::of(&pool, &pods, jiff::Timestamp::now());
+            if census.ready.len() + census.starting.len() >= pool.size as usize {
+                return client.retire_stale(&pool).await;
+            }
             if let Ok(name) = client.start_warm(&pool).await {
                 client.retire_stale(&pool).await;
                 runtime.spawn(async move { client.ready_when_running(&name).await });

@@ -18,6 +18,7 @@ mod fill;
 
 use std::collections::BTreeMap;
 
+use futures::future::join_all;
 use k8s_openapi::api::core::v1::{ConfigMap, Pod};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, Patch, PatchParams, PostParams};
@@ -28,7 +29,7 @@ use crate::error::{Error, ObjectKind, Result, api_status};
 use crate::labels::{self, POOL_LABEL, WARM_LABEL};
 use crate::network::NetworkMode;
 use crate::retry::retry;
-use crate::spec::{MAX_TTL_SECONDS, Resources, SandboxRequest, SandboxSpec, Ttl};
+use crate::spec::{Resources, SandboxRequest, SandboxSpec, Ttl};
 use crate::validate;
 use jiff::Timestamp;
 
@@ -48,6 +49,13 @@ pub const MAX_POOL_SIZE: u32 = 500;
 const MAX_POOL_NAME_LEN: usize = 40;
 /// The shortest idle lifetime.
 const MIN_IDLE_SECONDS: i64 = 30;
+/// The longest idle lifetime: 30 days.
+const MAX_IDLE_SECONDS: i64 = 30 * 86_400;
+/// The longest `max_ttl_seconds`: 10 years (with the idle lifetime, within
+/// Kubernetes' deadline limit).
+const MAX_CLAIM_TTL_SECONDS: i64 = 3650 * 86_400;
+/// How often a retire tries a warm pod that keeps changing.
+const RETIRE_TRIES: u32 = 5;
 /// The ConfigMap's keys.
 const TEMPLATE_KEY: &str = "template";
 const SIZE_KEY: &str = "size";
@@ -107,14 +115,16 @@ impl PoolTemplate {
     fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a template serializes")
     }
+}
 
-    /// A short hash of the template's JSON, naming its version (FNV-1a).
-    fn hash_of(json: &str) -> String {
-        let hash = json.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        format!("{:012x}", hash >> 16)
-    }
+/// The version of a pool's warm pods: a short hash (FNV-1a) of the template's
+/// JSON and the lifetimes, which set each warm pod's Kubernetes deadline.
+fn version_of(template_json: &str, idle_seconds: i64, max_ttl_seconds: i64) -> String {
+    let text = format!("{template_json}\n{idle_seconds}\n{max_ttl_seconds}");
+    let hash = text.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("{:012x}", hash >> 16)
 }
 
 /// A pool as asked for, before any check; [`PoolSpec::try_from`] checks it.
@@ -148,21 +158,21 @@ impl TryFrom<PoolRequest> for PoolSpec {
     fn try_from(request: PoolRequest) -> Result<PoolSpec> {
         check_pool_name("name", &request.name)?;
         check_size("size", request.size)?;
+        if request.template.image.trim().is_empty() {
+            return Err(Error::invalid("image", "must not be empty"));
+        }
         let idle_seconds = request.idle_seconds.unwrap_or(DEFAULT_IDLE_SECONDS);
-        if !(MIN_IDLE_SECONDS..=MAX_TTL_SECONDS / 2).contains(&idle_seconds) {
+        if !(MIN_IDLE_SECONDS..=MAX_IDLE_SECONDS).contains(&idle_seconds) {
             return Err(Error::invalid(
                 "idle_seconds",
-                format!(
-                    "must be between {MIN_IDLE_SECONDS} and {}",
-                    MAX_TTL_SECONDS / 2
-                ),
+                format!("must be between {MIN_IDLE_SECONDS} and {MAX_IDLE_SECONDS} (30 days)"),
             ));
         }
         let max_ttl_seconds = request.max_ttl_seconds.unwrap_or(DEFAULT_MAX_TTL_SECONDS);
-        if !(1..=MAX_TTL_SECONDS / 2).contains(&max_ttl_seconds) {
+        if !(1..=MAX_CLAIM_TTL_SECONDS).contains(&max_ttl_seconds) {
             return Err(Error::invalid(
                 "max_ttl_seconds",
-                format!("must be between 1 and {}", MAX_TTL_SECONDS / 2),
+                format!("must be between 1 and {MAX_CLAIM_TTL_SECONDS} (10 years)"),
             ));
         }
         SandboxSpec::try_from(request.template.request())?;
@@ -232,14 +242,15 @@ impl Pool {
         let template_json = data.get(TEMPLATE_KEY)?.clone();
         let template: PoolTemplate = serde_json::from_str(&template_json).ok()?;
         let number = |key: &str| data.get(key)?.parse::<i64>().ok();
+        let (idle_seconds, max_ttl_seconds) = (number(IDLE_KEY)?, number(MAX_TTL_KEY)?);
         Some(Pool {
             name,
             size: u32::try_from(number(SIZE_KEY)?).ok()?,
-            version: PoolTemplate::hash_of(&template_json),
+            version: version_of(&template_json, idle_seconds, max_ttl_seconds),
             template,
             template_json,
-            idle_seconds: number(IDLE_KEY)?,
-            max_ttl_seconds: number(MAX_TTL_KEY)?,
+            idle_seconds,
+            max_ttl_seconds,
             created_at: map.metadata.creation_timestamp.as_ref().map(|t| t.0),
             owner: OwnerReference {
                 api_version: "v1".into(),
@@ -412,9 +423,19 @@ impl Client {
     }
 
     /// Deletes pool `name` and ends its warm pods; sandboxes claimed from it
-    /// go on. Returns how many warm pods were ended.
+    /// go on. Returns how many warm pods this call ended. The warm pods go
+    /// first (each unless a claim took it meanwhile), then the ConfigMap,
+    /// whose deletion ends any that a claim's replacement started since.
     pub async fn delete_pool(&self, name: &str) -> Result<u32> {
-        self.read_pool(name).await?;
+        let pool = self.read_pool(name).await?;
+        let warm = self.warm_pods(name).await?;
+        let census = fill::Census::of(&pool, &warm, jiff::Timestamp::now());
+        let live = census
+            .ready
+            .iter()
+            .chain(&census.starting)
+            .chain(&census.stale);
+        let ended = join_all(live.map(|pod| self.retire(pod))).await;
         let maps = self.config_maps();
         let (map_name, params) = (config_map_name(name), DeleteParams::background());
         match retry(|| maps.delete(&map_name, &params)).await {
@@ -422,14 +443,7 @@ impl Client {
             Err(err) if api_status(&err).is_some_and(|s| s.code == 404) => {}
             Err(err) => return Err(self.object_error(err, ObjectKind::Pool, name)),
         }
-        // Their owner's deletion ends them too, but later: end them now.
-        let mut ended = 0;
-        for pod in self.warm_pods(name).await? {
-            if self.retire(&pod).await {
-                ended += 1;
-            }
-        }
-        Ok(ended)
+        Ok(ended.into_iter().filter(|&ended| ended).count() as u32)
     }
 
     /// Pool `name`'s warm pods (not yet claimed), ending ones included.
@@ -444,19 +458,42 @@ impl Client {
         Ok(pods.items)
     }
 
-    /// Deletes warm pod `pod` unless it changed since it was read (a claim
-    /// took it). True if it was deleted.
+    /// Deletes warm pod `pod` unless a claim took it: each try is
+    /// conditioned on the version last read, and a pod that changed is read
+    /// again and deleted only while it is still warm (the kubelet updates a
+    /// pod's status too). True if it was deleted, or is ending still warm.
+    /// (Its own grace period: a deletion without one would update the pod
+    /// and then fail its own version condition.)
     pub(crate) async fn retire(&self, pod: &Pod) -> bool {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let params = DeleteParams {
-            preconditions: Some(kube::api::Preconditions {
-                uid: pod.metadata.uid.clone(),
-                resource_version: pod.metadata.resource_version.clone(),
-            }),
-            grace_period_seconds: Some(0),
-            ..DeleteParams::default()
-        };
-        retry(|| self.pods().delete(&name, &params)).await.is_ok()
+        let mut version = pod.metadata.resource_version.clone();
+        for _ in 0..RETIRE_TRIES {
+            let params = DeleteParams {
+                preconditions: Some(kube::api::Preconditions {
+                    uid: pod.metadata.uid.clone(),
+                    resource_version: version.clone(),
+                }),
+                ..DeleteParams::default()
+            };
+            match retry(|| self.pods().delete(&name, &params)).await {
+                Ok(_) => return true,
+                Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => {}
+                Err(_) => return false,
+            }
+            match retry(|| self.pods().get_opt(&name)).await {
+                Ok(Some(now))
+                    if now.metadata.uid == pod.metadata.uid
+                        && labels::label(&now.metadata, WARM_LABEL).is_some() =>
+                {
+                    if now.metadata.deletion_timestamp.is_some() {
+                        return true; // ending, still warm: no claim took it
+                    }
+                    version = now.metadata.resource_version;
+                }
+                _ => return false,
+            }
+        }
+        false
     }
 
     fn pool_status(&self, pool: &Pool, pods: &[Pod]) -> PoolStatus {
@@ -588,12 +625,11 @@ mod tests {
         let pool = Pool::from_config_map(&map).unwrap();
         assert_eq!((pool.size, pool.idle_seconds), (3, DEFAULT_IDLE_SECONDS));
         assert_eq!(pool.template, spec.template);
+        let json = spec.template.to_json();
+        assert_eq!(pool.version, version_of(&json, 3600, 86_400));
         let mut changed = spec.template.clone();
         changed.image = "busybox:1.37".into();
-        assert_ne!(pool.version, PoolTemplate::hash_of(&changed.to_json()));
-        assert_eq!(
-            pool.version,
-            PoolTemplate::hash_of(&spec.template.to_json())
-        );
+        assert_ne!(pool.version, version_of(&changed.to_json(), 3600, 86_400));
+        assert_ne!(pool.version, version_of(&json, 3600, 600));
     }
 }
