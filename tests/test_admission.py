@@ -192,7 +192,8 @@ async def test_sandlot_s_own_sandboxes_pass(
 ) -> None:
     """Every shape of pod sandlot makes: the gate as entrypoint and as init
     container, no gate, a volume, a user, a read-only root, a volume's file
-    helper; and the patch of terminate (an update) too."""
+    helper, a pool's warm sandbox; and the patches of a claim and of
+    terminate (updates) too."""
     monkeypatch.setenv("KUBECONFIG", str(guard))
     async with sandlot.AsyncClient(sandlot_namespace) as client:
         volume = await client.volumes.create(unique("v"), size="16Mi")
@@ -209,6 +210,12 @@ async def test_sandlot_s_own_sandboxes_pass(
         # The helper pod of volume files, read-only and writable.
         await volume.files.write("helper", b"passed")
         assert await volume.files.read("helper") == b"passed"
+        # A pool's warm sandboxes, and the patch of a claim (an update).
+        pool = await client.pools.create(unique("p"), BUSYBOX, size=1, wait=120)
+        claimed = await client.sandboxes.create(pool=pool.name, env={"E": "1"}, ttl_seconds=600)
+        assert claimed.status.pool_fallback is None
+        sandboxes.append(claimed)
+        await client.pools.delete(pool.name)
         for sb in sandboxes:
             assert (await sb.terminate()).phase == sandlot.Phase.TERMINATED
 

@@ -143,7 +143,7 @@ SCENARIO = Scenario(
     repeats=1,
     headline="warm_p50_ms",
     higher_is_better=False,
-    chart_figures=(),
+    chart_figures=("warm_p50_ms", "warm_p99_ms", "cold_p50_ms", "empty_pool_p50_ms"),
     clients=("sandlot",),  # a warm pool is sandlot's; the cold create beside it is the baseline
     quick_by_default=False,
 )
@@ -156,7 +156,7 @@ CONCURRENT_SCENARIO = Scenario(
     repeats=1,
     headline="all_running_s",
     higher_is_better=False,
-    chart_figures=(),
+    chart_figures=("all_running_s",),
     clients=("sandlot",),
     quick_by_default=False,
 )

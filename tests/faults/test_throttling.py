@@ -100,3 +100,63 @@ async def test_throttled_and_unavailable_answers_are_retried(
             )
     assert duplicates_total == 0
     assert violations_total == 0
+
+
+async def test_claims_from_a_pool_under_throttling_take_each_warm_sandbox_once(
+    proxy: FaultProxy, sandlot_namespace: str, scale: Scale, record: Callable[[Row], None], tmp_path: Path
+) -> None:
+    """Concurrent creates from a pool while a share of the requests (the
+    claim's patch included) is refused: each warm sandbox goes to one create,
+    a claim whose answer was lost is recognised by its token, and no claimed
+    sandbox is left that no create returned."""
+    kubeconfig = proxy.write_kubeconfig(tmp_path / "proxy.kubeconfig")
+    claims = scale.throttle_rounds
+    pool = unique("tpool")
+    tag = unique("claimed")
+    rate = max(scale.throttle_rates)
+    async with sandlot.AsyncClient(sandlot_namespace) as admin:
+        await admin.pools.create(pool, BUSYBOX, size=claims, wait=300)
+        async with client_through(kubeconfig, sandlot_namespace) as client:
+            seen_before = len(proxy.snapshot())
+            proxy.set_rate(rate)
+            began = time.monotonic()
+            try:
+                outcomes = await asyncio.gather(
+                    *(client.sandboxes.create(pool=pool, tags={"fault": tag}) for _ in range(claims)),
+                    return_exceptions=True,
+                )
+            finally:
+                proxy.set_rate(0)
+            took = time.monotonic() - began
+            seen = proxy.snapshot()[seen_before:]
+        made = [o for o in outcomes if isinstance(o, sandlot.AsyncSandbox)]
+        failed = [f"{type(o).__name__}: {o}" for o in outcomes if not isinstance(o, sandlot.AsyncSandbox)]
+        pods = await asyncio.to_thread(
+            Kubectl(sandlot_namespace).json, "get", "pods", "-l", f"tags.sandlot.dev/fault={tag}"
+        )
+        # A claim dropped with its answer lost terminates what it took: only
+        # sandboxes nobody terminated count as kept.
+        kept = {
+            p["metadata"]["name"]
+            for p in pods["items"]
+            if "sandlot.dev/terminated-at" not in (p["metadata"].get("annotations") or {})
+        }
+        returned = {sb.name for sb in made}
+        stray = kept - returned
+        warm = sum(sb.status.pool_fallback is None for sb in made)
+        injected = sum(1 for s in seen if s.fate != "forwarded")
+        record(
+            Row(
+                "429/503 during claims from a pool",
+                f"{claims} creates at once from a full pool of {claims}, {rate:.0%} of {len(seen)} requests "
+                f"answered 429 or 503 ({injected} injected)",
+                f"claimed sandboxes no create returned {len(stray)} (want 0); sandboxes returned twice "
+                f"{len(made) - len(returned)} (want 0)" + (f"; first failure: {failed[0][:120]}" if failed else ""),
+                f"{len(made)}/{claims} creates returned ({warm} warm) in {took:.1f} s",
+                not stray and len(made) == len(returned),
+            )
+        )
+        await admin.sandboxes.terminate_many(made)
+        await admin.pools.delete(pool)
+    assert len(made) == len(returned), "a sandbox was returned to two creates"
+    assert not stray, f"claimed but never returned: {sorted(stray)}"

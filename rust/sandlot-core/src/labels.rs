@@ -152,12 +152,15 @@ pub(crate) fn label<'a>(meta: &'a ObjectMeta, key: &str) -> Option<&'a String> {
 }
 
 /// The environment a claimed sandbox gives every exec ([`ENV_ANNOTATION`]),
-/// in order; none if it has none (or it cannot be read).
+/// in order; none if it has none (or it cannot be read). Entries no create
+/// could have given (a bad name, a NUL byte) are left out.
 pub(crate) fn sandbox_env(meta: &ObjectMeta) -> Vec<(String, String)> {
     annotation(meta, ENV_ANNOTATION)
         .and_then(|json| serde_json::from_str::<BTreeMap<String, String>>(json).ok())
-        .map(|env| env.into_iter().collect())
-        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter(|(key, value)| validate::env_name("env", key).is_ok() && !value.contains('\0'))
+        .collect()
 }
 
 /// `own` (an exec's environment) after `sandbox`'s, whose entries it overrides.
@@ -215,5 +218,30 @@ mod tests {
             selector(&bad),
             Err(Error::InvalidSpec { field, .. }) if field == "tags[\"a b\"]"
         ));
+    }
+
+    #[test]
+    fn a_claimed_sandboxs_env_goes_under_an_execs_own() {
+        let meta = ObjectMeta {
+            annotations: Some(BTreeMap::from([(
+                ENV_ANNOTATION.to_owned(),
+                r#"{"A":"sandbox","B":"sandbox","BAD=NAME":"x","C":"nul\u0000"}"#.to_owned(),
+            )])),
+            ..ObjectMeta::default()
+        };
+        let env = sandbox_env(&meta);
+        assert_eq!(
+            env,
+            [
+                ("A".into(), "sandbox".into()),
+                ("B".into(), "sandbox".into())
+            ]
+        );
+        let own = [("B".to_owned(), "exec".to_owned())];
+        assert_eq!(
+            with_sandbox_env(&env, &own),
+            [("A".into(), "sandbox".into()), ("B".into(), "exec".into())]
+        );
+        assert!(sandbox_env(&ObjectMeta::default()).is_empty());
     }
 }
