@@ -232,6 +232,15 @@ async def test_warm_sandboxes_are_kept_out_of_listings_and_bulk_terminates(
     status = await client.pools.get(pool)
     assert (status.ready, status.stale) == (2, 0)
     assert await warm_names(sandlot_namespace, pool) == warm
+    # Seen, but nothing may run in it until a create claims it.
+    waiting = await client.sandboxes.get(sorted(warm)[0])
+    assert (waiting.status.warm, waiting.status.pool) == (True, pool)
+    for attempt in (waiting.exec(["true"]), waiting.spawn(["true"]), waiting.files.read("/etc/hostname")):
+        with pytest.raises(sandlot.ExecError, match="warm sandbox of pool"):
+            await attempt
+    async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as other:
+        with pytest.raises(sandlot.ExecError, match="warm sandbox of pool"):
+            await (await other.sandboxes.get(waiting.name)).exec(["true"])
     assert pool in [p.name for p in await client.pools.list()]
 
 

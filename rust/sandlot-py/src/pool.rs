@@ -27,6 +27,30 @@ impl PoolsBase {
     pub fn new(mode: Mode, connection: Arc<LazyClient>) -> Self {
         PoolsBase { mode, connection }
     }
+
+    /// Creates the pool `checked` describes (`update`: `None`), or replaces
+    /// its definition (`Some(keep_size)`), then waits for it to fill if
+    /// asked to.
+    fn define<'py>(
+        &self,
+        py: Python<'py>,
+        checked: Read<(PoolSpec, Option<Duration>)>,
+        update: Option<bool>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let connection = self.connection.clone();
+        self.mode.run(py, async move {
+            let (spec, wait) = checked?;
+            let client = connection.get().await?;
+            let mut status = match update {
+                None => client.create_pool(&spec).await?,
+                Some(keep_size) => client.update_pool(&spec, keep_size).await?,
+            };
+            if wait.is_some() {
+                status = client.fill_pool(spec.name(), wait).await?;
+            }
+            Ok(PoolStatus::from(status))
+        })
+    }
 }
 
 twins!(PoolsBase => AsyncPools, SyncPools);
@@ -152,16 +176,7 @@ impl PoolsBase {
         let checked = self::size(size)
             .and_then(|size| options.spec(name, size))
             .and_then(|spec| Ok((spec, self::wait(wait)?)));
-        let connection = self.connection.clone();
-        self.mode.run(py, async move {
-            let (spec, wait) = checked?;
-            let client = connection.get().await?;
-            let mut status = client.create_pool(&spec).await?;
-            if wait.is_some() {
-                status = client.fill_pool(spec.name(), wait).await?;
-            }
-            Ok(PoolStatus::from(status))
-        })
+        self.define(py, checked, None)
     }
 
     /// Replaces pool `name`'s image and options (all of them: one left out
@@ -208,16 +223,7 @@ impl PoolsBase {
             .map_or(Ok(0), self::size)
             .and_then(|size| options.spec(name, size))
             .and_then(|spec| Ok((spec, self::wait(wait)?)));
-        let connection = self.connection.clone();
-        self.mode.run(py, async move {
-            let (spec, wait) = checked?;
-            let client = connection.get().await?;
-            let mut status = client.update_pool(&spec, keep_size).await?;
-            if wait.is_some() {
-                status = client.fill_pool(spec.name(), wait).await?;
-            }
-            Ok(PoolStatus::from(status))
-        })
+        self.define(py, checked, Some(keep_size))
     }
 
     /// Sets pool `name`'s size, starting or ending warm sandboxes to match.

@@ -133,9 +133,15 @@ impl Client {
         }
         let ttl = match request.ttl_seconds.seconds_or(self.default_ttl()) {
             Some(ttl) if ttl <= pool.max_ttl_seconds => ttl,
-            _ => {
+            Some(_) => {
                 return cold(format!(
                     "ttl_seconds is longer than the pool's max_ttl_seconds ({})",
+                    pool.max_ttl_seconds
+                ));
+            }
+            None => {
+                return cold(format!(
+                    "no lifetime (ttl_seconds=None) never fits a pool (its max_ttl_seconds is {})",
                     pool.max_ttl_seconds
                 ));
             }
@@ -320,18 +326,32 @@ impl Client {
         let mut stale: Vec<Pod> = census
             .stale
             .into_iter()
-            .filter(|pod| is_running(pod) && fits(pod, request))
+            .filter(|pod| is_running(pod) && fits(pod, request, &pool.template))
             .collect();
         stale.shuffle(&mut rng);
         ready.into_iter().chain(running).chain(stale).collect()
     }
 }
 
-/// Whether a stale warm pod's own template fits `request`.
-fn fits(pod: &Pod, request: &SandboxRequest) -> bool {
+/// Whether a stale warm pod may serve `request` while none of the pool's
+/// `current` template is ready: its own template fits the request, and it is
+/// contained exactly as the current one says (only the image, env,
+/// resources and lifetimes may differ).
+fn fits(pod: &Pod, request: &SandboxRequest, current: &PoolTemplate) -> bool {
     labels::annotation(&pod.metadata, POOL_TEMPLATE_ANNOTATION)
         .and_then(|json| serde_json::from_str::<PoolTemplate>(json).ok())
-        .is_some_and(|template| misfit(request, &template).is_none())
+        .is_some_and(|old| misfit(request, &old).is_none() && same_containment(&old, current))
+}
+
+/// Whether two templates contain their sandboxes alike: network, allowlist,
+/// runtime class, user namespace, uid and read-only root.
+pub(crate) fn same_containment(a: &PoolTemplate, b: &PoolTemplate) -> bool {
+    a.network == b.network
+        && a.allow_egress == b.allow_egress
+        && a.runtime_class == b.runtime_class
+        && a.user_namespace == b.user_namespace
+        && a.run_as_user == b.run_as_user
+        && a.read_only_root_filesystem == b.read_only_root_filesystem
 }
 
 #[cfg(test)]
@@ -408,6 +428,26 @@ mod tests {
         ] {
             let reason = misfit(&request, &template()).unwrap();
             assert!(reason.contains(word), "{reason}");
+        }
+    }
+
+    #[test]
+    fn a_stale_pod_serves_only_if_contained_as_the_current_template_says() {
+        let old = template();
+        let mut newer = template();
+        newer.image = "python:3.13".into();
+        newer.env.clear();
+        assert!(same_containment(&old, &newer));
+        for change in [
+            |t: &mut PoolTemplate| t.network = Some(NetworkMode::Internet),
+            |t: &mut PoolTemplate| t.runtime_class = Some("gvisor".into()),
+            |t: &mut PoolTemplate| t.read_only_root_filesystem = true,
+            |t: &mut PoolTemplate| t.run_as_user = Some(1000),
+            |t: &mut PoolTemplate| t.user_namespace = Some(true),
+        ] {
+            let mut hardened = template();
+            change(&mut hardened);
+            assert!(!same_containment(&old, &hardened), "{hardened:?}");
         }
     }
 

@@ -18,7 +18,6 @@ use crate::labels::{
     self, GATE_PASSED_ANNOTATION, POOL_LABEL, POOL_TEMPLATE_ANNOTATION, WARM_LABEL,
 };
 use crate::network;
-use crate::retry::retry;
 use crate::spec::SandboxSpec;
 use crate::validate;
 
@@ -26,8 +25,10 @@ use crate::validate;
 const FILL_POLL: Duration = Duration::from_millis(500);
 /// How many warm pods one pass starts at once.
 const STARTS_AT_ONCE: usize = 8;
-/// How long a claimer's replacement is watched for, to ready it.
+/// How long pods a client started are watched for, to ready them.
 const READY_WATCH: Duration = Duration::from_secs(120);
+/// How often they are looked at.
+const READY_POLL: Duration = Duration::from_millis(500);
 /// How long a client keeps its connection to a warm sandbox's agent open
 /// while no one claims it.
 const WARM_LINK_KEPT: Duration = Duration::from_secs(600);
@@ -86,6 +87,17 @@ impl Census {
     }
 }
 
+/// What the first starting pod waits for, as Kubernetes says it (", the
+/// first one starting: ErrImagePull ..."), or nothing.
+fn waiting_for(census: &Census) -> String {
+    census
+        .starting
+        .iter()
+        .find_map(|pod| crate::status::SandboxStatus::from_pod(pod).message)
+        .map(|message| format!("; the first one starting: {message}"))
+        .unwrap_or_default()
+}
+
 /// Whether the sandbox container of `pod` runs.
 pub(crate) fn is_running(pod: &Pod) -> bool {
     pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running")
@@ -121,6 +133,7 @@ impl Client {
     /// passes are made until as many warm pods as its size are ready and no
     /// stale one is left, for at most that long ([`Error::Timeout`] after).
     pub async fn fill_pool(&self, name: &str, wait: Option<Duration>) -> Result<super::PoolStatus> {
+        super::check_pool_name("name", name)?;
         let deadline = wait.map(crate::deadline_after);
         loop {
             let pool = self.read_pool(name).await?;
@@ -133,10 +146,12 @@ impl Client {
                 Some(deadline) if tokio::time::Instant::now() >= deadline => {
                     return Err(Error::Timeout {
                         what: format!(
-                            "pool {name:?} to be full: {} of {} warm sandboxes ready, {} stale",
+                            "pool {name:?} to be full: {} of {} warm sandboxes ready, {} \
+                             stale{}",
                             census.ready.len(),
                             pool.size,
-                            census.stale.len()
+                            census.stale.len(),
+                            waiting_for(&census)
                         ),
                         after: wait.unwrap_or_default(),
                     });
@@ -170,10 +185,10 @@ impl Client {
                 .buffer_unordered(STARTS_AT_ONCE)
                 .collect()
                 .await;
-        for outcome in started {
-            let name = outcome?;
-            let client = self.clone();
-            tokio::spawn(async move { client.ready_when_running(&name).await });
+        let started = started.into_iter().collect::<Result<Vec<String>>>()?;
+        if !started.is_empty() {
+            let (client, pool) = (self.clone(), pool.name.clone());
+            tokio::spawn(async move { client.ready_when_running(&pool, started).await });
         }
         let kept = census.starting.len() - surplus.min(census.starting.len());
         let unready: Vec<&Pod> = census.starting[..kept]
@@ -240,46 +255,67 @@ impl Client {
             }
             if let Ok(name) = client.start_warm(&pool).await {
                 client.retire_stale(&pool).await;
-                runtime.spawn(async move { client.ready_when_running(&name).await });
+                let pool = pool.name;
+                runtime.spawn(async move { client.ready_when_running(&pool, vec![name]).await });
             }
         });
     }
 
-    /// Readies warm pod `name` once it runs, watching it for [`READY_WATCH`].
-    async fn ready_when_running(&self, name: &str) {
+    /// Readies the warm pods `names` of pool `pool` as they come to run,
+    /// looking at the pool's warm pods (one list) every [`READY_POLL`] for
+    /// at most [`READY_WATCH`]; one gone, claimed or ended is dropped.
+    async fn ready_when_running(&self, pool: &str, mut names: Vec<String>) {
         let until = tokio::time::Instant::now() + READY_WATCH;
-        while tokio::time::Instant::now() < until {
-            tokio::time::sleep(Duration::from_millis(250)).await;
-            let Ok(Some(pod)) = retry(|| self.pods().get_opt(name)).await else {
+        while !names.is_empty() && tokio::time::Instant::now() < until {
+            tokio::time::sleep(READY_POLL).await;
+            let Ok(pods) = self.warm_pods(pool).await else {
                 return;
             };
-            if labels::label(&pod.metadata, WARM_LABEL).is_none()
-                || crate::status::SandboxStatus::from_pod(&pod)
+            let mut running = Vec::new();
+            names.retain(|name| {
+                let Some(pod) = pods.iter().find(|p| p.metadata.name.as_ref() == Some(name)) else {
+                    return false; // claimed (no longer warm) or gone
+                };
+                if crate::status::SandboxStatus::from_pod(pod)
                     .phase
                     .is_terminal()
-            {
-                return; // claimed or ended meanwhile
-            }
-            if is_running(&pod) {
-                return self.ready_warm(&pod).await;
-            }
+                {
+                    return false;
+                }
+                if is_running(pod) {
+                    running.push(pod.clone());
+                    return false;
+                }
+                true
+            });
+            join_all(running.iter().map(|pod| self.ready_warm(pod))).await;
         }
     }
 
-    /// Readies running warm pod `pod`: checks its gate (recording the pass
-    /// on the pod for every client) and opens this client's connection to
-    /// its agent. Best effort: a pod a claim took meanwhile is left alone.
+    /// Readies running warm pod `pod`: checks its network gate as a first
+    /// exec would, records the pass on the pod for every client (only when
+    /// this client saw this very gate say so), and opens this client's
+    /// connection to its agent, kept open while the pod waits. Best effort:
+    /// a pod a claim took meanwhile is left alone.
     async fn ready_warm(&self, pod: &Pod) {
         let name = pod.metadata.name.clone().unwrap_or_default();
-        let uid = pod.metadata.uid.clone().unwrap_or_default();
-        if self.open_exec_route(&name).await.is_err() {
+        let Ok(now) = self.ready_for_exec_as(&name, true).await else {
             return;
+        };
+        let uid = now.metadata.uid.clone().unwrap_or_default();
+        let seen =
+            self.gates_passed().lock().unwrap().contains(&uid) && network::runs_this_gate(&now);
+        if labels::label(&now.metadata, WARM_LABEL).is_none() {
+            return; // claimed meanwhile
         }
-        if let Some(link) = self.agent().held(&name) {
+        if self.open_warm_route(&name).await.is_ok()
+            && let Some(link) = self.agent().held(&name)
+        {
             link.keep_open_until(Some(tokio::time::Instant::now() + WARM_LINK_KEPT));
         }
-        if network::gate_is_entrypoint(pod)
-            && labels::annotation(&pod.metadata, GATE_PASSED_ANNOTATION) != Some(&uid)
+        if seen
+            && network::gate_is_entrypoint(&now)
+            && labels::annotation(&now.metadata, GATE_PASSED_ANNOTATION) != Some(&uid)
         {
             // True of this pod whoever holds it now: no version condition.
             let patch = serde_json::json!({"metadata": {

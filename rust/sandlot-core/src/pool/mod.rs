@@ -65,6 +65,9 @@ const MAX_TTL_KEY: &str = "max-ttl-seconds";
 /// What a pool's warm pods are made with: the sandbox options that fit a
 /// pool. Stored as JSON in the pool's ConfigMap and on each warm pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+// A field this version does not know (a newer one's, maybe a protection) is
+// an unreadable pool, never one silently ignored.
+#[serde(deny_unknown_fields)]
 pub struct PoolTemplate {
     pub image: String,
     /// Environment of the warm pods' containers (in the pod spec).
@@ -243,9 +246,17 @@ impl Pool {
         let template: PoolTemplate = serde_json::from_str(&template_json).ok()?;
         let number = |key: &str| data.get(key)?.parse::<i64>().ok();
         let (idle_seconds, max_ttl_seconds) = (number(IDLE_KEY)?, number(MAX_TTL_KEY)?);
+        let size = u32::try_from(number(SIZE_KEY)?).ok()?;
+        // Only what a create could have written.
+        if size > MAX_POOL_SIZE
+            || !(MIN_IDLE_SECONDS..=MAX_IDLE_SECONDS).contains(&idle_seconds)
+            || !(1..=MAX_CLAIM_TTL_SECONDS).contains(&max_ttl_seconds)
+        {
+            return None;
+        }
         Some(Pool {
             name,
-            size: u32::try_from(number(SIZE_KEY)?).ok()?,
+            size,
             version: version_of(&template_json, idle_seconds, max_ttl_seconds),
             template,
             template_json,
@@ -316,14 +327,23 @@ impl Client {
         let map = retry(|| maps.get_opt(&map_name))
             .await
             .map_err(|err| self.object_error(err, ObjectKind::Pool, name))?;
-        map.as_ref()
+        let map = map
             .filter(|map| labels::is_managed(&map.metadata))
-            .and_then(Pool::from_config_map)
-            .ok_or_else(|| self.not_found(ObjectKind::Pool, name))
+            .ok_or_else(|| self.not_found(ObjectKind::Pool, name))?;
+        Pool::from_config_map(&map).ok_or_else(|| Error::Api {
+            status: 422,
+            reason: "Invalid".into(),
+            message: format!(
+                "ConfigMap {map_name:?} is not a pool this sandlot can read (edited by hand, or \
+                 made by another version); delete the pool and create it again"
+            ),
+        })
     }
 
     /// Creates pool `spec` and starts its warm pods (without waiting for
-    /// them). [`Error::NameConflict`] if a pool of that name exists.
+    /// them). [`Error::NameConflict`] if a pool of that name exists; a pod
+    /// that cannot be started (quota, ...) fails the create, which then
+    /// deletes the pool again.
     pub async fn create_pool(&self, spec: &PoolSpec) -> Result<PoolStatus> {
         let mut labels = labels::managed_labels();
         labels.insert(POOL_LABEL.to_owned(), spec.name.clone());
@@ -341,7 +361,14 @@ impl Client {
         retry(|| maps.create(&params, &map))
             .await
             .map_err(|err| self.object_error(err, ObjectKind::Pool, &spec.name))?;
-        self.fill_pool(&spec.name, None).await
+        match self.fill_pool(&spec.name, None).await {
+            Ok(status) => Ok(status),
+            // Nothing left behind by a create that failed.
+            Err(err) => {
+                let _ = self.delete_pool(&spec.name).await;
+                Err(err)
+            }
+        }
     }
 
     /// Replaces pool `spec.name`'s template and lifetimes, and its size
@@ -361,6 +388,7 @@ impl Client {
 
     /// Sets pool `name`'s size and fills or trims it to that.
     pub async fn resize_pool(&self, name: &str, size: u32) -> Result<PoolStatus> {
+        check_pool_name("name", name)?;
         check_size("size", size)?;
         self.read_pool(name).await?;
         let patch = serde_json::json!({"data": {SIZE_KEY: size.to_string()}});
@@ -383,6 +411,7 @@ impl Client {
 
     /// Pool `name` and how many of its warm pods are ready.
     pub async fn get_pool(&self, name: &str) -> Result<PoolStatus> {
+        check_pool_name("name", name)?;
         let pool = self.read_pool(name).await?;
         let pods = self.warm_pods(name).await?;
         Ok(self.pool_status(&pool, &pods))
@@ -427,6 +456,7 @@ impl Client {
     /// first (each unless a claim took it meanwhile), then the ConfigMap,
     /// whose deletion ends any that a claim's replacement started since.
     pub async fn delete_pool(&self, name: &str) -> Result<u32> {
+        check_pool_name("name", name)?;
         let pool = self.read_pool(name).await?;
         let warm = self.warm_pods(name).await?;
         let census = fill::Census::of(&pool, &warm, jiff::Timestamp::now());

@@ -145,6 +145,24 @@ pub struct SpawnOptions {
     pub detach: bool,
 }
 
+/// Refuses to run anything in a pool's warm sandbox: until a create claims
+/// it, it must not have run anyone's code.
+pub(super) fn refuse_warm(name: &str, pod: &Pod) -> Result<()> {
+    match labels::label(&pod.metadata, labels::WARM_LABEL) {
+        None => Ok(()),
+        Some(_) => {
+            let pool = labels::label(&pod.metadata, labels::POOL_LABEL).map_or("", |p| p.as_str());
+            Err(Error::Exec {
+                name: name.to_owned(),
+                message: format!(
+                    "it is a warm sandbox of pool {pool:?}, in which nothing may run until a \
+                     create takes it (create with pool={pool:?})"
+                ),
+            })
+        }
+    }
+}
+
 impl SpawnOptions {
     /// These options with the sandbox's own environment under the command's.
     pub(crate) fn with_sandbox_env(&self, env: &[(String, String)]) -> SpawnOptions {
@@ -592,8 +610,18 @@ impl Client {
     /// packets first: the first exec this client makes into such a sandbox
     /// waits for the gate to become the workload (`gate --await`, one more
     /// exec), and the pod is remembered as passed.
+    /// A pool's warm sandbox is refused (see [`refuse_warm`]).
     pub(super) async fn ready_for_exec(&self, name: &str) -> Result<Pod> {
+        self.ready_for_exec_as(name, false).await
+    }
+
+    /// [`Client::ready_for_exec`], a warm sandbox accepted if `warm_ok` (a
+    /// pool readying it).
+    pub(crate) async fn ready_for_exec_as(&self, name: &str, warm_ok: bool) -> Result<Pod> {
         let pod = self.sandbox_pod(name).await?;
+        if !warm_ok {
+            refuse_warm(name, &pod)?;
+        }
         running(name, &self.settle_launch_failure(&pod).await?)?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let passed = |client: &Client| client.gates_passed().lock().unwrap().contains(&uid);

@@ -62,6 +62,17 @@ impl Client {
     /// remembered for its pod; `auto` then takes Kubernetes exec, `agent`
     /// fails saying why.
     pub(super) async fn exec_route(&self, name: &str) -> Result<ExecRoute> {
+        self.route(name, false).await
+    }
+
+    /// Opens this client's connection to warm sandbox `name`'s agent (a
+    /// pool readying it), if its exec path uses the agent.
+    pub(crate) async fn open_warm_route(&self, name: &str) -> Result<()> {
+        self.route(name, true).await.map(drop)
+    }
+
+    /// [`Client::exec_route`], a pool's warm sandbox accepted if `warm_ok`.
+    async fn route(&self, name: &str, warm_ok: bool) -> Result<ExecRoute> {
         if self.exec_path() == ExecPath::Kubernetes {
             return Ok(ExecRoute::Kubernetes {
                 ready: false,
@@ -73,6 +84,9 @@ impl Client {
         let mut slot = slot.lock().await;
         if let Some(link) = slot.as_ref().filter(|link| !link.is_closed()) {
             if let Some(pod) = self.still_runs(name, &link.uid).await? {
+                if !warm_ok {
+                    super::exec::refuse_warm(name, &pod)?;
+                }
                 return Ok(ExecRoute::Agent(
                     link.clone(),
                     labels::sandbox_env(&pod.metadata),
@@ -80,7 +94,7 @@ impl Client {
             }
         }
         *slot = None;
-        let pod = self.ready_for_exec(name).await?;
+        let pod = self.ready_for_exec_as(name, warm_ok).await?;
         let uid = pod.metadata.uid.clone().unwrap_or_default();
         let env = labels::sandbox_env(&pod.metadata);
         let why = if !agent::built() {
@@ -126,12 +140,6 @@ impl Client {
             why,
             env,
         })
-    }
-
-    /// Opens the way execs into sandbox `name` go (its agent connection, if
-    /// it can be used), checking its gate, without running anything.
-    pub(crate) async fn open_exec_route(&self, name: &str) -> Result<()> {
-        self.exec_route(name).await.map(drop)
     }
 
     /// Sandbox `name` as last seen, if it still runs as pod `uid`: from the
