@@ -6,31 +6,16 @@ exits), resize, delete, and input refused before any request."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
+from test_cli import SANDLOT, sandlot
 
 from conftest import Kubectl, unique
 
-SANDLOT = shutil.which("sandlot", path=str(Path(sys.executable).parent)) or "sandlot"
 BUSYBOX = "busybox:1.36"
-
-
-def sandlot(namespace: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [SANDLOT, "--namespace", namespace, *args],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        env=os.environ,
-        stdin=subprocess.DEVNULL,
-    )
 
 
 def as_json(namespace: str, *args: str) -> Any:
