@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 use crate::client::Client;
 use crate::error::{Error, ObjectKind, Result, api_status};
 use crate::labels::{self, POOL_LABEL, WARM_LABEL};
-use crate::network::NetworkMode;
+use crate::network::{Network, NetworkMode};
 use crate::retry::retry;
 use crate::spec::{Resources, SandboxRequest, SandboxSpec, Ttl};
 use crate::validate;
@@ -536,14 +536,10 @@ impl Client {
             ready: census.ready.len() as u32,
             starting: census.starting.len() as u32,
             stale: census.stale.len() as u32,
-            network: pool
-                .template
-                .network
-                .unwrap_or(if pool.template.allow_egress.is_empty() {
-                    NetworkMode::Internet
-                } else {
-                    NetworkMode::Allowlist
-                }),
+            // As a sandbox of the template gets it (checked when stored).
+            network: Network::from_request(pool.template.network, &pool.template.allow_egress)
+                .map(|network| network.mode)
+                .unwrap_or_default(),
             idle_seconds: pool.idle_seconds,
             max_ttl_seconds: pool.max_ttl_seconds,
             created_at: pool.created_at,
