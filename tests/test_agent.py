@@ -16,10 +16,10 @@ import sys
 from collections.abc import AsyncIterator
 
 import pytest
-from test_cli import sandlot as sandlot_cli
 
 import sandlot
 from conftest import Kubectl, unique
+from test_cli import sandlot as sandlot_cli
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 PYTHON = "docker.io/library/python:3.11-slim"

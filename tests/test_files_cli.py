@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_cli import on_a_terminal
 
 from conftest import unique
+from test_cli import on_a_terminal
 
 SANDLOT = shutil.which("sandlot", path=str(Path(sys.executable).parent)) or "sandlot"
 BUSYBOX = "docker.io/library/busybox:1.36"

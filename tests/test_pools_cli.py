@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 import pytest
-from test_cli import SANDLOT, sandlot
 
 from conftest import Kubectl, unique
+from test_cli import SANDLOT, sandlot
 
 BUSYBOX = "busybox:1.36"
 

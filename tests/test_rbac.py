@@ -11,6 +11,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 import uuid
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -74,6 +75,17 @@ async def test_the_main_path_with_only_the_documented_rbac(client: sandlot.Async
     assert [p.name for p in await client.pools.list()] == [pool.name]
     assert await client.pools.delete(pool.name) >= 0
     await claimed.terminate()
+    # Ports: waited for, forwarded, exposed and unexposed.
+    server = await client.sandboxes.create(BUSYBOX, command=HTTPD)
+    await server.wait("running", timeout=120)
+    await server.wait_for_port(8000, timeout=60)
+    async with server.port_forward(8000) as fwd:
+        served = await asyncio.to_thread(lambda: urllib.request.urlopen(fwd.url + "/hostname", timeout=30).read())
+        assert served.decode().strip() == server.name
+    exposed = await server.expose(8000)
+    assert await server.url(8000) == exposed.url
+    assert await server.unexpose(8000)
+    await server.terminate()
     job = await client.sandboxes.create(BUSYBOX, command=["echo", "done"])
     await job.wait("succeeded", timeout=120)
     assert [line async for line in job.stream_logs()] == ["done"]
@@ -167,6 +179,40 @@ async def a_service(client: sandlot.AsyncClient) -> str:
     return f"{client.namespace}/{name}"
 
 
+# busybox's web server, serving /etc (so GET /hostname names the sandbox).
+HTTPD = ["httpd", "-f", "-p", "8000", "-h", "/etc"]
+
+
+async def serving(client: sandlot.AsyncClient) -> str:
+    sb = await client.sandboxes.create(BUSYBOX, command=HTTPD)
+    await sb.wait("running", timeout=120)
+    await sb.wait_for_port(8000, timeout=60)
+    return sb.name
+
+
+async def exposed(client: sandlot.AsyncClient) -> str:
+    name = await serving(client)
+    await (await client.sandboxes.get(name)).expose(8000)
+    return name
+
+
+async def forward(client: sandlot.AsyncClient, name: str) -> None:
+    async with (await client.sandboxes.get(name)).port_forward(8000):
+        pass
+
+
+async def expose(client: sandlot.AsyncClient, name: str) -> object:
+    return await (await client.sandboxes.get(name)).expose(8000)
+
+
+async def url(client: sandlot.AsyncClient, name: str) -> object:
+    return await (await client.sandboxes.get(name)).url(8000)
+
+
+async def unexpose(client: sandlot.AsyncClient, name: str) -> object:
+    return await (await client.sandboxes.get(name)).unexpose(8000)
+
+
 # (resource, verb, setup run with full rights, operation that needs the rule)
 CASES: list[tuple[str, str, Callable[[sandlot.AsyncClient], Awaitable[str]], Operation]] = [
     ("pods", "create", nothing, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
@@ -187,6 +233,10 @@ CASES: list[tuple[str, str, Callable[[sandlot.AsyncClient], Awaitable[str]], Ope
     ("configmaps", "create", no_gate_program, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
     ("configmaps", "get", a_gate_program, lambda c, n: c.sandboxes.create(BUSYBOX, name=n)),
     ("services", "get", a_service, lambda c, n: c.sandboxes.create(BUSYBOX, allow_egress=[n])),
+    ("pods/portforward", "get", serving, forward),
+    ("services", "create", serving, expose),
+    ("services", "list", exposed, url),
+    ("services", "delete", exposed, unexpose),
     ("configmaps", "list", a_pool, lambda c, n: c.pools.list()),
     ("configmaps", "patch", a_pool, lambda c, n: c.pools.resize(n, 0)),
     ("configmaps", "delete", a_pool, lambda c, n: c.pools.delete(n)),

@@ -7,10 +7,10 @@ import asyncio
 import json
 
 import pytest
-from test_cli import sandlot as run_cli
 
 import sandlot
 from conftest import Kubectl, unique
+from test_cli import sandlot as run_cli
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 

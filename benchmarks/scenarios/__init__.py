@@ -14,6 +14,7 @@ from benchmarks.scenarios import (
     file_transfer,
     log_follow,
     pools,
+    ports,
     user_namespace,
     waiting,
 )
@@ -36,6 +37,7 @@ ALL: tuple[Scenario, ...] = (
     file_transfer.MEMORY_SCENARIO,
     pools.SCENARIO,
     pools.CONCURRENT_SCENARIO,
+    ports.SCENARIO,
 )
 # The one that leaves most pods to stop comes last, so nothing waits for them.
 RUN_ORDER: tuple[Scenario, ...] = (
@@ -53,6 +55,7 @@ RUN_ORDER: tuple[Scenario, ...] = (
     file_transfer.MEMORY_SCENARIO,
     pools.SCENARIO,
     pools.CONCURRENT_SCENARIO,
+    ports.SCENARIO,
     fanout.SCENARIO,
     waiting.SCENARIO,
 )

@@ -26,6 +26,7 @@ __all__ = [
     "PermissionDeniedError",
     "PermissionError",
     "PhaseUnreachableError",
+    "PortNotOpenError",
     "QuotaExceededError",
     "ReadOnlyFileSystemError",
     "SandboxFileError",
@@ -79,6 +80,13 @@ class SandboxNotRunningError(SandlotError):
 
     name: str
     phase: str
+
+
+class PortNotOpenError(SandlotError, builtins.ConnectionRefusedError):
+    """Nothing in sandbox ``name`` listens on TCP ``port``."""
+
+    name: str
+    port: int
 
 
 class PhaseUnreachableError(SandlotError):

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import sandlot
 from conftest import ADMIN_KUBECONFIG
+from test_network import PYTHON
+from test_ports import PORT, SERVER, get
 
 from .conftest import Row, Scale
 from .harness import (
@@ -280,3 +282,62 @@ async def test_a_follow_survives_an_api_server_restart(
         assert 0 < before_restart < scale.follow_lines, "the restart fell inside the follow"
         assert error is None
         assert (lost, duplicated) == (0, 0)
+
+
+async def test_a_port_forward_survives_an_api_server_restart(
+    sandlot_namespace: str, record: Callable[[Row], None]
+) -> None:
+    """Connections made while the API server is away fail at once (none
+    hangs); the forward keeps listening, and connections work again once the
+    API server is back."""
+    async with sandlot.AsyncClient(sandlot_namespace) as client:
+        server = await client.sandboxes.create(
+            PYTHON, command=["python3", "-c", SERVER, str(PORT)], tags={"fault": "forward"}
+        )
+        try:
+            await server.wait("running", timeout=START_TIMEOUT)
+            await server.wait_for_port(PORT, timeout=60)
+            async with server.port_forward(PORT) as fwd:
+                assert (await asyncio.to_thread(get, fwd.url))[0] == 200
+                outcomes: list[tuple[float, float, bool]] = []  # (started, seconds, answered 200)
+                restart = asyncio.ensure_future(asyncio.to_thread(restart_api_server, 5))
+
+                async def one() -> None:
+                    started = time.monotonic()
+                    try:
+                        answered = (await asyncio.to_thread(get, fwd.url, 20.0))[0] == 200
+                    except OSError:
+                        answered = False
+                    outcomes.append((started, time.monotonic() - started, answered))
+
+                while not restart.done():
+                    await one()
+                    await asyncio.sleep(0.2)
+                back_at = await restart
+                while not (outcomes and outcomes[-1][2]) and time.monotonic() - back_at < 60:
+                    await one()
+                    await asyncio.sleep(0.2)
+                failed = sum(1 for _, _, ok in outcomes if not ok)
+                slowest = max(seconds for _, seconds, _ in outcomes)
+                recovered = outcomes[-1][2]
+                first_after = next((s - back_at for s, _, ok in outcomes if ok and s >= back_at), None)
+                record(
+                    Row(
+                        "API server restarted while a port-forward runs",
+                        f"1 forward, GETs every 0.2 s through 1 restart (killed, 5 s away); {len(outcomes)} GETs",
+                        f"{failed} failed while it was away, slowest {slowest:.1f} s (want < 20: none hangs); "
+                        f"forward still listening: {fwd.running}",
+                        "first 200 "
+                        + (
+                            f"{first_after:.1f} s after the API server was ready"
+                            if first_after is not None
+                            else "never"
+                        ),
+                        recovered and fwd.running and slowest < 20,
+                    )
+                )
+                assert recovered, "no GET through the forward succeeded after the restart"
+                assert fwd.running
+                assert slowest < 20, "a connection hung while the API server was away"
+        finally:
+            await server.terminate()

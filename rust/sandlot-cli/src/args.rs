@@ -126,6 +126,23 @@ sandlot cp volume:data:/model.bin ./model.bin"
         after_help = "Examples:\n  sandlot cat job:/etc/os-release\n  sandlot cat volume:data:/results.json | jq ."
     )]
     Cat(CatArgs),
+    /// Forward a local port to a port of a sandbox until the sandbox ends
+    /// (or Ctrl-C); prints the local address first.
+    #[command(
+        name = "port-forward",
+        after_help = "Examples:\n  sandlot port-forward web 8000\n  sandlot port-forward web 9000:8000 --wait 30\n  \
+sandlot port-forward web 0:8000   # a free local port, printed"
+    )]
+    PortForward(PortForwardArgs),
+    /// Expose a port of a sandbox inside the cluster (a Service it owns);
+    /// prints its in-cluster URL.
+    #[command(
+        after_help = "Examples:\n  sandlot expose web 8000\n  sandlot expose web 8000 --allow-from apps/app=agent -o json"
+    )]
+    Expose(ExposeArgs),
+    /// Stop exposing a port of a sandbox (deletes its Service).
+    #[command(after_help = "Example:\n  sandlot unexpose web 8000")]
+    Unexpose(PortArgs),
     /// Wait until a sandbox is in a phase; prints its status.
     #[command(
         after_help = "Example:\n  sandlot wait job --phase succeeded --phase failed --timeout 600"
@@ -233,9 +250,74 @@ impl Command {
             Command::Cp(args) => args.transfer().map(drop),
             Command::Pool(PoolCommand::Create(args)) => args.spec().map(drop),
             Command::Pool(PoolCommand::Update(args)) => args.spec().map(drop),
+            Command::PortForward(args) => args.ports().map(drop),
+            Command::Expose(args) => sandlot_core::check_port("PORT", args.port).map(drop),
+            Command::Unexpose(args) => sandlot_core::check_port("PORT", args.port).map(drop),
             _ => Ok(()),
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct PortForwardArgs {
+    /// Sandbox name.
+    pub name: String,
+    /// The sandbox's port, after the local one if given (0: a free one).
+    #[arg(value_name = "[LOCAL:]REMOTE")]
+    pub ports: String,
+    /// The local address to listen on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub address: String,
+    /// Seconds to wait for something in the sandbox to listen on the port
+    /// [default: it must listen already].
+    #[arg(long, value_name = "SECONDS")]
+    pub wait: Option<f64>,
+}
+
+impl PortForwardArgs {
+    /// The local port (0 unless given) and the sandbox's.
+    pub fn ports(&self) -> sandlot_core::Result<(u16, u16)> {
+        let field = "[LOCAL:]REMOTE";
+        let number = |text: &str| {
+            text.parse::<i64>().map_err(|_| {
+                sandlot_core::Error::invalid(field, format!("{text:?} is not a port number"))
+            })
+        };
+        match self.ports.split_once(':') {
+            Some((local, remote)) => Ok((
+                sandlot_core::check_local_port(field, number(local)?)?,
+                sandlot_core::check_port(field, number(remote)?)?,
+            )),
+            None => {
+                let remote = sandlot_core::check_port(field, number(&self.ports)?)?;
+                Ok((remote, remote))
+            }
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct ExposeArgs {
+    /// Sandbox name.
+    pub name: String,
+    /// The sandbox's port (the Service serves the same one).
+    pub port: i64,
+    /// The Service's name [default: SANDBOX-PORT].
+    #[arg(long = "service-name", value_name = "NAME")]
+    pub service_name: Option<String>,
+    /// Who may connect where the sandbox's network is restricted: NAMESPACE
+    /// or NAMESPACE/KEY=VALUE[,KEY=VALUE] (repeatable) [default: the pods of
+    /// the namespace, sandboxes excepted].
+    #[arg(long = "allow-from", value_name = "NAMESPACE[/LABELS]")]
+    pub allow_from: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct PortArgs {
+    /// Sandbox name.
+    pub name: String,
+    /// The sandbox's port.
+    pub port: i64,
 }
 
 #[derive(Debug, Args)]

@@ -118,6 +118,11 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
             done
         }
         Command::Wait(args) => commands::wait::run(&connect().await?, printer, args).await,
+        Command::PortForward(args) => {
+            commands::port::forward(&connect().await?, printer, args).await
+        }
+        Command::Expose(args) => commands::port::expose(&connect().await?, printer, args).await,
+        Command::Unexpose(args) => commands::port::unexpose(&connect().await?, printer, args).await,
         Command::Terminate(args) => {
             commands::terminate::run(&connect().await?, printer, args).await
         }

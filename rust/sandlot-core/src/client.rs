@@ -74,6 +74,8 @@ struct Inner {
     gate_checked: tokio::sync::Mutex<Option<tokio::time::Instant>>,
     /// The API server's own addresses, read once (see `network.rs`).
     api_server_ips: tokio::sync::OnceCell<Vec<std::net::IpAddr>>,
+    /// The cluster's DNS domain, if it runs DNS (`port/expose.rs`).
+    cluster_dns: tokio::sync::OnceCell<Option<String>>,
     /// Pods (by uid) whose gate entrypoint this client saw become the workload.
     gates_passed: std::sync::Mutex<std::collections::HashSet<String>>,
     /// Whether the nodes run user-namespaced pods (see `userns.rs`).
@@ -270,6 +272,7 @@ impl Client {
                 owner: None,
                 gate_checked: tokio::sync::Mutex::new(None),
                 api_server_ips: tokio::sync::OnceCell::new(),
+                cluster_dns: tokio::sync::OnceCell::new(),
                 gates_passed: std::sync::Mutex::default(),
                 userns: UsernsState::default(),
                 exec_path: ExecPath::Auto,
@@ -341,6 +344,10 @@ impl Client {
 
     pub(crate) fn api_server_ips(&self) -> &tokio::sync::OnceCell<Vec<std::net::IpAddr>> {
         &self.inner.api_server_ips
+    }
+
+    pub(crate) fn cluster_dns(&self) -> &tokio::sync::OnceCell<Option<String>> {
+        &self.inner.cluster_dns
     }
 
     /// The shared pod watch, started on first use.

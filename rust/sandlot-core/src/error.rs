@@ -54,6 +54,13 @@ pub enum Error {
     #[error("sandbox {name:?} is not running (phase {phase})")]
     NotRunning { name: String, phase: String },
 
+    /// Nothing in the sandbox listens on the TCP port.
+    #[error(
+        "nothing listens on port {port} in sandbox {name:?}; start the server first, or wait \
+         for it with wait_for_port"
+    )]
+    PortNotOpen { name: String, port: u16 },
+
     /// A wait cannot succeed: the sandbox reached a terminal phase other than
     /// the ones waited for.
     #[error("sandbox {name:?} ended {phase} while waiting for {wanted}", name = .status.name, phase = .status.phase)]

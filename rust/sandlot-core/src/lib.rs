@@ -17,6 +17,7 @@ mod namespace;
 mod network;
 mod owner;
 mod pool;
+mod port;
 mod program;
 mod retry;
 mod sandbox;
@@ -46,6 +47,9 @@ pub use owner::POD_NAME_ENV;
 pub use pool::{
     DEFAULT_IDLE_SECONDS, DEFAULT_MAX_TTL_SECONDS, MAX_POOL_SIZE, PoolRequest, PoolSpec,
     PoolStatus, PoolTemplate, check_pool_name, check_size,
+};
+pub use port::{
+    ExposeRequest, ExposedPort, ForwardStats, PortForward, check_local_port, check_port,
 };
 pub use sandbox::{
     BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,

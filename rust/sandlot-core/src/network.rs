@@ -459,8 +459,9 @@ pub(crate) fn annotate(pod: &mut Pod, network: &Network) {
     }
 }
 
-/// Labels a new pod with its create's `token`, which its policy selects.
-pub(crate) fn label_for_policy(pod: &mut Pod, token: &str) {
+/// Labels a new pod with its create's `token`, which its policy and the
+/// Services exposing its ports select.
+pub(crate) fn label_with_token(pod: &mut Pod, token: &str) {
     pod.metadata
         .labels
         .get_or_insert_default()

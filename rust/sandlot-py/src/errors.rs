@@ -50,6 +50,11 @@ fn build(py: Python<'_>, err: &Error) -> PyResult<PyErr> {
             attrs.set_item("phase", phase)?;
             "SandboxNotRunningError"
         }
+        Error::PortNotOpen { name, port } => {
+            attrs.set_item("name", name)?;
+            attrs.set_item("port", *port)?;
+            "PortNotOpenError"
+        }
         Error::PhaseUnreachable { status, wanted } => {
             attrs.set_item("status", SandboxStatus::from((**status).clone()))?;
             attrs.set_item("wanted", wanted)?;

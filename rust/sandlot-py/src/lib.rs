@@ -12,6 +12,7 @@ mod files;
 mod html;
 mod inputs;
 mod pool;
+mod port;
 mod process;
 mod results;
 mod sandbox;
@@ -58,6 +59,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pool::SyncPools>()?;
     m.add_class::<results::SandboxStatus>()?;
     m.add_class::<results::PoolStatus>()?;
+    m.add_class::<port::AsyncPortForward>()?;
+    m.add_class::<port::SyncPortForward>()?;
+    m.add_class::<port::ExposedPort>()?;
     m.add_class::<results::ExecResult>()?;
     m.add_class::<results::ProcessInfo>()?;
     m.add_class::<results::Metrics>()?;

@@ -9,14 +9,16 @@ use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
 use sandlot_core::{
-    Client, DEFAULT_MAX_OUTPUT, Error, ExecOptions, FileTarget, ListFilter, LogOptions, Mount,
-    SandboxRequest, SandboxSpec, SpawnOptions, Ttl,
+    Client, DEFAULT_MAX_OUTPUT, Error, ExecOptions, ExposeRequest, FileTarget, ListFilter,
+    LogOptions, Mount, SandboxRequest, SandboxSpec, SpawnOptions, Ttl, check_local_port,
+    check_port,
 };
 
-use crate::bridge::{Failure, Mode, Outcome};
+use crate::bridge::{Failure, Mode, NONE, Outcome};
 use crate::client::LazyClient;
 use crate::files::FilesBase;
 use crate::inputs::{self, TtlArg};
+use crate::port::{ExposedPort, PortForwardBase};
 use crate::process::{Bytes, LineStream, ProcessBase};
 use crate::results::{ExecResult, Metrics, ProcessInfo, SandboxStatus, TerminateResult};
 use crate::twins::{InMode, class_name, twins};
@@ -541,6 +543,104 @@ impl SandboxBase {
             let list = client.list_processes(&name).await?;
             Ok(list.into_iter().map(ProcessInfo::from).collect::<Vec<_>>())
         })
+    }
+
+    /// A forward from a local address to `port` of the sandbox, not started
+    /// yet: `async with` / `with` (or `start()`) starts it. Every connection
+    /// to `address`:`local_port` (0: a free port the system chooses) is
+    /// relayed over its own Kubernetes port-forward stream.
+    #[pyo3(signature = (port, *, local_port=0, address="127.0.0.1"))]
+    fn port_forward(
+        &self,
+        py: Python<'_>,
+        port: i64,
+        local_port: i64,
+        address: &str,
+    ) -> PyResult<InMode<PortForwardBase>> {
+        let forward = check_port("port", port)
+            .and_then(|port| Ok((port, check_local_port("local_port", local_port)?)))
+            .and_then(|(port, local_port)| {
+                PortForwardBase::new(
+                    self.mode,
+                    self.client.clone(),
+                    self.name.clone(),
+                    port,
+                    address,
+                    local_port,
+                )
+            });
+        match forward {
+            Ok(forward) => Ok(InMode(self.mode, forward)),
+            Err(err) => Err(crate::errors::core_error(py, &err)),
+        }
+    }
+
+    /// Returns once something in the sandbox listens on TCP `port` (read from
+    /// its socket tables; nothing connects to the server). Raises
+    /// `SandboxNotRunningError` if the sandbox stops running, and
+    /// `sandlot.TimeoutError` after `timeout` seconds.
+    #[pyo3(signature = (port, *, timeout=60.0))]
+    fn wait_for_port<'py>(
+        &self,
+        py: Python<'py>,
+        port: i64,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let port = check_port("port", port).map_err(Failure::from);
+        let timeout = inputs::seconds("timeout", timeout);
+        let (client, name) = (self.client.clone(), self.name.clone());
+        self.mode.run(py, async move {
+            client.wait_for_port(&name, port?, timeout?).await?;
+            Ok(NONE)
+        })
+    }
+
+    /// Exposes `port` inside the cluster: a ClusterIP Service (named `name`,
+    /// else SANDBOX-PORT) that selects only this sandbox and goes with its
+    /// record and, where its network is restricted, the ingress allowance for
+    /// `allow_from` (entries "NAMESPACE" or "NAMESPACE/KEY=VALUE,..."; default:
+    /// the pods of the client's namespace; sandboxes are never let in).
+    /// Returns the `ExposedPort`; exposing a port again updates its callers.
+    #[pyo3(signature = (port, *, name=None, allow_from=None))]
+    fn expose<'py>(
+        &self,
+        py: Python<'py>,
+        port: i64,
+        name: Option<String>,
+        allow_from: Option<Vec<String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let port = check_port("port", port).map_err(Failure::from);
+        let (client, sandbox) = (self.client.clone(), self.name.clone());
+        self.mode.run(py, async move {
+            let request = ExposeRequest {
+                port: port?,
+                service: name,
+                allow_from,
+            };
+            let exposed = client.expose_port(&sandbox, &request).await?;
+            Ok(ExposedPort::from(exposed))
+        })
+    }
+
+    /// The in-cluster URL of an exposed `port` (`NotFoundError` if it is not).
+    fn url<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
+        let port = check_port("port", port).map_err(Failure::from);
+        let (client, name) = (self.client.clone(), self.name.clone());
+        self.mode.run(
+            py,
+            async move { Ok(client.sandbox_url(&name, port?).await?) },
+        )
+    }
+
+    /// Stops exposing `port`: deletes its Service and ingress allowance.
+    /// Whether it was exposed.
+    fn unexpose<'py>(&self, py: Python<'py>, port: i64) -> PyResult<Bound<'py, PyAny>> {
+        let port = check_port("port", port).map_err(Failure::from);
+        let (client, name) = (self.client.clone(), self.name.clone());
+        self.mode.run(
+            py,
+            async move { Ok(client.unexpose_port(&name, port?).await?) },
+        )
     }
 
     /// The sandbox's resources as its agent reads them from its cgroup and

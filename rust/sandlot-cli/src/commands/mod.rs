@@ -7,6 +7,7 @@ pub mod get;
 pub mod list;
 pub mod logs;
 pub mod pool;
+pub mod port;
 pub mod process;
 pub mod purge;
 pub mod terminate;

@@ -103,9 +103,7 @@ impl Client {
             .annotations
             .get_or_insert_default()
             .insert(CREATE_TOKEN_ANNOTATION.to_owned(), token.clone());
-        if network.is_restricted() {
-            network::label_for_policy(&mut pod, &token);
-        }
+        network::label_with_token(&mut pod, &token);
         if agent {
             crate::agent::add_agent(&mut pod);
         }

@@ -147,7 +147,7 @@ pub struct SpawnOptions {
 
 /// Refuses to run anything in a pool's warm sandbox: until a create claims
 /// it, it must not have run anyone's code.
-pub(super) fn refuse_warm(name: &str, pod: &Pod) -> Result<()> {
+pub(crate) fn refuse_warm(name: &str, pod: &Pod) -> Result<()> {
     match labels::label(&pod.metadata, labels::WARM_LABEL) {
         None => Ok(()),
         Some(_) => {

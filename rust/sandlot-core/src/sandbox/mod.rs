@@ -13,11 +13,11 @@ mod wait;
 
 pub use bulk::{BULK_CONCURRENCY, Selection, TerminateOutcome};
 pub(crate) use create::PodExtras;
-pub(crate) use exec::in_background;
 pub use exec::{
     DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess, ExecResult, SpawnOptions,
     wait_for_background_kills,
 };
+pub(crate) use exec::{in_background, refuse_warm};
 pub use list::ListFilter;
 pub use logs::{LogBatch, LogBatches, LogOptions, set_follow_idle};
 pub use settle::{LAUNCH_RETRY_WINDOW, set_launch_retry_window};
