@@ -73,6 +73,13 @@ def test_streaming_example(example_namespace: str) -> None:
     assert out[-1] == "job ended succeeded"
 
 
+def test_web_preview_example(example_namespace: str) -> None:
+    out = run_example("web_preview.py").splitlines()
+    assert any(line.startswith("preview at http://127.0.0.1:") for line in out), out
+    assert 'GET /hello -> {"path": "/hello", "answer": 42}' in out
+    assert any(line.startswith("in the cluster: http://") for line in out), out
+
+
 def test_notebook_runs_top_to_bottom(example_namespace: str) -> None:
     notebook = nbformat.read(EXAMPLES / "notebook.ipynb", as_version=4)  # type: ignore[no-untyped-call]
     nbclient.NotebookClient(notebook, timeout=300, kernel_name="python3").execute()
