@@ -770,6 +770,8 @@ class _Client:
         default_ttl_seconds: int | None = ...,
         owned_by_pod: bool = False,
         exec_path: Literal["auto", "agent", "kubernetes"] | None = None,
+        qps: float | None = 50.0,
+        burst: int = 300,
     ) -> Self: ...
     @property
     def namespace(self) -> str: ...

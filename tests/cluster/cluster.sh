@@ -15,6 +15,15 @@
 #         them: 169.254.169.254, where a server stands in for a cloud's metadata
 #         service, and 198.51.100.7 (TEST-NET-2), for a public server; for the
 #         network attack tests, which start the servers themselves.
+# >>> scale cluster
+# scale up [NODES]  adds the scale cluster to the running one: NODES (default
+#         50) fake nodes that KWOK's controller simulates (built from Go
+#         modules, kwok/), and the RuntimeClass `kwok`, whose pods land only
+#         there and run no process. Idempotent; NODES sets the count. See the
+#         README, "Scale cluster".
+# scale down  removes it: stops kwok, deletes the pods on fake nodes, the
+#         nodes and the RuntimeClass. `status` says whether it is up.
+# <<< scale cluster
 #
 # There is one cluster per machine: its state lives in $SANDLOT_CLUSTER_STATE
 # (default /var/lib/sandlot-cluster), so a fresh clone finds a cluster that an
@@ -526,10 +535,14 @@ wait_for() { # WHAT SECONDS COMMAND...: poll until COMMAND succeeds
 }
 
 # Identifies how the cluster is set up: a running cluster started by another
-# version of this script is restarted.
+# version of this script is restarted. The scale cluster's parts of this script
+# are left out (its blocks between the marker lines ">>> scale cluster" and
+# "<<< scale cluster", and single lines tagged so at their end): it is added to
+# and removed from a running cluster on its own, so changing it restarts nothing.
 setup_key() {
-  cat "$here/cluster.sh" "$here/kube/go.sum" "$here/kube-router/go.sum" "$here/kube-router/main.go" \
-    "$here/runc/go.sum" "$here/containerd/go.sum" "$here/gvisor/go.sum" |
+  sed -e '/^ *# >>> scale cluster$/,/^ *# <<< scale cluster$/d' -e '/ # scale cluster$/d' "$here/cluster.sh" |
+    cat - "$here/kube/go.sum" "$here/kube-router/go.sum" "$here/kube-router/main.go" \
+      "$here/runc/go.sum" "$here/containerd/go.sum" "$here/gvisor/go.sum" |
     sha256sum | cut -c1-16
 }
 
@@ -544,6 +557,7 @@ healthy() {
 # files can be lost) and undoes mounts, namespaces, cgroups and devices.
 teardown() {
   local name pid
+  scale_stop_kwok # scale cluster
   for name in "${components[@]}"; do
     pid=$(pid_of "$name") && kill "$pid" 2>/dev/null || true
   done
@@ -762,8 +776,9 @@ cmd_status() {
     fi
   done
   if [ -x "$bin/kubectl" ] && [ $rc = 0 ]; then
-    kubectl get nodes -o wide 2>/dev/null || rc=1
+    kubectl get nodes -o wide -l 'type!=kwok' 2>/dev/null || rc=1 # the scale cluster's fake nodes are counted below
   fi
+  scale_status "$rc" # scale cluster
   return $rc
 }
 
@@ -821,6 +836,202 @@ cmd_standins() {
   esac
 }
 
+# >>> scale cluster
+# --- scale cluster (KWOK) -----------------------------------------------------
+#
+# Fake nodes beside the real one, for tests at scale: KWOK's controller
+# (sigs.k8s.io/kwok, built from kwok/) holds their leases and plays the
+# lifecycle of the pods scheduled to them (the Stages in kwok/kwok.yaml), in the
+# API alone: no container, image or address is behind any of it. A pod of
+# RuntimeClass `kwok` lands only there (the RuntimeClass adds its nodeSelector
+# and toleration to the pod at admission); every other pod still goes to the
+# real node, which the fake nodes' taint keeps them off.
+
+kwok_version=v0.8.0
+kwok_nodes_default=50
+kwok_node_prefix=kwok-node-
+kwok_pod_cidr=10.128.0.0/16 # fake pods' IPs: clear of $pod_cidr, $service_cidr and $node_ip; nothing sends to them
+# Each fake node's capacity: 50 nodes hold 50,000 pods of sandlot's default
+# requests (10m CPU, 32Mi memory).
+kwok_node_capacity='{cpu: "1000", memory: 1Ti, pods: "1000", ephemeral-storage: 10Ti}'
+
+# Prints the path of kwok's binary (the kwok command of sigs.k8s.io/kwok, the
+# controller alone), building it when its module changed.
+kwok_binary() {
+  local key out
+  pinned kwok sigs.k8s.io/kwok "$kwok_version"
+  key=$(cat "$here/kwok/go.mod" "$here/kwok/go.sum" | sha256sum | cut -c1-12)
+  out=$cache/kwok-$kwok_version-$key/kwok
+  if [ ! -x "$out" ]; then
+    say "building kwok $kwok_version from Go modules (first time: about 2-3 minutes on 2 cores)" >&2
+    mkdir -p "$(dirname "$out")"
+    (cd "$here/kwok" && GOTOOLCHAIN=go1.26.10 go build -trimpath -ldflags "-s -w" \
+      -o "$out.partial" sigs.k8s.io/kwok/cmd/kwok) >&2 || die "building kwok failed"
+    mv "$out.partial" "$out"
+  fi
+  echo "$out"
+}
+
+# kwok's command line, into kwok_cmd: it manages the nodes labelled type=kwok
+# (no other), holds their Leases (which keep them Ready) and logs warnings and
+# errors only (INFO is a line per patch). Its work directory, where it would
+# read a kwok.yaml of its own, is ours: nothing of the machine's ~/.kwok counts.
+kwok_command() {
+  kwok_cmd=(env "KWOK_WORKDIR=$run/kwok" "$bin/kwok" --kubeconfig "$pki/admin.kubeconfig"
+    --config "$here/kwok/kwok.yaml" --manage-all-nodes=false --manage-nodes-with-label-selector type=kwok
+    --cidr "$kwok_pod_cidr" --node-lease-duration-seconds 40 --v WARN)
+}
+
+scale_stop_kwok() {
+  local pid i
+  pid=$(pid_of kwok) || return 0
+  kill "$pid" 2>/dev/null || true
+  for ((i = 0; i < 40; i++)); do
+    pid_of kwok >/dev/null || return 0
+    sleep 0.25
+  done
+  kill -9 "$pid" 2>/dev/null || true
+}
+
+scale_require_cluster() {
+  local name
+  for name in "${components[@]}"; do
+    pid_of "$name" >/dev/null || die "the local cluster is not running ($name is not): make cluster first"
+  done
+  node_ready || die "node $node_name is not Ready"
+}
+
+# The fake nodes that exist, one name a line.
+scale_nodes() {
+  kubectl get nodes -l type=kwok -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}'
+}
+
+# Deletes the pods bound to the nodes named on stdin at once (grace period 0,
+# as a force delete: no kubelet is there to confirm), one request per
+# namespace and node.
+scale_delete_pods_on() {
+  local nodes pairs ns node
+  nodes=$(cat)
+  [ -n "$nodes" ] || return 0
+  pairs=$(kubectl get pods -A -o 'jsonpath={range .items[*]}{.metadata.namespace} {.spec.nodeName}{"\n"}{end}' |
+    awk 'NR == FNR {fake[$1] = 1; next} ($2 in fake)' <(echo "$nodes") - | sort -u)
+  while read -r ns node; do
+    [ -n "$node" ] || continue
+    kubectl delete --raw "/api/v1/namespaces/$ns/pods?fieldSelector=spec.nodeName%3D$node&gracePeriodSeconds=0" >/dev/null
+  done <<<"$pairs"
+}
+
+scale_up() {
+  local nodes=${1:-$kwok_nodes_default} t0=$SECONDS kwok key i extra kwok_cmd
+  [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "NODES must be a whole number above 0, not '$nodes'"
+  scale_require_cluster
+  kwok=$(kwok_binary)
+  ln -sfn "$kwok" "$bin/kwok"
+  kubectl apply -f - >/dev/null <<EOF
+apiVersion: node.k8s.io/v1
+kind: RuntimeClass
+metadata:
+  name: kwok
+  labels:
+    app.kubernetes.io/managed-by: sandlot-local-cluster
+handler: kwok
+scheduling:
+  nodeSelector:
+    type: kwok
+  tolerations:
+  - {key: kwok.x-k8s.io/node, operator: Equal, value: fake, effect: NoSchedule}
+EOF
+  # kwok starts again when its binary, configuration or flags changed.
+  kwok_command
+  key=$({ readlink "$bin/kwok"; echo "${kwok_cmd[*]}"; cat "$here/kwok/kwok.yaml"; } | sha256sum | cut -c1-16)
+  if ! pid_of kwok >/dev/null || [ "$(cat "$run/kwok.key" 2>/dev/null)" != "$key" ]; then
+    scale_stop_kwok
+    say "starting kwok $kwok_version"
+    mkdir -p "$run/kwok"
+    : >"$logs/kwok.log"
+    start kwok "${kwok_cmd[@]}"
+    echo "$key" >"$run/kwok.key"
+  fi
+  say "registering $nodes fake nodes"
+  for ((i = 0; i < nodes; i++)); do
+    cat <<EOF
+---
+apiVersion: v1
+kind: Node
+metadata:
+  name: $kwok_node_prefix$i
+  labels:
+    type: kwok
+    kubernetes.io/hostname: $kwok_node_prefix$i
+    kubernetes.io/os: linux
+    kubernetes.io/arch: amd64
+    app.kubernetes.io/managed-by: sandlot-local-cluster
+  annotations:
+    kwok.x-k8s.io/node: fake
+    node.alpha.kubernetes.io/ttl: "0"
+spec:
+  taints:
+  - {key: kwok.x-k8s.io/node, value: fake, effect: NoSchedule}
+status:
+  capacity: $kwok_node_capacity
+  allocatable: $kwok_node_capacity
+EOF
+  done | kubectl apply -f - >/dev/null
+  # Fewer nodes than before: the extra ones go, with their pods.
+  extra=$(scale_nodes | awk -v n="$nodes" -v p="$kwok_node_prefix" 'substr($0, 1, length(p)) == p && substr($0, length(p) + 1) + 0 >= n')
+  if [ -n "$extra" ]; then
+    say "removing $(wc -l <<<"$extra") fake nodes beyond $nodes"
+    scale_delete_pods_on <<<"$extra"
+    xargs kubectl delete node >/dev/null <<<"$extra"
+  fi
+  kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s >/dev/null ||
+    die "the fake nodes did not become Ready within 120s; see $logs/kwok.log"
+  say "scale cluster up in $((SECONDS - t0))s: $nodes fake nodes Ready; pods with runtimeClassName: kwok land there"
+}
+
+scale_down() {
+  local t0=$SECONDS nodes
+  scale_stop_kwok
+  rm -f "$run/kwok.key"
+  if ! kubectl get --raw /readyz >/dev/null 2>&1; then
+    say "kwok stopped; the API server does not answer, so the fake nodes (if any) stay"
+    return
+  fi
+  nodes=$(scale_nodes)
+  scale_delete_pods_on <<<"$nodes"
+  [ -z "$nodes" ] || kubectl delete nodes -l type=kwok >/dev/null
+  kubectl delete runtimeclass kwok --ignore-not-found >/dev/null
+  say "scale cluster down in $((SECONDS - t0))s: kwok stopped; $(grep -c . <<<"$nodes" || true) fake nodes and their pods deleted"
+}
+
+# A line for `status`: kwok, its nodes and their pods (when the cluster runs).
+scale_status() { # RC: 0 if the cluster runs
+  local pid nodes ready pods
+  if pid=$(pid_of kwok); then
+    printf '%-24s running (process %s)\n' kwok "$pid"
+  else
+    printf '%-24s not running\n' kwok
+  fi
+  [ "$1" = 0 ] || return 0
+  nodes=$(kubectl get nodes -l type=kwok -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' 2>/dev/null) || return 0
+  if [ -z "$nodes" ]; then
+    echo "scale cluster: down (cluster.sh scale up [NODES])"
+    return 0
+  fi
+  ready=$(grep -c '^True$' <<<"$nodes" || true)
+  pods=$(kubectl get pods -A --field-selector "spec.nodeName!=$node_name,spec.nodeName!=" -o name 2>/dev/null | grep -c . || true)
+  echo "scale cluster: $(grep -c . <<<"$nodes") fake nodes ($ready Ready), $pods pods on them"
+}
+
+cmd_scale() {
+  case "${1:-}" in
+  up) scale_up "${2:-}" ;;
+  down) scale_down ;;
+  *) die "usage: cluster.sh scale up [NODES] | scale down" ;;
+  esac
+}
+# <<< scale cluster
+
 case "${1:-}" in
 up) cmd_up ;;
 down) cmd_down ;;
@@ -828,5 +1039,6 @@ status) cmd_status ;;
 restart) cmd_restart "${2:-}" "${3:-}" ;;
 import-app) cmd_import_app "${2:-}" ;;
 standins) cmd_standins "${2:-}" ;;
-*) die "usage: cluster.sh up|down|status|restart kube-apiserver [SECONDS]|import-app WHEEL|standins up|down" ;;
+scale) cmd_scale "${2:-}" "${3:-}" ;; # scale cluster
+*) die "usage: cluster.sh up|down|status|restart kube-apiserver [SECONDS]|import-app WHEEL|standins up|down|scale up [NODES]|scale down" ;;
 esac

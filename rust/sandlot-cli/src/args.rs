@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 use sandlot_core::{
     AccessMode, EgressRule, Error, FileTarget, MAX_POOL_SIZE, Mount, Phase, PoolRequest, PoolSpec,
-    PoolTemplate, Resources, SandboxRequest, SandboxSpec, Selection, Ttl, VolumeSpec,
+    PoolTemplate, RequestRate, Resources, SandboxRequest, SandboxSpec, Selection, Ttl, VolumeSpec,
 };
 
 /// Sandboxes on Kubernetes for untrusted code.
@@ -46,6 +46,13 @@ pub struct Cli {
     /// $SANDLOT_EXEC_PATH, else auto].
     #[arg(long, global = true, value_name = "PATH")]
     pub exec_path: Option<String>,
+    /// Requests per second to the API server at most, on average, or "none"
+    /// for no limit [default: 50, as kubectl].
+    #[arg(long, global = true, value_name = "N|none")]
+    pub qps: Option<String>,
+    /// Requests that may go at once after a quiet spell [default: 300].
+    #[arg(long, global = true, value_name = "N")]
+    pub burst: Option<u32>,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -233,6 +240,29 @@ pub struct VolumeDeleteArgs {
     /// Seconds to wait for the deletion to complete.
     #[arg(long, default_value_t = 120.0, value_name = "SECONDS")]
     pub timeout: f64,
+}
+
+impl Cli {
+    /// The request rate `--qps` and `--burst` ask for.
+    pub fn request_rate(&self) -> sandlot_core::Result<RequestRate> {
+        let mut rate = RequestRate::default();
+        if let Some(qps) = &self.qps {
+            rate.qps = match qps.as_str() {
+                "none" => None,
+                text => Some(text.parse::<f64>().map_err(|_| {
+                    Error::invalid("--qps", format!("{text:?} is not a number or \"none\""))
+                })?),
+            };
+        }
+        if let Some(burst) = self.burst {
+            rate.burst = burst;
+        }
+        rate.check().map_err(|err| match err {
+            Error::InvalidSpec { field, rule } => Error::invalid(format!("--{field}"), rule),
+            other => other,
+        })?;
+        Ok(rate)
+    }
 }
 
 impl Command {

@@ -79,6 +79,7 @@ fn exit_status(err: &Error) -> i32 {
 }
 
 async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
+    let request_rate = cli.request_rate()?;
     let options = ConnectOptions {
         namespace: cli.namespace,
         context: cli.context,
@@ -90,6 +91,7 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
             .as_deref()
             .map(|path| ExecPath::parse("--exec-path", path))
             .transpose()?,
+        request_rate,
     };
     // Arguments are checked before connecting, so bad input sends nothing.
     cli.command.validate()?;

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, PersistentVolumeClaim, Pod, ServiceAccount};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::OwnerReference;
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
 use kube::config::{Config, KubeConfigOptions, Kubeconfig};
 use kube::runtime::wait::{self, await_condition};
 
@@ -14,6 +14,7 @@ use crate::error::{self, Error, ObjectKind, Result, api_status, error_chain, obj
 use crate::labels;
 use crate::namespace::{self, ConfigSource, Placement, Process, ResolvedNamespace, Surroundings};
 use crate::owner;
+use crate::rate::{RateLimitLayer, RequestRate};
 use crate::retry::{retry, retry_first_contact};
 use crate::spec::{DEFAULT_TTL_SECONDS, Ttl};
 use crate::userns::UsernsState;
@@ -51,6 +52,8 @@ pub struct ConnectOptions {
     pub owned_by_pod: bool,
     /// How execs run: `None` is `$SANDLOT_EXEC_PATH`, else [`ExecPath::Auto`].
     pub exec_path: Option<ExecPath>,
+    /// How fast requests may go to the API server (see `rate.rs`).
+    pub request_rate: RequestRate,
 }
 
 /// A connection to one namespace. Cheap to clone; clones share the connection
@@ -95,10 +98,15 @@ impl std::fmt::Debug for Client {
     }
 }
 
+/// Objects one list request asks for at most (see [`Client::list_all`]).
+pub(crate) const LIST_PAGE: u32 = 500;
+
 /// kube's default client stack, but with TCP_NODELAY: every exec opens a new
 /// connection, and without it the TLS handshake's last write and the upgrade
 /// request meet Nagle's algorithm and the server's delayed ACK (about 40 ms).
-fn kube_client(config: Config) -> kube::Result<kube::Client> {
+/// Requests wait for `rate`'s token first, before authentication and the
+/// connection pool.
+fn kube_client(config: Config, rate: Option<RateLimitLayer>) -> kube::Result<kube::Client> {
     use kube::client::ConfigExt;
 
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
@@ -113,6 +121,7 @@ fn kube_client(config: Config) -> kube::Result<kube::Client> {
         hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
             .build::<_, kube::client::Body>(timeouts);
     let service = tower::ServiceBuilder::new()
+        .option_layer(rate)
         .layer(config.base_uri_layer())
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
@@ -192,6 +201,7 @@ impl Client {
         let default_ttl = options.default_ttl_seconds()?;
         let owner_pod = options.owner_pod(&namespace)?;
         let exec_path = options.exec_path()?;
+        options.request_rate.check()?;
         let unreachable = |message: String| Error::ClusterUnreachable { message };
         let mut config = match config {
             ConfigSource::InCluster => Config::incluster().map_err(|e| {
@@ -226,7 +236,8 @@ impl Client {
                 })?,
         };
         config.apply_debug_overrides();
-        let kube = kube_client(config).map_err(|e| unreachable(error_chain(&e)))?;
+        let kube = kube_client(config, options.request_rate.layer())
+            .map_err(|e| unreachable(error_chain(&e)))?;
         let mut client = Client::with_namespace(kube, namespace, default_ttl);
         client.ensure_namespace().await?;
         let owner = match owner_pod {
@@ -371,6 +382,40 @@ impl Client {
     /// it came from.
     pub(crate) fn api_error(&self, err: kube::Error) -> Error {
         error::from_kube(err, &self.inner.namespace)
+    }
+
+    /// Every object `api` lists with `params`, read [`LIST_PAGE`] at a time
+    /// (limit and continue), so ten thousand pods never come as one answer.
+    /// A continue token that expired (410 Gone, a list longer than etcd keeps
+    /// its history) starts the list again, a few times at most.
+    pub(crate) async fn list_all<K>(&self, api: &Api<K>, params: &ListParams) -> Result<Vec<K>>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let mut restarts = 0;
+        'list: loop {
+            let mut items = Vec::new();
+            let mut page = params.clone().limit(LIST_PAGE);
+            loop {
+                let list = match retry(|| api.list(&page)).await {
+                    Ok(list) => list,
+                    Err(err)
+                        if restarts < 3
+                            && page.continue_token.is_some()
+                            && api_status(&err).is_some_and(|s| s.code == 410) =>
+                    {
+                        restarts += 1;
+                        continue 'list;
+                    }
+                    Err(err) => return Err(self.api_error(err)),
+                };
+                items.extend(list.items);
+                match list.metadata.continue_.filter(|token| !token.is_empty()) {
+                    Some(token) => page = page.continue_token(&token),
+                    None => return Ok(items),
+                }
+            }
+        }
     }
 
     /// Maps a failed request about the object `name` of `kind`.

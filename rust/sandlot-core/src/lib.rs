@@ -19,6 +19,7 @@ mod owner;
 mod pool;
 mod port;
 mod program;
+mod rate;
 mod retry;
 mod sandbox;
 mod spec;
@@ -51,6 +52,7 @@ pub use pool::{
 pub use port::{
     ExposeRequest, ExposedPort, ForwardStats, PortForward, check_local_port, check_port,
 };
+pub use rate::{DEFAULT_BURST, DEFAULT_QPS, RequestRate};
 pub use sandbox::{
     BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,
     ExecResult, LAUNCH_RETRY_WINDOW, ListFilter, LogBatch, LogBatches, LogOptions, Selection,

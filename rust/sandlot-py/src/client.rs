@@ -4,7 +4,10 @@ use std::sync::Arc;
 
 use pyo3::prelude::*;
 use pyo3::types::PyAny;
-use sandlot_core::{Client, ConnectOptions, ExecPath, Placement, ResolvedNamespace, Ttl};
+use sandlot_core::{
+    Client, ConnectOptions, DEFAULT_BURST, DEFAULT_QPS, ExecPath, Placement, RequestRate,
+    ResolvedNamespace, Ttl,
+};
 use tokio::sync::OnceCell;
 
 use crate::bridge::{Mode, NONE, Outcome};
@@ -53,7 +56,8 @@ impl LazyClient {
 /// hour. With `owned_by_pod`, the pod the application runs in owns them.
 /// Commands run as `exec_path` says: "auto" (through the sandbox agent where
 /// it answers, else Kubernetes exec), "agent" or "kubernetes"; else
-/// `$SANDLOT_EXEC_PATH`, else "auto".
+/// `$SANDLOT_EXEC_PATH`, else "auto". Requests to the API server go at most
+/// `qps` per second on average (`None`: no limit), `burst` at once.
 #[pyclass(module = "sandlot._native", name = "_Client", subclass, frozen)]
 #[derive(Debug)]
 pub struct ClientBase {
@@ -62,18 +66,28 @@ pub struct ClientBase {
     namespace: ResolvedNamespace,
 }
 
+/// A client constructor's arguments.
+struct Settings {
+    namespace: Option<String>,
+    context: Option<String>,
+    default_ttl: TtlArg,
+    owned_by_pod: bool,
+    exec_path: Option<String>,
+    request_rate: RequestRate,
+}
+
 impl ClientBase {
     /// A client as its constructor's arguments say; settings that break a
     /// rule raise `InvalidSpecError` here, before any request.
-    fn new(
-        py: Python<'_>,
-        mode: Mode,
-        namespace: Option<String>,
-        context: Option<String>,
-        default_ttl: TtlArg,
-        owned_by_pod: bool,
-        exec_path: Option<String>,
-    ) -> PyResult<Self> {
+    fn new(py: Python<'_>, mode: Mode, settings: Settings) -> PyResult<Self> {
+        let Settings {
+            namespace,
+            context,
+            default_ttl,
+            owned_by_pod,
+            exec_path,
+            request_rate,
+        } = settings;
         let exec_path = match exec_path
             .map(|p| ExecPath::parse("exec_path", &p))
             .transpose()
@@ -88,10 +102,12 @@ impl ClientBase {
             default_ttl: default_ttl.0,
             owned_by_pod,
             exec_path,
+            request_rate,
         };
         let placement = options.placement();
-        let checked = options
-            .default_ttl_seconds()
+        let checked = request_rate
+            .check()
+            .and_then(|()| options.default_ttl_seconds())
             .and_then(|_| options.owner_pod(&placement.namespace))
             .and_then(|_| options.exec_path());
         if let Err(err) = checked {
@@ -214,7 +230,8 @@ pub struct AsyncClient;
 #[pymethods]
 impl AsyncClient {
     #[new]
-    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false, exec_path=None))]
+    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false, exec_path=None, qps=Some(DEFAULT_QPS), burst=i64::from(DEFAULT_BURST)))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         namespace: Option<String>,
@@ -222,16 +239,21 @@ impl AsyncClient {
         default_ttl_seconds: TtlArg,
         owned_by_pod: bool,
         exec_path: Option<String>,
+        qps: Option<f64>,
+        burst: i64,
     ) -> PyResult<PyClassInitializer<Self>> {
-        let base = ClientBase::new(
-            py,
-            Mode::Async,
+        let settings = Settings {
             namespace,
             context,
-            default_ttl_seconds,
+            default_ttl: default_ttl_seconds,
             owned_by_pod,
             exec_path,
-        )?;
+            request_rate: RequestRate {
+                qps,
+                burst: u32::try_from(burst).unwrap_or(0),
+            },
+        };
+        let base = ClientBase::new(py, Mode::Async, settings)?;
         Ok(PyClassInitializer::from(base).add_subclass(AsyncClient))
     }
 
@@ -259,7 +281,8 @@ pub struct SyncClient;
 #[pymethods]
 impl SyncClient {
     #[new]
-    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false, exec_path=None))]
+    #[pyo3(signature = (namespace=None, *, context=None, default_ttl_seconds=TtlArg(Ttl::Default), owned_by_pod=false, exec_path=None, qps=Some(DEFAULT_QPS), burst=i64::from(DEFAULT_BURST)))]
+    #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         namespace: Option<String>,
@@ -267,16 +290,21 @@ impl SyncClient {
         default_ttl_seconds: TtlArg,
         owned_by_pod: bool,
         exec_path: Option<String>,
+        qps: Option<f64>,
+        burst: i64,
     ) -> PyResult<PyClassInitializer<Self>> {
-        let base = ClientBase::new(
-            py,
-            Mode::Blocking,
+        let settings = Settings {
             namespace,
             context,
-            default_ttl_seconds,
+            default_ttl: default_ttl_seconds,
             owned_by_pod,
             exec_path,
-        )?;
+            request_rate: RequestRate {
+                qps,
+                burst: u32::try_from(burst).unwrap_or(0),
+            },
+        };
+        let base = ClientBase::new(py, Mode::Blocking, settings)?;
         Ok(PyClassInitializer::from(base).add_subclass(SyncClient))
     }
 

@@ -432,14 +432,11 @@ impl Client {
             .collect();
         let params =
             ListParams::default().labels(&format!("{},{WARM_LABEL}", labels::MANAGED_ONLY));
-        let pods = retry(|| self.pods().list(&params))
-            .await
-            .map_err(|err| self.api_error(err))?;
+        let pods = self.list_all(self.pods(), &params).await?;
         let mut statuses: Vec<PoolStatus> = pools
             .iter()
             .map(|pool| {
                 let own: Vec<Pod> = pods
-                    .items
                     .iter()
                     .filter(|pod| labels::label(&pod.metadata, POOL_LABEL) == Some(&pool.name))
                     .cloned()
@@ -482,10 +479,7 @@ impl Client {
             "{},{POOL_LABEL}={name},{WARM_LABEL}",
             labels::MANAGED_ONLY
         ));
-        let pods = retry(|| self.pods().list(&params))
-            .await
-            .map_err(|err| self.api_error(err))?;
-        Ok(pods.items)
+        self.list_all(self.pods(), &params).await
     }
 
     /// Deletes warm pod `pod` unless a claim took it: each try is

@@ -1,7 +1,8 @@
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt, stream};
+use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Preconditions};
 
 use crate::client::Client;
@@ -25,6 +26,17 @@ pub struct Selection {
     pub phases: Vec<Phase>,
     /// Every sandbox of the namespace; excludes the other fields.
     pub all: bool,
+}
+
+/// Names-only selections at least this long are read in one paged list.
+const LIST_NAMES_FROM: usize = 50;
+
+/// A sandbox a bulk terminate works on.
+enum Target {
+    /// Its pod as a list gave it.
+    Listed(Box<Pod>),
+    /// Only its name, to be read when its turn comes.
+    Named(String),
 }
 
 /// What happened to one sandbox of a bulk terminate.
@@ -110,6 +122,44 @@ impl Client {
         })
     }
 
+    /// What a bulk terminate works on: the pods of a list where the selection
+    /// needs one (tags, phases, all) or names many enough that one paged
+    /// list costs less than a read of each; else the names, each read when
+    /// its turn comes.
+    async fn select_targets(&self, selection: &Selection) -> Result<Vec<Target>> {
+        selection.validate()?;
+        let names_only = selection.tags.is_empty() && selection.phases.is_empty() && !selection.all;
+        if names_only && selection.names.len() < LIST_NAMES_FROM {
+            return Ok(selection.names.iter().cloned().map(Target::Named).collect());
+        }
+        let filter = ListFilter {
+            phases: selection.phases.clone(),
+            tags: selection.tags.clone(),
+        };
+        let pods = self.list_sandbox_pods(&filter).await?;
+        if selection.names.is_empty() {
+            return Ok(pods
+                .into_iter()
+                .map(|(pod, _)| Target::Listed(Box::new(pod)))
+                .collect());
+        }
+        let mut listed: HashMap<String, Pod> = pods
+            .into_iter()
+            .map(|(pod, status)| (status.name, pod))
+            .collect();
+        Ok(selection
+            .names
+            .iter()
+            .filter_map(|name| match listed.remove(name) {
+                Some(pod) => Some(Target::Listed(Box::new(pod))),
+                // Not listed: missing (its terminate says so), or outside
+                // the tags or phases asked for.
+                None if names_only => Some(Target::Named(name.clone())),
+                None => None,
+            })
+            .collect())
+    }
+
     /// Terminates every selected sandbox, [`BULK_CONCURRENCY`] at a time, and
     /// reports each one. Sandboxes that already ended are left as they are.
     pub async fn terminate_sandboxes(
@@ -126,11 +176,21 @@ impl Client {
         selection: &Selection,
         on_each: impl Fn(&TerminateOutcome),
     ) -> Result<Vec<TerminateOutcome>> {
-        let names = self.select_sandboxes(selection).await?;
+        let targets = self.select_targets(selection).await?;
         let on_each = &on_each;
-        let outcomes = stream::iter(names)
-            .map(|name| async move {
-                let outcome = match self.terminate_sandbox(&name).await {
+        let outcomes = stream::iter(targets)
+            .map(|target| async move {
+                let (name, terminated) = match target {
+                    Target::Listed(pod) => (
+                        pod.metadata.name.clone().unwrap_or_default(),
+                        self.terminate_listed(&pod).await,
+                    ),
+                    Target::Named(name) => {
+                        let terminated = self.terminate_sandbox(&name).await;
+                        (name, terminated)
+                    }
+                };
+                let outcome = match terminated {
                     Ok(status) => TerminateOutcome {
                         name,
                         status: Some(status),
@@ -217,11 +277,30 @@ impl Client {
         selection: &Selection,
         older_than: Option<Duration>,
     ) -> Result<Vec<String>> {
+        self.purge_sandboxes_with(selection, older_than, |_, _| {})
+            .await
+    }
+
+    /// [`Client::purge_sandboxes`], calling `on_each(done, total)` as each
+    /// record is dealt with (for progress displays).
+    pub async fn purge_sandboxes_with(
+        &self,
+        selection: &Selection,
+        older_than: Option<Duration>,
+        on_each: impl Fn(usize, usize),
+    ) -> Result<Vec<String>> {
         let records = self.purge_candidate_records(selection, older_than).await?;
+        let total = records.len();
+        let done = std::sync::atomic::AtomicUsize::new(0);
+        let (on_each, done) = (&on_each, &done);
         stream::iter(records)
             .map(|record| async move {
-                let purged = self.purge_record(&record).await?;
-                Ok(purged.then_some(record.name))
+                let purged = self.purge_record(&record).await;
+                on_each(
+                    done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1,
+                    total,
+                );
+                Ok(purged?.then_some(record.name))
             })
             .buffered(BULK_CONCURRENCY)
             .try_filter_map(|purged| async move { Ok(purged) })

@@ -6,7 +6,6 @@ use kube::api::ListParams;
 use crate::client::Client;
 use crate::error::Result;
 use crate::labels;
-use crate::retry::retry;
 use crate::status::{Phase, SandboxStatus};
 
 /// Which sandboxes to list. Empty fields match everything.
@@ -35,11 +34,8 @@ impl Client {
         filter: &ListFilter,
     ) -> Result<Vec<(Pod, SandboxStatus)>> {
         let params = ListParams::default().labels(&labels::selector(&filter.tags)?);
-        let pods = retry(|| self.pods().list(&params))
-            .await
-            .map_err(|err| self.api_error(err))?;
+        let pods = self.list_all(self.pods(), &params).await?;
         let mut listed: Vec<(Pod, SandboxStatus)> = pods
-            .items
             .into_iter()
             .map(|pod| {
                 let status = SandboxStatus::from_pod(&pod);
@@ -49,5 +45,58 @@ impl Client {
             .collect();
         listed.sort_by(|(_, a), (_, b)| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
         Ok(listed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::test_api::{self, failure, respond};
+
+    fn page(names: &[&str], next: &str) -> serde_json::Value {
+        let items: Vec<serde_json::Value> = names
+            .iter()
+            .map(|name| {
+                json!({"metadata": {"name": name, "labels": {"app.kubernetes.io/managed-by": "sandlot"},
+                    "creationTimestamp": "2026-11-30T00:00:00Z"}, "status": {"phase": "Running"}})
+            })
+            .collect();
+        json!({"kind": "PodList", "apiVersion": "v1", "metadata": {"continue": next}, "items": items})
+    }
+
+    fn query(request: &http::Request<kube::client::Body>) -> String {
+        request.uri().query().unwrap_or_default().to_owned()
+    }
+
+    #[tokio::test]
+    async fn a_list_reads_page_after_page_and_starts_again_when_its_token_expired() {
+        let (client, mut handle) = test_api::client();
+        let server = tokio::spawn(async move {
+            let mut asked = Vec::new();
+            let answers = [
+                (200, page(&["a", "b"], "t1")),
+                // The token outlived etcd's history: the list starts again.
+                (410, failure(410, "Expired")),
+                (200, page(&["a", "b"], "t2")),
+                (200, page(&["c"], "")),
+            ];
+            for (code, body) in answers {
+                let (request, reply) = handle.next_request().await.unwrap();
+                asked.push(query(&request));
+                reply.send_response(respond(code, body));
+            }
+            asked
+        });
+        let listed = client.list_sandboxes(&ListFilter::default()).await.unwrap();
+        let names: Vec<&str> = listed.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c"]);
+        let asked = server.await.unwrap();
+        assert!(asked.iter().all(|q| q.contains("limit=500")), "{asked:?}");
+        assert!(!asked[0].contains("continue="), "{asked:?}");
+        assert!(asked[1].contains("continue=t1"), "{asked:?}");
+        assert!(!asked[2].contains("continue="), "{asked:?}");
+        assert!(asked[3].contains("continue=t2"), "{asked:?}");
     }
 }

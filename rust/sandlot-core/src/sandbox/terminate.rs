@@ -32,23 +32,10 @@ impl Client {
     /// frees and the pod lands on a node.
     pub async fn terminate_sandbox(&self, name: &str) -> Result<SandboxStatus> {
         validate::object_name("name", name)?;
-        // No more execs through this client's agent connection: the next
-        // one reads the sandbox and finds it terminated.
-        self.agent().forget(name);
         for _ in 0..CHANGED_MEANWHILE_TRIES {
             let pod = self.sandbox_pod(name).await?;
-            let current = self.settle_launch_failure(&pod).await?;
-            if current.phase.is_terminal() {
-                return Ok(current);
-            }
-            let body = terminate_patch(&pod);
-            let (params, patch) = (PatchParams::default(), Patch::Strategic(&body));
-            match retry(|| self.pods().patch(name, &params, &patch)).await {
-                Ok(pod) => return Ok(SandboxStatus::from_pod(&pod)),
-                // Changed since the read: by the kubelet, or by this very patch
-                // whose answer was lost. Read again and decide again.
-                Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => continue,
-                Err(err) => return Err(self.sandbox_error(err, name)),
+            if let Some(status) = self.terminate_as_read(name, &pod).await? {
+                return Ok(status);
             }
         }
         Err(Error::Api {
@@ -56,6 +43,39 @@ impl Client {
             reason: "Conflict".to_owned(),
             message: format!("sandbox {name:?} kept changing while being terminated; try again"),
         })
+    }
+}
+
+impl Client {
+    /// [`Client::terminate_sandbox`] of a sandbox whose pod a list just gave,
+    /// without reading it again unless it changed since.
+    pub(crate) async fn terminate_listed(&self, pod: &Pod) -> Result<SandboxStatus> {
+        let name = pod.metadata.name.clone().unwrap_or_default();
+        match self.terminate_as_read(&name, pod).await? {
+            Some(status) => Ok(status),
+            None => self.terminate_sandbox(&name).await,
+        }
+    }
+
+    /// One try at terminating sandbox `name` as `pod` shows it: its status
+    /// afterwards, or `None` if the pod changed since that read (by the
+    /// kubelet, or by this very patch whose answer was lost), to be read and
+    /// decided again.
+    async fn terminate_as_read(&self, name: &str, pod: &Pod) -> Result<Option<SandboxStatus>> {
+        // No more execs through this client's agent connection: the next
+        // one reads the sandbox and finds it terminated.
+        self.agent().forget(name);
+        let current = self.settle_launch_failure(pod).await?;
+        if current.phase.is_terminal() {
+            return Ok(Some(current));
+        }
+        let body = terminate_patch(pod);
+        let (params, patch) = (PatchParams::default(), Patch::Strategic(&body));
+        match retry(|| self.pods().patch(name, &params, &patch)).await {
+            Ok(pod) => Ok(Some(SandboxStatus::from_pod(&pod))),
+            Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => Ok(None),
+            Err(err) => Err(self.sandbox_error(err, name)),
+        }
     }
 }
 
