@@ -49,16 +49,21 @@ impl UsernsState {
     }
 }
 
-/// What the nodes' statuses say, from a list of them.
+/// What the nodes' statuses say, from a list of them. Only nodes a sandbox
+/// can land on count: not cordoned, and without a taint that keeps pods
+/// tolerating nothing away (a dedicated pool, fake nodes, a control plane).
 pub(crate) fn support_of(nodes: &[Node]) -> NodeSupport {
     let schedulable: Vec<&Node> = nodes
         .iter()
         .filter(|node| {
-            !node
-                .spec
-                .as_ref()
-                .and_then(|s| s.unschedulable)
-                .unwrap_or(false)
+            let spec = node.spec.as_ref();
+            let cordoned = spec.and_then(|s| s.unschedulable).unwrap_or(false);
+            let repels = spec
+                .and_then(|s| s.taints.as_ref())
+                .into_iter()
+                .flatten()
+                .any(|taint| matches!(taint.effect.as_str(), "NoSchedule" | "NoExecute"));
+            !cordoned && !repels
         })
         .collect();
     if schedulable.is_empty() {
@@ -177,7 +182,7 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use k8s_openapi::api::core::v1::{
-        NodeRuntimeHandler, NodeRuntimeHandlerFeatures, NodeSpec, NodeStatus, NodeSystemInfo,
+        NodeRuntimeHandler, NodeRuntimeHandlerFeatures, NodeSpec, NodeStatus, NodeSystemInfo, Taint,
     };
     use kube::api::ObjectMeta;
 
@@ -238,11 +243,27 @@ mod tests {
                 other => panic!("{other:?}"),
             }
         }
-        // A cordoned node takes no new pods, so it does not count.
+        // A cordoned node takes no new pods, so it does not count; nor does
+        // one whose taint keeps sandboxes (which tolerate nothing) away.
         assert_eq!(
-            support_of(&[good, node("c", &[], true)]),
+            support_of(&[good.clone(), node("c", &[], true)]),
             NodeSupport::Supported
         );
+        let mut tainted = node("d", &[], false);
+        tainted.spec.as_mut().unwrap().taints = Some(vec![Taint {
+            key: "kwok.x-k8s.io/node".into(),
+            value: Some("fake".into()),
+            effect: "NoSchedule".into(),
+            time_added: None,
+        }]);
+        assert_eq!(support_of(&[good, tainted.clone()]), NodeSupport::Supported);
+        let mut preferring = tainted;
+        preferring.spec.as_mut().unwrap().taints.as_mut().unwrap()[0].effect =
+            "PreferNoSchedule".into();
+        assert!(matches!(
+            support_of(&[node("a", &[("", Some(true))], false), preferring]),
+            NodeSupport::Unsupported(_)
+        ));
         assert!(matches!(support_of(&[]), NodeSupport::Unsupported(_)));
     }
 
