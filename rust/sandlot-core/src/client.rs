@@ -368,6 +368,12 @@ impl Client {
             .get_or_init(|| PodWatch::start(self.inner.pods.clone()))
     }
 
+    /// Sandbox `name`'s pod as the shared watch last saw it, if a wait has
+    /// started the watch and it has seen the pod (no request is made).
+    pub(crate) fn watched_pod(&self, name: &str) -> Option<Arc<Pod>> {
+        self.inner.watch.get().and_then(|watch| watch.get(name))
+    }
+
     /// Stops the task behind the shared pod watch as if it had died (a test
     /// hook: the watch restarts by itself). False if no wait has started the
     /// watch yet.

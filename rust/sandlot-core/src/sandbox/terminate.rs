@@ -24,6 +24,7 @@ impl Client {
     /// its grace period. The pod record stays, so logs remain readable and the
     /// name stays taken. A sandbox that already ended is left as it is.
     ///
+    /// The pod is read first, unless the client's shared watch holds it.
     /// The record is written only onto the very pod version read as not ended
     /// (a resourceVersion precondition), so "terminated" is decided by what the
     /// API server saw, never by comparing clocks. A sandbox whose command has
@@ -32,6 +33,14 @@ impl Client {
     /// frees and the pod lands on a node.
     pub async fn terminate_sandbox(&self, name: &str) -> Result<SandboxStatus> {
         validate::object_name("name", name)?;
+        // A pod the shared watch holds (a wait started it) needs no read: a
+        // copy that is out of date fails the patch's precondition, and the
+        // pod is read afresh below.
+        if let Some(pod) = self.watched_pod(name)
+            && let Some(status) = self.terminate_as_read(name, &pod).await?
+        {
+            return Ok(status);
+        }
         for _ in 0..CHANGED_MEANWHILE_TRIES {
             let pod = self.sandbox_pod(name).await?;
             if let Some(status) = self.terminate_as_read(name, &pod).await? {
