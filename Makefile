@@ -8,7 +8,7 @@ LOCAL_KUBECONFIG := $(CURDIR)/.cluster/kubeconfig
 # The local cluster unless the caller names another one.
 TEST_KUBECONFIG ?= $(LOCAL_KUBECONFIG)
 
-.PHONY: help cluster cluster-down cluster-status cluster-figures venv develop wheel lint test-unit test faults demo bench
+.PHONY: help cluster cluster-down cluster-status cluster-scale cluster-scale-down cluster-figures venv develop wheel lint test-unit test faults demo bench
 
 help:
 	@echo "make demo            start the local cluster if none is configured, install sandlot, run examples/quickstart.py"
@@ -19,6 +19,7 @@ help:
 	@echo "make bench           sandlot against the kubernetes clients and kubectl: benchmarks/results.md"
 	@echo "make cluster         build and start the local single-node Kubernetes (idempotent)"
 	@echo "make cluster-down    stop it; make cluster-status tells what runs"
+	@echo "make cluster-scale   add NODES (default 50) fake KWOK nodes to the running cluster, for RuntimeClass kwok; make cluster-scale-down removes them"
 
 cluster:
 	@bash tests/cluster/cluster.sh up
@@ -28,6 +29,14 @@ cluster-down:
 
 cluster-status:
 	@bash tests/cluster/cluster.sh status
+
+# The scale cluster: fake nodes beside the real one (tests/cluster/README.md).
+NODES ?= 50
+cluster-scale:
+	@bash tests/cluster/cluster.sh scale up $(NODES)
+
+cluster-scale-down:
+	@bash tests/cluster/cluster.sh scale down
 
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt

@@ -850,7 +850,7 @@ cmd_standins() {
 kwok_version=v0.8.0
 kwok_nodes_default=50
 kwok_node_prefix=kwok-node-
-kwok_pod_cidr=10.128.0.0/16 # fake pods' IPs: clear of $pod_cidr, $service_cidr and $node_ip; nothing sends to them
+kwok_pod_cidr=10.128.0.0/12 # fake pods' IPs (10.128-10.143): clear of $pod_cidr, $service_cidr and $node_ip; nothing sends to them
 # Each fake node's capacity: 50 nodes hold 50,000 pods of sandlot's default
 # requests (10m CPU, 32Mi memory).
 kwok_node_capacity='{cpu: "1000", memory: 1Ti, pods: "1000", ephemeral-storage: 10Ti}'
@@ -863,7 +863,7 @@ kwok_binary() {
   key=$(cat "$here/kwok/go.mod" "$here/kwok/go.sum" | sha256sum | cut -c1-12)
   out=$cache/kwok-$kwok_version-$key/kwok
   if [ ! -x "$out" ]; then
-    say "building kwok $kwok_version from Go modules (first time: about 2-3 minutes on 2 cores)" >&2
+    say "building kwok $kwok_version from Go modules (first time: about 2.5 minutes on 2 cores)" >&2
     mkdir -p "$(dirname "$out")"
     (cd "$here/kwok" && GOTOOLCHAIN=go1.26.10 go build -trimpath -ldflags "-s -w" \
       -o "$out.partial" sigs.k8s.io/kwok/cmd/kwok) >&2 || die "building kwok failed"
@@ -906,6 +906,16 @@ scale_nodes() {
   kubectl get nodes -l type=kwok -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}'
 }
 
+scale_ready_nodes() { # how many fake nodes are Ready
+  kubectl get nodes -l type=kwok -o 'jsonpath={range .items[*]}{.status.conditions[?(@.type=="Ready")].status}{"\n"}{end}' |
+    grep -c '^True$' || true
+}
+
+scale_held_nodes() { # how many fake nodes have a Lease (kwok holds them)
+  kubectl -n kube-node-lease get leases -o 'jsonpath={range .items[*]}{.metadata.name}{"\n"}{end}' |
+    grep -c "^$kwok_node_prefix" || true
+}
+
 # Deletes the pods bound to the nodes named on stdin at once (grace period 0,
 # as a force delete: no kubelet is there to confirm), one request per
 # namespace and node.
@@ -922,7 +932,7 @@ scale_delete_pods_on() {
 }
 
 scale_up() {
-  local nodes=${1:-$kwok_nodes_default} t0=$SECONDS kwok key i extra kwok_cmd
+  local nodes=${1:-$kwok_nodes_default} t0=$SECONDS kwok key i have extra held kwok_cmd
   [[ "$nodes" =~ ^[1-9][0-9]*$ ]] || die "NODES must be a whole number above 0, not '$nodes'"
   scale_require_cluster
   kwok=$(kwok_binary)
@@ -946,14 +956,21 @@ EOF
   key=$({ readlink "$bin/kwok"; echo "${kwok_cmd[*]}"; cat "$here/kwok/kwok.yaml"; } | sha256sum | cut -c1-16)
   if ! pid_of kwok >/dev/null || [ "$(cat "$run/kwok.key" 2>/dev/null)" != "$key" ]; then
     scale_stop_kwok
+    # Each kwok process has an identity of its own: the fake nodes' Leases that
+    # an earlier one held would keep the new one off them until they expire.
+    held=$(scale_nodes)
+    [ -z "$held" ] || kubectl -n kube-node-lease delete lease --ignore-not-found --wait=false $held >/dev/null
     say "starting kwok $kwok_version"
     mkdir -p "$run/kwok"
     : >"$logs/kwok.log"
     start kwok "${kwok_cmd[@]}"
     echo "$key" >"$run/kwok.key"
   fi
-  say "registering $nodes fake nodes"
+  # The nodes missing are registered (with their capacity: a node's status is
+  # taken as given when it is created); those already there are left as they are.
+  have=$(scale_nodes)
   for ((i = 0; i < nodes; i++)); do
+    grep -qx "$kwok_node_prefix$i" <<<"$have" && continue
     cat <<EOF
 ---
 apiVersion: v1
@@ -976,30 +993,39 @@ status:
   capacity: $kwok_node_capacity
   allocatable: $kwok_node_capacity
 EOF
-  done | kubectl apply -f - >/dev/null
+  done >"$run/kwok-nodes.yaml"
+  if [ -s "$run/kwok-nodes.yaml" ]; then
+    say "registering $(grep -c '^kind: Node$' "$run/kwok-nodes.yaml") fake nodes"
+    kubectl create -f "$run/kwok-nodes.yaml" >/dev/null
+  fi
+  rm -f "$run/kwok-nodes.yaml"
   # Fewer nodes than before: the extra ones go, with their pods.
   extra=$(scale_nodes | awk -v n="$nodes" -v p="$kwok_node_prefix" 'substr($0, 1, length(p)) == p && substr($0, length(p) + 1) + 0 >= n')
   if [ -n "$extra" ]; then
     say "removing $(wc -l <<<"$extra") fake nodes beyond $nodes"
     scale_delete_pods_on <<<"$extra"
-    xargs kubectl delete node >/dev/null <<<"$extra"
+    kubectl delete node --wait=false $extra >/dev/null
   fi
-  kubectl wait --for=condition=Ready node -l type=kwok --timeout=120s >/dev/null ||
-    die "the fake nodes did not become Ready within 120s; see $logs/kwok.log"
+  for ((i = 0; ; i++)); do
+    pid_of kwok >/dev/null || die "kwok exited; $logs/kwok.log ends: $(tail -n 3 "$logs/kwok.log")"
+    [ "$(scale_ready_nodes)" = "$nodes" ] && [ "$(scale_held_nodes)" = "$nodes" ] && break
+    ((i < 240)) || die "the fake nodes are not all Ready after 120s; see $logs/kwok.log"
+    sleep 0.5
+  done
   say "scale cluster up in $((SECONDS - t0))s: $nodes fake nodes Ready; pods with runtimeClassName: kwok land there"
 }
 
 scale_down() {
   local t0=$SECONDS nodes
   scale_stop_kwok
-  rm -f "$run/kwok.key"
+  rm -rf "$run/kwok.key" "$run/kwok.pid" "$run/kwok"
   if ! kubectl get --raw /readyz >/dev/null 2>&1; then
     say "kwok stopped; the API server does not answer, so the fake nodes (if any) stay"
     return
   fi
   nodes=$(scale_nodes)
   scale_delete_pods_on <<<"$nodes"
-  [ -z "$nodes" ] || kubectl delete nodes -l type=kwok >/dev/null
+  [ -z "$nodes" ] || kubectl delete nodes -l type=kwok --wait=false >/dev/null
   kubectl delete runtimeclass kwok --ignore-not-found >/dev/null
   say "scale cluster down in $((SECONDS - t0))s: kwok stopped; $(grep -c . <<<"$nodes" || true) fake nodes and their pods deleted"
 }

@@ -174,10 +174,17 @@ def wait_for_processes(
 def pod_room() -> int:
     """How many more pods the node takes: its pod capacity less the pods that
     hold a place (every pod not yet ended, in any namespace)."""
-    node = Kubectl().json("get", "nodes")["items"][0]
+    node = Kubectl().json("get", "nodes", "-l", "type!=kwok")["items"][0]
+    name = node["metadata"]["name"]
     live = (
         Kubectl()
-        .run("get", "pods", "-A", "--no-headers", "--field-selector=status.phase!=Succeeded,status.phase!=Failed")
+        .run(
+            "get",
+            "pods",
+            "-A",
+            "--no-headers",
+            f"--field-selector=status.phase!=Succeeded,status.phase!=Failed,spec.nodeName={name}",
+        )
         .stdout
     )
     return int(node["status"]["allocatable"]["pods"]) - len(live.splitlines())
