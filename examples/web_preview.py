@@ -33,7 +33,8 @@ http.server.ThreadingHTTPServer(("0.0.0.0", 8000), Handler).serve_forever()
 
 def fetch(url: str) -> str:
     with urllib.request.urlopen(url, timeout=30) as response:
-        return response.read().decode()
+        body: bytes = response.read()
+    return body.decode()
 
 
 async def main() -> None:

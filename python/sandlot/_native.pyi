@@ -488,6 +488,7 @@ class Files:
     def upload(self, local_dir: _LocalPath, remote_dir: _RemotePath) -> int: ...
     def download(self, remote_dir: _RemotePath, local_dir: _LocalPath) -> int: ...
 
+@final
 class ExposedPort:
     """A port of a sandbox exposed inside the cluster by a Service."""
 
@@ -770,8 +771,8 @@ class _Client:
         default_ttl_seconds: int | None = ...,
         owned_by_pod: bool = False,
         exec_path: Literal["auto", "agent", "kubernetes"] | None = None,
-        qps: float | None = 50.0,
-        burst: int = 300,
+        qps: float | None = ...,
+        burst: int = ...,
     ) -> Self: ...
     @property
     def namespace(self) -> str: ...
