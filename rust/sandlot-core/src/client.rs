@@ -393,10 +393,11 @@ impl Client {
     /// Every object `api` lists with `params`, read [`LIST_PAGE`] at a time
     /// (limit and continue), so ten thousand pods never come as one answer.
     /// A continue token that expired (410 Gone, a list longer than etcd keeps
-    /// its history) starts the list again, a few times at most.
+    /// its history) starts the list again, a few times at most. Objects come
+    /// without their managed fields, which nothing here reads.
     pub(crate) async fn list_all<K>(&self, api: &Api<K>, params: &ListParams) -> Result<Vec<K>>
     where
-        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + kube::Resource,
     {
         let mut restarts = 0;
         'list: loop {
@@ -415,7 +416,10 @@ impl Client {
                     }
                     Err(err) => return Err(self.api_error(err)),
                 };
-                items.extend(list.items);
+                items.extend(list.items.into_iter().map(|mut item| {
+                    item.meta_mut().managed_fields = None;
+                    item
+                }));
                 match list.metadata.continue_.filter(|token| !token.is_empty()) {
                     Some(token) => page = page.continue_token(&token),
                     None => return Ok(items),

@@ -70,7 +70,7 @@ impl Pods {
         match event {
             watcher::Event::Apply(pod) => {
                 if let Some(name) = pod.metadata.name.clone() {
-                    self.current.insert(name.clone(), Arc::new(pod));
+                    self.current.insert(name.clone(), Arc::new(kept(pod)));
                     self.wake(&name);
                 }
             }
@@ -83,7 +83,7 @@ impl Pods {
             watcher::Event::Init => self.relist = Some(HashMap::new()),
             watcher::Event::InitApply(pod) => {
                 if let (Some(relist), Some(name)) = (&mut self.relist, pod.metadata.name.clone()) {
-                    relist.insert(name, Arc::new(pod));
+                    relist.insert(name, Arc::new(kept(pod)));
                 }
             }
             watcher::Event::InitDone => {
@@ -107,6 +107,14 @@ impl Pods {
             waiters.send_replace(());
         }
     }
+}
+
+/// A pod as the watch keeps it: without its managed fields (who set which
+/// field, often a third of its size), which nothing here reads; ten thousand
+/// sandboxes cost that much less memory.
+fn kept(mut pod: Pod) -> Pod {
+    pod.metadata.managed_fields = None;
+    pod
 }
 
 /// What the watch task, the supervisor and the waiters share.
