@@ -113,11 +113,13 @@ impl Client {
             .await?
             .into_iter()
             .map(|s| s.name);
+        let asked: std::collections::HashSet<&str> =
+            selection.names.iter().map(String::as_str).collect();
         Ok(if selection.names.is_empty() {
             matching.collect()
         } else {
             matching
-                .filter(|name| selection.names.contains(name))
+                .filter(|name| asked.contains(name.as_str()))
                 .collect()
         })
     }
@@ -246,12 +248,14 @@ impl Client {
             phases: selection.phases.clone(),
             tags: selection.tags.clone(),
         };
+        let asked: std::collections::HashSet<&str> =
+            selection.names.iter().map(String::as_str).collect();
         Ok(self
             .list_sandbox_pods(&filter)
             .await?
             .into_iter()
             .filter(|(_, s)| s.phase.is_terminal())
-            .filter(|(_, s)| selection.names.is_empty() || selection.names.contains(&s.name))
+            .filter(|(_, s)| selection.names.is_empty() || asked.contains(s.name.as_str()))
             .filter(|(_, s)| match (cutoff, s.finished_at.or(s.created_at)) {
                 (Some(cutoff), Some(ended)) => ended <= cutoff,
                 (Some(_), None) => false,
