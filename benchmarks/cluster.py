@@ -50,6 +50,14 @@ def pod_manifest(name: str, command: list[str] | None = None, labels: dict[str, 
     }
 
 
+def kwok_pod_manifest(name: str, batch: str) -> dict[str, Any]:
+    """The baselines' pod of the scale scenario: `pod_manifest` labelled `batch=BATCH`,
+    of RuntimeClass `kwok`, so it lands on the scale cluster's fake nodes only."""
+    manifest = pod_manifest(name, labels={"batch": batch})
+    manifest["spec"]["runtimeClassName"] = "kwok"
+    return manifest
+
+
 def kubectl(*args: str, stdin: str | None = None) -> subprocess.CompletedProcess[bytes]:
     """kubectl in the benchmark namespace; its output captured, its exit status not checked."""
     return subprocess.run(

@@ -67,10 +67,14 @@ def run_worker(scenario: Scenario, client: str, size: int) -> Figures:
     # A client whose execs share one long-lived exec (sandlot's agent connection):
     # the server's time for that exec is the whole run's, not one command's.
     one_session = result.pop("_one_exec_session", False)
+    # Sandboxes the run made, for requests per sandbox.
+    sandboxes = result.pop("_sandboxes", None)
     if window:
         time.sleep(1)  # let the audit log catch up
         requests, exec_ms = audited(window, offset)
         result["api_requests"] = requests
+        if sandboxes:
+            result["requests_per_sandbox"] = round(requests / sandboxes, 2)
         if scenario.reports_server_exec_time and exec_ms and not one_session:
             result["server_p50_ms"] = round(statistics.median(exec_ms), 1)
     if scenario.samples_open_watches:

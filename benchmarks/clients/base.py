@@ -31,6 +31,15 @@ class Client(ABC):
         label selector `selector`, all run."""
 
     @abstractmethod
+    def create_wait_terminate(self, names: list[str], batch: str) -> dict[str, object]:
+        """On the scale cluster's fake nodes (RuntimeClass `kwok`), all at once with bounded
+        concurrency: create a pod per name, labelled for `batch` as the client labels, wait
+        until all run, then terminate or delete them all, leaving none. What it saw: `created`
+        (creates that succeeded), `running` (pods the wait saw running), `ended` (pods it
+        terminated or deleted), `waited_at` (time.time() when the wait returned), and
+        `terminated_at` where removing the records is a step of its own after the terminate."""
+
+    @abstractmethod
     def time_execs(self, pod: str, command: list[str], n: int) -> list[float]:
         """Run `command` in `pod` n times, one after the other; the seconds each took."""
 

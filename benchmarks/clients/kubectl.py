@@ -31,6 +31,9 @@ class KubectlClient(Client):
     def wait_running(self, names: list[str], selector: str) -> None:
         kubectl("wait", "--for=jsonpath={.status.phase}=Running", "--timeout=600s", "pod", "-l", selector)
 
+    def create_wait_terminate(self, names: list[str], batch: str) -> dict[str, object]:
+        raise NotImplementedError("the scale scenario compares the Python clients")
+
     def time_execs(self, pod: str, command: list[str], n: int) -> list[float]:
         times = []
         for _ in range(n):

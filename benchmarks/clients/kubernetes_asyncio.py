@@ -1,5 +1,5 @@
 """`kubernetes_asyncio`: one event loop and one ApiClient per operation, a watch per
-waited pod, a websocket client per exec."""
+waited pod (one watch of the namespace for a batch at scale), a websocket client per exec."""
 
 # Written as its users write it (manifests as dicts, raw `_preload_content=False`
 # returns), which its annotations do not describe.
@@ -16,7 +16,7 @@ from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.stream import WsApiClient
 
 from benchmarks.clients.base import Client
-from benchmarks.cluster import NAMESPACE, pod_manifest
+from benchmarks.cluster import NAMESPACE, kwok_pod_manifest, pod_manifest
 
 
 async def exec_collect(name: str, command: list[str]) -> tuple[bytes, int]:
@@ -82,6 +82,63 @@ class KubernetesAsyncioClient(Client):
                 await asyncio.gather(*(watch_until_running(v1, name) for name in names))
 
         asyncio.run(run())
+
+    def create_wait_terminate(self, names: list[str], batch: str) -> dict[str, object]:
+        seen: dict[str, object] = {}
+
+        async def run() -> None:
+            await config.load_kube_config()
+            async with client.ApiClient() as api_client:
+                v1 = client.CoreV1Api(api_client)
+                selector = f"batch={batch}"
+                expected = set(names)
+                running: set[str] = set()
+                # One watch of the batch, from the resourceVersion of a list made before
+                # the creates, so no event is missed; started again where it ended.
+                listed = await v1.list_namespaced_pod(NAMESPACE, label_selector=selector)
+                version = listed.metadata.resource_version
+
+                async def watch_batch() -> None:
+                    nonlocal version
+                    while True:
+                        w = watch.Watch()
+                        async for event in w.stream(
+                            v1.list_namespaced_pod,
+                            NAMESPACE,
+                            label_selector=selector,
+                            resource_version=version,
+                            timeout_seconds=3600,
+                        ):
+                            if event["type"] == "ERROR":
+                                raise RuntimeError(f"watch error: {event['raw_object']}")
+                            pod = event["object"]
+                            version = pod.metadata.resource_version
+                            if event["type"] != "DELETED" and pod.status.phase == "Running":
+                                running.add(pod.metadata.name)
+                                if expected <= running:
+                                    w.stop()
+                                    return
+
+                watcher = asyncio.create_task(watch_batch())
+                limit = asyncio.Semaphore(100)
+
+                async def one(name: str) -> None:
+                    async with limit:
+                        await v1.create_namespaced_pod(NAMESPACE, kwok_pod_manifest(name, batch))
+
+                await asyncio.gather(*(one(name) for name in names))
+                seen["created"] = len(names)
+                await asyncio.wait_for(watcher, 3600)
+                seen["waited_at"] = time.time()
+                seen["running"] = len(running & expected)
+                # Its answer is the list of pods deleted, which the typed return (V1Status) drops: read as JSON.
+                deleted = await v1.delete_collection_namespaced_pod(
+                    NAMESPACE, label_selector=selector, grace_period_seconds=0, _preload_content=False
+                )
+                seen["ended"] = len((await deleted.json())["items"])
+
+        asyncio.run(run())
+        return seen
 
     def time_execs(self, pod: str, command: list[str], n: int) -> list[float]:
         times: list[float] = []

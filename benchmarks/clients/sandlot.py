@@ -65,6 +65,40 @@ class SandlotClient(Client):
 
         asyncio.run(run())
 
+    def create_wait_terminate(self, names: list[str], batch: str) -> dict[str, object]:
+        if self.name != "sandlot":
+            raise NotImplementedError("the scale scenario measures sandlot's defaults")
+        seen: dict[str, object] = {}
+
+        async def run() -> None:
+            async with self.client() as c:  # its default request rate (qps 50, burst 300)
+                limit = asyncio.Semaphore(100)
+
+                async def one(name: str) -> sandlot.AsyncSandbox:
+                    async with limit:
+                        return await c.sandboxes.create(
+                            BUSYBOX,
+                            name=name,
+                            runtime_class="kwok",
+                            network="unrestricted",
+                            user_namespace=False,
+                            tags={"batch": batch},
+                        )
+
+                made = await asyncio.gather(*(one(name) for name in names))
+                seen["created"] = len(made)
+                statuses = await c.sandboxes.wait_all(made, "running", timeout=3600)
+                seen["waited_at"] = time.time()
+                seen["running"] = sum(s.phase == sandlot.Phase.RUNNING for s in statuses)
+                results = await c.sandboxes.terminate_many(made)
+                seen["ended"] = sum(r.terminated for r in results)
+                seen["terminate_errors"] = sum(r.error is not None for r in results)
+                seen["terminated_at"] = time.time()
+                seen["purged"] = len(await c.sandboxes.purge(made))
+
+        asyncio.run(run())
+        return seen
+
     def time_execs(self, pod: str, command: list[str], n: int) -> list[float]:
         times: list[float] = []
 

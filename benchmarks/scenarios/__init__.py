@@ -15,6 +15,7 @@ from benchmarks.scenarios import (
     log_follow,
     pools,
     ports,
+    scale,
     user_namespace,
     waiting,
 )
@@ -38,6 +39,7 @@ ALL: tuple[Scenario, ...] = (
     pools.SCENARIO,
     pools.CONCURRENT_SCENARIO,
     ports.SCENARIO,
+    scale.SCENARIO,
 )
 # The one that leaves most pods to stop comes last, so nothing waits for them.
 RUN_ORDER: tuple[Scenario, ...] = (
@@ -58,5 +60,6 @@ RUN_ORDER: tuple[Scenario, ...] = (
     ports.SCENARIO,
     fanout.SCENARIO,
     waiting.SCENARIO,
+    scale.SCENARIO,
 )
 BY_NAME = {scenario.name: scenario for scenario in ALL}
