@@ -204,6 +204,15 @@ fn cluster_domain(resolv_conf: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
+/// The cluster IP of `service`, if it has one (not a headless Service).
+fn cluster_ip_of(service: &Service) -> Option<String> {
+    service
+        .spec
+        .as_ref()
+        .and_then(|spec| spec.cluster_ip.clone())
+        .filter(|ip| ip != "None")
+}
+
 /// Whether `service` belongs to `pod`'s sandbox and serves `port`.
 fn serves(service: &Service, pod: &Pod, port: u16) -> bool {
     let owned = service
@@ -332,15 +341,9 @@ impl Client {
                     egress: None,
                 }),
             };
-            let policies: Api<NetworkPolicy> =
-                Api::namespaced(self.kube().clone(), self.namespace());
             if !made {
                 // Exposed before: the callers named now replace the earlier ones.
-                match retry(|| policies.delete(policy_name, &delete)).await {
-                    Ok(_) => {}
-                    Err(err) if api_status(&err).is_some_and(|s| s.code == 404) => {}
-                    Err(err) => return Err(self.api_error(err)),
-                }
+                self.delete_ingress_policy(policy_name).await?;
             }
             if let Err(err) = self.create_network_policy(&policy).await {
                 if made {
@@ -349,15 +352,8 @@ impl Client {
                 return Err(err);
             }
         }
-        let cluster_ip = service
-            .spec
-            .as_ref()
-            .and_then(|spec| spec.cluster_ip.clone())
-            .filter(|ip| ip != "None");
-        let host = match self.cluster_domain().await {
-            Some(domain) => format!("{service_name}.{}.svc.{domain}", self.namespace()),
-            None => cluster_ip.clone().unwrap_or_else(|| service_name.clone()),
-        };
+        let cluster_ip = cluster_ip_of(&service);
+        let host = self.host_of(&service).await;
         Ok(ExposedPort {
             sandbox: name.to_owned(),
             port,
@@ -378,17 +374,12 @@ impl Client {
     /// ingress policies. Whether there was anything to delete.
     pub async fn unexpose_port(&self, name: &str, port: u16) -> Result<bool> {
         let services: Api<Service> = Api::namespaced(self.kube().clone(), self.namespace());
-        let policies: Api<NetworkPolicy> = Api::namespaced(self.kube().clone(), self.namespace());
         let delete = DeleteParams::default();
         let mut removed = false;
         for service in self.services_of(name, port).await? {
             let service_name = service.metadata.name.clone().unwrap_or_default();
             if let Some(policy) = labels::annotation(&service.metadata, INGRESS_POLICY_ANNOTATION) {
-                match retry(|| policies.delete(policy, &delete)).await {
-                    Ok(_) => {}
-                    Err(err) if api_status(&err).is_some_and(|s| s.code == 404) => {}
-                    Err(err) => return Err(self.api_error(err)),
-                }
+                self.delete_ingress_policy(policy).await?;
             }
             match retry(|| services.delete(&service_name, &delete)).await {
                 Ok(_) => removed = true,
@@ -412,16 +403,28 @@ impl Client {
                 name: format!("for port {port} of sandbox {name} (expose it first)"),
                 namespace: self.namespace().to_owned(),
             })?;
-        let service_name = service.metadata.name.clone().unwrap_or_default();
-        let host = match self.cluster_domain().await {
-            Some(domain) => format!("{service_name}.{}.svc.{domain}", self.namespace()),
-            None => service
-                .spec
-                .and_then(|spec| spec.cluster_ip)
-                .filter(|ip| ip != "None")
-                .unwrap_or(service_name),
-        };
-        Ok(format!("http://{host}:{port}"))
+        Ok(format!("http://{}:{port}", self.host_of(&service).await))
+    }
+
+    /// What in-cluster callers connect to for `service`: its DNS name where
+    /// the cluster runs DNS, else its cluster IP.
+    async fn host_of(&self, service: &Service) -> String {
+        let name = service.metadata.name.clone().unwrap_or_default();
+        match self.cluster_domain().await {
+            Some(domain) => format!("{name}.{}.svc.{domain}", self.namespace()),
+            None => cluster_ip_of(service).unwrap_or(name),
+        }
+    }
+
+    /// Deletes ingress policy `name`; one already gone is fine.
+    async fn delete_ingress_policy(&self, name: &str) -> Result<()> {
+        let policies: Api<NetworkPolicy> = Api::namespaced(self.kube().clone(), self.namespace());
+        let delete = DeleteParams::default();
+        match retry(|| policies.delete(name, &delete)).await {
+            Ok(_) => Ok(()),
+            Err(err) if api_status(&err).is_some_and(|s| s.code == 404) => Ok(()),
+            Err(err) => Err(self.api_error(err)),
+        }
     }
 
     /// The Services exposing `port` of sandbox `name`.
