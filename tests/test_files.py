@@ -20,6 +20,7 @@ import pytest
 
 import sandlot
 from conftest import unique
+from sandlot import _testing
 
 BUSYBOX = "docker.io/library/busybox:1.36"
 STATIC = "sandlot.local/static:1"  # /pause and /probe, static; no shell, no coreutils
@@ -161,6 +162,64 @@ async def test_an_abandoned_read_stops_in_the_sandbox(box: sandlot.AsyncSandbox)
             break
         await asyncio.sleep(0.2)
     assert running == "", "the agent's read was killed"
+
+
+# Stops (SIGSTOP) every run of the agent's file mode, as code in a sandbox can:
+# the agent runs as the sandbox's user. The pattern is split so that this
+# loop's own command line does not match it.
+STOP_FILE_RUNS = (
+    "a=agen; while :; do for p in /proc/[0-9]*; do "
+    'case "$(tr "\\0" " " < $p/cmdline 2>/dev/null)" in *"${a}t file"*) kill -STOP ${p#/proc/} ;; esac; '
+    "done; done"
+)
+
+
+async def test_an_agent_the_sandbox_stops_is_a_timeout_not_a_hang(box: sandlot.AsyncSandbox) -> None:
+    started = await box.exec(["sh", "-c", f"({STOP_FILE_RUNS}) >/dev/null 2>&1 & echo $!"], check=True)
+    stopper = started.stdout.strip()
+
+    async def endless() -> AsyncIterator[bytes]:
+        for _ in range(1024):
+            yield bytes(MIB)
+
+    async def read_all(path: str) -> None:
+        async for _ in box.files.open_read(path):
+            pass
+
+    _testing.set_file_idle(2)
+    try:
+        with pytest.raises(sandlot.TimeoutError, match="no progress"):
+            await asyncio.wait_for(read_all("/dev/zero"), 60)
+        with pytest.raises(sandlot.TimeoutError, match="no progress"):
+            await asyncio.wait_for(box.files.write("/tmp/stall/new", endless()), 60)
+    finally:
+        _testing.set_file_idle(120)
+        await box.exec(["kill", stopper], check=True)
+    assert not await box.files.exists("/tmp/stall/new"), "nothing under the final name"
+    # The stopped runs were killed: none is left in the sandbox.
+    left = "?"
+    for _ in range(100):
+        left = (await box.exec(["sh", "-c", "ps -o args | grep '[a]gent file' || true"], check=True)).stdout
+        if not left:
+            break
+        await asyncio.sleep(0.3)
+    assert left == "", "the stalled runs were killed"
+
+
+async def test_read_stops_at_max_size(box: sandlot.AsyncSandbox) -> None:
+    files = box.files
+    await files.write("/tmp/max/thousand", bytes(1000))
+    assert len(await files.read("/tmp/max/thousand", max_size=1000)) == 1000
+    with pytest.raises(sandlot.errors.SandboxFileError, match="max_size") as too_large:
+        await files.read("/tmp/max/thousand", max_size=999)
+    assert too_large.value.errno == 27
+    with pytest.raises(sandlot.errors.SandboxFileError, match="max_size"):
+        await files.read_text("/tmp/max/thousand", max_size=10)
+    # A file the sandbox made huge (sparse: 8 GiB that take no disk) is
+    # refused by default once 256 MiB came, instead of filling the caller.
+    await box.exec(["truncate", "-s", "8G", "/tmp/max/huge"], check=True)
+    with pytest.raises(sandlot.errors.SandboxFileError, match="max_size"):
+        await files.read("/tmp/max/huge")
 
 
 async def test_trees_go_up_and_down_with_modes_and_links(box: sandlot.AsyncSandbox, tmp_path: Path) -> None:

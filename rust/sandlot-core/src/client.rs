@@ -67,6 +67,9 @@ struct Inner {
     kube: kube::Client,
     namespace: ResolvedNamespace,
     pods: Api<Pod>,
+    /// Pods through a client that speaks HTTP/2 where it can, for logs
+    /// (the same as `pods` on a client made from a kube client).
+    stream_pods: Api<Pod>,
     claims: Api<PersistentVolumeClaim>,
     watch: OnceLock<PodWatch>,
     /// Lifetime of sandboxes whose create does not give one (`None`: unlimited).
@@ -101,18 +104,50 @@ impl std::fmt::Debug for Client {
 /// Objects one list request asks for at most (see [`Client::list_all`]).
 pub(crate) const LIST_PAGE: u32 = 500;
 
+/// Which HTTP a kube client speaks to the API server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    /// HTTP/1.1 only: needed by exec, attach and port-forward, which upgrade
+    /// their connection to a websocket.
+    Http1,
+    /// HTTP/2 where the server offers it (else HTTP/1.1), for long
+    /// responses such as logs: the API server writes many small flushes
+    /// into one HTTP/2 connection as a few large writes, where HTTP/1.1 costs
+    /// it a write per flush.
+    Http2,
+}
+
 /// kube's default client stack, but with TCP_NODELAY: every exec opens a new
 /// connection, and without it the TLS handshake's last write and the upgrade
 /// request meet Nagle's algorithm and the server's delayed ACK (about 40 ms).
 /// Requests wait for `rate`'s token first, before authentication and the
 /// connection pool.
-fn kube_client(config: Config, rate: Option<RateLimitLayer>) -> kube::Result<kube::Client> {
+fn kube_client(
+    config: Config,
+    rate: Option<RateLimitLayer>,
+    protocol: Protocol,
+) -> kube::Result<kube::Client> {
     use kube::client::ConfigExt;
 
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let https = config.rustls_https_connector_with_connector(http)?;
+    let https = match protocol {
+        Protocol::Http1 => config.rustls_https_connector_with_connector(http)?,
+        Protocol::Http2 => {
+            let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config.rustls_client_config()?)
+                .https_or_http();
+            if let Some(name) = &config.tls_server_name {
+                let name = name.clone().try_into().map_err(|_| {
+                    kube::Error::Service(format!("invalid TLS server name {name:?}").into())
+                })?;
+                builder = builder
+                    .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
+            }
+            builder.enable_http1().enable_http2().wrap_connector(http)
+        }
+    };
     let mut timeouts = hyper_timeout::TimeoutConnector::new(https);
     timeouts.set_connect_timeout(config.connect_timeout);
     timeouts.set_read_timeout(config.read_timeout);
@@ -236,9 +271,15 @@ impl Client {
                 })?,
         };
         config.apply_debug_overrides();
-        let kube = kube_client(config, options.request_rate.layer())
+        let rate = options.request_rate.layer();
+        let streams = kube_client(config.clone(), rate.clone(), Protocol::Http2)
             .map_err(|e| unreachable(error_chain(&e)))?;
+        let kube =
+            kube_client(config, rate, Protocol::Http1).map_err(|e| unreachable(error_chain(&e)))?;
         let mut client = Client::with_namespace(kube, namespace, default_ttl);
+        Arc::get_mut(&mut client.inner)
+            .expect("a client being connected is not shared yet")
+            .stream_pods = Api::namespaced(streams, client.namespace());
         client.ensure_namespace().await?;
         let owner = match owner_pod {
             Some(pod) => Some(owner::owner_reference(client.pods(), &pod).await?),
@@ -270,12 +311,13 @@ impl Client {
         namespace: ResolvedNamespace,
         default_ttl: Option<i64>,
     ) -> Client {
-        let pods = Api::namespaced(kube.clone(), &namespace.name);
+        let pods: Api<Pod> = Api::namespaced(kube.clone(), &namespace.name);
         let claims = Api::namespaced(kube.clone(), &namespace.name);
         Client {
             inner: Arc::new(Inner {
                 kube,
                 namespace,
+                stream_pods: pods.clone(),
                 pods,
                 claims,
                 watch: OnceLock::new(),
@@ -321,6 +363,12 @@ impl Client {
 
     pub(crate) fn pods(&self) -> &Api<Pod> {
         &self.inner.pods
+    }
+
+    /// Pods, for requests with long responses (logs): over HTTP/2 where the
+    /// server offers it.
+    pub(crate) fn stream_pods(&self) -> &Api<Pod> {
+        &self.inner.stream_pods
     }
 
     pub(crate) fn claims(&self) -> &Api<PersistentVolumeClaim> {

@@ -37,7 +37,7 @@ pub use deadline::deadline_after;
 pub use error::{Error, ObjectKind, Result};
 pub use files::{
     EntryKind, FileEntry, FileReader, FileTarget, FileWriter, HELPER_IMAGE_ENV, Progress,
-    WriteOptions, errno_text, local_mode,
+    WriteOptions, errno_text, local_mode, set_file_idle,
 };
 pub use mount::Mount;
 pub use namespace::{

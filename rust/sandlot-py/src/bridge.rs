@@ -474,6 +474,17 @@ pub mod hooks {
         Ok(())
     }
 
+    /// Sets how long one wait on a file operation's agent may last before the
+    /// operation fails as stalled, for operations started from now on (tests
+    /// stop an agent and use a short one).
+    #[pyfunction]
+    pub fn _set_file_idle(py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let idle = crate::inputs::seconds("seconds", seconds)
+            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))?;
+        sandlot_core::set_file_idle(idle);
+        Ok(())
+    }
+
     /// The number of tasks alive in the runtime (tests check that nothing is
     /// left running).
     #[pyfunction]

@@ -89,27 +89,44 @@ impl<'py> IntoPyObject<'py> for Decoded {
     }
 }
 
+/// How many bytes `read` and `read_text` take by default (256 MiB).
+const DEFAULT_READ_MAX: u64 = 256 * 1024 * 1024;
+
 #[pymethods]
 impl FilesBase {
-    /// The whole content of file `path`.
-    fn read<'py>(&self, py: Python<'py>, path: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    /// The whole content of file `path`. A file of more than `max_size`
+    /// bytes (`None`: no bound) raises `SandboxFileError` (errno 27, EFBIG)
+    /// after at most `max_size + 1` bytes were read: a sandbox can make a
+    /// file as large as it likes.
+    #[pyo3(signature = (path, *, max_size=Some(DEFAULT_READ_MAX)))]
+    #[pyo3(text_signature = "($self, path, *, max_size=268435456)")]
+    fn read<'py>(
+        &self,
+        py: Python<'py>,
+        path: &Bound<'py, PyAny>,
+        max_size: Option<u64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let path = inputs::remote_path("path", path);
         let (client, target) = self.parts();
         self.mode.run(py, async move {
-            let reader = client.read_file(&target, &path?, 0, None).await?;
-            Ok(Bytes(reader.read_all().await?))
+            let content = client.read_whole_file(&target, &path?, max_size).await?;
+            Ok(Bytes(content))
         })
     }
 
     /// The content of file `path` decoded with `encoding` and `errors` (as
-    /// `bytes.decode`).
-    #[pyo3(signature = (path, encoding="utf-8", errors="strict"))]
+    /// `bytes.decode`); `max_size` as for `read`.
+    #[pyo3(signature = (path, encoding="utf-8", errors="strict", *, max_size=Some(DEFAULT_READ_MAX)))]
+    #[pyo3(
+        text_signature = "($self, path, encoding='utf-8', errors='strict', *, max_size=268435456)"
+    )]
     fn read_text<'py>(
         &self,
         py: Python<'py>,
         path: &Bound<'py, PyAny>,
         encoding: &str,
         errors: &str,
+        max_size: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let path = inputs::remote_path("path", path);
         let codec = inputs::codec(py, encoding, errors);
@@ -117,9 +134,8 @@ impl FilesBase {
         let (client, target) = self.parts();
         self.mode.run(py, async move {
             codec?;
-            let reader = client.read_file(&target, &path?, 0, None).await?;
             Ok(Decoded {
-                bytes: reader.read_all().await?,
+                bytes: client.read_whole_file(&target, &path?, max_size).await?,
                 encoding,
                 errors,
             })

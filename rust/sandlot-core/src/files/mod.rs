@@ -13,12 +13,13 @@
 
 mod helper;
 mod protocol;
+mod stall;
 mod tree;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::task::JoinHandle;
 
 use crate::client::Client;
@@ -32,6 +33,8 @@ use protocol::{
     RequestBytes, Status,
 };
 pub use protocol::{EntryKind, FileEntry, errno_text};
+pub use stall::set_file_idle;
+use stall::{Stall, Stalling};
 pub use tree::local_mode;
 
 /// Where files live: a sandbox's filesystem, or a volume's.
@@ -69,9 +72,11 @@ struct FileRun {
     lease: Option<helper::HelperLease>,
     /// Where an abandoned run is ended (see `Drop`).
     runtime: tokio::runtime::Handle,
-    stdin: Option<DuplexStream>,
-    stdout: Option<DuplexStream>,
+    stdin: Option<Stalling>,
+    stdout: Option<Stalling>,
     stderr: JoinHandle<Vec<u8>>,
+    /// Whether a wait on the agent outlasted the idle bound.
+    stall: Stall,
 }
 
 impl FileRun {
@@ -83,6 +88,9 @@ impl FileRun {
         }
         drop(self.stdout.take());
         let exit = self.exit().await;
+        if self.stall.happened() {
+            return Err(self.stall_error());
+        }
         let stderr = (&mut self.stderr).await.unwrap_or_default();
         let name = self.target.to_string();
         match protocol::parse_status(&stderr, &name, exit)? {
@@ -101,9 +109,22 @@ impl FileRun {
         file_error(&self.target.to_string(), path, errno, message)
     }
 
+    /// The error of a run whose agent stopped making progress.
+    fn stall_error(&self) -> Error {
+        Error::Timeout {
+            what: format!(
+                "the agent to move {:?} in {} (it made no progress; it was stopped)",
+                String::from_utf8_lossy(&self.path),
+                self.target
+            ),
+            after: self.stall.idle(),
+        }
+    }
+
     /// Sends bytes on stdin; a run that stopped reading reports why.
     async fn send(&mut self, bytes: &[u8]) -> Result<()> {
         let stdin = self.stdin.as_mut().expect("the run's stdin is open");
+        stdin.restart_clock();
         if stdin.write_all(bytes).await.is_ok() {
             return Ok(());
         }
@@ -111,15 +132,32 @@ impl FileRun {
         Err(self.take_failure().await)
     }
 
-    /// Waits for the program's exit code; the run is over after it.
+    /// Waits for the program's exit code; the run is over after it, unless
+    /// the wait outlasted the idle bound (then the process is left to `Drop`,
+    /// which kills it).
     async fn exit(&mut self) -> Result<i32> {
-        let mut process = self.process.take().expect("a run's exit is read once");
-        process.wait().await
+        if self.stall.happened() {
+            return Err(self.stall_error());
+        }
+        let process = self.process.as_mut().expect("a run's exit is read once");
+        match tokio::time::timeout(self.stall.idle(), process.wait()).await {
+            Ok(exit) => {
+                self.process = None;
+                exit
+            }
+            Err(_) => {
+                self.stall.mark();
+                Err(self.stall_error())
+            }
+        }
     }
 
     /// Why the run stopped early: its status, else an [`Error::Exec`].
     async fn take_failure(&mut self) -> Error {
         let exit = self.exit().await;
+        if self.stall.happened() {
+            return self.stall_error();
+        }
         let stderr = (&mut self.stderr).await.unwrap_or_default();
         let name = self.target.to_string();
         match protocol::parse_status(&stderr, &name, exit) {
@@ -248,11 +286,14 @@ impl FileReader {
             return Ok(None);
         };
         let stdout = run.stdout.as_mut().expect("a read's stdout is open");
+        stdout.restart_clock();
         let mut chunk = vec![0; MAX_CHUNK];
         let mut filled = 0;
         while filled < chunk.len() {
             match stdout.read(&mut chunk[filled..]).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) => break,
+                Err(_) if run.stall.happened() => return Err(run.stall_error()),
+                Err(_) => break,
                 Ok(n) => filled += n,
             }
             // Hand over what came as soon as a good share of a chunk is here.
@@ -405,8 +446,9 @@ impl Client {
                 },
                 (_, err) => err,
             })?;
-        let stdin = process.take_stdin();
-        let stdout = process.take_stdout();
+        let stall = Stall::new();
+        let stdin = process.take_stdin().map(|s| stall.guard(s));
+        let stdout = process.take_stdout().map(|s| stall.guard(s));
         let stderr = process.take_stderr().expect("a file run has stderr");
         let stderr = tokio::spawn(async move {
             let mut said = Vec::new();
@@ -423,6 +465,7 @@ impl Client {
             stdin,
             stdout,
             stderr,
+            stall,
         };
         run.send(&request.0).await?;
         Ok(run)
@@ -441,6 +484,36 @@ impl Client {
         let writes = !matches!(op, Op::Read | Op::Stat | Op::List | Op::Pack);
         self.start_file_run(target, path, remote, request, writes)
             .await
+    }
+
+    /// The whole content of `path`, refused with errno 27 (EFBIG) when it
+    /// holds more than `max_size` bytes (`None`: no bound), so a file a
+    /// sandbox made huge cannot exhaust the caller's memory. At most
+    /// `max_size + 1` bytes are read.
+    pub async fn read_whole_file(
+        &self,
+        target: &FileTarget,
+        path: &[u8],
+        max_size: Option<u64>,
+    ) -> Result<Vec<u8>> {
+        let limit = max_size.map(|max| max.saturating_add(1));
+        let content = self
+            .read_file(target, path, 0, limit)
+            .await?
+            .read_all()
+            .await?;
+        match max_size {
+            Some(max) if content.len() as u64 > max => Err(file_error(
+                &target.to_string(),
+                path.to_vec(),
+                27,
+                Some(format!(
+                    "File too large: it holds more than max_size ({max} bytes); pass a larger \
+                     max_size, or read it in parts with open_read"
+                )),
+            )),
+            _ => Ok(content),
+        }
     }
 
     /// Reads `path` from `offset`, `length` bytes at most (`None`: to the end).

@@ -174,7 +174,7 @@ impl Client {
         }
         let read = || async {
             let mut log = Vec::new();
-            let mut stream = self.pods().log_stream(name, &params).await?;
+            let mut stream = self.stream_pods().log_stream(name, &params).await?;
             stream
                 .read_to_end(&mut log)
                 .await
@@ -527,7 +527,12 @@ impl Reading {
         let began = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
-            match self.client.pods().log_stream(&self.name, params).await {
+            match self
+                .client
+                .stream_pods()
+                .log_stream(&self.name, params)
+                .await
+            {
                 Ok(reader) => return Ok(Box::pin(reader)),
                 Err(err) if is_transient(&err) && began.elapsed() < RECONNECT_BUDGET => {
                     attempt += 1;
