@@ -413,3 +413,37 @@ async def test_metrics_come_from_the_sandbox_itself(agent_client: sandlot.AsyncC
             await sb.metrics(interval=-1)
     finally:
         await sb.terminate()
+
+
+async def test_metrics_follow_until_the_sandbox_ends(agent_client: sandlot.AsyncClient) -> None:
+    # Busy for about 3 s, then the sandbox ends by itself.
+    burn = "end=$(($(date +%s) + 3)); while [ $(date +%s) -lt $end ]; do :; done"
+    sb = await agent_client.sandboxes.create(BUSYBOX, command=["sh", "-c", burn], resources={"cpu": "1"})
+    try:
+        await sb.wait("running", timeout=120)
+
+        async def follow() -> list[sandlot.Metrics]:
+            return [reading async for reading in sb.stream_metrics(interval=0.5)]
+
+        readings = await asyncio.wait_for(follow(), 60)
+        assert len(readings) >= 2, readings
+        assert max(r.cpu_cores or 0 for r in readings) > 0.3, readings
+        assert (await sb.refresh()).phase == "succeeded", "it ended because the sandbox did"
+        with pytest.raises(sandlot.errors.SandboxNotRunningError):
+            await sb.stream_metrics().__anext__()
+        with pytest.raises(sandlot.errors.InvalidSpecError, match="interval"):
+            sb.stream_metrics(interval=0)
+    finally:
+        await sb.terminate()
+
+
+def test_metrics_follow_from_the_sync_client(sandlot_namespace: str) -> None:
+    with sandlot.Client(sandlot_namespace, exec_path="agent") as client:
+        sb = client.sandboxes.create(BUSYBOX, command=["sleep", "2"])
+        try:
+            sb.wait("running", timeout=120)
+            readings = list(sb.stream_metrics(interval=0.25))
+            assert readings, "at least one reading while it ran"
+            assert all(r.memory_bytes is not None for r in readings)
+        finally:
+            sb.terminate()

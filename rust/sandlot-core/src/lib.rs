@@ -55,8 +55,8 @@ pub use port::{
 pub use rate::{DEFAULT_BURST, DEFAULT_QPS, RequestRate};
 pub use sandbox::{
     BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,
-    ExecResult, LAUNCH_RETRY_WINDOW, ListFilter, LogBatch, LogBatches, LogOptions, Selection,
-    SpawnOptions, TerminateOutcome, set_follow_idle, set_launch_retry_window,
+    ExecResult, LAUNCH_RETRY_WINDOW, ListFilter, LogBatch, LogBatches, LogOptions, MetricsFollow,
+    Selection, SpawnOptions, TerminateOutcome, set_follow_idle, set_launch_retry_window,
     wait_for_background_kills,
 };
 pub use spec::{DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, Resources, SandboxRequest, SandboxSpec, Ttl};

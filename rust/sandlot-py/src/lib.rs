@@ -51,6 +51,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<files::AsyncFileUpload>()?;
     m.add_class::<files::SyncFileUpload>()?;
     m.add_class::<files::FileChunks>()?;
+    m.add_class::<sandbox::MetricsStream>()?;
     m.add_class::<volume::AsyncVolumes>()?;
     m.add_class::<volume::SyncVolumes>()?;
     m.add_class::<volume::AsyncVolume>()?;

@@ -656,6 +656,24 @@ impl SandboxBase {
         })
     }
 
+    /// The sandbox's resources every `interval` seconds, for `async for`
+    /// (`AsyncSandbox`) or `for` (`Sandbox`): each CPU figure averaged over
+    /// the time since the reading before, until the sandbox stops running.
+    #[pyo3(signature = (*, interval=1.0))]
+    fn stream_metrics(&self, py: Python<'_>, interval: f64) -> PyResult<MetricsStream> {
+        let interval = inputs::seconds("interval", interval)
+            .and_then(|every| {
+                (!every.is_zero())
+                    .then_some(every)
+                    .ok_or_else(|| sandlot_core::Error::invalid("interval", "must be > 0").into())
+            })
+            .map_err(|failure: Failure| failure.into_pyerr(py, self.mode))?;
+        let readings = self.client.follow_metrics(&self.name, interval);
+        Ok(MetricsStream {
+            readings: Arc::new(tokio::sync::Mutex::new(readings)),
+        })
+    }
+
     /// Attaches to process `id` of the sandbox's agent, from any client: its
     /// output from the given offsets (or from where the kept output begins;
     /// the process's `dropped` counts what was no longer kept), its stdin,
@@ -799,5 +817,52 @@ impl SyncSandbox {
         _exc_info: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyAny>> {
         slf.as_super().get().terminate_on_exit(slf.py())
+    }
+}
+
+/// A sandbox's resources one interval after the other (see
+/// `stream_metrics`): `async for` or `for`. It ends once the sandbox no
+/// longer runs; a call cancelled while it waits loses that interval only.
+#[pyclass(module = "sandlot", frozen)]
+pub struct MetricsStream {
+    readings: Arc<tokio::sync::Mutex<sandlot_core::MetricsFollow>>,
+}
+
+impl std::fmt::Debug for MetricsStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MetricsStream")
+    }
+}
+
+impl MetricsStream {
+    fn next<'py>(&self, py: Python<'py>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
+        let readings = self.readings.clone();
+        mode.run(py, async move {
+            match readings.lock().await.next().await? {
+                Some(metrics) => Ok(Metrics::from(metrics)),
+                None => Err(Failure::End),
+            }
+        })
+    }
+}
+
+#[pymethods]
+impl MetricsStream {
+    fn __aiter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Awaits the next reading; ends when the sandbox stops running.
+    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.next(py, Mode::Async)
+    }
+
+    fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    /// Waits for the next reading; ends when the sandbox stops running.
+    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        self.next(py, Mode::Blocking)
     }
 }

@@ -53,16 +53,14 @@ pub async fn top(client: &Client, printer: &Printer, args: TopArgs) -> Result<i3
         .ok()
         .filter(|d| !d.is_zero())
         .ok_or_else(|| Error::invalid("--interval", "must be a number of seconds > 0"))?;
+    let mut readings = client.follow_metrics(&args.name, interval);
     let mut first = true;
-    loop {
-        let metrics = match client.sandbox_metrics(&args.name, interval).await {
-            Err(Error::NotRunning { .. }) if !first => return Ok(0),
-            outcome => outcome?,
-        };
+    while let Some(metrics) = readings.next().await? {
         printer.metrics(&metrics, first);
         first = false;
         if !args.follow {
-            return Ok(0);
+            break;
         }
     }
+    Ok(0)
 }

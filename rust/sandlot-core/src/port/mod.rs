@@ -18,7 +18,6 @@ use std::time::Duration;
 use crate::client::Client;
 use crate::error::{Error, Result};
 use crate::files::FileTarget;
-use crate::status::Phase;
 
 pub use expose::{ExposeRequest, ExposedPort};
 pub use forward::{ForwardStats, PortForward};
@@ -28,8 +27,6 @@ const SOCKET_TABLES: [&[u8]; 2] = [b"/proc/net/tcp", b"/proc/net/tcp6"];
 /// The most of one table read; a sandbox with more sockets than this fits
 /// (some 50,000) is not looked through further.
 const MAX_TABLE_BYTES: u64 = 8 << 20;
-/// How long a failed look waits for the sandbox's status to say it ended.
-const ENDING_LAG: Duration = Duration::from_secs(5);
 /// Between two looks while waiting for a port.
 const WAIT_POLL: Duration = Duration::from_millis(50);
 
@@ -112,16 +109,7 @@ impl Client {
                     Err(err @ Error::NotRunning { .. }) => return Err(err),
                     // A sandbox that ends while its tables are read breaks
                     // the read: if it ends (its status may lag), say that.
-                    Err(err) => {
-                        let ended = [Phase::Succeeded, Phase::Failed, Phase::Terminated];
-                        return Err(match self.wait_sandbox(name, &ended, ENDING_LAG).await {
-                            Ok(status) => Error::NotRunning {
-                                name: name.to_owned(),
-                                phase: status.phase.to_string(),
-                            },
-                            Err(_) => err,
-                        });
-                    }
+                    Err(err) => return Err(self.ended_instead(name, err).await),
                 }
                 tokio::time::sleep(WAIT_POLL).await;
             }

@@ -376,11 +376,20 @@ impl Client {
     /// Sandbox `name`'s resources as its agent reads them, CPU use averaged
     /// over `over` (two readings that far apart).
     pub async fn sandbox_metrics(&self, name: &str, over: Duration) -> Result<SandboxMetrics> {
-        let link = self.agent_for(name, "reading metrics").await?;
-        let first = link.metrics().await?;
-        tokio::time::sleep(over).await;
-        let last = link.metrics().await?;
-        Ok(SandboxMetrics::between(&first, &last))
+        let reading = self.follow_metrics(name, over).next().await?;
+        Ok(reading.expect("a first reading is a reading or an error"))
+    }
+
+    /// Sandbox `name`'s resources every `every`, until it stops running
+    /// (see [`MetricsFollow::next`]).
+    pub fn follow_metrics(&self, name: &str, every: Duration) -> MetricsFollow {
+        MetricsFollow {
+            client: self.clone(),
+            name: name.to_owned(),
+            every,
+            last: None,
+            delivered: false,
+        }
     }
 
     /// Kills agent process `process` in sandbox `name` with its whole tree,
@@ -539,5 +548,52 @@ async fn next_size(
     match resize {
         Some(resize) => resize.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+/// A sandbox's resources read one interval after the other: each reading's
+/// CPU figure is averaged over the time since the reading before it (the
+/// first: over one interval), so no interval is skipped or counted twice.
+#[derive(Debug)]
+pub struct MetricsFollow {
+    client: Client,
+    name: String,
+    every: Duration,
+    /// The agent's last raw reading, if the last read succeeded.
+    last: Option<sandlot_wire::Metrics>,
+    /// Whether a reading was handed out.
+    delivered: bool,
+}
+
+impl MetricsFollow {
+    /// The next reading, one interval after the one before; `None` once the
+    /// sandbox no longer runs, after at least one reading (a sandbox that
+    /// does not run at the first is [`Error::NotRunning`]).
+    pub async fn next(&mut self) -> Result<Option<SandboxMetrics>> {
+        let err = match self.read().await {
+            Ok(metrics) => {
+                self.delivered = true;
+                return Ok(Some(metrics));
+            }
+            // The sandbox's end breaks the agent's connection.
+            Err(err @ Error::NotRunning { .. }) => err,
+            Err(err) => self.client.ended_instead(&self.name, err).await,
+        };
+        match err {
+            Error::NotRunning { .. } if self.delivered => Ok(None),
+            err => Err(err),
+        }
+    }
+
+    async fn read(&mut self) -> Result<SandboxMetrics> {
+        let link = self.client.agent_for(&self.name, "reading metrics").await?;
+        let first = match self.last.take() {
+            Some(last) => last,
+            None => link.metrics().await?,
+        };
+        tokio::time::sleep(self.every).await;
+        let now = link.metrics().await?;
+        self.last = Some(now);
+        Ok(SandboxMetrics::between(&first, &now))
     }
 }

@@ -18,6 +18,7 @@ pub use exec::{
     wait_for_background_kills,
 };
 pub(crate) use exec::{in_background, refuse_warm};
+pub use exec_agent::MetricsFollow;
 pub use list::ListFilter;
 pub use logs::{LogBatch, LogBatches, LogOptions, set_follow_idle};
 pub use settle::{LAUNCH_RETRY_WINDOW, set_launch_retry_window};

@@ -7,7 +7,25 @@ use crate::error::{Error, ObjectKind, Result};
 use crate::status::{Phase, SandboxStatus};
 use crate::validate;
 
+/// How long a call that failed waits for the sandbox's status to say it
+/// ended (a status may lag the end that broke the call).
+const ENDING_LAG: Duration = Duration::from_secs(5);
+
 impl Client {
+    /// The error for a call on sandbox `name` that failed with `err`: if the
+    /// sandbox ends within [`ENDING_LAG`] (its end may be what broke the
+    /// call), [`Error::NotRunning`]; else `err`.
+    pub(crate) async fn ended_instead(&self, name: &str, err: Error) -> Error {
+        let ended = [Phase::Succeeded, Phase::Failed, Phase::Terminated];
+        match self.wait_sandbox(name, &ended, ENDING_LAG).await {
+            Ok(status) => Error::NotRunning {
+                name: name.to_owned(),
+                phase: status.phase.to_string(),
+            },
+            Err(_) => err,
+        }
+    }
+
     /// Waits until sandbox `name` is in one of `phases` and returns its status.
     ///
     /// Reads the client's shared pod watch. Fails at once with
