@@ -52,6 +52,7 @@ pub use pool::{
 pub use port::{
     ExposeRequest, ExposedPort, ForwardStats, PortForward, check_local_port, check_port,
 };
+pub use program::{STALE_AFTER, set_stale_program_age};
 pub use rate::{DEFAULT_BURST, DEFAULT_QPS, RequestRate};
 pub use sandbox::{
     BULK_CONCURRENCY, DEFAULT_MAX_OUTPUT, ExecKiller, ExecOptions, ExecOutput, ExecProcess,

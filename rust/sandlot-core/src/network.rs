@@ -347,7 +347,7 @@ const NON_PUBLIC_V4: [&str; 12] = [
 ];
 
 /// The gate as placed into sandboxes (see `program.rs`).
-const GATE_PROGRAM: Program = Program {
+pub(crate) const GATE_PROGRAM: Program = Program {
     what: "network gate",
     prefix: "sandlot-network-gate",
     key: GATE_KEY,

@@ -3,12 +3,13 @@
 //! per namespace, and sandboxes mount it read-only and executable. No image
 //! to publish or pull, and it runs in any image, shell or not.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, KeyToPath, Volume};
-use kube::api::{Api, ObjectMeta, PostParams};
+use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
 use tokio::time::Instant;
 
 use crate::Client;
@@ -18,6 +19,21 @@ use crate::retry::retry;
 
 /// How long a client trusts that a program's ConfigMap still exists.
 const RECHECK: Duration = Duration::from_secs(60);
+
+/// How old the ConfigMap of an earlier build must be before it may be
+/// removed: a client of that build trusts it exists for [`RECHECK`] after
+/// it last looked, and may still be making sandboxes.
+pub const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+static STALE_AFTER_SECONDS: AtomicU64 = AtomicU64::new(STALE_AFTER.as_secs());
+
+/// Sets how old the ConfigMap of an earlier build must be before purge
+/// removes it (default [`STALE_AFTER`]), in this process. For tests, which
+/// cannot make an old ConfigMap.
+#[doc(hidden)]
+pub fn set_stale_program_age(age: Duration) {
+    STALE_AFTER_SECONDS.store(age.as_secs(), Ordering::Relaxed);
+}
 
 /// One of sandlot's programs, as placed into sandboxes.
 #[derive(Debug, Clone, Copy)]
@@ -39,6 +55,14 @@ impl Program {
             (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
         });
         format!("{}-{:010x}", self.prefix, hash >> 24)
+    }
+
+    /// Whether ConfigMap `name` holds some build of this program (its prefix
+    /// and a content tag).
+    fn holds_a_build(&self, name: &str) -> bool {
+        name.strip_prefix(self.prefix)
+            .and_then(|rest| rest.strip_prefix('-'))
+            .is_some_and(|tag| tag.len() == 10 && tag.bytes().all(|b| b.is_ascii_hexdigit()))
     }
 
     /// The read-only, executable volume `volume` of this build's ConfigMap.
@@ -131,5 +155,100 @@ impl Client {
             reason: "Conflict".into(),
             message: format!("ConfigMap {name:?} kept being deleted as it was made; try again"),
         })
+    }
+}
+
+impl Client {
+    /// Deletes the ConfigMaps of earlier builds of `programs` (an upgraded
+    /// sandlot makes new ones) that no pod in the namespace mounts and that
+    /// are [`STALE_AFTER`] old; the names deleted. A client that may
+    /// not list or delete ConfigMaps leaves them.
+    pub(crate) async fn remove_stale_programs(&self, programs: &[&Program]) -> Result<Vec<String>> {
+        let maps: Api<ConfigMap> = Api::namespaced(self.kube().clone(), self.namespace());
+        let managed = ListParams::default().labels(labels::MANAGED_ONLY);
+        let found = match self.list_all(&maps, &managed).await {
+            Ok(found) => found,
+            Err(Error::PermissionDenied { .. }) => return Ok(Vec::new()),
+            Err(err) => return Err(err),
+        };
+        let current: Vec<String> = programs.iter().map(|p| p.config_map_name()).collect();
+        let now = jiff::Timestamp::now();
+        let stale_after = Duration::from_secs(STALE_AFTER_SECONDS.load(Ordering::Relaxed));
+        let stale: Vec<ConfigMap> = found
+            .into_iter()
+            .filter(|map| {
+                let name = map.metadata.name.as_deref().unwrap_or_default();
+                let age = map
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .map_or(Duration::ZERO, |t| now.duration_since(t.0).unsigned_abs());
+                programs.iter().any(|p| p.holds_a_build(name))
+                    && !current.iter().any(|c| c == name)
+                    && age >= stale_after
+            })
+            .collect();
+        if stale.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pods = self.list_all(self.pods(), &ListParams::default()).await?;
+        let mounted: HashSet<&str> = pods
+            .iter()
+            .filter_map(|pod| pod.spec.as_ref()?.volumes.as_ref())
+            .flatten()
+            .filter_map(|volume| Some(volume.config_map.as_ref()?.name.as_str()))
+            .collect();
+        let mut removed = Vec::new();
+        for map in stale {
+            let name = map.metadata.name.clone().unwrap_or_default();
+            if mounted.contains(name.as_str()) {
+                continue;
+            }
+            let params = DeleteParams {
+                preconditions: Some(Preconditions {
+                    uid: map.metadata.uid.clone(),
+                    resource_version: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match retry(|| maps.delete(&name, &params)).await {
+                Ok(_) => removed.push(name),
+                // Gone already, or replaced by a new map of that name.
+                Err(err) if api_status(&err).is_some_and(|s| matches!(s.code, 404 | 409)) => {}
+                Err(err) => match self.api_error(err) {
+                    Error::PermissionDenied { .. } => break,
+                    err => return Err(err),
+                },
+            }
+        }
+        Ok(removed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOY: Program = Program {
+        what: "toy",
+        prefix: "sandlot-agent",
+        key: "agent",
+        binary: b"toy",
+    };
+
+    #[test]
+    fn only_names_of_a_build_are_builds() {
+        assert!(TOY.holds_a_build(&TOY.config_map_name()));
+        assert!(TOY.holds_a_build("sandlot-agent-00ff00ff00"));
+        for other in [
+            "sandlot-agent",
+            "sandlot-agent-00ff00ff0",
+            "sandlot-agent-00ff00ff00x",
+            "sandlot-agent-zzzzzzzzzz",
+            "sandlot-agentx00ff00ff00",
+            "sandlot-pool-web",
+        ] {
+            assert!(!TOY.holds_a_build(other), "{other}");
+        }
     }
 }

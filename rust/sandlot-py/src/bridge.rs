@@ -485,6 +485,16 @@ pub mod hooks {
         Ok(())
     }
 
+    /// Sets how old the ConfigMap of an earlier build of sandlot's programs
+    /// must be before purge removes it (tests cannot make an old one).
+    #[pyfunction]
+    pub fn _set_stale_program_age(py: Python<'_>, seconds: f64) -> PyResult<()> {
+        let age = crate::inputs::seconds("seconds", seconds)
+            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))?;
+        sandlot_core::set_stale_program_age(age);
+        Ok(())
+    }
+
     /// The number of tasks alive in the runtime (tests check that nothing is
     /// left running).
     #[pyfunction]

@@ -80,5 +80,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(client::_stop_pod_watch, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::hooks::_set_follow_idle, m)?)?;
     m.add_function(wrap_pyfunction!(bridge::hooks::_set_file_idle, m)?)?;
+    m.add_function(wrap_pyfunction!(bridge::hooks::_set_stale_program_age, m)?)?;
     Ok(())
 }

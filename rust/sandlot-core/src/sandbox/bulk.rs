@@ -5,6 +5,9 @@ use futures::{StreamExt, TryStreamExt, stream};
 use k8s_openapi::api::core::v1::Pod;
 use kube::api::{DeleteParams, Preconditions};
 
+use crate::agent::AGENT_PROGRAM;
+use crate::network::GATE_PROGRAM;
+
 use crate::client::Client;
 use crate::error::{Error, Result, api_status};
 use crate::retry::{self, ATTEMPTS};
@@ -297,7 +300,7 @@ impl Client {
         let total = records.len();
         let done = std::sync::atomic::AtomicUsize::new(0);
         let (on_each, done) = (&on_each, &done);
-        stream::iter(records)
+        let purged = stream::iter(records)
             .map(|record| async move {
                 let purged = self.purge_record(&record).await;
                 on_each(
@@ -309,7 +312,10 @@ impl Client {
             .buffered(BULK_CONCURRENCY)
             .try_filter_map(|purged| async move { Ok(purged) })
             .try_collect()
-            .await
+            .await?;
+        self.remove_stale_programs(&[&AGENT_PROGRAM, &GATE_PROGRAM])
+            .await?;
+        Ok(purged)
     }
 
     /// Deletes one record; true if this call removed it.
