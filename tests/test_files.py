@@ -222,6 +222,28 @@ async def test_read_stops_at_max_size(box: sandlot.AsyncSandbox) -> None:
         await files.read("/tmp/max/huge")
 
 
+async def test_download_file_is_whole_or_absent(box: sandlot.AsyncSandbox, tmp_path: Path) -> None:
+    files = box.files
+    await files.write("/tmp/dl/every", EVERY_BYTE)
+    local = tmp_path / "every"
+    local.write_bytes(b"old")
+    assert await files.download_file("/tmp/dl/every", local) == len(EVERY_BYTE)
+    assert local.read_bytes() == EVERY_BYTE
+    with pytest.raises(FileNotFoundError):
+        await files.download_file("/tmp/dl/missing", tmp_path / "missing")
+    # A download given up midway (1 GiB of a sparse file): nothing is left.
+    await box.exec(["truncate", "-s", "1G", "/tmp/dl/huge"], check=True)
+    with pytest.raises(asyncio.TimeoutError):
+        await asyncio.wait_for(files.download_file("/tmp/dl/huge", tmp_path / "huge"), 0.5)
+    left: list[str] = []
+    for _ in range(50):  # the cancel reaches the native task a moment later
+        left = sorted(p.name for p in tmp_path.iterdir())
+        if left == ["every"]:
+            break
+        await asyncio.sleep(0.1)
+    assert left == ["every"], "no partial or temporary file"
+
+
 async def test_trees_go_up_and_down_with_modes_and_links(box: sandlot.AsyncSandbox, tmp_path: Path) -> None:
     source = tmp_path / "source"
     (source / "bin").mkdir(parents=True)

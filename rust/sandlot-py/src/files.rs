@@ -392,6 +392,25 @@ impl FilesBase {
         })
     }
 
+    /// Copies file `path` to local file `local_path` (replaced if it
+    /// exists) and returns its size. The content goes to a temporary file
+    /// beside it, renamed into place once all of it arrived: an error or a
+    /// cancel leaves neither a partial file nor the temporary one.
+    fn download_file<'py>(
+        &self,
+        py: Python<'py>,
+        path: &Bound<'py, PyAny>,
+        local_path: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let remote = inputs::remote_path("path", path);
+        let local = inputs::local_path("local_path", local_path);
+        let (client, target) = self.parts();
+        self.mode.run(py, async move {
+            let (remote, local) = (remote?, local?);
+            Ok(client.download_file(&target, &remote, &local, None).await?)
+        })
+    }
+
     fn __repr__(slf: &Bound<'_, Self>) -> String {
         let (kind, name) = match &slf.get().target {
             FileTarget::Sandbox(name) => ("sandbox", name),

@@ -96,11 +96,11 @@ impl Client {
                 .unwrap_or_default(),
             crate::validate::generated_name("")
         ));
-        let temporary = PathBuf::from(temporary);
+        let temporary = RemovedOnDrop(Some(PathBuf::from(temporary)));
         let written = async {
-            let mut file = tokio::fs::File::create(&temporary)
+            let mut file = tokio::fs::File::create(temporary.path())
                 .await
-                .map_err(|err| local_error(&temporary, &err))?;
+                .map_err(|err| local_error(temporary.path(), &err))?;
             let mut size = 0u64;
             while let Some(chunk) = reader.next_chunk().await? {
                 file.write_all(&chunk)
@@ -110,14 +110,14 @@ impl Client {
                 advance(progress.as_ref(), chunk.len() as u64);
             }
             file.flush().await.map_err(|err| local_error(local, &err))?;
-            tokio::fs::rename(&temporary, local)
+            tokio::fs::rename(temporary.path(), local)
                 .await
                 .map_err(|err| local_error(local, &err))?;
             Ok::<_, Error>(size)
         }
         .await;
-        if written.is_err() {
-            let _ = tokio::fs::remove_file(&temporary).await;
+        if written.is_ok() {
+            temporary.keep();
         }
         written
     }
@@ -553,6 +553,29 @@ fn stays_inside(depth: usize, target: &[u8]) -> bool {
         }
     }
     true
+}
+
+/// A local temporary file, removed when dropped: by an error, and by a
+/// caller that gives the download up (its future dropped midway).
+struct RemovedOnDrop(Option<PathBuf>);
+
+impl RemovedOnDrop {
+    fn path(&self) -> &Path {
+        self.0.as_deref().expect("kept only at the end")
+    }
+
+    /// Leaves the file (it was renamed into place).
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemovedOnDrop {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
 }
 
 #[cfg(test)]
