@@ -13,7 +13,7 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -451,67 +451,71 @@ def test_metrics_follow_from_the_sync_client(sandlot_namespace: str) -> None:
 
 
 async def test_purge_removes_configmaps_of_earlier_agent_builds_no_pod_mounts(
-    agent_client: sandlot.AsyncClient, sandlot_namespace: str
+    sandlot_delete_namespace: Callable[[str], None],
 ) -> None:
-    kubectl = Kubectl(sandlot_namespace)
+    namespace = unique("builds")
+    kubectl = Kubectl(namespace)
     managed = {"app.kubernetes.io/managed-by": "sandlot"}
 
     def config_map(name: str, labels: dict[str, str]) -> str:
         return json.dumps({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": labels}})
 
-    # What an earlier sandlot left: an agent build no pod mounts, a gate
-    # build a pod still mounts; and maps that are not builds of a program.
-    unused, mounted = "sandlot-agent-00000000aa", "sandlot-network-gate-00000000bb"
-    others = ["sandlot-agent-notabuild", unique("mine")]
-    for name in (unused, mounted):
-        kubectl.apply(config_map(name, managed))
-    kubectl.apply(config_map(others[0], managed))
-    kubectl.apply(config_map(others[1], {}))
-    holder = unique("holder")
-    pod = {
-        "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {"name": holder},
-        "spec": {
-            "restartPolicy": "Never",
-            "automountServiceAccountToken": False,
-            "securityContext": {"seccompProfile": {"type": "RuntimeDefault"}},
-            "containers": [
-                {
-                    "name": "c",
-                    "image": BUSYBOX,
-                    "command": ["sleep", "3600"],
-                    "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
-                    "volumeMounts": [{"name": "gate", "mountPath": "/gate"}],
-                }
-            ],
-            "volumes": [{"name": "gate", "configMap": {"name": mounted, "optional": True}}],
-        },
-    }
-    kubectl.apply(json.dumps(pod))
-    sb = await agent_client.sandboxes.create(BUSYBOX)  # the current build's map
+    def maps() -> set[str]:
+        return {item["metadata"]["name"] for item in kubectl.json("get", "configmaps")["items"]}
+
     try:
-        await sb.wait("running", timeout=120)
-
-        def maps() -> set[str]:
-            listed = kubectl.json("get", "configmaps")["items"]
-            return {item["metadata"]["name"] for item in listed}
-
-        current = {name for name in maps() if name.startswith("sandlot-agent-")} - {unused, others[0]}
-        assert len(current) == 1, current
-        # Younger than an hour: left, whatever mounts them.
-        await agent_client.sandboxes.purge(tags={"suite": unique("none")})
-        assert {unused, mounted} <= maps()
-        _testing.set_stale_program_age(0)
-        try:
-            await agent_client.sandboxes.purge(tags={"suite": unique("none")})
-        finally:
-            _testing.set_stale_program_age(3600)
-        left = maps()
-        assert unused not in left, "an earlier build no pod mounts is removed"
-        assert {mounted, *current, *others} <= left, "mounted, current and other maps stay"
-        assert (await sb.exec(["true"])).path == "agent", "the running sandbox keeps its agent"
+        async with sandlot.AsyncClient(namespace, exec_path="agent") as client:
+            await client.connect()  # makes the namespace
+            # What an earlier sandlot left, before this build's map exists: an
+            # agent build no pod mounts, a gate build a pod still mounts; and
+            # maps that are not builds of a program.
+            unused, mounted = "sandlot-agent-00000000aa", "sandlot-network-gate-00000000bb"
+            others = ["sandlot-agent-notabuild", "mine"]
+            for name in (unused, mounted, others[0]):
+                kubectl.apply(config_map(name, managed))
+            kubectl.apply(config_map(others[1], {}))
+            holder = {
+                "apiVersion": "v1",
+                "kind": "Pod",
+                "metadata": {"name": "holder"},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "automountServiceAccountToken": False,
+                    "securityContext": {
+                        "runAsNonRoot": True,
+                        "runAsUser": 1000,
+                        "seccompProfile": {"type": "RuntimeDefault"},
+                    },
+                    "containers": [
+                        {
+                            "name": "c",
+                            "image": BUSYBOX,
+                            "command": ["sleep", "3600"],
+                            "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
+                            "volumeMounts": [{"name": "gate", "mountPath": "/gate"}],
+                        }
+                    ],
+                    "volumes": [{"name": "gate", "configMap": {"name": mounted, "optional": True}}],
+                },
+            }
+            kubectl.apply(json.dumps(holder))
+            await asyncio.sleep(1.1)  # creation times have whole seconds
+            sb = await client.sandboxes.create(BUSYBOX)  # this build's maps
+            await sb.wait("running", timeout=120)
+            current = {name for name in maps() if name.startswith("sandlot-")} - {unused, mounted, others[0]}
+            assert current, "this build's maps"
+            # This build's map is younger than an hour: nothing goes yet.
+            await client.sandboxes.purge(tags={"suite": "none"})
+            assert {unused, mounted} <= maps()
+            _testing.set_stale_program_age(0)
+            try:
+                await client.sandboxes.purge(tags={"suite": "none"})
+            finally:
+                _testing.set_stale_program_age(3600)
+            left = maps()
+            assert unused not in left, "an earlier build no pod mounts is removed"
+            assert {mounted, *current, *others} <= left, "mounted, current and other maps stay"
+            assert (await sb.exec(["true"])).path == "agent", "the running sandbox keeps its agent"
+            await sb.terminate()
     finally:
-        await sb.terminate()
-        kubectl.run("delete", "pod", holder, "--wait=false")
-        kubectl.run("delete", "configmap", mounted, *others, "--ignore-not-found")
+        sandlot_delete_namespace(namespace)

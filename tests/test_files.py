@@ -231,10 +231,20 @@ async def test_download_file_is_whole_or_absent(box: sandlot.AsyncSandbox, tmp_p
     assert local.read_bytes() == EVERY_BYTE
     with pytest.raises(FileNotFoundError):
         await files.download_file("/tmp/dl/missing", tmp_path / "missing")
-    # A download given up midway (1 GiB of a sparse file): nothing is left.
+    # A download given up midway (1 GiB of a sparse file), once its
+    # temporary file is there: nothing is left.
     await box.exec(["truncate", "-s", "1G", "/tmp/dl/huge"], check=True)
-    with pytest.raises(asyncio.TimeoutError):
-        await asyncio.wait_for(files.download_file("/tmp/dl/huge", tmp_path / "huge"), 0.5)
+    download = asyncio.ensure_future(files.download_file("/tmp/dl/huge", tmp_path / "huge"))
+    started: list[str] = []
+    for _ in range(100):
+        started = [n for n in await asyncio.to_thread(os.listdir, tmp_path) if n.startswith(".huge.sandlot-")]
+        if started or download.done():
+            break
+        await asyncio.sleep(0.05)
+    assert started and not download.done(), "the download was under way"
+    download.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await download
     left: list[str] = []
     for _ in range(50):  # the cancel reaches the native task a moment later
         left = sorted(await asyncio.to_thread(os.listdir, tmp_path))

@@ -67,9 +67,9 @@ struct Inner {
     kube: kube::Client,
     namespace: ResolvedNamespace,
     pods: Api<Pod>,
-    /// Pods through a client that speaks HTTP/2 where it can, for logs
-    /// (the same as `pods` on a client made from a kube client).
-    stream_pods: Api<Pod>,
+    /// What a follow's own HTTP/2 connection is made from (`None` on a
+    /// client made from a kube client: follows use `pods`).
+    follow_connection: Option<(Config, Option<RateLimitLayer>)>,
     claims: Api<PersistentVolumeClaim>,
     watch: OnceLock<PodWatch>,
     /// Lifetime of sandboxes whose create does not give one (`None`: unlimited).
@@ -110,10 +110,9 @@ enum Protocol {
     /// HTTP/1.1 only: needed by exec, attach and port-forward, which upgrade
     /// their connection to a websocket.
     Http1,
-    /// HTTP/2 where the server offers it (else HTTP/1.1), for long
-    /// responses such as logs: the API server writes many small flushes
-    /// into one HTTP/2 connection as a few large writes, where HTTP/1.1 costs
-    /// it a write per flush.
+    /// HTTP/2 where the server offers it (else HTTP/1.1), for log follows:
+    /// the API server writes many small flushes into an HTTP/2 connection
+    /// as a few large writes, where HTTP/1.1 costs it a write per flush.
     Http2,
 }
 
@@ -272,14 +271,15 @@ impl Client {
         };
         config.apply_debug_overrides();
         let rate = options.request_rate.layer();
-        let streams = kube_client(config.clone(), rate.clone(), Protocol::Http2)
+        // Made once here, so that a follow's own connection cannot fail to be made.
+        kube_client(config.clone(), rate.clone(), Protocol::Http2)
             .map_err(|e| unreachable(error_chain(&e)))?;
-        let kube =
-            kube_client(config, rate, Protocol::Http1).map_err(|e| unreachable(error_chain(&e)))?;
+        let kube = kube_client(config.clone(), rate.clone(), Protocol::Http1)
+            .map_err(|e| unreachable(error_chain(&e)))?;
         let mut client = Client::with_namespace(kube, namespace, default_ttl);
         Arc::get_mut(&mut client.inner)
             .expect("a client being connected is not shared yet")
-            .stream_pods = Api::namespaced(streams, client.namespace());
+            .follow_connection = Some((config, rate));
         client.ensure_namespace().await?;
         let owner = match owner_pod {
             Some(pod) => Some(owner::owner_reference(client.pods(), &pod).await?),
@@ -311,13 +311,13 @@ impl Client {
         namespace: ResolvedNamespace,
         default_ttl: Option<i64>,
     ) -> Client {
-        let pods: Api<Pod> = Api::namespaced(kube.clone(), &namespace.name);
+        let pods = Api::namespaced(kube.clone(), &namespace.name);
         let claims = Api::namespaced(kube.clone(), &namespace.name);
         Client {
             inner: Arc::new(Inner {
                 kube,
                 namespace,
-                stream_pods: pods.clone(),
+                follow_connection: None,
                 pods,
                 claims,
                 watch: OnceLock::new(),
@@ -365,10 +365,22 @@ impl Client {
         &self.inner.pods
     }
 
-    /// Pods, for requests with long responses (logs): over HTTP/2 where the
-    /// server offers it.
-    pub(crate) fn stream_pods(&self) -> &Api<Pod> {
-        &self.inner.stream_pods
+    /// Pods on a connection of its own that speaks HTTP/2 where the server
+    /// offers it, for one request of a log follow: a follow that asks again
+    /// after a silence gets a new connection (a dead one would not answer),
+    /// and no follow shares flow-control windows with another.
+    pub(crate) fn follow_pods(&self) -> Api<Pod> {
+        let own = self
+            .inner
+            .follow_connection
+            .as_ref()
+            .and_then(|(config, rate)| {
+                kube_client(config.clone(), rate.clone(), Protocol::Http2).ok()
+            });
+        match own {
+            Some(kube) => Api::namespaced(kube, self.namespace()),
+            None => self.inner.pods.clone(),
+        }
     }
 
     pub(crate) fn claims(&self) -> &Api<PersistentVolumeClaim> {

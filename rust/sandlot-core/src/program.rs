@@ -160,9 +160,12 @@ impl Client {
 
 impl Client {
     /// Deletes the ConfigMaps of earlier builds of `programs` (an upgraded
-    /// sandlot makes new ones) that no pod in the namespace mounts and that
-    /// are [`STALE_AFTER`] old; the names deleted. A client that may
-    /// not list or delete ConfigMaps leaves them.
+    /// sandlot makes new ones) that no pod in the namespace mounts; the
+    /// names deleted. Earlier means made before this build's map in this
+    /// namespace (both times are the API server's), and only once this
+    /// build's map is [`STALE_AFTER`] old, so that clients of the build
+    /// before have moved on. A client that may not list or delete ConfigMaps
+    /// leaves them.
     pub(crate) async fn remove_stale_programs(&self, programs: &[&Program]) -> Result<Vec<String>> {
         let maps: Api<ConfigMap> = Api::namespaced(self.kube().clone(), self.namespace());
         let managed = ListParams::default().labels(labels::MANAGED_ONLY);
@@ -171,23 +174,30 @@ impl Client {
             Err(Error::PermissionDenied { .. }) => return Ok(Vec::new()),
             Err(err) => return Err(err),
         };
-        let current: Vec<String> = programs.iter().map(|p| p.config_map_name()).collect();
-        let now = jiff::Timestamp::now();
+        let made = |map: &ConfigMap| map.metadata.creation_timestamp.as_ref().map(|t| t.0);
         let stale_after = Duration::from_secs(STALE_AFTER_SECONDS.load(Ordering::Relaxed));
-        let stale: Vec<ConfigMap> = found
-            .into_iter()
-            .filter(|map| {
+        let now = jiff::Timestamp::now();
+        let mut stale: Vec<&ConfigMap> = Vec::new();
+        for program in programs {
+            let current = program.config_map_name();
+            let Some(ours) = found
+                .iter()
+                .find(|map| map.metadata.name.as_deref() == Some(current.as_str()))
+                .and_then(made)
+            else {
+                continue;
+            };
+            let age = now.duration_since(ours);
+            if age.is_negative() || age.unsigned_abs() < stale_after {
+                continue;
+            }
+            stale.extend(found.iter().filter(|map| {
                 let name = map.metadata.name.as_deref().unwrap_or_default();
-                let age = map
-                    .metadata
-                    .creation_timestamp
-                    .as_ref()
-                    .map_or(Duration::ZERO, |t| now.duration_since(t.0).unsigned_abs());
-                programs.iter().any(|p| p.holds_a_build(name))
-                    && !current.iter().any(|c| c == name)
-                    && age >= stale_after
-            })
-            .collect();
+                program.holds_a_build(name)
+                    && name != current
+                    && made(map).is_some_and(|t| t < ours)
+            }));
+        }
         if stale.is_empty() {
             return Ok(Vec::new());
         }

@@ -109,16 +109,22 @@ impl FileRun {
         file_error(&self.target.to_string(), path, errno, message)
     }
 
-    /// The error of a run whose agent stopped making progress.
-    fn stall_error(&self) -> Error {
+    /// The error of a run whose agent stopped making progress (a wait
+    /// lasted `after`).
+    fn stall_error_after(&self, after: std::time::Duration) -> Error {
         Error::Timeout {
             what: format!(
                 "the agent to move {:?} in {} (it made no progress; it was stopped)",
                 String::from_utf8_lossy(&self.path),
                 self.target
             ),
-            after: self.stall.idle(),
+            after,
         }
+    }
+
+    /// The error of a run one of whose waits on data outlasted the bound.
+    fn stall_error(&self) -> Error {
+        self.stall_error_after(self.stall.idle())
     }
 
     /// Sends bytes on stdin; a run that stopped reading reports why.
@@ -140,14 +146,14 @@ impl FileRun {
             return Err(self.stall_error());
         }
         let process = self.process.as_mut().expect("a run's exit is read once");
-        match tokio::time::timeout(self.stall.idle(), process.wait()).await {
+        match tokio::time::timeout(self.stall.exit_idle(), process.wait()).await {
             Ok(exit) => {
                 self.process = None;
                 exit
             }
             Err(_) => {
                 self.stall.mark();
-                Err(self.stall_error())
+                Err(self.stall_error_after(self.stall.exit_idle()))
             }
         }
     }
@@ -658,9 +664,12 @@ impl Client {
         recursive: bool,
     ) -> Result<()> {
         let flags = if recursive { RECURSIVE } else { 0 };
-        let run = self
+        let mut run = self
             .simple_file_op(target, ("path", path), Op::Remove, |r| Ok(r.u32(flags)))
             .await?;
+        if recursive {
+            run.stall.allow_silent_work();
+        }
         run.finish().await.map(drop)
     }
 

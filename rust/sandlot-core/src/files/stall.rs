@@ -1,7 +1,8 @@
 //! The idle bound of a file run: code in a sandbox can stop the agent's file
 //! process (it runs as the sandbox's user), and a call waiting on it would
 //! then wait forever. Every wait on the agent (a read of its output, a write
-//! to its input, its exit) fails once it has lasted the bound.
+//! to its input, its exit) fails once it has lasted the bound (the exit of
+//! an operation that is silent until it ends: several times the bound).
 
 use std::io;
 use std::pin::Pin;
@@ -31,13 +32,22 @@ pub fn set_file_idle(idle: Duration) {
 #[derive(Debug, Clone)]
 pub(super) struct Stall {
     idle: Duration,
+    /// How long the wait for the run's exit may last: `idle`, or longer for
+    /// an operation that works without a word until it ends.
+    exit_idle: Duration,
     happened: Arc<AtomicBool>,
 }
 
+/// How many times the idle bound an operation that is silent until it ends
+/// (a recursive remove of a large tree) may take.
+const SILENT_WORK_FACTOR: u32 = 15;
+
 impl Stall {
     pub(super) fn new() -> Self {
+        let idle = Duration::from_millis(FILE_IDLE_MS.load(Ordering::Relaxed));
         Stall {
-            idle: Duration::from_millis(FILE_IDLE_MS.load(Ordering::Relaxed)),
+            idle,
+            exit_idle: idle,
             happened: Arc::default(),
         }
     }
@@ -45,6 +55,17 @@ impl Stall {
     /// How long one wait may last.
     pub(super) fn idle(&self) -> Duration {
         self.idle
+    }
+
+    /// How long the wait for the run's exit may last.
+    pub(super) fn exit_idle(&self) -> Duration {
+        self.exit_idle
+    }
+
+    /// Lets the run work silently until its exit for longer (a recursive
+    /// remove says nothing until it is done).
+    pub(super) fn allow_silent_work(&mut self) {
+        self.exit_idle = self.idle * SILENT_WORK_FACTOR;
     }
 
     pub(super) fn happened(&self) -> bool {
@@ -152,6 +173,7 @@ mod tests {
     fn stall(idle_ms: u64) -> Stall {
         Stall {
             idle: Duration::from_millis(idle_ms),
+            exit_idle: Duration::from_millis(idle_ms),
             happened: Arc::default(),
         }
     }

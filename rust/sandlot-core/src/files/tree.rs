@@ -98,8 +98,10 @@ impl Client {
         ));
         let temporary = RemovedOnDrop(Some(PathBuf::from(temporary)));
         let written = async {
-            let mut file = tokio::fs::File::create(temporary.path())
-                .await
+            // Made at once (not on a blocking thread the caller's cancel
+            // cannot stop), so that the guard removes what was made.
+            let mut file = std::fs::File::create(temporary.path())
+                .map(tokio::fs::File::from_std)
                 .map_err(|err| local_error(temporary.path(), &err))?;
             let mut size = 0u64;
             while let Some(chunk) = reader.next_chunk().await? {

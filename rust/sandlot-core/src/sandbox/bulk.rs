@@ -313,8 +313,10 @@ impl Client {
             .try_filter_map(|purged| async move { Ok(purged) })
             .try_collect()
             .await?;
-        self.remove_stale_programs(&[&AGENT_PROGRAM, &GATE_PROGRAM])
-            .await?;
+        // Housekeeping: the records are purged whatever becomes of it.
+        let _ = self
+            .remove_stale_programs(&[&AGENT_PROGRAM, &GATE_PROGRAM])
+            .await;
         Ok(purged)
     }
 

@@ -174,7 +174,7 @@ impl Client {
         }
         let read = || async {
             let mut log = Vec::new();
-            let mut stream = self.stream_pods().log_stream(name, &params).await?;
+            let mut stream = self.pods().log_stream(name, &params).await?;
             stream
                 .read_to_end(&mut log)
                 .await
@@ -527,12 +527,14 @@ impl Reading {
         let began = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
-            match self
-                .client
-                .stream_pods()
-                .log_stream(&self.name, params)
-                .await
-            {
+            // One-shot reads share the client's connections; a follow's
+            // requests each get one of their own.
+            let pods = if params.follow {
+                self.client.follow_pods()
+            } else {
+                self.client.pods().clone()
+            };
+            match pods.log_stream(&self.name, params).await {
                 Ok(reader) => return Ok(Box::pin(reader)),
                 Err(err) if is_transient(&err) && began.elapsed() < RECONNECT_BUDGET => {
                     attempt += 1;
