@@ -25,7 +25,7 @@ EVERY_BYTE = bytes(range(256)) * 4
 MIB = 1024 * 1024
 
 
-def sandlot(namespace: str, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
+def sandlot(namespace: str, *args: str | bytes, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Runs the CLI with bytes in and out (stdin empty unless given)."""
     return subprocess.run(
         cli(namespace, *args),
@@ -37,7 +37,7 @@ def sandlot(namespace: str, *args: str, stdin: bytes | None = None) -> subproces
     )
 
 
-def ok(namespace: str, *args: str, stdin: bytes | None = None) -> bytes:
+def ok(namespace: str, *args: str | bytes, stdin: bytes | None = None) -> bytes:
     """The stdout of a CLI run that must succeed quietly (no progress or notes
     on stderr, which is not a terminal here)."""
     ran = sandlot(namespace, *args, stdin=stdin)
@@ -46,8 +46,8 @@ def ok(namespace: str, *args: str, stdin: bytes | None = None) -> bytes:
     return ran.stdout
 
 
-def cli(namespace: str, *args: str) -> list[str]:
-    """The command line of a CLI run in `namespace`."""
+def cli(namespace: str, *args: str | bytes) -> list[str | bytes]:
+    """The command line of a CLI run in `namespace` (bytes: names that are not UTF-8)."""
     return [SANDLOT, "--namespace", namespace, *args]
 
 
@@ -113,6 +113,22 @@ def test_a_file_goes_up_and_back_byte_exact_with_its_mode(sandlot_namespace: str
     into.mkdir()
     ok(sandlot_namespace, "cp", f"{box}:/tmp/made/all.bin", str(into))
     assert (into / "all.bin").read_bytes() == EVERY_BYTE
+
+
+def test_names_that_are_not_utf8_go_both_ways(sandlot_namespace: str, box: str, tmp_path: Path) -> None:
+    local = os.fsencode(tmp_path) + b"/caf\xe9"
+    with open(local, "wb") as file:
+        file.write(EVERY_BYTE)
+    remote = box.encode() + b":/tmp/latin/caf\xe9"
+    ok(sandlot_namespace, "cp", local, remote)
+    assert ok(sandlot_namespace, "ls", f"{box}:/tmp/latin").split() == [b"caf\xe9"]
+    assert ok(sandlot_namespace, "cat", remote) == EVERY_BYTE
+    back = os.fsencode(tmp_path) + b"/back\xff"
+    ok(sandlot_namespace, "cp", remote, back)
+    with open(back, "rb") as file:
+        assert file.read() == EVERY_BYTE
+    bad = sandlot(sandlot_namespace, "cat", b"bo\xffx:/etc/hosts")
+    assert bad.returncode == 2 and b"UTF-8" in bad.stderr, bad.stderr
 
 
 def test_stdin_and_stdout_as_operands(sandlot_namespace: str, box: str) -> None:

@@ -1,8 +1,11 @@
 //! Command-line definitions.
 
 use std::collections::BTreeMap;
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
 
+use clap::builder::{OsStringValueParser, TypedValueParser};
 use clap::{Args, Parser, Subcommand};
 use sandlot_core::{
     AccessMode, EgressRule, Error, FileTarget, MAX_POOL_SIZE, Mount, Phase, PoolRequest, PoolSpec,
@@ -819,39 +822,47 @@ pub enum Operand {
 }
 
 impl Operand {
-    /// Reads an operand: `-`; a local path if it starts with `/` or `.`;
-    /// `volume:NAME:PATH` (but `volume:/PATH` is in the sandbox `volume`);
-    /// `SANDBOX:PATH` where the text before the first colon has no `/`;
-    /// else a local path. A remote operand needs a path after its colon.
-    pub fn parse(text: &str) -> Result<Operand, String> {
-        if text == "-" {
+    /// Reads an operand, as bytes (names need not be UTF-8): `-`; a local
+    /// path if it starts with `/` or `.`; `volume:NAME:PATH` (but
+    /// `volume:/PATH` is in the sandbox `volume`); `SANDBOX:PATH` where the
+    /// text before the first colon has no `/`; else a local path. A remote
+    /// operand needs a path after its colon, and a sandbox or volume name in
+    /// UTF-8.
+    pub fn parse(text: impl AsRef<OsStr>) -> Result<Operand, String> {
+        let text = text.as_ref();
+        let bytes = text.as_bytes();
+        let shown = text.to_string_lossy();
+        if bytes == b"-" {
             return Ok(Operand::Local(Local::Standard));
         }
-        if text.starts_with(['/', '.']) {
+        if bytes.starts_with(b"/") || bytes.starts_with(b".") {
             return Ok(Operand::Local(Local::Path(text.into())));
         }
-        let remote = |target: FileTarget, path: &str| {
+        let name = |name: &[u8]| {
+            String::from_utf8(name.to_vec())
+                .map_err(|_| format!("{shown:?}: a sandbox or volume name is UTF-8"))
+        };
+        let remote = |target: FileTarget, path: &[u8]| {
             if path.is_empty() {
                 return Err(format!(
-                    "{text:?} names no path after its colon (\"/\" is the root)"
+                    "{shown:?} names no path after its colon (\"/\" is the root)"
                 ));
             }
             Ok(Operand::Remote(RemotePath {
                 target,
-                path: path.as_bytes().to_vec(),
+                path: path.to_vec(),
             }))
         };
-        if let Some(rest) = text.strip_prefix("volume:")
-            && !rest.starts_with('/')
+        if let Some(rest) = bytes.strip_prefix(b"volume:")
+            && !rest.starts_with(b"/")
         {
-            let (name, path) = rest
-                .split_once(':')
-                .ok_or_else(|| format!("{text:?} must look like volume:NAME:PATH"))?;
-            return remote(FileTarget::Volume(name.to_owned()), path);
+            let (volume, path) = split_at_colon(rest)
+                .ok_or_else(|| format!("{shown:?} must look like volume:NAME:PATH"))?;
+            return remote(FileTarget::Volume(name(volume)?), path);
         }
-        match text.split_once(':') {
-            Some((name, path)) if !name.is_empty() && !name.contains('/') => {
-                remote(FileTarget::Sandbox(name.to_owned()), path)
+        match split_at_colon(bytes) {
+            Some((sandbox, path)) if !sandbox.is_empty() && !sandbox.contains(&b'/') => {
+                remote(FileTarget::Sandbox(name(sandbox)?), path)
             }
             _ => Ok(Operand::Local(Local::Path(text.into()))),
         }
@@ -866,23 +877,40 @@ impl Operand {
     }
 }
 
+/// The bytes before and after the first colon, if there is one.
+fn split_at_colon(text: &[u8]) -> Option<(&[u8], &[u8])> {
+    let colon = text.iter().position(|&b| b == b':')?;
+    Some((&text[..colon], &text[colon + 1..]))
+}
+
 /// Reads an operand that must be in a sandbox or volume.
-fn parse_remote(text: &str) -> Result<RemotePath, String> {
-    match Operand::parse(text)? {
+fn parse_remote(text: OsString) -> Result<RemotePath, String> {
+    match Operand::parse(&text)? {
         Operand::Remote(remote) => Ok(remote),
         Operand::Local(_) => Err(format!(
-            "{text:?} is not in a sandbox or volume: write SANDBOX:PATH or volume:NAME:PATH"
+            "{:?} is not in a sandbox or volume: write SANDBOX:PATH or volume:NAME:PATH",
+            text.to_string_lossy()
         )),
     }
+}
+
+/// How clap reads `cp` operands: as the bytes given.
+fn operand_parser() -> impl TypedValueParser<Value = Operand> {
+    OsStringValueParser::new().try_map(Operand::parse)
+}
+
+/// How clap reads remote operands: as the bytes given.
+fn remote_parser() -> impl TypedValueParser<Value = RemotePath> {
+    OsStringValueParser::new().try_map(parse_remote)
 }
 
 #[derive(Debug, Args)]
 pub struct CpArgs {
     /// What to copy: SANDBOX:PATH, volume:NAME:PATH, a local path, or - for stdin.
-    #[arg(value_parser = Operand::parse)]
+    #[arg(value_parser = operand_parser())]
     pub src: Operand,
     /// Where to: SANDBOX:PATH, volume:NAME:PATH, a local path, or - for stdout.
-    #[arg(value_parser = Operand::parse)]
+    #[arg(value_parser = operand_parser())]
     pub dst: Operand,
 }
 
@@ -927,7 +955,7 @@ impl CpArgs {
 #[derive(Debug, Args)]
 pub struct LsArgs {
     /// SANDBOX:PATH, or volume:NAME:PATH for a path from a volume's root.
-    #[arg(value_parser = parse_remote, value_name = "SANDBOX:PATH")]
+    #[arg(value_parser = remote_parser(), value_name = "SANDBOX:PATH")]
     pub target: RemotePath,
     /// Everything below the directory, not just its entries.
     #[arg(short = 'R', long)]
@@ -940,7 +968,7 @@ pub struct LsArgs {
 #[derive(Debug, Args)]
 pub struct CatArgs {
     /// SANDBOX:PATH, or volume:NAME:PATH for a path from a volume's root.
-    #[arg(value_parser = parse_remote, value_name = "SANDBOX:PATH")]
+    #[arg(value_parser = remote_parser(), value_name = "SANDBOX:PATH")]
     pub target: RemotePath,
 }
 
@@ -1142,6 +1170,25 @@ mod tests {
         for bad in ["job:", "volume:data", "volume:data:"] {
             assert!(Operand::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn operands_keep_bytes_that_are_not_utf8() {
+        let text = |bytes: &[u8]| OsStr::from_bytes(bytes).to_owned();
+        match Operand::parse(text(b"job:/tmp/caf\xe9")) {
+            Ok(Operand::Remote(RemotePath { target, path })) => {
+                assert_eq!(target, FileTarget::Sandbox("job".into()));
+                assert_eq!(path, b"/tmp/caf\xe9");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(
+            Operand::parse(text(b"./caf\xe9")),
+            Ok(Operand::Local(Local::Path(p))) if p.as_os_str().as_bytes() == b"./caf\xe9"
+        ));
+        let refused = Operand::parse(text(b"j\xffb:/x")).unwrap_err();
+        assert!(refused.contains("UTF-8"), "{refused}");
+        assert!(Operand::parse(text(b"volume:d\xff:/x")).is_err());
     }
 
     #[test]

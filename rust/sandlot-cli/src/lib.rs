@@ -27,7 +27,7 @@ const BACKGROUND_WORK_LIMIT: std::time::Duration = std::time::Duration::from_sec
 
 /// Runs the CLI with `argv` (program name first) and returns the exit status.
 /// For `exec`, that is the command's own exit code.
-pub fn run(argv: Vec<String>) -> i32 {
+pub fn run(argv: Vec<std::ffi::OsString>) -> i32 {
     let cli = match Cli::try_parse_from(argv) {
         Ok(cli) => cli,
         Err(err) => {

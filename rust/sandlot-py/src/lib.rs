@@ -22,7 +22,7 @@ mod volume;
 /// Runs the `sandlot` command line with `argv` (program name first) and returns
 /// its exit code. The GIL is released while it runs.
 #[pyfunction]
-fn run_cli(py: Python<'_>, argv: Vec<String>) -> i32 {
+fn run_cli(py: Python<'_>, argv: Vec<std::ffi::OsString>) -> i32 {
     py.detach(|| sandlot_cli::run(argv))
 }
 
