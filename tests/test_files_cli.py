@@ -28,7 +28,7 @@ MIB = 1024 * 1024
 def sandlot(namespace: str, *args: str | bytes, stdin: bytes | None = None) -> subprocess.CompletedProcess[bytes]:
     """Runs the CLI with bytes in and out (stdin empty unless given)."""
     return subprocess.run(
-        cli(namespace, *args),
+        [SANDLOT, "--namespace", namespace, *args],  # bytes: names that are not UTF-8
         capture_output=True,
         timeout=300,
         env=os.environ,
@@ -46,8 +46,8 @@ def ok(namespace: str, *args: str | bytes, stdin: bytes | None = None) -> bytes:
     return ran.stdout
 
 
-def cli(namespace: str, *args: str | bytes) -> list[str | bytes]:
-    """The command line of a CLI run in `namespace` (bytes: names that are not UTF-8)."""
+def cli(namespace: str, *args: str) -> list[str]:
+    """The command line of a CLI run in `namespace`."""
     return [SANDLOT, "--namespace", namespace, *args]
 
 
