@@ -67,9 +67,6 @@ struct Inner {
     kube: kube::Client,
     namespace: ResolvedNamespace,
     pods: Api<Pod>,
-    /// What a follow's own HTTP/2 connection is made from (`None` on a
-    /// client made from a kube client: follows use `pods`).
-    follow_connection: Option<(Config, Option<RateLimitLayer>)>,
     claims: Api<PersistentVolumeClaim>,
     watch: OnceLock<PodWatch>,
     /// Lifetime of sandboxes whose create does not give one (`None`: unlimited).
@@ -104,49 +101,18 @@ impl std::fmt::Debug for Client {
 /// Objects one list request asks for at most (see [`Client::list_all`]).
 pub(crate) const LIST_PAGE: u32 = 500;
 
-/// Which HTTP a kube client speaks to the API server.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Protocol {
-    /// HTTP/1.1 only: needed by exec, attach and port-forward, which upgrade
-    /// their connection to a websocket.
-    Http1,
-    /// HTTP/2 where the server offers it (else HTTP/1.1), for log follows:
-    /// the API server writes many small flushes into an HTTP/2 connection
-    /// as a few large writes, where HTTP/1.1 costs it a write per flush.
-    Http2,
-}
-
 /// kube's default client stack, but with TCP_NODELAY: every exec opens a new
 /// connection, and without it the TLS handshake's last write and the upgrade
 /// request meet Nagle's algorithm and the server's delayed ACK (about 40 ms).
 /// Requests wait for `rate`'s token first, before authentication and the
 /// connection pool.
-fn kube_client(
-    config: Config,
-    rate: Option<RateLimitLayer>,
-    protocol: Protocol,
-) -> kube::Result<kube::Client> {
+fn kube_client(config: Config, rate: Option<RateLimitLayer>) -> kube::Result<kube::Client> {
     use kube::client::ConfigExt;
 
     let mut http = hyper_util::client::legacy::connect::HttpConnector::new();
     http.enforce_http(false);
     http.set_nodelay(true);
-    let https = match protocol {
-        Protocol::Http1 => config.rustls_https_connector_with_connector(http)?,
-        Protocol::Http2 => {
-            let mut builder = hyper_rustls::HttpsConnectorBuilder::new()
-                .with_tls_config(config.rustls_client_config()?)
-                .https_or_http();
-            if let Some(name) = &config.tls_server_name {
-                let name = name.clone().try_into().map_err(|_| {
-                    kube::Error::Service(format!("invalid TLS server name {name:?}").into())
-                })?;
-                builder = builder
-                    .with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name));
-            }
-            builder.enable_http1().enable_http2().wrap_connector(http)
-        }
-    };
+    let https = config.rustls_https_connector_with_connector(http)?;
     let mut timeouts = hyper_timeout::TimeoutConnector::new(https);
     timeouts.set_connect_timeout(config.connect_timeout);
     timeouts.set_read_timeout(config.read_timeout);
@@ -270,16 +236,9 @@ impl Client {
                 })?,
         };
         config.apply_debug_overrides();
-        let rate = options.request_rate.layer();
-        // Made once here, so that a follow's own connection cannot fail to be made.
-        kube_client(config.clone(), rate.clone(), Protocol::Http2)
-            .map_err(|e| unreachable(error_chain(&e)))?;
-        let kube = kube_client(config.clone(), rate.clone(), Protocol::Http1)
+        let kube = kube_client(config, options.request_rate.layer())
             .map_err(|e| unreachable(error_chain(&e)))?;
         let mut client = Client::with_namespace(kube, namespace, default_ttl);
-        Arc::get_mut(&mut client.inner)
-            .expect("a client being connected is not shared yet")
-            .follow_connection = Some((config, rate));
         client.ensure_namespace().await?;
         let owner = match owner_pod {
             Some(pod) => Some(owner::owner_reference(client.pods(), &pod).await?),
@@ -317,7 +276,6 @@ impl Client {
             inner: Arc::new(Inner {
                 kube,
                 namespace,
-                follow_connection: None,
                 pods,
                 claims,
                 watch: OnceLock::new(),
@@ -363,24 +321,6 @@ impl Client {
 
     pub(crate) fn pods(&self) -> &Api<Pod> {
         &self.inner.pods
-    }
-
-    /// Pods on a connection of its own that speaks HTTP/2 where the server
-    /// offers it, for one request of a log follow: a follow that asks again
-    /// after a silence gets a new connection (a dead one would not answer),
-    /// and no follow shares flow-control windows with another.
-    pub(crate) fn follow_pods(&self) -> Api<Pod> {
-        let own = self
-            .inner
-            .follow_connection
-            .as_ref()
-            .and_then(|(config, rate)| {
-                kube_client(config.clone(), rate.clone(), Protocol::Http2).ok()
-            });
-        match own {
-            Some(kube) => Api::namespaced(kube, self.namespace()),
-            None => self.inner.pods.clone(),
-        }
     }
 
     pub(crate) fn claims(&self) -> &Api<PersistentVolumeClaim> {

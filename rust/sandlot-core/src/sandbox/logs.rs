@@ -527,14 +527,7 @@ impl Reading {
         let began = tokio::time::Instant::now();
         let mut attempt = 0;
         loop {
-            // One-shot reads share the client's connections; a follow's
-            // requests each get one of their own.
-            let pods = if params.follow {
-                self.client.follow_pods()
-            } else {
-                self.client.pods().clone()
-            };
-            match pods.log_stream(&self.name, params).await {
+            match self.client.pods().log_stream(&self.name, params).await {
                 Ok(reader) => return Ok(Box::pin(reader)),
                 Err(err) if is_transient(&err) && began.elapsed() < RECONNECT_BUDGET => {
                     attempt += 1;
