@@ -117,6 +117,25 @@ async def test_spawn_streams_output_as_it_is_written(box: sandlot.AsyncSandbox) 
         assert await proc.wait() == 4, "wait may be repeated"
 
 
+async def test_cancelled_waits_for_output_lose_no_byte(box: sandlot.AsyncSandbox) -> None:
+    # A line every few milliseconds, and waits for the next chunk cut short by
+    # timeouts of about as long: some are cancelled while their chunk is on the way.
+    script = "for i in $(seq 1 500); do echo $i; usleep 3000; done"
+    async with await box.spawn(["sh", "-c", script]) as proc:
+        received = bytearray()
+        cancelled = 0
+        while True:
+            try:
+                received += await asyncio.wait_for(proc.stdout.__anext__(), timeout=(1, 2, 3, 4)[cancelled % 4] / 1000)
+            except TimeoutError:
+                cancelled += 1
+            except StopAsyncIteration:
+                break
+        assert received.decode().split() == [str(i) for i in range(1, 501)]
+        assert cancelled > 100, "most waits were cancelled"
+        assert await proc.wait() == 0
+
+
 async def test_spawn_with_stdin_written_in_pieces(box: sandlot.AsyncSandbox) -> None:
     proc = await box.spawn(["sh", "-c", "wc -c; echo done"], stdin=True)
     for _ in range(10):

@@ -1,5 +1,5 @@
 """The Python halves of file transfers: `write` from a binary file object or an
-iterable of chunks, and the waiting half of `FileChunks.__anext__`.
+iterable of chunks.
 
 A write's iteration runs here, on the caller's side (a native future never
 touches Python), and each chunk goes into a native upload. An exception while
@@ -11,7 +11,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import AsyncIterable, Iterable
 
-from sandlot._native import AsyncFileUpload, FileChunks, FileUpload
+from sandlot._native import AsyncFileUpload, FileUpload
 
 # How much one read of a file object asks for (the size of a chunk on the wire).
 CHUNK = 1 << 20
@@ -55,11 +55,3 @@ def write_sync(upload: FileUpload, data: object) -> int:
         else:
             raise TypeError(f"cannot write {type(data).__name__!r} data")
     return upload.sent
-
-
-async def next_chunk(chunks: FileChunks) -> bytes:
-    """The next chunk of `chunks` once it has arrived. It is taken here, on the event
-    loop's thread, after the wait: a call cancelled while it waits takes none."""
-    while (chunk := chunks._chunk_now()) is None:
-        await chunks._arrival()
-    return chunk

@@ -914,7 +914,7 @@ impl FileChunks {
 
     /// The next chunk: one read ahead is handed over at once; else the call
     /// waits for it. An async call takes it on the event loop's thread after
-    /// its wait (`sandlot._files.next_chunk`), so one cancelled before it
+    /// its wait (`sandlot._streams.next_chunk`), so one cancelled before it
     /// returned takes none.
     fn next_chunk<'py>(slf: &Bound<'py, Self>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
         let (py, this) = (slf.py(), slf.get());
@@ -923,7 +923,7 @@ impl FileChunks {
         }
         if mode == Mode::Async {
             return py
-                .import(pyo3::intern!(py, "sandlot._files"))?
+                .import(pyo3::intern!(py, "sandlot._streams"))?
                 .getattr(pyo3::intern!(py, "next_chunk"))?
                 .call1((slf,));
         }
@@ -966,7 +966,7 @@ impl FileChunks {
     }
 
     /// Awaits a chunk read ahead, or the end (see
-    /// `sandlot._files.next_chunk`).
+    /// `sandlot._streams.next_chunk`).
     fn _arrival<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let reading = self.reading.clone();
         Mode::Async.run(py, async move {

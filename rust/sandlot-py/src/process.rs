@@ -64,11 +64,66 @@ impl Connection {
 /// process.stdout` (sync process).
 #[pyclass(module = "sandlot", frozen)]
 pub struct ByteStream {
-    reader: SharedReader,
+    shared: Arc<SharedStream>,
     connection: Arc<Connection>,
 }
 
-type SharedReader = Arc<tokio::sync::Mutex<Option<Reader>>>;
+/// One output stream of a command, shared by every `ByteStream` object made
+/// of it and the process's `read_stdout`/`read_stderr`.
+struct SharedStream {
+    /// `None` once the stream ended.
+    reader: tokio::sync::Mutex<Option<Reader>>,
+    /// A chunk read and not taken yet (its call was cancelled before it took
+    /// it): handed out next, so no byte is lost.
+    arrived: Mutex<Option<Vec<u8>>>,
+}
+
+impl SharedStream {
+    fn new(reader: Option<Reader>) -> Arc<Self> {
+        Arc::new(SharedStream {
+            reader: tokio::sync::Mutex::new(reader),
+            arrived: Mutex::default(),
+        })
+    }
+
+    /// The chunk read ahead, if there is one.
+    fn take_arrived(&self) -> Option<Vec<u8>> {
+        self.arrived
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+    }
+
+    /// Reads the next chunk (at most [`CHUNK`] bytes) into `arrived`, unless
+    /// one is there already; `false` once the stream ended or the
+    /// connection was closed.
+    async fn arrive(&self, connection: &Connection) -> Outcome<bool> {
+        let mut guard = self.reader.lock().await;
+        if self
+            .arrived
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some()
+        {
+            return Ok(true);
+        }
+        let Some(stream) = guard.as_mut() else {
+            return Ok(false);
+        };
+        let mut buf = vec![0; CHUNK];
+        let read = tokio::select! {
+            read = stream.read(&mut buf) => read.map_err(Failure::Broken)?,
+            () = connection.wait_closed() => 0,
+        };
+        if read == 0 {
+            *guard = None;
+            return Ok(false);
+        }
+        buf.truncate(read);
+        *self.arrived.lock().unwrap_or_else(|p| p.into_inner()) = Some(buf);
+        Ok(true)
+    }
+}
 
 impl std::fmt::Debug for ByteStream {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,26 +132,30 @@ impl std::fmt::Debug for ByteStream {
 }
 
 impl ByteStream {
-    /// The next chunk (at most [`CHUNK`] bytes); [`Failure::End`] once the
-    /// stream ended or the connection was closed.
-    fn next_chunk<'py>(&self, py: Python<'py>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
-        let (reader, connection) = (self.reader.clone(), self.connection.clone());
+    /// The next chunk; [`Failure::End`] once the stream ended or the
+    /// connection was closed. An async call waits in
+    /// `sandlot._streams.next_chunk` and takes the chunk on the event loop's
+    /// thread after its wait, so a call cancelled before it returned takes
+    /// none.
+    fn next_chunk<'py>(slf: &Bound<'py, Self>, mode: Mode) -> PyResult<Bound<'py, PyAny>> {
+        let (py, this) = (slf.py(), slf.get());
+        if let Some(chunk) = this.shared.take_arrived() {
+            return mode.ready(py, Ok(Bytes(chunk)));
+        }
+        if mode == Mode::Async {
+            return py
+                .import(pyo3::intern!(py, "sandlot._streams"))?
+                .getattr(pyo3::intern!(py, "next_chunk"))?
+                .call1((slf,));
+        }
+        let (shared, connection) = (this.shared.clone(), this.connection.clone());
         mode.run(py, async move {
-            let mut guard = reader.lock().await;
-            let Some(stream) = guard.as_mut() else {
-                return Err(Failure::End);
-            };
-            let mut buf = vec![0; CHUNK];
-            let read = tokio::select! {
-                read = stream.read(&mut buf) => read.map_err(Failure::Broken)?,
-                () = connection.wait_closed() => 0,
-            };
-            if read == 0 {
-                *guard = None;
-                return Err(Failure::End);
+            while shared.arrive(&connection).await? {
+                if let Some(chunk) = shared.take_arrived() {
+                    return Ok(Bytes(chunk));
+                }
             }
-            buf.truncate(read);
-            Ok(Bytes(buf))
+            Err(Failure::End)
         })
     }
 }
@@ -108,8 +167,8 @@ impl ByteStream {
     }
 
     /// Awaits the next chunk (at most 64 KiB); ends when the stream does.
-    fn __anext__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.next_chunk(py, Mode::Async)
+    fn __anext__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::next_chunk(slf, Mode::Async)
     }
 
     fn __iter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -117,32 +176,56 @@ impl ByteStream {
     }
 
     /// Waits for the next chunk (at most 64 KiB); ends when the stream does.
-    fn __next__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        self.next_chunk(py, Mode::Blocking)
+    fn __next__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyAny>> {
+        Self::next_chunk(slf, Mode::Blocking)
+    }
+
+    /// The chunk read ahead if there is one, else `None`; raises
+    /// `StopAsyncIteration` once the stream ended.
+    fn _chunk_now(&self, py: Python<'_>) -> PyResult<Option<Py<PyBytes>>> {
+        if let Some(chunk) = self.shared.take_arrived() {
+            return Ok(Some(PyBytes::new(py, &chunk).unbind()));
+        }
+        let ended = self
+            .shared
+            .reader
+            .try_lock()
+            .is_ok_and(|reader| reader.is_none());
+        if ended {
+            return Err(Failure::End.into_pyerr(py, Mode::Async));
+        }
+        Ok(None)
+    }
+
+    /// Awaits a chunk read ahead, or the end (see
+    /// `sandlot._streams.next_chunk`).
+    fn _arrival<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (shared, connection) = (self.shared.clone(), self.connection.clone());
+        Mode::Async.run(py, async move {
+            shared.arrive(&connection).await?;
+            Ok(NONE)
+        })
     }
 
     /// Awaits everything left in the stream, until it ends (a sync process
     /// has `read_stdout()` and `read_stderr()`).
     fn read_all<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        read_all(
-            py,
-            Mode::Async,
-            self.reader.clone(),
-            self.connection.clone(),
-        )
+        read_all(py, Mode::Async, &self.shared, &self.connection)
     }
 }
 
 /// Everything left in `reader`, until it ends or the connection is closed.
-fn read_all(
-    py: Python<'_>,
+fn read_all<'py>(
+    py: Python<'py>,
     mode: Mode,
-    reader: SharedReader,
-    connection: Arc<Connection>,
-) -> PyResult<Bound<'_, PyAny>> {
+    shared: &Arc<SharedStream>,
+    connection: &Arc<Connection>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let (shared, connection) = (shared.clone(), connection.clone());
     mode.run(py, async move {
-        let mut buf = Vec::new();
-        if let Some(mut stream) = reader.lock().await.take() {
+        let mut guard = shared.reader.lock().await;
+        let mut buf = shared.take_arrived().unwrap_or_default();
+        if let Some(mut stream) = guard.take() {
             tokio::select! {
                 read = stream.read_to_end(&mut buf) => {
                     read.map_err(Failure::Broken)?;
@@ -166,8 +249,8 @@ fn read_all(
 pub struct ProcessBase {
     mode: Mode,
     process: Mutex<Option<ExecProcess>>,
-    stdout: SharedReader,
-    stderr: SharedReader,
+    stdout: Arc<SharedStream>,
+    stderr: Arc<SharedStream>,
     stdin: Arc<tokio::sync::Mutex<Option<DuplexStream>>>,
     connection: Arc<Connection>,
     sandbox: String,
@@ -188,9 +271,8 @@ twins!(ProcessBase => AsyncProcess, SyncProcess);
 
 impl ProcessBase {
     pub fn new(mode: Mode, mut process: ExecProcess, timeout: Option<Duration>) -> Self {
-        let reader = |stream: Option<Reader>| Arc::new(tokio::sync::Mutex::new(stream));
-        let stdout = reader(process.take_stdout().map(|r| Box::new(r) as Reader));
-        let stderr = reader(process.take_stderr().map(|r| Box::new(r) as Reader));
+        let stdout = SharedStream::new(process.take_stdout().map(|r| Box::new(r) as Reader));
+        let stderr = SharedStream::new(process.take_stderr().map(|r| Box::new(r) as Reader));
         let stdin = process.take_stdin();
         let sandbox = process.sandbox().to_owned();
         let (id, killer) = (process.id(), process.killer());
@@ -220,9 +302,9 @@ impl ProcessBase {
         }
     }
 
-    fn stream(&self, reader: &SharedReader) -> ByteStream {
+    fn stream(&self, shared: &Arc<SharedStream>) -> ByteStream {
         ByteStream {
-            reader: reader.clone(),
+            shared: shared.clone(),
             connection: self.connection.clone(),
         }
     }
@@ -244,12 +326,12 @@ impl ProcessBase {
 
     /// Everything left on stdout, until it ends.
     fn read_stdout<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        read_all(py, self.mode, self.stdout.clone(), self.connection.clone())
+        read_all(py, self.mode, &self.stdout, &self.connection)
     }
 
     /// Everything left on stderr, until it ends.
     fn read_stderr<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        read_all(py, self.mode, self.stderr.clone(), self.connection.clone())
+        read_all(py, self.mode, &self.stderr, &self.connection)
     }
 
     /// Writes `data` (bytes or str) to the command's stdin; waits while the
