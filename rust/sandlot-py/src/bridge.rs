@@ -453,13 +453,18 @@ pub mod hooks {
         })
     }
 
+    /// A hook's `seconds` argument as a duration.
+    fn seconds_arg(py: Python<'_>, seconds: f64) -> PyResult<std::time::Duration> {
+        crate::inputs::seconds("seconds", seconds)
+            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))
+    }
+
     /// Shortens how long sandlot leaves a start failure that may heal to the
     /// kubelet's retries before settling it (`LAUNCH_RETRY_WINDOW`), for this
     /// process. Returns the window it replaced, in seconds.
     #[pyfunction]
     pub fn _set_launch_retry_window(py: Python<'_>, seconds: f64) -> PyResult<f64> {
-        let window = crate::inputs::seconds("seconds", seconds)
-            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))?;
+        let window = seconds_arg(py, seconds)?;
         Ok(sandlot_core::set_launch_retry_window(window).as_secs_f64())
     }
 
@@ -468,8 +473,7 @@ pub mod hooks {
     /// stage dead connections with a short one).
     #[pyfunction]
     pub fn _set_follow_idle(py: Python<'_>, seconds: f64) -> PyResult<()> {
-        let idle = crate::inputs::seconds("seconds", seconds)
-            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))?;
+        let idle = seconds_arg(py, seconds)?;
         sandlot_core::set_follow_idle(idle);
         Ok(())
     }
@@ -479,8 +483,7 @@ pub mod hooks {
     /// stop an agent and use a short one).
     #[pyfunction]
     pub fn _set_file_idle(py: Python<'_>, seconds: f64) -> PyResult<()> {
-        let idle = crate::inputs::seconds("seconds", seconds)
-            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))?;
+        let idle = seconds_arg(py, seconds)?;
         sandlot_core::set_file_idle(idle);
         Ok(())
     }
@@ -489,8 +492,7 @@ pub mod hooks {
     /// must be before purge removes it (tests cannot make an old one).
     #[pyfunction]
     pub fn _set_stale_program_age(py: Python<'_>, seconds: f64) -> PyResult<()> {
-        let age = crate::inputs::seconds("seconds", seconds)
-            .map_err(|failure| failure.into_pyerr(py, Mode::Blocking))?;
+        let age = seconds_arg(py, seconds)?;
         sandlot_core::set_stale_program_age(age);
         Ok(())
     }
