@@ -8,11 +8,17 @@ error, or the Kubernetes path under `auto`)."""
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import hashlib
 import json
 import os
+import pty
+import select
+import struct
 import subprocess
 import sys
+import termios
+import time
 from collections.abc import AsyncIterator, Callable
 
 import pytest
@@ -20,6 +26,7 @@ import pytest
 import sandlot
 from conftest import Kubectl, unique
 from sandlot import _testing
+from test_cli import SANDLOT as SANDLOT_BINARY
 from test_cli import sandlot as sandlot_cli
 
 BUSYBOX = "docker.io/library/busybox:1.36"
@@ -93,7 +100,9 @@ async def test_env_workdir_and_a_terminal(box: sandlot.AsyncSandbox) -> None:
     assert b"got abc" in output
     assert await process.wait() == 5
     # More input than the terminal's buffer holds at once.
-    typed = await box.spawn(["sh", "-c", "stty -echo; head -n 300 | wc -l"], tty=True, stdin=True)
+    typed = await box.spawn(["sh", "-c", "stty -echo; echo ready; head -n 300 | wc -l"], tty=True, stdin=True)
+    # Typed once echo is off (input that comes first is echoed back).
+    assert (await asyncio.wait_for(typed.stdout.__anext__(), PROMPTLY)).strip() == b"ready"
     await typed.write(b"".join(b"%079d\n" % i for i in range(300)))
     assert (await asyncio.wait_for(typed.read_stdout(), PROMPTLY)).strip() == b"300"
     assert await typed.wait() == 0
@@ -328,6 +337,50 @@ async def test_a_detached_process_outlives_its_client(box: sandlot.AsyncSandbox,
     assert await again.wait() == 7
 
 
+async def test_a_terminal_process_is_attached_again_with_its_terminal(box: sandlot.AsyncSandbox) -> None:
+    script = "stty -echo; read go; stty size; read a; stty size; read b; echo got $a $b; exit 3"
+    first = await box.spawn(["sh", "-c", script], tty=True, stdin=True, detach=True)
+    pid = first.id
+    assert pid is not None
+    first.resize(80, 24)
+    await first.write(b"go\n")
+    seen = b""
+    while b"24 80" not in seen:
+        seen += await asyncio.wait_for(first.stdout.__anext__(), PROMPTLY)
+    del first  # let go without closing its stdin: the next client types on
+    assert {p.id: p for p in await box.processes()}[pid].tty
+    again = await box.process(pid)
+    again.resize(100, 30)
+    await again.write(b"one\n")
+    await again.write(b"two\n")
+    output = await asyncio.wait_for(again.read_stdout(), PROMPTLY)
+    lines = [line for line in output.replace(b"\r", b"").split(b"\n") if line]
+    assert lines[-3:] == [b"24 80", b"30 100", b"got one two"], output
+    assert await again.read_stderr() == b"", "a terminal's output is all on stdout"
+    assert await again.wait() == 3
+
+
+async def test_letting_go_of_an_attached_process_leaves_its_stdin_open(box: sandlot.AsyncSandbox) -> None:
+    cat = await box.spawn(["cat"], stdin=True, detach=True)
+    assert cat.id is not None
+    for _ in range(3):
+        attached = await box.process(cat.id)
+        await attached.write(b"x\n")
+        attached.close()
+        del attached
+    # The first attach took the process over from the object of its spawn.
+    with pytest.raises(sandlot.errors.ExecError, match="later attach"):
+        await asyncio.wait_for(cat.wait(), PROMPTLY)
+    cat.close()
+    await asyncio.sleep(0.5)
+    state = {p.id: p for p in await box.processes()}[cat.id]
+    assert state.running, "its stdin was not closed by a client letting go"
+    last = await box.process(cat.id)
+    await last.close_stdin()
+    assert await asyncio.wait_for(last.read_stdout(), PROMPTLY) == b"x\n" * 3
+    assert await last.wait() == 0
+
+
 async def test_output_nobody_reads_is_kept_up_to_a_bound_and_the_drop_reported(box: sandlot.AsyncSandbox) -> None:
     process = await box.spawn(["sh", "-c", "head -c 6291456 /dev/zero | tr '\\0' a; echo end"], detach=True)
     assert process.id is not None
@@ -387,6 +440,50 @@ def test_ps_attach_and_kill_from_the_command_line(sandlot_namespace: str) -> Non
             assert states[pid] == 4
             missing = sandlot_cli(sandlot_namespace, "attach", sb.name, "999999")
             assert missing.returncode == 4, missing.stderr  # not found
+        finally:
+            sb.terminate()
+
+
+def test_attach_t_gives_a_detached_terminal_process_this_terminal(sandlot_namespace: str) -> None:
+    with sandlot.Client(sandlot_namespace) as client:
+        sb = client.sandboxes.create(BUSYBOX)
+        try:
+            sb.wait("running", timeout=120)
+            script = "stty -echo; read go; stty size; read line; echo got $line; exit 6"
+            started = sandlot_cli(sandlot_namespace, "exec", "-d", "-t", sb.name, "--", "sh", "-c", script)
+            assert started.returncode == 0, started.stderr
+            pid = int(started.stdout)
+            # Without -i the attach leaves the process's stdin as it is: the
+            # end of this (empty) stdin does not close it.
+            peek = [SANDLOT_BINARY, "--namespace", sandlot_namespace, "attach", sb.name, str(pid)]
+            with pytest.raises(subprocess.TimeoutExpired):
+                subprocess.run(peek, stdin=subprocess.DEVNULL, capture_output=True, timeout=5, check=False)
+            listed = json.loads(sandlot_cli(sandlot_namespace, "ps", sb.name, "-o", "json").stdout)
+            assert {p["id"]: p["exit_code"] for p in listed}[pid] is None, "still waiting for its input"
+            leader, follower = pty.openpty()
+            fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 33, 111, 0, 0))
+            attach = [SANDLOT_BINARY, "--namespace", sandlot_namespace, "attach", "-t", sb.name, str(pid)]
+            cli = subprocess.Popen(attach, stdin=follower, stdout=follower, stderr=follower)
+            os.close(follower)
+            os.write(leader, b"go\r")
+            output = b""
+            deadline = time.monotonic() + PROMPTLY
+            while time.monotonic() < deadline:
+                if b"33 111" in output and b"line" not in output:
+                    os.write(leader, b"line\r")
+                    output += b"line"  # typed once
+                ready, _, _ = select.select([leader], [], [], 0.2)
+                if ready:
+                    try:
+                        output += os.read(leader, 4096)
+                    except OSError:  # the terminal closed with the process
+                        break
+                elif cli.poll() is not None:
+                    break
+            assert cli.wait(timeout=30) == 6, output
+            os.close(leader)
+            assert b"33 111" in output, "the remote terminal took this one's size"
+            assert b"got line" in output
         finally:
             sb.terminate()
 

@@ -103,9 +103,10 @@ sandlot create docker.io/library/python:3.11-slim --tag batch=x --volume data:/d
     /// Stream a process's output (from the start the agent keeps) until it
     /// ends; exits with its exit code.
     #[command(
-        after_help = "Example:\n  sandlot exec --detach job -- ./train.sh\n  sandlot attach job 3"
+        after_help = "Examples:\n  sandlot exec --detach job -- ./train.sh\n  sandlot attach job 3\n  \
+sandlot exec --detach --tty job -- python3\n  sandlot attach -t job 4"
     )]
-    Attach(ProcessArgs),
+    Attach(AttachArgs),
     /// Show a sandbox's resources (CPU, memory, processes, network); -f repeats.
     #[command(after_help = "Examples:\n  sandlot top job\n  sandlot top job -f --interval 2")]
     Top(TopArgs),
@@ -749,8 +750,9 @@ pub struct ExecArgs {
     #[arg(short, long)]
     pub tty: bool,
     /// Start the command detached (through the sandbox agent) and print its
-    /// process id; `sandlot attach` reads it later, from any client.
-    #[arg(short, long, conflicts_with_all = ["interactive", "tty", "timeout"])]
+    /// process id; `sandlot attach` reads it later, from any client. With -i
+    /// or -t its stdin stays open for `attach -i`; with -t it gets a terminal.
+    #[arg(short, long, conflicts_with = "timeout")]
     pub detach: bool,
     /// The command [after --].
     #[arg(last = true, required = true)]
@@ -758,11 +760,19 @@ pub struct ExecArgs {
 }
 
 #[derive(Debug, Args)]
-pub struct ProcessArgs {
+pub struct AttachArgs {
     /// Sandbox name.
     pub name: String,
     /// The process id that `sandlot ps` shows.
     pub id: u32,
+    /// Pass this terminal's stdin to the process (its end closes the
+    /// process's stdin); without it the process's stdin is left as it is.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// For a process started with a terminal: raw mode, window size and
+    /// Ctrl-C go to it (implies -i).
+    #[arg(short, long)]
+    pub tty: bool,
 }
 
 #[derive(Debug, Args)]

@@ -469,7 +469,10 @@ impl Daemon {
                     output.sent = from;
                     output.acked = from;
                 }
+                let total = p.stdin_taken;
                 self.send(session, id, &Event::Started { process });
+                // The attached client counts its stdin from here.
+                self.send(session, process, &Event::StdinTaken { total });
                 self.watch_outputs(process);
             }
             Request::Release => {

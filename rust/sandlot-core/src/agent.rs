@@ -153,6 +153,8 @@ pub(crate) enum ProcessEvent {
     Dropped { stream: u8, from: u64, to: u64 },
     /// The connection broke (why); the process may run on.
     Lost(String),
+    /// A later attach on the same connection reads the process now.
+    TakenOver,
 }
 
 /// A process as [`AgentLink::list`] reports it.
@@ -677,8 +679,11 @@ fn route(
                     next: offsets,
                     acked: acked.clone(),
                 };
-                if routes.processes.insert(process, route).is_some() {
-                    return Err(broke(format!("process {process} was started twice")));
+                // An attach to a process this connection reads already: the
+                // new reader takes it over (a lying agent can do no more
+                // than end the old reader of its own process).
+                if let Some(earlier) = routes.processes.insert(process, route) {
+                    let _ = earlier.events.send(ProcessEvent::TakenOver);
                 }
                 if answer.send(Ok((process, receiver, acked))).is_err() {
                     routes.processes.remove(&process);

@@ -249,10 +249,12 @@ fn read_all<'py>(
 pub struct ProcessBase {
     mode: Mode,
     process: Mutex<Option<ExecProcess>>,
+    /// Dropped before `stdin` (fields drop in order): the connection goes
+    /// first, so letting go of the object never closes the command's stdin.
+    connection: Arc<Connection>,
     stdout: Arc<SharedStream>,
     stderr: Arc<SharedStream>,
     stdin: Arc<tokio::sync::Mutex<Option<DuplexStream>>>,
-    connection: Arc<Connection>,
     sandbox: String,
     deadline: Option<tokio::time::Instant>,
     timeout: Option<Duration>,
@@ -289,11 +291,11 @@ impl ProcessBase {
             process: Mutex::new(Some(process)),
             stdout,
             stderr,
-            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
             connection: Arc::new(Connection {
                 exit: Mutex::new(Some(exit)),
                 closed: tokio::sync::watch::Sender::new(false),
             }),
+            stdin: Arc::new(tokio::sync::Mutex::new(stdin)),
             sandbox,
             deadline: timeout.map(sandlot_core::deadline_after),
             timeout,

@@ -689,7 +689,7 @@ impl SandboxBase {
         let (mode, client, name) = (self.mode, self.client.clone(), self.name.clone());
         self.mode.run(py, async move {
             let process = client
-                .attach_process(&name, id, [stdout_offset, stderr_offset])
+                .attach_process(&name, id, [stdout_offset, stderr_offset], true)
                 .await?;
             Ok(InMode(mode, ProcessBase::new(mode, process, None)))
         })

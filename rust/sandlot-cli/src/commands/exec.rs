@@ -116,10 +116,10 @@ fn unreachable_resize() -> Result<i32> {
 }
 
 /// Raw mode of this terminal for the life of the value.
-struct RawMode;
+pub struct RawMode;
 
 impl RawMode {
-    fn enable() -> Result<Self> {
+    pub fn enable() -> Result<Self> {
         crossterm::terminal::enable_raw_mode().map_err(|err| {
             Error::invalid(
                 "--tty",

@@ -1,17 +1,20 @@
 //! What a sandbox's agent does beyond exec: `exec --detach`, `ps`,
 //! `attach`, `kill`, `top`.
 
+use std::io::IsTerminal;
 use std::time::Duration;
 
 use sandlot_core::{Client, Error, Result, SpawnOptions};
 
-use crate::args::{ExecArgs, KillArgs, NameArg, ProcessArgs, TopArgs};
+use crate::args::{AttachArgs, ExecArgs, KillArgs, NameArg, TopArgs};
 use crate::printer::Printer;
 
 /// Starts the command detached and prints its process id.
 pub async fn detach(client: &Client, printer: &Printer, args: ExecArgs) -> Result<i32> {
     let options = SpawnOptions {
         detach: true,
+        stdin: args.interactive || args.tty,
+        tty: args.tty,
         ..SpawnOptions::default()
     };
     let process = client
@@ -29,11 +32,34 @@ pub async fn list(client: &Client, printer: &Printer, args: NameArg) -> Result<i
     Ok(0)
 }
 
-/// Streams the process's output from the start the agent keeps; its exit code.
-pub async fn attach(client: &Client, args: ProcessArgs) -> Result<i32> {
-    let process = client.attach_process(&args.name, args.id, [0, 0]).await?;
+/// Streams the process's output from the start the agent keeps (and with -i
+/// this terminal's stdin to it); its exit code. With -t, a process on a
+/// terminal gets this one in raw mode, and its size.
+pub async fn attach(client: &Client, args: AttachArgs) -> Result<i32> {
+    let terminal = args.tty && std::io::stdin().is_terminal();
+    let stdin = args.interactive || args.tty;
+    let process = client
+        .attach_process(&args.name, args.id, [0, 0], stdin)
+        .await?;
+    let tty = terminal && process.has_tty();
+    if args.tty && !tty {
+        eprintln!(
+            "note: no terminal mode: {}",
+            if terminal {
+                "the process was not started with one"
+            } else {
+                "this stdin is not a terminal"
+            }
+        );
+    }
     let dropped = process.dropped();
-    let code = super::exec::stream(process, false).await;
+    let raw = if tty {
+        Some(super::exec::RawMode::enable()?)
+    } else {
+        None
+    };
+    let code = super::exec::stream(process, tty).await;
+    drop(raw);
     if dropped > 0 {
         eprintln!("note: {dropped} earlier bytes of output were no longer kept");
     }

@@ -287,6 +287,11 @@ impl ExecProcess {
             .map_or(0, |d| d.load(std::sync::atomic::Ordering::Relaxed))
     }
 
+    /// Whether the command runs on a terminal (its output is then all on stdout).
+    pub fn has_tty(&self) -> bool {
+        self.resize.is_some()
+    }
+
     /// Sends a new terminal size (TTY only).
     pub fn resize(&mut self, width: u16, height: u16) -> Result<()> {
         let sender = self

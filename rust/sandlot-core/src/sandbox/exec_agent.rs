@@ -260,6 +260,7 @@ impl Client {
             stdin: stdin_end,
             stdin_sent: 0,
             stdin_taken: 0,
+            stdin_base: (!drops_reported).then_some(0),
             resize: resize_end,
             dropped: drops_reported.then(|| dropped.clone()),
             ended: false,
@@ -337,24 +338,37 @@ impl Client {
     /// Attaches to process `id` of sandbox `name`'s agent: its output from
     /// `offsets` (stdout, stderr; from where the agent's kept output begins if
     /// that is later, the difference counted in [`ExecProcess::dropped`]),
-    /// its stdin, its end. Any client can attach; a process has one reader at
-    /// a time, the last to attach.
+    /// with `stdin` its stdin (else the attach never closes it), its end; one
+    /// started with a TTY has one output stream and takes
+    /// [`ExecProcess::resize`]. Any client can attach; a process has one
+    /// reader at a time, the last to attach.
     pub async fn attach_process(
         &self,
         name: &str,
         id: u32,
         offsets: [u64; 2],
+        stdin: bool,
     ) -> Result<ExecProcess> {
         let link = self.agent_for(name, "attaching to a process").await?;
+        let not_found = || Error::NotFound {
+            kind: crate::error::ObjectKind::Process,
+            name: id.to_string(),
+            namespace: self.namespace().to_owned(),
+        };
+        // Whether it has a terminal: its output is then one stream, and it
+        // takes resizes.
+        let tty = link
+            .list()
+            .await?
+            .iter()
+            .find(|p| p.id == id)
+            .ok_or_else(not_found)?
+            .tty;
         let process = link.attach(id, offsets).await.map_err(|err| match err {
-            Error::Exec { message, .. } if message.contains("no such process") => Error::NotFound {
-                kind: crate::error::ObjectKind::Process,
-                name: id.to_string(),
-                namespace: self.namespace().to_owned(),
-            },
+            Error::Exec { message, .. } if message.contains("no such process") => not_found(),
             other => other,
         })?;
-        Ok(self.present(name, process, false, true, true))
+        Ok(self.present(name, process, tty, stdin, true))
     }
 
     /// Sends signal `signal` to process `id` of sandbox `name`, its process
@@ -410,8 +424,14 @@ struct Pump {
     offsets: [u64; 2],
     acked: [u64; 2],
     stdin: Option<DuplexStream>,
+    /// Stdin this pump sent, and how much of it the process took.
     stdin_sent: u64,
     stdin_taken: u64,
+    /// The agent's count of stdin taken (over the process's life) before
+    /// this pump's first byte: 0 for a command it started; for an attach
+    /// (the only caller that reports drops), the agent's first count, which it
+    /// sends right after the attach, before it reads this pump's input.
+    stdin_base: Option<u64>,
     resize: Option<tokio::sync::mpsc::Receiver<TerminalSize>>,
     /// Where output the agent dropped is counted; `None`: a drop is an error.
     dropped: Option<Arc<AtomicU64>>,
@@ -458,7 +478,11 @@ impl Pump {
                         self.ended = true;
                         return Ok(Ok(code));
                     }
-                    Some(ProcessEvent::StdinTaken(total)) => self.stdin_taken = total,
+                    Some(ProcessEvent::StdinTaken(total)) => {
+                        let base = *self.stdin_base.get_or_insert(total);
+                        // Never more than was sent: the agent may lie.
+                        self.stdin_taken = total.saturating_sub(base).min(self.stdin_sent);
+                    }
                     Some(ProcessEvent::Dropped { stream, from, to }) => {
                         let s = usize::from(stream - 1);
                         self.offsets[s] = to;
@@ -479,6 +503,13 @@ impl Pump {
                             return Ok(Err(err));
                         }
                     }
+                    Some(ProcessEvent::TakenOver) => {
+                        // Not released on drop: the process is the new reader's.
+                        self.ended = true;
+                        return Ok(Err(
+                            "a later attach to the process (from this client) reads it now".into(),
+                        ));
+                    }
                     None => return Ok(Err("the connection to the sandbox's agent ended".into())),
                 },
                 read = read_stdin(&mut self.stdin, &mut buf), if window_open => {
@@ -490,6 +521,11 @@ impl Pump {
                         }
                         None => {
                             self.stdin = None;
+                            // A caller letting go of the process drops its
+                            // session (aborting this task) before its stdin:
+                            // once aborted, this yield never returns, and the
+                            // command's stdin stays open for a later attach.
+                            tokio::task::yield_now().await;
                             let _ = self.process.link.send(id, &Request::Stdin(b"")).await;
                         }
                     }
