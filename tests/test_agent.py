@@ -507,10 +507,47 @@ async def test_metrics_come_from_the_sandbox_itself(agent_client: sandlot.AsyncC
         shown = await asyncio.to_thread(sandlot_cli, sandlot_namespace, "top", sb.name, "-o", "json")
         assert shown.returncode == 0, shown.stderr
         assert json.loads(shown.stdout)["memory_limit_bytes"] == 256 * MIB
+        assert json.loads(shown.stdout)["disk_limit_bytes"] == 2048 * MIB
         with pytest.raises(sandlot.errors.InvalidSpecError, match="interval"):
             await sb.metrics(interval=-1)
     finally:
         await sb.terminate()
+
+
+async def test_disk_use_counts_what_the_sandbox_wrote_and_not_its_image(agent_client: sandlot.AsyncClient) -> None:
+    volume = await agent_client.volumes.create(unique("disk"), size="64Mi")
+    sb = await agent_client.sandboxes.create(BUSYBOX, resources={"disk": "1Gi"}, volume_mounts={"/data": volume.name})
+    scratch = await agent_client.sandboxes.create(BUSYBOX, read_only_root_filesystem=True)
+    try:
+        await sb.wait("running", timeout=120)
+        fresh = await sb.metrics()
+        assert fresh.disk_limit_bytes == 1024 * MIB
+        # The image's files (busybox: about 4 MiB) are not the sandbox's.
+        assert fresh.disk_used_bytes is not None and fresh.disk_used_bytes < MIB, fresh
+        made = await sb.exec("head -c 30000000 /dev/urandom > /big && ln /big /big2")
+        assert made.exit_code == 0, made
+        # Past the walk's depth, a symlink loop, an unreadable directory, a volume: no hang, no error.
+        await sb.exec(
+            "d=/deep; for i in $(seq 300); do d=$d/d; done; mkdir -p $d; ln -s / /loop;"
+            " mkdir /hidden; chmod 000 /hidden; head -c 10000000 /dev/urandom > /data/kept",
+            check=True,
+        )
+        wrote = await asyncio.wait_for(sb.metrics(), PROMPTLY)
+        assert wrote.disk_used_bytes is not None
+        grown = wrote.disk_used_bytes - fresh.disk_used_bytes
+        # Counted once for its two names, and the volume's 10 MB not at all.
+        assert 30_000_000 <= grown < 30_000_000 + 2 * MIB, wrote
+        await sb.exec("rm /big /big2", check=True)
+        assert (await sb.metrics()).disk_used_bytes < fresh.disk_used_bytes + 2 * MIB  # type: ignore[operator]
+        # A read-only root's scratch directory (/tmp, an emptyDir) counts whole.
+        await scratch.wait("running", timeout=120)
+        await scratch.exec("head -c 20000000 /dev/zero > /tmp/zeros", check=True)
+        tmp = (await scratch.metrics()).disk_used_bytes
+        assert tmp is not None and 20_000_000 <= tmp < 20_000_000 + MIB
+    finally:
+        await sb.terminate()
+        await scratch.terminate()
+        await volume.delete(force=True)
 
 
 async def test_metrics_follow_until_the_sandbox_ends(agent_client: sandlot.AsyncClient) -> None:

@@ -107,7 +107,7 @@ sandlot create docker.io/library/python:3.11-slim --tag batch=x --volume data:/d
 sandlot exec --detach --tty job -- python3\n  sandlot attach -t job 4"
     )]
     Attach(AttachArgs),
-    /// Show a sandbox's resources (CPU, memory, processes, network); -f repeats.
+    /// Show a sandbox's resources (CPU, memory, processes, network, disk); -f repeats.
     #[command(after_help = "Examples:\n  sandlot top job\n  sandlot top job -f --interval 2")]
     Top(TopArgs),
     /// Send a signal (9 unless --signal) to a process and every process it started.

@@ -331,7 +331,16 @@ impl Printer {
         let mut table = Table::new();
         table.load_style(NOTHING);
         if header {
-            table.set_header(["CPU", "MEMORY", "LIMIT", "PROCESSES", "NET IN", "NET OUT"]);
+            table.set_header([
+                "CPU",
+                "MEMORY",
+                "LIMIT",
+                "PROCESSES",
+                "NET IN",
+                "NET OUT",
+                "DISK",
+                "DISK LIMIT",
+            ]);
         }
         table.add_row([
             or_dash(m.cpu_cores.map(|c| format!("{c:.3}"))),
@@ -340,6 +349,8 @@ impl Printer {
             count(m.processes),
             count(m.network_rx_bytes),
             count(m.network_tx_bytes),
+            mib(m.disk_used_bytes),
+            mib(m.disk_limit_bytes),
         ]);
         println!("{}", table.trim_fmt());
     }

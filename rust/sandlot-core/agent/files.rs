@@ -172,6 +172,10 @@ fn serve(io: &mut Io) -> Outcome<u64> {
             io.flags(0)?;
             unpack(io, &path)
         }
+        10 => {
+            io.flags(0)?;
+            disk_used(&path)
+        }
         _ => Err(Failure::Malformed),
     }
 }
@@ -313,6 +317,77 @@ fn walk_out(io: &mut Io, path: &[u8], depth: usize, pack: bool) -> Outcome<u64> 
     }
     io.out(&END_RECORD);
     Ok(sent)
+}
+
+/// How many entries a disk count looks at before it gives up (EOVERFLOW).
+const MAX_COUNTED: u64 = 1_000_000;
+
+/// The disk the sandbox uses, in bytes (the blocks allocated): below `path`,
+/// on its filesystem, what changed since the sandbox's first process
+/// started (on an overlay root: what its writable layer holds, as the image's
+/// files are older), and everything on its scratch mounts (emptyDir on the
+/// node's disk). Other mounts are not entered, nor directories the agent may
+/// not read; a file with several links counts once. EOVERFLOW after
+/// [`MAX_COUNTED`] entries.
+fn disk_used(path: &[u8]) -> Outcome<u64> {
+    let since = crate::metrics::started_ns().ok_or_else(|| failed(ENOENT, b"/proc/1/stat"))?;
+    let mut count = DiskCount {
+        bytes: 0,
+        entries: 0,
+        linked: alloc::collections::BTreeSet::new(),
+    };
+    count.walk(path, since)?;
+    for mount in crate::metrics::scratch_mounts() {
+        count.walk(&mount, i64::MIN)?;
+    }
+    Ok(count.bytes)
+}
+
+struct DiskCount {
+    bytes: u64,
+    entries: u64,
+    /// Files with more than one link counted so far: device and inode.
+    linked: alloc::collections::BTreeSet<(u64, u64)>,
+}
+
+impl DiskCount {
+    /// Counts `path` and what is below it on its filesystem that changed at
+    /// or after `since` (nanoseconds since the epoch).
+    fn walk(&mut self, path: &[u8], since: i64) -> Outcome<()> {
+        let root =
+            stat_at(AT_FDCWD, &nul(path), AT_SYMLINK_NOFOLLOW).map_err(|e| failed(e, path))?;
+        self.add(&root, since);
+        let mut walk = Walk::open(path, false)?;
+        loop {
+            self.entries += 1;
+            if self.entries > MAX_COUNTED {
+                return Err(failed(EOVERFLOW, path));
+            }
+            let (name, stat) = match walk.next() {
+                Ok(Step::Entry(name, stat)) => (name, stat),
+                Ok(Step::Left(_)) | Err(EACCES) => continue,
+                Ok(Step::End) => return Ok(()),
+                Err(e) => return Err(failed(e, &walk.at(path))),
+            };
+            // A mount point: another filesystem.
+            if stat.device != root.device {
+                continue;
+            }
+            self.add(&stat, since);
+            if kind_of(&stat) == DIR {
+                // Deeper than a walk goes, or not readable: left out.
+                let _ = walk.enter(&name);
+            }
+        }
+    }
+
+    fn add(&mut self, stat: &Stat, since: i64) {
+        let once =
+            stat.links < 2 || kind_of(stat) == DIR || self.linked.insert((stat.device, stat.inode));
+        if stat.changed_ns >= since && once {
+            self.bytes = self.bytes.saturating_add(stat.blocks.saturating_mul(512));
+        }
+    }
 }
 
 /// Removes `path` (a symlink itself, never its target); a directory must be
@@ -836,10 +911,18 @@ impl Walk {
 
 /// What lstat (or stat) says of an entry.
 struct Stat {
+    device: u64,
+    inode: u64,
+    links: u64,
     mode: u32,
     size: u64,
+    /// 512-byte blocks allocated.
+    blocks: u64,
+    /// Last modification: seconds and nanoseconds.
     seconds: i64,
     nanoseconds: u32,
+    /// Last status change, in nanoseconds since the epoch.
+    changed_ns: i64,
 }
 
 /// The record kind of an entry.
@@ -854,7 +937,8 @@ fn kind_of(stat: &Stat) -> u8 {
 
 /// newfstatat(2) of the NUL-terminated `path` in `dir`, or the errno.
 fn stat_at(dir: i32, path: &[u8], flags: usize) -> Result<Stat, isize> {
-    // struct stat: mode at byte 24, size at 48, mtime at 88 (seconds, nanoseconds).
+    // struct stat, in u64 words: dev 0, ino 1, nlink 2, mode (u32) 3, size 6,
+    // blocks 8, mtime 11 and 12, ctime 13 and 14 (seconds, nanoseconds).
     let mut buf = [0u64; 18];
     // SAFETY: `path` is NUL-terminated; `buf` holds a struct stat (144 bytes).
     let r = unsafe {
@@ -870,10 +954,17 @@ fn stat_at(dir: i32, path: &[u8], flags: usize) -> Result<Stat, isize> {
         return Err(-r);
     }
     Ok(Stat {
+        device: buf[0],
+        inode: buf[1],
+        links: buf[2],
         mode: buf[3] as u32,
         size: buf[6],
+        blocks: buf[8],
         seconds: buf[11] as i64,
         nanoseconds: buf[12] as u32,
+        changed_ns: (buf[13] as i64)
+            .saturating_mul(1_000_000_000)
+            .saturating_add(buf[14] as i64),
     })
 }
 

@@ -1,6 +1,7 @@
 //! The sandbox's resource figures, read from its own cgroup (v2, else v1)
 //! and `/proc`, as the daemon answers a metrics request.
 
+use alloc::vec::Vec;
 use sandlot_wire::{Metrics, UNKNOWN};
 
 use crate::sys::*;
@@ -77,6 +78,81 @@ fn read_file<'b>(path: &[u8], buf: &'b mut [u8]) -> Option<&'b [u8]> {
     }
     close(fd as i32);
     Some(&buf[..len])
+}
+
+/// When the sandbox's first process (its pid 1) started, in nanoseconds since
+/// the epoch: its start in clock ticks after boot (100 a second on Linux), on
+/// the real-time clock.
+pub fn started_ns() -> Option<i64> {
+    let mut buf = [0u8; 1024];
+    let stat = read_file(b"/proc/1/stat\0", &mut buf)?;
+    // After the command in parentheses: the state (field 3) ... the start (22).
+    let after = stat.iter().rposition(|&b| b == b')')?;
+    let ticks = stat[after + 1..]
+        .split(|&b| b == b' ')
+        .filter(|w| !w.is_empty())
+        .nth(19)
+        .and_then(parse)?;
+    let boot = clock_ns(CLOCK_REALTIME).checked_sub(clock_ns(CLOCK_BOOTTIME))?;
+    let start = boot.checked_add(ticks.checked_mul(10_000_000)?)?;
+    i64::try_from(start).ok()
+}
+
+/// Where the sandbox's scratch volumes (Kubernetes emptyDir on the node's
+/// disk, which counts against its disk limit) are mounted, each once.
+pub fn scratch_mounts() -> Vec<Vec<u8>> {
+    let mut buf = alloc::vec![0u8; 1 << 20];
+    let Some(text) = read_file(b"/proc/self/mountinfo\0", &mut buf) else {
+        return Vec::new();
+    };
+    let mut sources: Vec<&[u8]> = Vec::new();
+    let mut mounts = Vec::new();
+    for line in text.split(|&b| b == b'\n') {
+        // id, parent, device, root, mount point, options..., "-", type, source.
+        let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
+        let Some(dash) = fields.iter().position(|f| *f == b"-") else {
+            continue;
+        };
+        let (Some(root), Some(point), Some(kind)) =
+            (fields.get(3), fields.get(4), fields.get(dash + 1))
+        else {
+            continue;
+        };
+        let scratch = root.windows(EMPTY_DIR.len()).any(|w| w == EMPTY_DIR);
+        if scratch && *kind != b"tmpfs" && !sources.contains(root) {
+            sources.push(root);
+            mounts.push(unescape(point));
+        }
+    }
+    mounts
+}
+
+/// Where the kubelet keeps a pod's emptyDir volumes, in a mount's root.
+const EMPTY_DIR: &[u8] = b"/volumes/kubernetes.io~empty-dir/";
+
+/// A mountinfo path with its octal escapes (`\040` for a space) undone.
+fn unescape(field: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(field.len());
+    let mut i = 0;
+    while i < field.len() {
+        let octal = field
+            .get(i + 1..i + 4)
+            .filter(|d| field[i] == b'\\' && d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match octal {
+            Some(d) => {
+                out.push(
+                    d.iter()
+                        .fold(0u8, |n, c| n.wrapping_mul(8).wrapping_add(c - b'0')),
+                );
+                i += 4;
+            }
+            None => {
+                out.push(field[i]);
+                i += 1;
+            }
+        }
+    }
+    out
 }
 
 /// A file holding one number; [`UNKNOWN`] if unreadable or not a number ("max").

@@ -91,6 +91,7 @@ pub const EPIPE: isize = 32;
 pub const ENOSYS: isize = 38;
 pub const ENOTEMPTY: isize = 39;
 pub const ELOOP: isize = 40;
+pub const EOVERFLOW: isize = 75;
 
 pub const SPLICE_F_MOVE: usize = 1;
 
@@ -511,8 +512,18 @@ pub fn push_decimal(out: &mut alloc::vec::Vec<u8>, mut value: u64) {
 
 /// The monotonic clock, in nanoseconds.
 pub fn now_ns() -> u64 {
+    clock_ns(CLOCK_MONOTONIC)
+}
+
+pub const CLOCK_REALTIME: usize = 0;
+pub const CLOCK_MONOTONIC: usize = 1;
+/// The monotonic clock, counting time suspended: nanoseconds since boot.
+pub const CLOCK_BOOTTIME: usize = 7;
+
+/// Clock `clock`, in nanoseconds.
+pub fn clock_ns(clock: usize) -> u64 {
     let mut time = [0u64; 2];
-    // SAFETY: `time` is a timespec; CLOCK_MONOTONIC is 1.
-    unsafe { syscall(SYS_CLOCK_GETTIME, 1, time.as_mut_ptr() as usize, 0, 0) };
+    // SAFETY: `time` is a timespec.
+    unsafe { syscall(SYS_CLOCK_GETTIME, clock, time.as_mut_ptr() as usize, 0, 0) };
     time[0] * 1_000_000_000 + time[1]
 }

@@ -188,6 +188,11 @@ pub struct SandboxMetrics {
     /// Bytes received and sent (loopback left out), since the sandbox started.
     pub network_rx_bytes: Option<u64>,
     pub network_tx_bytes: Option<u64>,
+    /// Disk in use: what changed on the root filesystem since the sandbox
+    /// started (its writable layer) and what its scratch volumes hold.
+    pub disk_used_bytes: Option<u64>,
+    /// Its disk limit (`ephemeral-storage`), from its pod.
+    pub disk_limit_bytes: Option<u64>,
 }
 
 impl SandboxMetrics {
@@ -208,6 +213,8 @@ impl SandboxMetrics {
             processes: known(last.processes),
             network_rx_bytes: known(last.network_rx_bytes),
             network_tx_bytes: known(last.network_tx_bytes),
+            disk_used_bytes: None,
+            disk_limit_bytes: None,
         }
     }
 }

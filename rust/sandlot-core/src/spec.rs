@@ -497,6 +497,26 @@ impl SandboxSpec {
     }
 }
 
+/// The disk limit (`ephemeral-storage`) of a sandbox's pod, in bytes.
+pub(crate) fn disk_limit(pod: &Pod) -> Option<u64> {
+    let container = pod
+        .spec
+        .as_ref()?
+        .containers
+        .iter()
+        .find(|c| c.name == CONTAINER_NAME)?;
+    let limit = container
+        .resources
+        .as_ref()?
+        .limits
+        .as_ref()?
+        .get(EPHEMERAL_STORAGE)?;
+    let bytes = kube_quantity::ParsedQuantity::try_from(limit)
+        .ok()?
+        .to_bytes_f64()?;
+    (bytes >= 0.0).then_some(bytes as u64)
+}
+
 /// Why a mount path (split into its parts) is refused, if it is: the root
 /// would hide the image, and the kernel's and runtime's own filesystems
 /// (`/proc`, `/sys`, and `/dev` itself) cannot be replaced by a volume.
@@ -842,6 +862,19 @@ mod tests {
             resources.requests.unwrap()["ephemeral-storage"].0,
             DEFAULT_DISK_REQUEST
         );
+    }
+
+    #[test]
+    fn the_disk_limit_is_read_back_in_bytes() {
+        let asked = |disk: Option<&str>| {
+            let mut request = SandboxRequest::new("busybox:1.36");
+            request.resources.disk = disk.map(str::to_owned);
+            disk_limit(&valid(request).to_pod("sb"))
+        };
+        assert_eq!(asked(None), Some(2 << 30));
+        assert_eq!(asked(Some("4Gi")), Some(4 << 30));
+        assert_eq!(asked(Some("1.5G")), Some(1_500_000_000));
+        assert_eq!(disk_limit(&Pod::default()), None);
     }
 
     #[test]

@@ -346,6 +346,19 @@ impl Metrics {
         self.inner.network_tx_bytes
     }
 
+    /// Disk in use: what changed on the root filesystem since the sandbox
+    /// started (its writable layer) and what its scratch volumes hold.
+    #[getter]
+    fn disk_used_bytes(&self) -> Option<u64> {
+        self.inner.disk_used_bytes
+    }
+
+    /// The sandbox's disk limit (Kubernetes' `ephemeral-storage`).
+    #[getter]
+    fn disk_limit_bytes(&self) -> Option<u64> {
+        self.inner.disk_limit_bytes
+    }
+
     fn __repr__(&self) -> String {
         fn shown<T: std::fmt::Display>(value: Option<T>) -> String {
             value.map_or_else(|| "None".to_owned(), |v| v.to_string())
@@ -353,13 +366,15 @@ impl Metrics {
         let m = &self.inner;
         format!(
             "Metrics(cpu_cores={}, memory_bytes={}, memory_limit_bytes={}, processes={}, \
-             network_rx_bytes={}, network_tx_bytes={})",
+             network_rx_bytes={}, network_tx_bytes={}, disk_used_bytes={}, disk_limit_bytes={})",
             shown(m.cpu_cores.map(|c| format!("{c:.3}"))),
             shown(m.memory_bytes),
             shown(m.memory_limit_bytes),
             shown(m.processes),
             shown(m.network_rx_bytes),
-            shown(m.network_tx_bytes)
+            shown(m.network_tx_bytes),
+            shown(m.disk_used_bytes),
+            shown(m.disk_limit_bytes)
         )
     }
 }

@@ -487,7 +487,7 @@ impl Client {
     ) -> Result<FileRun> {
         let remote = target.remote_path(field, path)?;
         let request = fields(RequestBytes::new(op, &remote))?;
-        let writes = !matches!(op, Op::Read | Op::Stat | Op::List | Op::Pack);
+        let writes = !matches!(op, Op::Read | Op::Stat | Op::List | Op::Pack | Op::DiskUsed);
         self.start_file_run(target, path, remote, request, writes)
             .await
     }
@@ -577,6 +577,22 @@ impl Client {
         })?;
         entry.path = path.to_vec();
         Ok(entry)
+    }
+
+    /// The disk sandbox `name` uses, in bytes, as its agent counts it: what
+    /// changed on its root filesystem since it started (its writable layer)
+    /// and what its scratch volumes hold. `None` when the count gave up
+    /// (over a million entries).
+    pub(crate) async fn disk_used(&self, name: &str) -> Result<Option<u64>> {
+        let target = FileTarget::Sandbox(name.to_owned());
+        let run = self
+            .simple_file_op(&target, ("path", b"/"), Op::DiskUsed, |r| Ok(r.u32(0)))
+            .await?;
+        match run.finish().await {
+            Ok(bytes) => Ok(Some(bytes)),
+            Err(Error::File { errno: 75, .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
     }
 
     /// Whether `path` exists (a dangling symlink does).

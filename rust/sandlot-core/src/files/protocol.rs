@@ -32,6 +32,8 @@ pub(super) enum Op {
     Rename = 7,
     Pack = 8,
     Unpack = 9,
+    /// The disk the sandbox uses (its status counts bytes in use).
+    DiskUsed = 10,
 }
 
 /// Write: create missing parent directories. Mkdir: parents too, and an

@@ -403,7 +403,25 @@ impl Client {
             every,
             last: None,
             delivered: false,
+            disk: None,
+            disk_limit: None,
         }
+    }
+
+    /// Sandbox `name`'s disk limit in bytes, from its pod (the client's
+    /// shared watch, else a read).
+    async fn disk_limit(&self, name: &str) -> Option<u64> {
+        let watch = self.pod_watch();
+        let seen = if watch.ready(tokio::time::Instant::now()).await {
+            watch.get(name)
+        } else {
+            None
+        };
+        let pod = match seen {
+            Some(pod) => pod,
+            None => Arc::new(self.sandbox_pod(name).await.ok()?),
+        };
+        crate::spec::disk_limit(&pod)
     }
 
     /// Kills agent process `process` in sandbox `name` with its whole tree,
@@ -599,7 +617,16 @@ pub struct MetricsFollow {
     last: Option<sandlot_wire::Metrics>,
     /// Whether a reading was handed out.
     delivered: bool,
+    /// The last disk count and when it was made.
+    disk: Option<(tokio::time::Instant, Option<u64>)>,
+    /// The pod's disk limit, read once.
+    disk_limit: Option<Option<u64>>,
 }
+
+/// How often a follow counts the disk again (the kubelet's own pace).
+const DISK_EVERY: Duration = Duration::from_secs(10);
+/// The longest a disk count may take; a slower one gives `None`.
+const DISK_COUNT_BOUND: Duration = Duration::from_secs(5);
 
 impl MetricsFollow {
     /// The next reading, one interval after the one before; `None` once the
@@ -623,6 +650,9 @@ impl MetricsFollow {
 
     async fn read(&mut self) -> Result<SandboxMetrics> {
         let link = self.client.agent_for(&self.name, "reading metrics").await?;
+        // Counted before the first CPU reading of a single call, whose
+        // interval then leaves the count's own CPU out.
+        let disk = self.disk_used().await;
         let first = match self.last.take() {
             Some(last) => last,
             None => link.metrics().await?,
@@ -630,6 +660,29 @@ impl MetricsFollow {
         tokio::time::sleep(self.every).await;
         let now = link.metrics().await?;
         self.last = Some(now);
-        Ok(SandboxMetrics::between(&first, &now))
+        if self.disk_limit.is_none() {
+            self.disk_limit = Some(self.client.disk_limit(&self.name).await);
+        }
+        Ok(SandboxMetrics {
+            disk_used_bytes: disk,
+            disk_limit_bytes: self.disk_limit.flatten(),
+            ..SandboxMetrics::between(&first, &now)
+        })
+    }
+
+    /// The disk count, made again once [`DISK_EVERY`] has passed; `None` if
+    /// it fails or takes longer than [`DISK_COUNT_BOUND`].
+    async fn disk_used(&mut self) -> Option<u64> {
+        let now = tokio::time::Instant::now();
+        match self.disk {
+            Some((at, used)) if now.duration_since(at) < DISK_EVERY => used,
+            _ => {
+                let counted =
+                    tokio::time::timeout(DISK_COUNT_BOUND, self.client.disk_used(&self.name)).await;
+                let used = counted.ok().and_then(Result::ok).flatten();
+                self.disk = Some((now, used));
+                used
+            }
+        }
     }
 }
