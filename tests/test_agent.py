@@ -198,7 +198,7 @@ while True:
 """
 
 
-def agentless_sandbox(namespace: str) -> str:
+def agentless_sandbox(namespace: str, image: str = BUSYBOX, command: list[str] | None = None) -> str:
     """A running sandbox without the agent, as an older sandlot (or a client that
     may not create ConfigMaps) made them: the pod written by hand."""
     name = unique("old")
@@ -213,8 +213,8 @@ def agentless_sandbox(namespace: str) -> str:
             "containers": [
                 {
                     "name": "sandbox",
-                    "image": BUSYBOX,
-                    "command": ["sleep", "3600"],
+                    "image": image,
+                    "command": command or ["sleep", "3600"],
                     "securityContext": {"allowPrivilegeEscalation": False, "capabilities": {"drop": ["ALL"]}},
                 }
             ],
@@ -235,9 +235,20 @@ async def test_an_impersonating_agent_gets_a_clear_error_or_the_kubernetes_path(
         async with sandlot.AsyncClient(sandlot_namespace) as auto:
             old = await auto.sandboxes.get(plain)
             assert (await old.exec(["echo", "old"])).path == "kubernetes"
-            with pytest.raises(sandlot.errors.ExecError, match="created without it"):
-                await old.files.read("/etc/hostname")
+            # Files copy the program in with the image's shell, once.
+            data = bytes(range(256)) * 1000
+            assert await old.files.write("/tmp/in/data", data) == len(data)
+            assert await old.files.read("/tmp/in/data") == data
+            assert [e.path for e in await old.files.list("/tmp/in")] == ["data"]
+            copies = await old.exec(["sh", "-c", "ls -a /tmp | grep -c '^.sandlot-agent-'"])
+            assert copies.stdout.strip() == "1", copies
         await (await agent.sandboxes.get(plain)).terminate()
+        # Without a shell it cannot be copied in: said so.
+        bare = agentless_sandbox(sandlot_namespace, image=STATIC, command=["/pause"])
+        async with sandlot.AsyncClient(sandlot_namespace) as auto:
+            with pytest.raises(sandlot.errors.ExecError, match=r"created without it.*no /bin/sh"):
+                await (await auto.sandboxes.get(bare)).files.read("/probe")
+            await (await auto.sandboxes.get(bare)).terminate()
         # A client on the Kubernetes path still places the program (files need it),
         # and an agent client reaches it.
         async with sandlot.AsyncClient(sandlot_namespace, exec_path="kubernetes") as kube:
@@ -379,6 +390,22 @@ async def test_letting_go_of_an_attached_process_leaves_its_stdin_open(box: sand
     await last.close_stdin()
     assert await asyncio.wait_for(last.read_stdout(), PROMPTLY) == b"x\n" * 3
     assert await last.wait() == 0
+
+
+async def test_an_attach_from_another_client_ends_the_earlier_reader(
+    box: sandlot.AsyncSandbox, sandlot_namespace: str
+) -> None:
+    first = await box.spawn(["cat"], stdin=True, detach=True)
+    assert first.id is not None
+    async with sandlot.AsyncClient(sandlot_namespace, exec_path="agent") as other:
+        theirs = await (await other.sandboxes.get(box.name)).process(first.id)
+        # Told, not left waiting for output that goes elsewhere now.
+        with pytest.raises(sandlot.errors.ExecError, match="later attach"):
+            await asyncio.wait_for(first.wait(), PROMPTLY)
+        await theirs.write(b"still here\n")
+        await theirs.close_stdin()
+        assert await asyncio.wait_for(theirs.read_stdout(), PROMPTLY) == b"still here\n"
+        assert await theirs.wait() == 0
 
 
 async def test_output_nobody_reads_is_kept_up_to_a_bound_and_the_drop_reported(box: sandlot.AsyncSandbox) -> None:

@@ -4,10 +4,12 @@ follows: nothing missed, nothing misreported, nothing left running."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import os
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import sandlot
@@ -37,6 +39,7 @@ WAIT_TIMEOUT = 300.0
 EXEC_TIMEOUT = 30.0
 # Setting up (sandboxes starting) may be slow on a busy node; a bound for hangs only.
 START_TIMEOUT = 300
+MIB = 1024 * 1024
 
 
 class WaitOutcome:
@@ -341,3 +344,95 @@ async def test_a_port_forward_survives_an_api_server_restart(
                 assert slowest < 20, "a connection hung while the API server was away"
         finally:
             await server.terminate()
+
+
+async def test_file_transfers_across_an_api_server_restart(
+    sandlot_namespace: str, record: Callable[[Row], None]
+) -> None:
+    """An upload and a download under way when the API server restarts: each
+    ends intact or with an error soon after it is back (none hangs), a failed
+    upload leaves nothing under its name and no temporary file, no file run
+    is left in the sandbox, and the next transfer works."""
+    chunk = os.urandom(MIB)
+    chunks = 120  # 120 MiB, at most 10 MiB/s: the transfers outlast the restart
+
+    async def slow_chunks() -> AsyncIterator[bytes]:
+        for _ in range(chunks):
+            yield chunk
+            await asyncio.sleep(0.1)
+
+    async with sandlot.AsyncClient(sandlot_namespace) as client:
+        box = await client.sandboxes.create(BUSYBOX)
+        await box.wait("running", timeout=START_TIMEOUT)
+        await box.exec(["sh", "-c", f"head -c {chunks * MIB} /dev/urandom > /tmp/down.bin"], check=True)
+        expected_down = (await box.exec(["sha256sum", "/tmp/down.bin"], check=True)).stdout.split()[0]
+        read_bytes = 0
+        ended: list[float] = []  # when each transfer returned
+
+        async def upload() -> object:
+            try:
+                return await box.files.write("/tmp/up.bin", slow_chunks())
+            except Exception as err:
+                return err
+            finally:
+                ended.append(time.monotonic())
+
+        async def download() -> object:
+            nonlocal read_bytes
+            digest = hashlib.sha256()
+            try:
+                async for piece in box.files.open_read("/tmp/down.bin"):
+                    digest.update(piece)
+                    read_bytes += len(piece)
+                    await asyncio.sleep(0.05 * len(piece) / MIB)
+            except Exception as err:
+                return err
+            finally:
+                ended.append(time.monotonic())
+            return digest.hexdigest()
+
+        transfers = [asyncio.ensure_future(upload()), asyncio.ensure_future(download())]
+        for _ in range(300):  # both under way
+            if read_bytes >= 4 * MIB or any(t.done() for t in transfers):
+                break
+            await asyncio.sleep(0.1)
+        back_at = await asyncio.to_thread(restart_api_server)
+        try:
+            up, down = await asyncio.wait_for(asyncio.gather(*transfers), 120)
+        except TimeoutError:
+            up = down = TimeoutError("still running 120 s after the API server was back")
+        ended_at = max(ended, default=time.monotonic())
+        # A failed transfer's run is ended in the background: given 30 s.
+        for _ in range(60):
+            listing = (await box.exec(["sh", "-c", "ls -a /tmp; ps -o args"], check=True)).stdout
+            left_temp = [name for name in listing.split() if name.startswith(".sandlot-")]
+            left_runs = sum(1 for line in listing.splitlines() if "agent file" in line)
+            if not left_temp and not left_runs:
+                break
+            await asyncio.sleep(0.5)
+        cleaned_at = time.monotonic()
+        up_intact = up == chunks * MIB and (
+            (await box.exec(["sha256sum", "/tmp/up.bin"], check=True)).stdout.split()[0]
+            == hashlib.sha256(chunk * chunks).hexdigest()
+        )
+        up_clean = isinstance(up, sandlot.errors.SandlotError) and "up.bin" not in listing
+        down_ok = down == expected_down or isinstance(down, sandlot.errors.SandlotError)
+        after = await box.files.read("/tmp/down.bin", max_size=None)
+        record(
+            Row(
+                "API server restarted during file transfers",
+                f"1 upload and 1 download of {chunks} MiB at about 10 MiB/s, 1 restart",
+                f"upload: {'intact' if up_intact else type(up).__name__}; download: "
+                f"{'intact' if down == expected_down else type(down).__name__}; temporary files left "
+                f"{len(left_temp)} (want 0); file runs left {left_runs} (want 0)",
+                f"both returned {ended_at - back_at:+.1f} s from the API server being ready, "
+                f"their runs were gone {cleaned_at - back_at:+.1f} s from it",
+                (up_intact or up_clean) and down_ok and not left_temp and left_runs == 0,
+            )
+        )
+        await box.terminate()
+        assert up_intact or up_clean, f"upload: {up!r}; /tmp: {listing}"
+        assert down_ok, repr(down)
+        assert left_temp == [], listing
+        assert left_runs == 0, listing
+        assert hashlib.sha256(after).hexdigest() == expected_down, "a transfer after the restart works"

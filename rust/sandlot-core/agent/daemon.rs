@@ -16,8 +16,9 @@
 use alloc::collections::{BTreeMap, VecDeque};
 use alloc::vec::Vec;
 use sandlot_wire::{
-    Event, Exit, HEADER_LEN, Header, MAX_PAYLOAD, OUTPUT_CHUNK, OUTPUT_KEPT, OUTPUT_WINDOW,
-    ProcessEntry, Request, START_DETACHED, START_STDIN, START_TTY, STDERR, STDOUT, Start, VERSION,
+    Event, Exit, HEADER_LEN, Header, MAX_PAYLOAD, OLDEST_VERSION, OUTPUT_CHUNK, OUTPUT_KEPT,
+    OUTPUT_WINDOW, ProcessEntry, Request, START_DETACHED, START_STDIN, START_TTY, STDERR, STDOUT,
+    Start, VERSION,
 };
 
 use crate::sys::*;
@@ -144,6 +145,8 @@ struct Process {
 
 struct Session {
     fd: i32,
+    /// The protocol agreed in its hello (1 until then).
+    version: u32,
     input: Vec<u8>,
     /// Frames for the client; those before `written` are sent.
     output: Vec<u8>,
@@ -275,6 +278,7 @@ impl Daemon {
                 id,
                 Session {
                     fd: fd as i32,
+                    version: OLDEST_VERSION,
                     input: Vec::new(),
                     output: Vec::new(),
                     written: 0,
@@ -386,16 +390,13 @@ impl Daemon {
 
     fn handle(&mut self, session: u32, id: u32, request: Request<'_>) {
         match request {
-            Request::Hello { .. } => {
+            Request::Hello { version } => {
+                let version = version.clamp(OLDEST_VERSION, VERSION);
+                if let Some(s) = self.sessions.get_mut(&session) {
+                    s.version = version;
+                }
                 let pid = self.pid;
-                self.send(
-                    session,
-                    id,
-                    &Event::Welcome {
-                        version: VERSION,
-                        pid,
-                    },
-                );
+                self.send(session, id, &Event::Welcome { version, pid });
             }
             Request::Start(start) => match self.start(session, &start) {
                 Ok(process) => self.send(session, id, &Event::Started { process }),
@@ -463,13 +464,20 @@ impl Daemon {
                     );
                     return;
                 }
-                p.session = Some(session);
+                let earlier = p.session.replace(session);
                 p.exit_sent = false;
                 for (output, from) in p.outputs.iter_mut().zip([stdout, stderr]) {
                     output.sent = from;
                     output.acked = from;
                 }
                 let total = p.stdin_taken;
+                // The reader it had on another connection gets nothing more:
+                // told so, if it speaks protocol 2.
+                if let Some(earlier) = earlier.filter(|&e| e != session)
+                    && self.sessions.get(&earlier).is_some_and(|s| s.version >= 2)
+                {
+                    self.send(earlier, process, &Event::TakenOver);
+                }
                 self.send(session, id, &Event::Started { process });
                 // The attached client counts its stdin from here.
                 self.send(session, process, &Event::StdinTaken { total });

@@ -153,7 +153,7 @@ pub(crate) enum ProcessEvent {
     Dropped { stream: u8, from: u64, to: u64 },
     /// The connection broke (why); the process may run on.
     Lost(String),
-    /// A later attach on the same connection reads the process now.
+    /// A later attach (on this connection or another) reads the process now.
     TakenOver,
 }
 
@@ -412,10 +412,11 @@ impl AgentLink {
         };
         link.send(id, &hello).await.map_err(failed)?;
         let version = link.answer(version, HELLO_TIMEOUT).await.map_err(failed)?;
-        if version != sandlot_wire::VERSION {
+        if !(sandlot_wire::OLDEST_VERSION..=sandlot_wire::VERSION).contains(&version) {
             return Err(OpenError {
                 error: link.error(format!(
-                    "the sandbox's agent speaks protocol {version}, this client {}",
+                    "the sandbox's agent speaks protocol {version}, this client {} to {}",
+                    sandlot_wire::OLDEST_VERSION,
                     sandlot_wire::VERSION
                 )),
                 lasting: true,
@@ -767,6 +768,11 @@ fn route(
                 offset,
                 data: data.to_vec(),
             });
+        }
+        Event::TakenOver => {
+            if let Some(route) = routes.processes.remove(&id) {
+                let _ = route.events.send(ProcessEvent::TakenOver);
+            }
         }
         Event::Dropped { stream, from, to } => {
             let Some(route) = routes.processes.get_mut(&id) else {

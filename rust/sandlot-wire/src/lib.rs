@@ -18,8 +18,12 @@ extern crate alloc;
 
 use alloc::vec::Vec;
 
-/// The protocol this build speaks; the agent says its own in [`Event::Welcome`].
-pub const VERSION: u32 = 1;
+/// The protocol this build speaks. The client says its own in
+/// [`Request::Hello`]; the agent answers with the lower of the two in
+/// [`Event::Welcome`] and speaks that. Version 2 adds [`Event::TakenOver`].
+pub const VERSION: u32 = 2;
+/// The oldest protocol either side still speaks.
+pub const OLDEST_VERSION: u32 = 1;
 /// Bytes in a frame header.
 pub const HEADER_LEN: usize = 9;
 /// The longest payload either side accepts.
@@ -69,6 +73,7 @@ mod kind {
     pub const DROPPED: u8 = 70;
     pub const PROCESSES: u8 = 71;
     pub const MEASURED: u8 = 72;
+    pub const TAKEN_OVER: u8 = 73;
 }
 
 /// Why bytes are not a frame.
@@ -275,6 +280,9 @@ pub enum Event<'a> {
     },
     Processes(Vec<ProcessEntry<'a>>),
     Measured(Metrics),
+    /// Another connection attached to the process: this one gets nothing
+    /// more of it (protocol 2).
+    TakenOver,
 }
 
 /// Appends an [`Event::Output`] frame whose data is `parts` one after the
@@ -599,6 +607,9 @@ impl<'a> Event<'a> {
                     .u64(m.network_rx_bytes)
                     .u64(m.network_tx_bytes);
             }
+            Event::TakenOver => {
+                Frame::new(out, kind::TAKEN_OVER, id);
+            }
         }
     }
 
@@ -655,6 +666,7 @@ impl<'a> Event<'a> {
                 network_rx_bytes: f.u64()?,
                 network_tx_bytes: f.u64()?,
             }),
+            kind::TAKEN_OVER => Event::TakenOver,
             other => return Err(WireError::UnknownKind(other)),
         };
         f.end()?;
@@ -757,6 +769,7 @@ mod tests {
                 network_rx_bytes: 6,
                 network_tx_bytes: 7,
             }),
+            Event::TakenOver,
         ];
         for event in &events {
             let mut out = Vec::new();

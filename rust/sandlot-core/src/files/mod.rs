@@ -24,13 +24,14 @@ use tokio::task::JoinHandle;
 
 use crate::client::Client;
 use crate::error::{Error, Result};
-use crate::sandbox::{ExecProcess, SpawnOptions};
+use crate::sandbox::{ExecKiller, ExecProcess, SpawnOptions};
 
 pub use helper::HELPER_IMAGE_ENV;
 pub(crate) use helper::HelperState;
+pub(crate) use protocol::MAX_PATH;
 use protocol::{
-    EXCLUSIVE, FOLLOW, MAX_CHUNK, MAX_PATH, MAX_STATUS, NO_REPLACE, Op, PARENTS, RECURSIVE,
-    RequestBytes, Status,
+    EXCLUSIVE, FOLLOW, MAX_CHUNK, MAX_STATUS, NO_REPLACE, Op, PARENTS, RECURSIVE, RequestBytes,
+    Status,
 };
 pub use protocol::{EntryKind, FileEntry, errno_text};
 pub use stall::set_file_idle;
@@ -77,6 +78,11 @@ struct FileRun {
     stderr: JoinHandle<Vec<u8>>,
     /// Whether a wait on the agent outlasted the idle bound.
     stall: Stall,
+    /// What ends the run when the wait for its exit failed (the connection
+    /// was lost, not necessarily the run); `Drop` uses it.
+    lost: Option<ExecKiller>,
+    /// Whether its input was still open when writing to it failed.
+    input_cut: bool,
 }
 
 impl FileRun {
@@ -135,6 +141,7 @@ impl FileRun {
             return Ok(());
         }
         self.stdin = None;
+        self.input_cut = true;
         Err(self.take_failure().await)
     }
 
@@ -148,7 +155,11 @@ impl FileRun {
         let process = self.process.as_mut().expect("a run's exit is read once");
         match tokio::time::timeout(self.stall.exit_idle(), process.wait()).await {
             Ok(exit) => {
-                self.process = None;
+                if let Some(process) = self.process.take()
+                    && exit.is_err()
+                {
+                    self.lost = process.killer();
+                }
                 exit
             }
             Err(_) => {
@@ -183,24 +194,42 @@ const ABANDONED_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 impl Drop for FileRun {
     /// A run dropped before its status was read (a write aborted or failed,
     /// a read given up, the caller cancelled) is ended in the background: a
-    /// write's input is closed without the end chunk, so the agent removes
-    /// what it wrote and exits (killed after [`ABANDONED_WAIT`]); anything
-    /// else is killed at once.
+    /// write's input is closed without the end chunk (from a new connection
+    /// to the agent if its own was lost), so the agent removes what it wrote
+    /// and exits (killed after [`ABANDONED_WAIT`]); anything else is killed
+    /// at once.
     fn drop(&mut self) {
+        let lease = self.lease.take();
+        if let Some(killer) = self.lost.take() {
+            // Its connection was lost: reached through a new one.
+            let write = self.input_cut || self.stdin.is_some();
+            crate::sandbox::in_background(&self.runtime, async move {
+                if !(write && killer.end_input(ABANDONED_WAIT).await) {
+                    let _ = killer.kill().await;
+                }
+                drop(lease);
+            });
+            return;
+        }
         let Some(mut process) = self.process.take() else {
             return;
         };
         let stdin = self.stdin.take();
-        let lease = self.lease.take();
         drop(self.stdout.take());
         let killer = process.killer();
         crate::sandbox::in_background(&self.runtime, async move {
             let ended = match stdin {
                 Some(mut stdin) => {
                     let _ = stdin.shutdown().await;
-                    tokio::time::timeout(ABANDONED_WAIT, process.wait())
-                        .await
-                        .is_ok()
+                    match tokio::time::timeout(ABANDONED_WAIT, process.wait()).await {
+                        Ok(Ok(_)) => true,
+                        // The connection was lost, not the run.
+                        Ok(Err(_)) => match &killer {
+                            Some(killer) => killer.end_input(ABANDONED_WAIT).await,
+                            None => false,
+                        },
+                        Err(_) => false,
+                    }
                 }
                 None => false,
             };
@@ -472,6 +501,8 @@ impl Client {
             stdout,
             stderr,
             stall,
+            lost: None,
+            input_cut: false,
         };
         run.send(&request.0).await?;
         Ok(run)

@@ -366,6 +366,19 @@ pub(super) enum KillTarget {
 }
 
 impl ExecKiller {
+    /// Closes the stdin of a command that runs through the agent from a new
+    /// connection (its own was lost), and waits up to `within` for it to
+    /// end; whether it did. A command run otherwise: false at once.
+    pub async fn end_input(&self, within: Duration) -> bool {
+        match self.target {
+            KillTarget::Agent(process) => {
+                let ended = self.client.end_agent_input(&self.sandbox, process, within);
+                tokio::time::timeout(within, ended).await == Ok(true)
+            }
+            KillTarget::Tag(_) => false,
+        }
+    }
+
     /// Kills every process carrying the command's tag (or, through the agent,
     /// its process tree) and the process groups they lead; gives up after
     /// 20 s. Nothing to kill is success.
@@ -1124,7 +1137,7 @@ pub(super) fn running(name: &str, status: &crate::status::SandboxStatus) -> Resu
 }
 
 /// Whether an exec failed because the image has no `/bin/sh` to run the wrapper.
-fn lacks_shell(message: &str) -> bool {
+pub(super) fn lacks_shell(message: &str) -> bool {
     let message = message.to_ascii_lowercase();
     message.contains("/bin/sh")
         && (message.contains("no such file") || message.contains("not found"))

@@ -284,7 +284,8 @@ impl Client {
 
     /// Runs the agent program with `args` in sandbox `name`: through its
     /// agent connection where that can be used, else as a Kubernetes exec
-    /// of the program, which the sandbox must have mounted.
+    /// of the program: the one the sandbox mounts, or in a sandbox created
+    /// without it, a copy placed with its shell.
     pub(crate) async fn spawn_agent_program(
         &self,
         name: &str,
@@ -299,18 +300,58 @@ impl Client {
                 } else {
                     self.ready_for_exec(name).await?
                 };
+                let mut command = command.to_vec();
                 if !agent::has_agent(&pod) {
-                    return Err(Error::Exec {
-                        name: name.to_owned(),
-                        message: "files need sandlot's agent program in the sandbox, and it was \
-                                  created without it (by a client that may not create \
-                                  ConfigMaps, or by an older sandlot)"
-                            .into(),
-                    });
+                    command[0] = self.placed_agent_program(name).await?;
                 }
-                self.start_exec(name, command, options, None).await
+                self.start_exec(name, &command, options, None).await
             }
         }
+    }
+
+    /// The path of this build's agent program copied into sandbox `name`
+    /// (made without its mount) by the image's `/bin/sh`, `cat`, `chmod` and
+    /// `mv`: into `$TMPDIR` (else `/tmp`), owner-only, once per build (a copy
+    /// already there is used). The workload can replace the copy, as it can
+    /// any agent: what the program says is checked as ever.
+    async fn placed_agent_program(&self, name: &str) -> Result<String> {
+        let why = |detail: String| Error::Exec {
+            name: name.to_owned(),
+            message: format!(
+                "files need sandlot's agent program, and the sandbox was created without it (by \
+                 a client that may not create ConfigMaps, or by an older sandlot): {detail}"
+            ),
+        };
+        let file = format!(".{}", agent::AGENT_PROGRAM.config_map_name());
+        let script = format!(
+            "f=\"${{TMPDIR:-/tmp}}/{file}\"; if [ ! -x \"$f\" ]; then umask 077; \
+             cat > \"$f.$$\" && chmod 700 \"$f.$$\" && mv -f \"$f.$$\" \"$f\" || exit 1; fi; \
+             printf %s \"$f\""
+        );
+        let options = crate::ExecOptions {
+            stdin: Some(agent::AGENT_PROGRAM.binary.to_vec()),
+            timeout: Some(PLACE_TIMEOUT),
+            max_output: Some(crate::files::MAX_PATH),
+            ..crate::ExecOptions::default()
+        };
+        let line = ["/bin/sh".to_owned(), "-c".to_owned(), script];
+        let placed = match self.exec_sandbox(name, &line, &options).await {
+            Ok(placed) => placed,
+            Err(Error::Exec { message, .. }) if super::exec::lacks_shell(&message) => {
+                return Err(why("its image has no /bin/sh to copy it in with".into()));
+            }
+            Err(err) => return Err(err),
+        };
+        let path = String::from_utf8(placed.stdout).unwrap_or_default();
+        if placed.exit_code != 0 || !path.starts_with('/') || path.contains('\0') {
+            let said = String::from_utf8_lossy(&placed.stderr);
+            return Err(why(format!(
+                "copying it in failed (exit code {}): {}",
+                placed.exit_code,
+                said.trim()
+            )));
+        }
+        Ok(path)
     }
 
     /// The connection to sandbox `name`'s agent, for `what`, which only the
@@ -424,6 +465,33 @@ impl Client {
         crate::spec::disk_limit(&pod)
     }
 
+    /// Closes the stdin of agent process `process` in sandbox `name` and
+    /// polls until it has ended, for `within` at most; whether it ended.
+    pub(super) async fn end_agent_input(&self, name: &str, process: u32, within: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + within;
+        let Ok(link) = self.agent_for(name, "closing a command's input").await else {
+            return false;
+        };
+        if link.send(process, &Request::Stdin(b"")).await.is_err() {
+            return false;
+        }
+        while tokio::time::Instant::now() < deadline {
+            match link.list().await {
+                Ok(listed) => {
+                    if listed
+                        .iter()
+                        .all(|p| p.id != process || p.exit_code.is_some())
+                    {
+                        return true;
+                    }
+                }
+                Err(_) => return false,
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        false
+    }
+
     /// Kills agent process `process` in sandbox `name` with its whole tree,
     /// and returns once the agent has done it.
     pub(super) async fn kill_agent_process(&self, name: &str, process: u32) -> Result<()> {
@@ -524,9 +592,7 @@ impl Pump {
                     Some(ProcessEvent::TakenOver) => {
                         // Not released on drop: the process is the new reader's.
                         self.ended = true;
-                        return Ok(Err(
-                            "a later attach to the process (from this client) reads it now".into(),
-                        ));
+                        return Ok(Err("a later attach to the process reads it now".into()));
                     }
                     None => return Ok(Err("the connection to the sandbox's agent ended".into())),
                 },
@@ -622,6 +688,9 @@ pub struct MetricsFollow {
     /// The pod's disk limit, read once.
     disk_limit: Option<Option<u64>>,
 }
+
+/// The longest the copy of the agent program into a sandbox may take.
+const PLACE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// How often a follow counts the disk again (the kubelet's own pace).
 const DISK_EVERY: Duration = Duration::from_secs(10);
