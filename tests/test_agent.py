@@ -374,11 +374,16 @@ async def test_a_terminal_process_is_attached_again_with_its_terminal(box: sandl
 async def test_letting_go_of_an_attached_process_leaves_its_stdin_open(box: sandlot.AsyncSandbox) -> None:
     cat = await box.spawn(["cat"], stdin=True, detach=True)
     assert cat.id is not None
-    for _ in range(3):
+    for closed in (True, False, False):
         attached = await box.process(cat.id)
         await attached.write(b"x\n")
-        attached.close()
+        if closed:
+            attached.close()
+        # Its output stream object outlives it: the connection goes on.
+        output = attached.stdout
         del attached
+        await asyncio.sleep(0.2)
+        del output
     # The first attach took the process over from the object of its spawn.
     with pytest.raises(sandlot.errors.ExecError, match="later attach"):
         await asyncio.wait_for(cat.wait(), PROMPTLY)

@@ -471,16 +471,18 @@ impl Daemon {
                     output.acked = from;
                 }
                 let total = p.stdin_taken;
+                let speaks_2 = |s: u32| self.sessions.get(&s).is_some_and(|s| s.version >= 2);
+                let counts = speaks_2(session);
                 // The reader it had on another connection gets nothing more:
                 // told so, if it speaks protocol 2.
-                if let Some(earlier) = earlier.filter(|&e| e != session)
-                    && self.sessions.get(&earlier).is_some_and(|s| s.version >= 2)
-                {
+                if let Some(earlier) = earlier.filter(|&e| e != session && speaks_2(e)) {
                     self.send(earlier, process, &Event::TakenOver);
                 }
                 self.send(session, id, &Event::Started { process });
-                // The attached client counts its stdin from here.
-                self.send(session, process, &Event::StdinTaken { total });
+                // A client of protocol 2 counts its stdin from here.
+                if counts {
+                    self.send(session, process, &Event::StdinTaken { total });
+                }
                 self.watch_outputs(process);
             }
             Request::Release => {
@@ -571,7 +573,8 @@ impl Daemon {
 
     /// Reads a process's output pipe once, as far as flow control allows.
     fn read_output(&mut self, id: u32, stream: usize) {
-        let mut buf = [0u8; OUTPUT_CHUNK];
+        // Not zeroed first: read(2) fills what is used.
+        let mut buf = core::mem::MaybeUninit::<[u8; OUTPUT_CHUNK]>::uninit();
         let Some(process) = self.processes.get_mut(&id) else {
             return;
         };
@@ -582,7 +585,21 @@ impl Daemon {
             self.watch_outputs(id);
             return;
         }
-        let n = read(output.fd, &mut buf[..room]);
+        let n = loop {
+            // SAFETY: `buf` holds OUTPUT_CHUNK bytes and `room` is at most that.
+            let n = unsafe {
+                syscall(
+                    SYS_READ,
+                    output.fd as usize,
+                    buf.as_mut_ptr() as usize,
+                    room,
+                    0,
+                )
+            };
+            if n != -EINTR {
+                break n;
+            }
+        };
         if n == -EAGAIN {
             return;
         }
@@ -591,7 +608,9 @@ impl Daemon {
             self.close_output(id, stream);
             return;
         }
-        output.push(&buf[..n as usize]);
+        // SAFETY: read(2) initialised the first `n` bytes.
+        let data = unsafe { core::slice::from_raw_parts(buf.as_ptr().cast::<u8>(), n as usize) };
+        output.push(data);
         if output.sent < output.start {
             output.sent = output.start;
             output.acked = output.acked.max(output.start);

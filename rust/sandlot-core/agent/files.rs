@@ -321,6 +321,9 @@ fn walk_out(io: &mut Io, path: &[u8], depth: usize, pack: bool) -> Outcome<u64> 
 
 /// How many entries a disk count looks at before it gives up (EOVERFLOW).
 const MAX_COUNTED: u64 = 1_000_000;
+/// How many files with several links it tells apart before it gives up (its
+/// memory counts against the sandbox's).
+const MAX_LINKED: usize = 100_000;
 
 /// The disk the sandbox uses, in bytes (the blocks allocated): below `path`,
 /// on its filesystem, what changed since the sandbox's first process
@@ -328,16 +331,18 @@ const MAX_COUNTED: u64 = 1_000_000;
 /// files are older), and everything on its scratch mounts (emptyDir on the
 /// node's disk). Other mounts are not entered, nor directories the agent may
 /// not read; a file with several links counts once. EOVERFLOW after
-/// [`MAX_COUNTED`] entries.
+/// [`MAX_COUNTED`] entries or [`MAX_LINKED`] files with several links.
 fn disk_used(path: &[u8]) -> Outcome<u64> {
     let since = crate::metrics::started_ns().ok_or_else(|| failed(ENOENT, b"/proc/1/stat"))?;
+    let (scratch, points) = crate::metrics::mounts();
     let mut count = DiskCount {
         bytes: 0,
         entries: 0,
         linked: alloc::collections::BTreeSet::new(),
+        points,
     };
     count.walk(path, since)?;
-    for mount in crate::metrics::scratch_mounts() {
+    for mount in scratch {
         count.walk(&mount, i64::MIN)?;
     }
     Ok(count.bytes)
@@ -348,6 +353,9 @@ struct DiskCount {
     entries: u64,
     /// Files with more than one link counted so far: device and inode.
     linked: alloc::collections::BTreeSet<(u64, u64)>,
+    /// Every mount point: another mount, even of the same filesystem (a
+    /// bind mount), is not entered.
+    points: Vec<Vec<u8>>,
 }
 
 impl DiskCount {
@@ -356,7 +364,7 @@ impl DiskCount {
     fn walk(&mut self, path: &[u8], since: i64) -> Outcome<()> {
         let root =
             stat_at(AT_FDCWD, &nul(path), AT_SYMLINK_NOFOLLOW).map_err(|e| failed(e, path))?;
-        self.add(&root, since);
+        self.add(&root, since)?;
         let mut walk = Walk::open(path, false)?;
         loop {
             self.entries += 1;
@@ -369,11 +377,11 @@ impl DiskCount {
                 Ok(Step::End) => return Ok(()),
                 Err(e) => return Err(failed(e, &walk.at(path))),
             };
-            // A mount point: another filesystem.
-            if stat.device != root.device {
+            // A mount point: another filesystem, or a bind mount.
+            if stat.device != root.device || self.points.contains(&walk.at(path)) {
                 continue;
             }
-            self.add(&stat, since);
+            self.add(&stat, since)?;
             if kind_of(&stat) == DIR {
                 // Deeper than a walk goes, or not readable: left out.
                 let _ = walk.enter(&name);
@@ -381,12 +389,16 @@ impl DiskCount {
         }
     }
 
-    fn add(&mut self, stat: &Stat, since: i64) {
-        let once =
-            stat.links < 2 || kind_of(stat) == DIR || self.linked.insert((stat.device, stat.inode));
+    fn add(&mut self, stat: &Stat, since: i64) -> Outcome<()> {
+        let linked = stat.links >= 2 && kind_of(stat) != DIR;
+        if linked && self.linked.len() >= MAX_LINKED {
+            return Err(failed(EOVERFLOW, b"/"));
+        }
+        let once = !linked || self.linked.insert((stat.device, stat.inode));
         if stat.changed_ns >= since && once {
             self.bytes = self.bytes.saturating_add(stat.blocks.saturating_mul(512));
         }
+        Ok(())
     }
 }
 

@@ -98,15 +98,17 @@ pub fn started_ns() -> Option<i64> {
     i64::try_from(start).ok()
 }
 
-/// Where the sandbox's scratch volumes (Kubernetes emptyDir on the node's
-/// disk, which counts against its disk limit) are mounted, each once.
-pub fn scratch_mounts() -> Vec<Vec<u8>> {
+/// The sandbox's mounts: where its scratch volumes (Kubernetes emptyDir on
+/// the node's disk, which counts against its disk limit) are mounted, each
+/// once, and every mount point.
+pub fn mounts() -> (Vec<Vec<u8>>, Vec<Vec<u8>>) {
     let mut buf = alloc::vec![0u8; 1 << 20];
     let Some(text) = read_file(b"/proc/self/mountinfo\0", &mut buf) else {
-        return Vec::new();
+        return (Vec::new(), Vec::new());
     };
     let mut sources: Vec<&[u8]> = Vec::new();
     let mut mounts = Vec::new();
+    let mut points = Vec::new();
     for line in text.split(|&b| b == b'\n') {
         // id, parent, device, root, mount point, options..., "-", type, source.
         let fields: Vec<&[u8]> = line.split(|&b| b == b' ').collect();
@@ -118,13 +120,14 @@ pub fn scratch_mounts() -> Vec<Vec<u8>> {
         else {
             continue;
         };
+        points.push(unescape(point));
         let scratch = root.windows(EMPTY_DIR.len()).any(|w| w == EMPTY_DIR);
         if scratch && *kind != b"tmpfs" && !sources.contains(root) {
             sources.push(root);
             mounts.push(unescape(point));
         }
     }
-    mounts
+    (mounts, points)
 }
 
 /// Where the kubelet keeps a pod's emptyDir volumes, in a mount's root.

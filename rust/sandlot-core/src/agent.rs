@@ -25,6 +25,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use bytes::{BufMut, Bytes};
 use k8s_openapi::api::core::v1::{Pod, VolumeMount};
 use sandlot_wire::{Event, HEADER_LEN, Header, OUTPUT_CHUNK, OUTPUT_WINDOW, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
@@ -143,7 +144,7 @@ pub(crate) enum ProcessEvent {
     Output {
         stream: u8,
         offset: u64,
-        data: Vec<u8>,
+        data: Bytes,
     },
     /// It ended with this code (128 + signal if a signal ended it).
     Exited(i32),
@@ -237,18 +238,65 @@ impl AgentProcess {
         ]
     }
 
-    /// Tells the agent the caller took `stream`'s output up to `offset`.
+    /// Tells the agent the caller took `stream`'s output up to `offset`;
+    /// nothing once a later attach took the process over.
     pub async fn ack(&self, stream: u8, offset: u64) -> Result<()> {
         self.acked[usize::from(stream - 1)].fetch_max(offset, Ordering::Relaxed);
+        if !self.is_current() {
+            return Ok(());
+        }
         self.link
             .send(self.id, &Request::Ack { stream, offset })
             .await
+    }
+
+    /// Whether this is still the connection's reader of the process (its
+    /// route is this one's, not a later attach's).
+    fn is_current(&self) -> bool {
+        self.link
+            .routes()
+            .processes
+            .get(&self.id)
+            .is_some_and(|route| Arc::ptr_eq(&route.acked, &self.acked))
+    }
+
+    /// Stops reading the process on this connection: it runs on, its output
+    /// kept by the agent for a later attach. Nothing once a later attach
+    /// took it over. Never waits.
+    pub fn release(&self) {
+        let mut routes = self.link.routes();
+        let current = routes
+            .processes
+            .get(&self.id)
+            .is_some_and(|route| Arc::ptr_eq(&route.acked, &self.acked));
+        if !current {
+            return;
+        }
+        routes.processes.remove(&self.id);
+        drop(routes);
+        let mut frame = Vec::new();
+        Request::Release.encode(self.id, &mut frame);
+        // A full queue or a closed connection: the agent finds the
+        // process unattached when the connection ends anyway.
+        let _ = self.link.frames.try_send(frame);
+    }
+
+    /// The protocol the connection speaks.
+    pub fn version(&self) -> u32 {
+        self.link.version.load(Ordering::Relaxed)
+    }
+
+    /// The pid of the agent's daemon the connection reaches (a restarted
+    /// daemon numbers its processes anew).
+    pub fn daemon(&self) -> u32 {
+        self.link.daemon()
     }
 }
 
 /// An answer the reader hands to the request waiting for it.
 enum Pending {
-    Hello(oneshot::Sender<std::result::Result<u32, String>>),
+    /// The protocol version and the daemon's pid.
+    Hello(oneshot::Sender<std::result::Result<(u32, u32), String>>),
     /// A start or attach: the route is made by the reader, before the
     /// process's first event, from these offsets.
     Process {
@@ -330,6 +378,10 @@ pub(crate) struct AgentLink {
     routes: Arc<Mutex<Routes>>,
     requests: AtomicU32,
     tasks: Vec<tokio::task::AbortHandle>,
+    /// The protocol agreed in the hello.
+    version: AtomicU32,
+    /// The daemon's pid, from its welcome.
+    daemon: AtomicU32,
 }
 
 impl std::fmt::Debug for AgentLink {
@@ -400,6 +452,8 @@ impl AgentLink {
             routes,
             requests: AtomicU32::new(1),
             tasks,
+            version: AtomicU32::new(sandlot_wire::OLDEST_VERSION),
+            daemon: AtomicU32::new(0),
         });
         let failed = |error: Error| OpenError {
             lasting: link.routes().lasting,
@@ -411,7 +465,9 @@ impl AgentLink {
             version: sandlot_wire::VERSION,
         };
         link.send(id, &hello).await.map_err(failed)?;
-        let version = link.answer(version, HELLO_TIMEOUT).await.map_err(failed)?;
+        let (version, daemon) = link.answer(version, HELLO_TIMEOUT).await.map_err(failed)?;
+        link.version.store(version, Ordering::Relaxed);
+        link.daemon.store(daemon, Ordering::Relaxed);
         if !(sandlot_wire::OLDEST_VERSION..=sandlot_wire::VERSION).contains(&version) {
             return Err(OpenError {
                 error: link.error(format!(
@@ -423,6 +479,11 @@ impl AgentLink {
             });
         }
         Ok(link)
+    }
+
+    /// The pid of the daemon it reaches, from its welcome.
+    pub fn daemon(&self) -> u32 {
+        self.daemon.load(Ordering::Relaxed)
     }
 
     /// Whether the connection is gone; a new one must be opened.
@@ -536,17 +597,6 @@ impl AgentLink {
         self.answer(metrics, REPLY_TIMEOUT).await
     }
 
-    /// Stops reading process `process` on this connection: it runs on, its
-    /// output kept by the agent for a later attach. Never waits.
-    pub fn release(&self, process: u32) {
-        self.routes().processes.remove(&process);
-        let mut frame = Vec::new();
-        Request::Release.encode(process, &mut frame);
-        // A full queue or a closed connection: the agent finds the
-        // process unattached when the connection ends anyway.
-        let _ = self.frames.try_send(frame);
-    }
-
     /// The processes the agent keeps: running ones and the last that ended.
     pub async fn list(&self) -> Result<Vec<AgentProcessInfo>> {
         let (answer, list) = oneshot::channel();
@@ -624,13 +674,24 @@ async fn read_frames<S>(
             Ok(header) => header,
             Err(err) => break (broke(err), true),
         };
-        let mut payload = vec![0u8; header.len as usize];
-        if stdout.read_exact(&mut payload).await.is_err() {
+        // Read into fresh capacity (not zeroed first), and shared by the
+        // output it carries (not copied again).
+        let len = header.len as usize;
+        let mut payload = Vec::with_capacity(len);
+        while payload.len() < len {
+            let room = len - payload.len();
+            match stdout.read_buf(&mut (&mut payload).limit(room)).await {
+                Ok(n) if n > 0 => {}
+                _ => break,
+            }
+        }
+        if payload.len() < len {
             break (
                 "the connection to the sandbox's agent ended inside a frame".to_owned(),
                 false,
             );
         }
+        let payload = Bytes::from(payload);
         let event = match Event::decode(header.kind, &payload) {
             Ok(event) => event,
             Err(err) => break (broke(err), true),
@@ -639,6 +700,7 @@ async fn read_frames<S>(
             &mut routes.lock().unwrap_or_else(PoisonError::into_inner),
             header.id,
             event,
+            &payload,
         ) {
             Ok(orphan) => orphan,
             Err(why) => break (why, true),
@@ -671,11 +733,12 @@ fn route(
     routes: &mut Routes,
     id: u32,
     event: Event<'_>,
+    payload: &Bytes,
 ) -> std::result::Result<Option<u32>, String> {
     match event {
-        Event::Welcome { version, .. } => {
+        Event::Welcome { version, pid } => {
             if let Some(Pending::Hello(answer)) = routes.pending.remove(&id) {
-                let _ = answer.send(Ok(version));
+                let _ = answer.send(Ok((version, pid)));
             }
         }
         Event::Started { process } => {
@@ -766,7 +829,7 @@ fn route(
             let _ = route.events.send(ProcessEvent::Output {
                 stream,
                 offset,
-                data: data.to_vec(),
+                data: payload.slice_ref(data),
             });
         }
         Event::TakenOver => {
@@ -1004,7 +1067,7 @@ mod tests {
         assert_eq!(process.id, 7);
         assert!(matches!(
             process.events.recv().await,
-            Some(ProcessEvent::Output { data, .. }) if data == b"hi"
+            Some(ProcessEvent::Output { data, .. }) if &data[..] == b"hi"
         ));
         assert!(matches!(
             process.events.recv().await,

@@ -81,8 +81,9 @@ struct FileRun {
     /// What ends the run when the wait for its exit failed (the connection
     /// was lost, not necessarily the run); `Drop` uses it.
     lost: Option<ExecKiller>,
-    /// Whether its input was still open when writing to it failed.
-    input_cut: bool,
+    /// Whether it changes anything: then, abandoned, its input is closed so
+    /// that the agent can undo what it began, before it is killed.
+    writes: bool,
 }
 
 impl FileRun {
@@ -141,7 +142,6 @@ impl FileRun {
             return Ok(());
         }
         self.stdin = None;
-        self.input_cut = true;
         Err(self.take_failure().await)
     }
 
@@ -202,7 +202,7 @@ impl Drop for FileRun {
         let lease = self.lease.take();
         if let Some(killer) = self.lost.take() {
             // Its connection was lost: reached through a new one.
-            let write = self.input_cut || self.stdin.is_some();
+            let write = self.writes;
             crate::sandbox::in_background(&self.runtime, async move {
                 if !(write && killer.end_input(ABANDONED_WAIT).await) {
                     let _ = killer.kill().await;
@@ -502,7 +502,7 @@ impl Client {
             stderr,
             stall,
             lost: None,
-            input_cut: false,
+            writes,
         };
         run.send(&request.0).await?;
         Ok(run)

@@ -21,7 +21,7 @@
 //! [`Error::Exec`] (the outcome is unknown), never 0.
 
 use std::pin::pin;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
@@ -214,6 +214,8 @@ impl Drop for Session {
 /// for the exit code. Dropping it (or the future of `wait`) tears the
 /// connection down.
 pub struct ExecProcess {
+    /// First, so it drops before the streams (agent only).
+    pub(super) _let_go: Option<LetGo>,
     pub(super) sandbox: String,
     pub(super) session: Option<Session>,
     pub(super) stdout: Option<DuplexStream>,
@@ -226,6 +228,17 @@ pub struct ExecProcess {
     pub(super) agent_id: Option<u32>,
     /// Output the agent no longer had when it was attached (agent only).
     pub(super) dropped: Option<Arc<AtomicU64>>,
+}
+
+/// Marks, when the [`ExecProcess`] holding it drops, that its caller let go
+/// of the command: the end of its stdin then leaves the command's stdin open
+/// (for a later attach) instead of closing it.
+pub(super) struct LetGo(pub(super) Arc<AtomicBool>);
+
+impl Drop for LetGo {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 impl std::fmt::Debug for ExecProcess {
@@ -361,8 +374,9 @@ pub struct ExecKiller {
 pub(super) enum KillTarget {
     /// The processes carrying this tag, by an exec of the image's shell.
     Tag(String),
-    /// The process tree of this agent process, by the agent.
-    Agent(u32),
+    /// The process tree of this agent process, by the agent whose daemon
+    /// has this pid (a restarted daemon numbers its processes anew).
+    Agent { process: u32, daemon: u32 },
 }
 
 impl ExecKiller {
@@ -371,8 +385,10 @@ impl ExecKiller {
     /// end; whether it did. A command run otherwise: false at once.
     pub async fn end_input(&self, within: Duration) -> bool {
         match self.target {
-            KillTarget::Agent(process) => {
-                let ended = self.client.end_agent_input(&self.sandbox, process, within);
+            KillTarget::Agent { process, daemon } => {
+                let ended = self
+                    .client
+                    .end_agent_input(&self.sandbox, process, daemon, within);
                 tokio::time::timeout(within, ended).await == Ok(true)
             }
             KillTarget::Tag(_) => false,
@@ -386,8 +402,8 @@ impl ExecKiller {
         let (client, sandbox) = (self.client, self.sandbox);
         let tag = match self.target {
             KillTarget::Tag(tag) => tag,
-            KillTarget::Agent(process) => {
-                let kill = client.kill_agent_process(&sandbox, process);
+            KillTarget::Agent { process, daemon } => {
+                let kill = client.kill_agent_process(&sandbox, process, daemon);
                 return match tokio::time::timeout(KILL_TIMEOUT, kill).await {
                     Ok(Err(Error::NotRunning { .. } | Error::NotFound { .. })) => Ok(()),
                     Ok(outcome) => outcome,
@@ -425,9 +441,9 @@ impl ExecKiller {
     /// does SIGKILL: through the sandbox agent only.
     pub async fn signal(self, signal: i32) -> Result<()> {
         match self.target {
-            KillTarget::Agent(process) => {
+            KillTarget::Agent { process, daemon } => {
                 self.client
-                    .signal_process(&self.sandbox, process, signal)
+                    .signal_agent_process(&self.sandbox, process, signal, Some(daemon))
                     .await
             }
             KillTarget::Tag(_) => Err(Error::invalid(
@@ -606,6 +622,7 @@ impl Client {
             reports_exit,
         ));
         Ok(ExecProcess {
+            _let_go: None,
             sandbox: name.to_owned(),
             session: Some(Session(session)),
             stdout: Some(stdout),

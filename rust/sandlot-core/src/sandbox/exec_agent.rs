@@ -11,7 +11,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use k8s_openapi::api::core::v1::Pod;
 use sandlot_wire::{
@@ -20,7 +20,7 @@ use sandlot_wire::{
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
 use super::exec::{
-    ExecKiller, ExecProcess, KillTarget, STREAM_BUFFER, Session, SessionEnd, SpawnOptions,
+    ExecKiller, ExecProcess, KillTarget, LetGo, STREAM_BUFFER, Session, SessionEnd, SpawnOptions,
     TerminalSize, running,
 };
 use crate::agent::{
@@ -250,7 +250,12 @@ impl Client {
             (None, None)
         };
         let dropped = Arc::new(AtomicU64::new(0));
+        // Protocol 1 sends no count after an attach: counted from 0.
+        let counted_from_0 = process.version() < 2;
+        let daemon = process.daemon();
+        let let_go = Arc::new(AtomicBool::new(false));
         let pump = Pump {
+            let_go: let_go.clone(),
             client: self.clone(),
             sandbox: name.to_owned(),
             process,
@@ -260,12 +265,13 @@ impl Client {
             stdin: stdin_end,
             stdin_sent: 0,
             stdin_taken: 0,
-            stdin_base: (!drops_reported).then_some(0),
+            stdin_base: (!drops_reported || counted_from_0).then_some(0),
             resize: resize_end,
             dropped: drops_reported.then(|| dropped.clone()),
             ended: false,
         };
         ExecProcess {
+            _let_go: Some(LetGo(let_go)),
             sandbox: name.to_owned(),
             session: Some(Session(tokio::spawn(pump.run()))),
             stdout: Some(stdout),
@@ -275,7 +281,10 @@ impl Client {
             killer: Some(ExecKiller {
                 client: self.clone(),
                 sandbox: name.to_owned(),
-                target: KillTarget::Agent(id),
+                target: KillTarget::Agent {
+                    process: id,
+                    daemon,
+                },
             }),
             agent_id: Some(id),
             dropped: Some(dropped),
@@ -310,10 +319,12 @@ impl Client {
     }
 
     /// The path of this build's agent program copied into sandbox `name`
-    /// (made without its mount) by the image's `/bin/sh`, `cat`, `chmod` and
-    /// `mv`: into `$TMPDIR` (else `/tmp`), owner-only, once per build (a copy
-    /// already there is used). The workload can replace the copy, as it can
-    /// any agent: what the program says is checked as ever.
+    /// (made without its mount) by the image's `/bin/sh`, `cat`, `chmod`,
+    /// `mkdir` and `mv`: into a directory of this process's own under `/tmp`
+    /// (a name no one else can know in advance, owner-only, a symlink there
+    /// refused), once; each call checks it is still there. The workload can
+    /// replace the copy, as it can any agent: what the program says is
+    /// checked as ever.
     async fn placed_agent_program(&self, name: &str) -> Result<String> {
         let why = |detail: String| Error::Exec {
             name: name.to_owned(),
@@ -322,16 +333,28 @@ impl Client {
                  a client that may not create ConfigMaps, or by an older sandlot): {detail}"
             ),
         };
-        let file = format!(".{}", agent::AGENT_PROGRAM.config_map_name());
+        static NONCE: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+        let nonce = *NONCE.get_or_init(|| {
+            use std::hash::{BuildHasher, Hasher};
+            std::collections::hash_map::RandomState::new()
+                .build_hasher()
+                .finish()
+        });
+        let dir = format!(
+            "/tmp/.{}-{nonce:016x}",
+            agent::AGENT_PROGRAM.config_map_name()
+        );
+        let path = format!("{dir}/agent");
         let script = format!(
-            "f=\"${{TMPDIR:-/tmp}}/{file}\"; if [ ! -x \"$f\" ]; then umask 077; \
-             cat > \"$f.$$\" && chmod 700 \"$f.$$\" && mv -f \"$f.$$\" \"$f\" || exit 1; fi; \
-             printf %s \"$f\""
+            "d='{dir}'; if [ -d \"$d\" ] && [ ! -L \"$d\" ] && [ -x \"$d/agent\" ] && \
+             [ ! -L \"$d/agent\" ]; then exit 0; fi; umask 077; \
+             {{ mkdir \"$d\" 2>/dev/null || {{ [ -d \"$d\" ] && [ ! -L \"$d\" ]; }}; }} || exit 1; \
+             cat > \"$d/agent.part\" && chmod 700 \"$d/agent.part\" && \
+             mv -f \"$d/agent.part\" \"$d/agent\""
         );
         let options = crate::ExecOptions {
             stdin: Some(agent::AGENT_PROGRAM.binary.to_vec()),
             timeout: Some(PLACE_TIMEOUT),
-            max_output: Some(crate::files::MAX_PATH),
             ..crate::ExecOptions::default()
         };
         let line = ["/bin/sh".to_owned(), "-c".to_owned(), script];
@@ -342,8 +365,7 @@ impl Client {
             }
             Err(err) => return Err(err),
         };
-        let path = String::from_utf8(placed.stdout).unwrap_or_default();
-        if placed.exit_code != 0 || !path.starts_with('/') || path.contains('\0') {
+        if placed.exit_code != 0 {
             let said = String::from_utf8_lossy(&placed.stderr);
             return Err(why(format!(
                 "copying it in failed (exit code {}): {}",
@@ -415,6 +437,19 @@ impl Client {
     /// Sends signal `signal` to process `id` of sandbox `name`, its process
     /// group and every process it started, and returns once the agent has.
     pub async fn signal_process(&self, name: &str, id: u32, signal: i32) -> Result<()> {
+        self.signal_agent_process(name, id, signal, None).await
+    }
+
+    /// [`Client::signal_process`]; with `daemon`, only if the agent's daemon
+    /// is still the one with that pid (else the process went with it, or
+    /// lives on unreachable; a new daemon's process `id` is another one).
+    pub(super) async fn signal_agent_process(
+        &self,
+        name: &str,
+        id: u32,
+        signal: i32,
+        daemon: Option<u32>,
+    ) -> Result<()> {
         let signal = u8::try_from(signal)
             .ok()
             .filter(|s| (1..=64).contains(s))
@@ -422,6 +457,9 @@ impl Client {
                 Error::invalid("signal", format!("{signal} is not a signal (1 to 64)"))
             })?;
         let link = self.agent_for(name, "signalling a process").await?;
+        if daemon.is_some_and(|daemon| daemon != link.daemon()) {
+            return Ok(());
+        }
         link.send(id, &Request::Signal { signal, tree: true })
             .await?;
         // The agent handles frames in order: its answer comes after the signal.
@@ -467,11 +505,20 @@ impl Client {
 
     /// Closes the stdin of agent process `process` in sandbox `name` and
     /// polls until it has ended, for `within` at most; whether it ended.
-    pub(super) async fn end_agent_input(&self, name: &str, process: u32, within: Duration) -> bool {
+    pub(super) async fn end_agent_input(
+        &self,
+        name: &str,
+        process: u32,
+        daemon: u32,
+        within: Duration,
+    ) -> bool {
         let deadline = tokio::time::Instant::now() + within;
         let Ok(link) = self.agent_for(name, "closing a command's input").await else {
             return false;
         };
+        if link.daemon() != daemon {
+            return false;
+        }
         if link.send(process, &Request::Stdin(b"")).await.is_err() {
             return false;
         }
@@ -494,14 +541,22 @@ impl Client {
 
     /// Kills agent process `process` in sandbox `name` with its whole tree,
     /// and returns once the agent has done it.
-    pub(super) async fn kill_agent_process(&self, name: &str, process: u32) -> Result<()> {
-        self.signal_process(name, process, i32::from(KILL)).await
+    pub(super) async fn kill_agent_process(
+        &self,
+        name: &str,
+        process: u32,
+        daemon: u32,
+    ) -> Result<()> {
+        self.signal_agent_process(name, process, i32::from(KILL), Some(daemon))
+            .await
     }
 }
 
 /// Moves one agent process's events into the streams of its [`ExecProcess`]
 /// and its stdin and terminal sizes to the agent.
 struct Pump {
+    /// Set once the caller let go of the process (see [`LetGo`]).
+    let_go: Arc<AtomicBool>,
     client: Client,
     sandbox: String,
     process: AgentProcess,
@@ -530,7 +585,7 @@ impl Drop for Pump {
     /// the agent stops sending to this connection, and keeps the output.
     fn drop(&mut self) {
         if !self.ended {
-            self.process.link.release(self.process.id);
+            self.process.release();
         }
     }
 }
@@ -605,12 +660,11 @@ impl Pump {
                         }
                         None => {
                             self.stdin = None;
-                            // A caller letting go of the process drops its
-                            // session (aborting this task) before its stdin:
-                            // once aborted, this yield never returns, and the
-                            // command's stdin stays open for a later attach.
-                            tokio::task::yield_now().await;
-                            let _ = self.process.link.send(id, &Request::Stdin(b"")).await;
+                            // Closed by the caller, or dropped with the
+                            // process it let go of: then left open.
+                            if !self.let_go.load(Ordering::Relaxed) {
+                                let _ = self.process.link.send(id, &Request::Stdin(b"")).await;
+                            }
                         }
                     }
                 }
@@ -685,8 +739,8 @@ pub struct MetricsFollow {
     delivered: bool,
     /// The last disk count and when it was made.
     disk: Option<(tokio::time::Instant, Option<u64>)>,
-    /// The pod's disk limit, read once.
-    disk_limit: Option<Option<u64>>,
+    /// The pod's disk limit, once read.
+    disk_limit: Option<u64>,
 }
 
 /// The longest the copy of the agent program into a sandbox may take.
@@ -730,11 +784,11 @@ impl MetricsFollow {
         let now = link.metrics().await?;
         self.last = Some(now);
         if self.disk_limit.is_none() {
-            self.disk_limit = Some(self.client.disk_limit(&self.name).await);
+            self.disk_limit = self.client.disk_limit(&self.name).await;
         }
         Ok(SandboxMetrics {
             disk_used_bytes: disk,
-            disk_limit_bytes: self.disk_limit.flatten(),
+            disk_limit_bytes: self.disk_limit,
             ..SandboxMetrics::between(&first, &now)
         })
     }
