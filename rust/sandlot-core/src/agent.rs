@@ -992,15 +992,19 @@ mod tests {
             self.to_client.write_all(&out).await.unwrap();
         }
         async fn welcome(&mut self) {
-            let (header, _) = self.frame().await;
-            self.send(
-                header.id,
-                Event::Welcome {
-                    version: sandlot_wire::VERSION,
-                    pid: 1,
-                },
-            )
-            .await;
+            self.welcome_as(sandlot_wire::VERSION).await;
+        }
+        /// Answers the hello as an agent of protocol `version`; the version
+        /// the client said.
+        async fn welcome_as(&mut self, version: u32) -> u32 {
+            let (header, payload) = self.frame().await;
+            let Ok(Request::Hello { version: said }) = Request::decode(header.kind, &payload)
+            else {
+                panic!("the first frame is a hello");
+            };
+            self.send(header.id, Event::Welcome { version, pid: 1 })
+                .await;
+            said
         }
     }
 
@@ -1073,6 +1077,65 @@ mod tests {
             process.events.recv().await,
             Some(ProcessEvent::Exited(42))
         ));
+    }
+
+    #[tokio::test]
+    async fn agents_of_either_protocol_are_spoken_to_and_others_refused() {
+        for (agent, usable) in [(1, true), (2, true), (3, false), (0, false)] {
+            let (open, mut fake) = link().await;
+            assert_eq!(fake.welcome_as(agent).await, sandlot_wire::VERSION);
+            match open.await.unwrap() {
+                Ok(link) => {
+                    assert!(usable, "protocol {agent} was taken");
+                    let started = fake.start(&link, 4).await.await.unwrap().unwrap();
+                    assert_eq!(started.version(), agent);
+                    assert_eq!(started.daemon(), 1);
+                }
+                Err(OpenError { error, lasting }) => {
+                    assert!(!usable, "protocol {agent} was refused: {error}");
+                    assert!(lasting);
+                    assert!(error.to_string().contains("speaks protocol"), "{error}");
+                }
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_second_attach_on_one_connection_takes_the_process_over() {
+        let (open, mut fake) = link().await;
+        fake.welcome().await;
+        let link = open.await.unwrap().unwrap();
+        let mut first = fake.start(&link, 5).await.await.unwrap().unwrap();
+        let attaching = tokio::spawn({
+            let link = link.clone();
+            async move { link.attach(5, [0, 0]).await }
+        });
+        let (header, _) = fake.frame().await;
+        fake.send(header.id, Event::Started { process: 5 }).await;
+        let second = attaching.await.unwrap().unwrap();
+        assert!(matches!(
+            first.events.recv().await,
+            Some(ProcessEvent::TakenOver)
+        ));
+        // The earlier reader letting go leaves the new one's route alone.
+        first.release();
+        assert!(second.is_current());
+        assert!(!first.is_current());
+        fake.send(
+            5,
+            Event::Output {
+                stream: STDOUT,
+                offset: 0,
+                data: b"to the new reader",
+            },
+        )
+        .await;
+        let mut second = second;
+        assert!(matches!(
+            second.events.recv().await,
+            Some(ProcessEvent::Output { data, .. }) if &data[..] == b"to the new reader"
+        ));
+        assert!(!link.is_closed());
     }
 
     #[tokio::test]
