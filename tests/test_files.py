@@ -97,6 +97,20 @@ async def test_listing_modes_and_symlinks(box: sandlot.AsyncSandbox) -> None:
     assert await files.exists("/tmp/ls/secret") and not await files.exists("/tmp/ls/nothing")
     await files.rename("/tmp/ls/secret", "/tmp/ls/moved")
     assert await files.read("/tmp/ls/moved") == b"s"
+    # chmod: a file, a directory, even one whose mode denies everything; never through a link.
+    await files.chmod("/tmp/ls/moved", 0o000)
+    await files.chmod("/tmp/ls/moved", 0o640)
+    await files.chmod("/tmp/ls/sub", 0o700)
+    modes = {entry.path: entry.mode for entry in await files.list("/tmp/ls", recursive=True)}
+    assert (modes["moved"], modes["sub"], modes["sub/run.sh"]) == (0o640, 0o700, 0o755)
+    with pytest.raises(sandlot.errors.SandboxFileError) as linked:
+        await files.chmod("/tmp/ls/link", 0o777)
+    assert linked.value.errno == 40
+    assert (await files.stat("/tmp/ls/sub/run.sh")).mode == 0o755, "the link's target is untouched"
+    with pytest.raises(sandlot.errors.FileNotFoundError):
+        await files.chmod("/tmp/ls/nothing", 0o600)
+    with pytest.raises(sandlot.InvalidSpecError, match="mode"):
+        await files.chmod("/tmp/ls/moved", 0o10000)
     await files.remove("/tmp/ls", recursive=True)
     assert not await files.exists("/tmp/ls")
 
@@ -347,6 +361,8 @@ async def test_volume_files_with_and_without_a_sandbox(sandlot_async_client: san
         # Nothing mounts it: a helper does the work.
         await volume.files.write("/in/data.bin", EVERY_BYTE)
         await volume.files.write("notes.txt", "written with no sandbox\n")
+        await volume.files.chmod("notes.txt", 0o600)
+        assert (await volume.files.stat("notes.txt")).mode == 0o600
         assert {e.path for e in await volume.files.list("/", recursive=True)} == {"in", "in/data.bin", "notes.txt"}
         with pytest.raises(sandlot.InvalidSpecError, match="volume"):
             await volume.files.read("../escape")
@@ -384,5 +400,7 @@ def test_the_sync_client_has_files_too(sandlot_client: sandlot.Client, tmp_path:
         with sb.files.open_write("/tmp/ctx") as upload:
             upload.write(b"in a with block")
         assert sb.files.read_text("/tmp/ctx") == "in a with block"
+        sb.files.chmod("/tmp/ctx", 0o604)
+        assert sb.files.stat("/tmp/ctx").mode == 0o604
         with pytest.raises(sandlot.errors.FileNotFoundError):
             sb.files.stat("/tmp/none")

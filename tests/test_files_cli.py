@@ -184,6 +184,15 @@ def test_listings_as_names_long_and_json(sandlot_namespace: str, box: str) -> No
     assert entries["caf\ufffd"]["kind"] == "file"
     assert entries["sub"]["mtime"].endswith("Z")
     assert ok(sandlot_namespace, "cat", f"{box}:/tmp/ls/ln/f") == b"hi\n", "cat follows symlinks"
+    ok(sandlot_namespace, "chmod", "0600", f"{box}:/tmp/ls/sub/f")
+    listed = json.loads(ok(sandlot_namespace, "ls", f"{box}:/tmp/ls/sub", "-o", "json"))
+    assert listed[0]["mode"] == 0o600
+    refused = subprocess.run(
+        [SANDLOT, "--namespace", sandlot_namespace, "chmod", "755", f"{box}:/tmp/ls/ln"], capture_output=True
+    )
+    assert refused.returncode != 0 and b"symbolic link" in refused.stderr.lower(), refused.stderr
+    bad = subprocess.run([SANDLOT, "chmod", "9", f"{box}:/tmp/ls/sub/f"], capture_output=True)
+    assert bad.returncode == 2 and b"octal" in bad.stderr
 
 
 def test_progress_and_names_on_a_terminal(sandlot_namespace: str, box: str, tmp_path: Path) -> None:
@@ -272,9 +281,9 @@ def test_operands_need_exactly_one_remote_side() -> None:
 
 @pytest.mark.unit
 def test_help_documents_the_file_commands() -> None:
-    for command in ["cp", "ls", "cat"]:
+    for command in ["cp", "ls", "cat", "chmod"]:
         shown = subprocess.run([SANDLOT, command, "--help"], capture_output=True, text=True)
         assert shown.returncode == 0
         assert "Example" in shown.stdout and "volume:NAME:PATH" in shown.stdout, command
     top = subprocess.run([SANDLOT, "--help"], capture_output=True, text=True).stdout
-    assert all(f"\n  {command} " in top for command in ["cp", "ls", "cat"])
+    assert all(f"\n  {command} " in top for command in ["cp", "ls", "cat", "chmod"])

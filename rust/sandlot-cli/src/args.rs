@@ -137,6 +137,12 @@ sandlot cp volume:data:/model.bin ./model.bin"
         after_help = "Examples:\n  sandlot cat job:/etc/os-release\n  sandlot cat volume:data:/results.json | jq ."
     )]
     Cat(CatArgs),
+    /// Set the permission bits of a file or directory in a sandbox or volume
+    /// (a symlink there is refused, never followed).
+    #[command(
+        after_help = "Examples:\n  sandlot chmod 755 job:/work/run.sh\n  sandlot chmod 600 volume:data:/secrets.env"
+    )]
+    Chmod(ChmodArgs),
     /// Forward a local port to a port of a sandbox until the sandbox ends
     /// (or Ctrl-C); prints the local address first.
     #[command(
@@ -980,6 +986,24 @@ pub struct CatArgs {
     /// SANDBOX:PATH, or volume:NAME:PATH for a path from a volume's root.
     #[arg(value_parser = remote_parser(), value_name = "SANDBOX:PATH")]
     pub target: RemotePath,
+}
+
+#[derive(Debug, Args)]
+pub struct ChmodArgs {
+    /// The permission bits, in octal (e.g. 755, 0644).
+    #[arg(value_parser = octal_mode)]
+    pub mode: u32,
+    /// SANDBOX:PATH, or volume:NAME:PATH for a path from a volume's root.
+    #[arg(value_parser = remote_parser(), value_name = "SANDBOX:PATH")]
+    pub target: RemotePath,
+}
+
+/// An octal mode of at most 0o7777.
+fn octal_mode(text: &str) -> std::result::Result<u32, String> {
+    u32::from_str_radix(text, 8)
+        .ok()
+        .filter(|&mode| mode <= 0o7777)
+        .ok_or_else(|| format!("{text:?} is not an octal mode from 0 to 7777"))
 }
 
 #[derive(Debug, Args)]

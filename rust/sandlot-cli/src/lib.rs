@@ -112,7 +112,7 @@ async fn dispatch(cli: Cli, printer: &Printer) -> sandlot_core::Result<i32> {
         Command::Attach(args) => commands::process::attach(&connect().await?, args).await,
         Command::Kill(args) => commands::process::kill(&connect().await?, args).await,
         Command::Top(args) => commands::process::top(&connect().await?, printer, args).await,
-        command @ (Command::Cp(_) | Command::Ls(_) | Command::Cat(_)) => {
+        command @ (Command::Cp(_) | Command::Ls(_) | Command::Cat(_) | Command::Chmod(_)) => {
             let client = connect().await?;
             let done = commands::files::run(&client, printer, command).await;
             // A volume's helper ends with the command, not 30 s later.

@@ -176,6 +176,12 @@ fn serve(io: &mut Io) -> Outcome<u64> {
             io.flags(0)?;
             disk_used(&path)
         }
+        11 => {
+            let mode = io.mode()?;
+            io.flags(0)?;
+            change_mode(&path, mode)?;
+            Ok(0)
+        }
         _ => Err(Failure::Malformed),
     }
 }
@@ -317,6 +323,25 @@ fn walk_out(io: &mut Io, path: &[u8], depth: usize, pack: bool) -> Outcome<u64> 
     }
     io.out(&END_RECORD);
     Ok(sent)
+}
+
+/// Sets the permission bits of `path` to `mode`; a symlink there is refused
+/// (ELOOP), never followed: the file is opened as a path without following
+/// one, and that very file is changed (through `/proc/self/fd`).
+fn change_mode(path: &[u8], mode: u32) -> Outcome<()> {
+    let flags = O_PATH | O_NOFOLLOW | O_CLOEXEC;
+    let fd = check(open_at(AT_FDCWD, &nul(path), flags, 0), path)? as i32;
+    let changed = (|| {
+        if kind_of(&stat_at(fd, b"\0", AT_EMPTY_PATH)?) == LINK {
+            return Err(ELOOP);
+        }
+        let mut by_fd = Vec::from(&b"/proc/self/fd/"[..]);
+        push_decimal(&mut by_fd, fd as u64);
+        let r = chmod_at(&nul(&by_fd), mode);
+        if r < 0 { Err(-r) } else { Ok(()) }
+    })();
+    close(fd);
+    changed.map_err(|e| failed(e, path))
 }
 
 /// How many entries a disk count looks at before it gives up (EOVERFLOW).

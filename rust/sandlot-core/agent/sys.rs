@@ -70,6 +70,7 @@ pub const O_TRUNC: usize = 0o1000;
 pub const O_NONBLOCK: usize = 0o4000;
 pub const O_DIRECTORY: usize = 0o200000;
 pub const O_NOFOLLOW: usize = 0o400000;
+pub const O_PATH: usize = 0o10000000;
 pub const O_CLOEXEC: usize = 0o2000000;
 
 /// The `dir` of the `*at` calls that means the working directory.

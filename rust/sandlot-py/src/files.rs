@@ -315,6 +315,23 @@ impl FilesBase {
         })
     }
 
+    /// Sets the permission bits of `path` to `mode` (e.g. 0o755); a symlink
+    /// there is refused (`SandboxFileError`, errno 40), never followed.
+    fn chmod<'py>(
+        &self,
+        py: Python<'py>,
+        path: &Bound<'py, PyAny>,
+        mode: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let path = inputs::remote_path("path", path);
+        let mode = inputs::mode(mode);
+        let (client, target) = self.parts();
+        self.mode.run(py, async move {
+            client.change_mode(&target, &path?, mode?).await?;
+            Ok(NONE)
+        })
+    }
+
     /// Removes `path`: a file or symlink, an empty directory, or with
     /// `recursive` a directory and everything below it (symlinks not
     /// followed).

@@ -1,4 +1,4 @@
-//! Files in sandboxes and volumes: `cp`, `ls`, `cat`.
+//! Files in sandboxes and volumes: `cp`, `ls`, `cat`, `chmod`.
 
 use std::ffi::OsStr;
 use std::io::ErrorKind;
@@ -28,12 +28,17 @@ const STDIN_CHUNK: usize = 1 << 20;
 /// How often a progress line reads its transfer's counter.
 const PROGRESS_POLL: Duration = Duration::from_millis(100);
 
-/// Runs `cp`, `ls` or `cat`.
+/// Runs `cp`, `ls`, `cat` or `chmod`.
 pub async fn run(client: &Client, printer: &Printer, command: Command) -> Result<i32> {
     match command {
         Command::Cp(args) => cp(client, printer, args).await,
         Command::Ls(args) => ls(client, printer, args).await,
         Command::Cat(args) => cat(client, args).await,
+        Command::Chmod(args) => {
+            let RemotePath { target, path } = &args.target;
+            client.change_mode(target, path, args.mode).await?;
+            Ok(0)
+        }
         _ => unreachable!("only file commands are run here"),
     }
 }

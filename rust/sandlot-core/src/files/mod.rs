@@ -626,6 +626,18 @@ impl Client {
         }
     }
 
+    /// Sets the permission bits of `path` to `mode`; a symlink there is
+    /// refused (errno 40, ELOOP), never followed.
+    pub async fn change_mode(&self, target: &FileTarget, path: &[u8], mode: u32) -> Result<()> {
+        check_mode("mode", mode)?;
+        let run = self
+            .simple_file_op(target, ("path", path), Op::Chmod, |r| {
+                Ok(r.u32(mode).u32(0))
+            })
+            .await?;
+        run.finish().await.map(drop)
+    }
+
     /// Whether `path` exists (a dangling symlink does).
     pub async fn file_exists(&self, target: &FileTarget, path: &[u8]) -> Result<bool> {
         match self.stat_file(target, path, false).await {

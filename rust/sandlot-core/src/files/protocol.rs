@@ -34,6 +34,7 @@ pub(super) enum Op {
     Unpack = 9,
     /// The disk the sandbox uses (its status counts bytes in use).
     DiskUsed = 10,
+    Chmod = 11,
 }
 
 /// Write: create missing parent directories. Mkdir: parents too, and an
