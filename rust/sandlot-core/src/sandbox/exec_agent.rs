@@ -146,16 +146,7 @@ impl Client {
     /// shared pod watch once it has listed, else read. Not running is
     /// [`Error::NotRunning`].
     async fn still_runs(&self, name: &str, uid: &str) -> Result<Option<Arc<Pod>>> {
-        let watch = self.pod_watch();
-        let seen = if watch.ready(tokio::time::Instant::now()).await {
-            watch.get(name)
-        } else {
-            None
-        };
-        let pod = match seen {
-            Some(pod) => pod,
-            None => Arc::new(self.sandbox_pod(name).await?),
-        };
+        let pod = self.last_seen_pod(name).await?;
         if pod.metadata.uid.as_deref() != Some(uid) {
             return Ok(None);
         }
@@ -487,19 +478,21 @@ impl Client {
         }
     }
 
-    /// Sandbox `name`'s disk limit in bytes, from its pod (the client's
-    /// shared watch, else a read).
-    async fn disk_limit(&self, name: &str) -> Option<u64> {
+    /// Sandbox `name`'s pod as last seen: from the shared pod watch once it
+    /// has listed, else read.
+    async fn last_seen_pod(&self, name: &str) -> Result<Arc<Pod>> {
         let watch = self.pod_watch();
-        let seen = if watch.ready(tokio::time::Instant::now()).await {
-            watch.get(name)
-        } else {
-            None
-        };
-        let pod = match seen {
-            Some(pod) => pod,
-            None => Arc::new(self.sandbox_pod(name).await.ok()?),
-        };
+        if watch.ready(tokio::time::Instant::now()).await
+            && let Some(pod) = watch.get(name)
+        {
+            return Ok(pod);
+        }
+        Ok(Arc::new(self.sandbox_pod(name).await?))
+    }
+
+    /// Sandbox `name`'s disk limit in bytes, from its pod as last seen.
+    async fn disk_limit(&self, name: &str) -> Option<u64> {
+        let pod = self.last_seen_pod(name).await.ok()?;
         crate::spec::disk_limit(&pod)
     }
 
