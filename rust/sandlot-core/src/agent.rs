@@ -253,8 +253,12 @@ impl AgentProcess {
     /// Whether this is still the connection's reader of the process (its
     /// route is this one's, not a later attach's).
     fn is_current(&self) -> bool {
-        self.link
-            .routes()
+        self.owns_route(&self.link.routes())
+    }
+
+    /// Whether `routes` route the process to this reader.
+    fn owns_route(&self, routes: &Routes) -> bool {
+        routes
             .processes
             .get(&self.id)
             .is_some_and(|route| Arc::ptr_eq(&route.acked, &self.acked))
@@ -265,11 +269,7 @@ impl AgentProcess {
     /// took it over. Never waits.
     pub fn release(&self) {
         let mut routes = self.link.routes();
-        let current = routes
-            .processes
-            .get(&self.id)
-            .is_some_and(|route| Arc::ptr_eq(&route.acked, &self.acked));
-        if !current {
+        if !self.owns_route(&routes) {
             return;
         }
         routes.processes.remove(&self.id);
