@@ -18,7 +18,8 @@ from benchmarks.cluster import KUBECTL
 
 # A scenario's figures: JSON values by name.
 Figures = dict[str, Any]
-AUDIT_LOG = Path(os.environ.get("SANDLOT_CLUSTER_STATE", "/var/lib/sandlot-cluster")) / "logs" / "audit.log"
+CLUSTER_STATE = Path(os.environ.get("SANDLOT_CLUSTER_STATE", "/var/lib/sandlot-cluster"))
+AUDIT_LOG = CLUSTER_STATE / "logs" / "audit.log"
 
 
 class Timed:
@@ -54,6 +55,26 @@ class Timed:
             "peak_rss_mib": round(resource.getrusage(who).ru_maxrss / 1024, 1),
             "_window": [self.window_start, self.window_end],
         }
+
+
+def cluster_cpu_seconds() -> float:
+    """CPU seconds used so far by the local cluster's processes that are running now
+    (API server, kubelet, containerd and the rest started from its state directory):
+    read before and after a timed part, the difference is what the cluster spent on it."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if str(CLUSTER_STATE).encode() not in (proc / "cmdline").read_bytes():
+                continue
+            # utime and stime: fields 14 and 15, counted after the command's closing parenthesis.
+            fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
 
 
 def audit_log_size() -> int:

@@ -115,11 +115,15 @@ const REST_TAIL: i64 = 1000;
 
 /// How long a follow that has taken everything that arrived waits before it
 /// asks the connection for more. What arrives meanwhile is then read at once:
-/// a log written fast arrives in pieces of a line or a few, and reading each
-/// as it lands costs far more (a wakeup, a read, an acknowledgement) than the
-/// lines it brings. A line that arrives alone is not delayed; one that
-/// arrives during the wait is at most this much later.
-const GATHER: Duration = Duration::from_millis(1);
+/// the kubelet sends a log a line at a time, and a reader that takes each
+/// line as it lands makes the API server pass it on alone too (a write and a
+/// flush per line), while one that reads every 20 ms lets it pass on many
+/// lines per write. On the local cluster that cut the API server's CPU per
+/// 200k-line follow from about 1.7 s to 1.3 s and raised the rate from about
+/// 68k to 85k lines/s (medians of 5, kubectl 86k-90k beside them). A line that
+/// arrives alone is not delayed; one that arrives during the wait is at most
+/// this much later.
+const GATHER: Duration = Duration::from_millis(20);
 
 /// Bytes of lines after which a follow hands over what it gathered even if
 /// more is waiting.
