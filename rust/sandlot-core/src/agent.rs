@@ -38,12 +38,8 @@ use crate::program::Program;
 
 const AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sandlot-agent"));
 /// The agent as placed into sandboxes.
-pub(crate) const AGENT_PROGRAM: Program = Program {
-    what: "sandbox agent",
-    prefix: "sandlot-agent",
-    key: "agent",
-    binary: AGENT,
-};
+pub(crate) const AGENT_PROGRAM: Program =
+    Program::new("sandbox agent", "sandlot-agent", "agent", AGENT);
 const AGENT_VOLUME: &str = "sandlot-agent";
 /// Where sandboxes mount the agent.
 const AGENT_DIR: &str = "/.sandlot-agent";

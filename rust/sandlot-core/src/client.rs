@@ -12,6 +12,7 @@ use kube::runtime::wait::{self, await_condition};
 use crate::agent::{AgentState, ExecPath};
 use crate::error::{self, Error, ObjectKind, Result, api_status, error_chain, object_error};
 use crate::labels;
+use crate::lean_pod::LeanPod;
 use crate::namespace::{self, ConfigSource, Placement, Process, ResolvedNamespace, Surroundings};
 use crate::owner;
 use crate::rate::{RateLimitLayer, RequestRate};
@@ -67,6 +68,8 @@ struct Inner {
     kube: kube::Client,
     namespace: ResolvedNamespace,
     pods: Api<Pod>,
+    /// The same pods, read without their managed fields (see `lean_pod.rs`).
+    lean_pods: Api<LeanPod>,
     claims: Api<PersistentVolumeClaim>,
     watch: OnceLock<PodWatch>,
     /// Lifetime of sandboxes whose create does not give one (`None`: unlimited).
@@ -271,12 +274,14 @@ impl Client {
         default_ttl: Option<i64>,
     ) -> Client {
         let pods = Api::namespaced(kube.clone(), &namespace.name);
+        let lean_pods = Api::namespaced(kube.clone(), &namespace.name);
         let claims = Api::namespaced(kube.clone(), &namespace.name);
         Client {
             inner: Arc::new(Inner {
                 kube,
                 namespace,
                 pods,
+                lean_pods,
                 claims,
                 watch: OnceLock::new(),
                 default_ttl,
@@ -323,6 +328,35 @@ impl Client {
         &self.inner.pods
     }
 
+    /// This namespace's pods, read without their managed fields: for the
+    /// requests that read many pods (creates, terminates, lists, the watch).
+    pub(crate) fn lean_pods(&self) -> &Api<LeanPod> {
+        &self.inner.lean_pods
+    }
+
+    /// Every pod `params` selects, read as [`Client::list_all`] does.
+    pub(crate) async fn list_pods(&self, params: &ListParams) -> Result<Vec<Pod>> {
+        let pods = self.list_all(self.lean_pods(), params).await?;
+        Ok(pods.into_iter().map(Pod::from).collect())
+    }
+
+    /// Deletes pod `name` as `params` say, without reading the pod the API
+    /// server answers with: kube would parse that answer twice (to tell a
+    /// Status from a pod), and a purge of thousands needs only the outcome.
+    /// Failures are the same `kube::Error`s as [`Api::delete`]'s.
+    pub(crate) async fn delete_pod_unread(
+        &self,
+        name: &str,
+        params: &kube::api::DeleteParams,
+    ) -> kube::Result<()> {
+        use kube::Resource;
+        let path = Pod::url_path(&(), Some(self.namespace()));
+        let request = kube::core::Request::new(path)
+            .delete(name, params)
+            .map_err(kube::Error::BuildRequest)?;
+        self.kube().request_text(request).await.map(drop)
+    }
+
     pub(crate) fn claims(&self) -> &Api<PersistentVolumeClaim> {
         &self.inner.claims
     }
@@ -365,7 +399,7 @@ impl Client {
     pub(crate) fn pod_watch(&self) -> &PodWatch {
         self.inner
             .watch
-            .get_or_init(|| PodWatch::start(self.inner.pods.clone()))
+            .get_or_init(|| PodWatch::start(self.inner.lean_pods.clone()))
     }
 
     /// Sandbox `name`'s pod as the shared watch last saw it, if a wait has

@@ -12,6 +12,7 @@ mod deadline;
 mod error;
 mod files;
 mod labels;
+mod lean_pod;
 mod mount;
 mod namespace;
 mod network;

@@ -347,12 +347,8 @@ const NON_PUBLIC_V4: [&str; 12] = [
 ];
 
 /// The gate as placed into sandboxes (see `program.rs`).
-pub(crate) const GATE_PROGRAM: Program = Program {
-    what: "network gate",
-    prefix: "sandlot-network-gate",
-    key: GATE_KEY,
-    binary: GATE,
-};
+pub(crate) const GATE_PROGRAM: Program =
+    Program::new("network gate", "sandlot-network-gate", GATE_KEY, GATE);
 
 fn gate_config_map_name() -> String {
     GATE_PROGRAM.config_map_name()

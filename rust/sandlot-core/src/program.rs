@@ -45,16 +45,41 @@ pub(crate) struct Program {
     /// Its key in the ConfigMap, and its file name where it is mounted.
     pub key: &'static str,
     pub binary: &'static [u8],
+    /// [`content_tag`] of `binary`, worked out when the program is built
+    /// ([`Program::new`]), not on every create.
+    tag: u64,
+}
+
+/// A stable tag of `bytes` (FNV-1a, 40 bits): names a build, not a security measure.
+const fn content_tag(bytes: &[u8]) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    let mut at = 0;
+    while at < bytes.len() {
+        hash = (hash ^ bytes[at] as u64).wrapping_mul(0x0100_0000_01b3);
+        at += 1;
+    }
+    hash >> 24
 }
 
 impl Program {
+    pub const fn new(
+        what: &'static str,
+        prefix: &'static str,
+        key: &'static str,
+        binary: &'static [u8],
+    ) -> Program {
+        Program {
+            what,
+            prefix,
+            key,
+            binary,
+            tag: content_tag(binary),
+        }
+    }
+
     /// The name of the ConfigMap holding this build: versioned by content.
     pub fn config_map_name(&self) -> String {
-        // FNV-1a: a stable content tag, not a security measure.
-        let hash = self.binary.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, &b| {
-            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-        });
-        format!("{}-{:010x}", self.prefix, hash >> 24)
+        format!("{}-{:010x}", self.prefix, self.tag)
     }
 
     /// Whether ConfigMap `name` holds some build of this program (its prefix
@@ -201,7 +226,7 @@ impl Client {
         if stale.is_empty() {
             return Ok(Vec::new());
         }
-        let pods = self.list_all(self.pods(), &ListParams::default()).await?;
+        let pods = self.list_pods(&ListParams::default()).await?;
         let mounted: HashSet<&str> = pods
             .iter()
             .filter_map(|pod| pod.spec.as_ref()?.volumes.as_ref())
@@ -239,12 +264,7 @@ impl Client {
 mod tests {
     use super::*;
 
-    const TOY: Program = Program {
-        what: "toy",
-        prefix: "sandlot-agent",
-        key: "agent",
-        binary: b"toy",
-    };
+    const TOY: Program = Program::new("toy", "sandlot-agent", "agent", b"toy");
 
     #[test]
     fn only_names_of_a_build_are_builds() {

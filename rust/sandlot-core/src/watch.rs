@@ -29,6 +29,7 @@ use tokio::time::Instant;
 
 use crate::error::error_chain;
 use crate::labels::MANAGED_SELECTOR;
+use crate::lean_pod::LeanPod;
 use crate::retry;
 
 /// How long the server keeps one watch request open (`timeoutSeconds`).
@@ -66,24 +67,25 @@ struct Pods {
 
 impl Pods {
     /// Takes in one event and wakes the waiters of the pods it changed.
-    fn apply(&mut self, event: watcher::Event<Pod>) {
+    fn apply(&mut self, event: watcher::Event<LeanPod>) {
         match event {
             watcher::Event::Apply(pod) => {
-                if let Some(name) = pod.metadata.name.clone() {
-                    self.current.insert(name.clone(), Arc::new(kept(pod)));
+                if let Some(name) = pod.0.metadata.name.clone() {
+                    self.current.insert(name.clone(), Arc::new(pod.into()));
                     self.wake(&name);
                 }
             }
             watcher::Event::Delete(pod) => {
-                if let Some(name) = &pod.metadata.name {
+                if let Some(name) = &pod.0.metadata.name {
                     self.current.remove(name);
                     self.wake(name);
                 }
             }
             watcher::Event::Init => self.relist = Some(HashMap::new()),
             watcher::Event::InitApply(pod) => {
-                if let (Some(relist), Some(name)) = (&mut self.relist, pod.metadata.name.clone()) {
-                    relist.insert(name, Arc::new(kept(pod)));
+                if let (Some(relist), Some(name)) = (&mut self.relist, pod.0.metadata.name.clone())
+                {
+                    relist.insert(name, Arc::new(pod.into()));
                 }
             }
             watcher::Event::InitDone => {
@@ -109,14 +111,6 @@ impl Pods {
     }
 }
 
-/// A pod as the watch keeps it: without its managed fields (who set which
-/// field, often a third of its size), which nothing here reads; ten thousand
-/// sandboxes cost that much less memory.
-fn kept(mut pod: Pod) -> Pod {
-    pod.metadata.managed_fields = None;
-    pod
-}
-
 /// What the watch task, the supervisor and the waiters share.
 #[derive(Debug)]
 struct Shared {
@@ -135,7 +129,7 @@ impl Shared {
 
     /// Takes in one item of the watcher's stream. Only a change of the
     /// standing (ready, refused) wakes every waiter.
-    fn record(&self, event: Result<watcher::Event<Pod>, watcher::Error>) {
+    fn record(&self, event: Result<watcher::Event<LeanPod>, watcher::Error>) {
         match event {
             Ok(event) => {
                 let listed = matches!(event, watcher::Event::InitDone);
@@ -170,7 +164,7 @@ pub(crate) struct PodWatch {
 
 impl PodWatch {
     /// Starts watching the sandbox pods of `pods`. Must be called on a tokio runtime.
-    pub fn start(pods: Api<Pod>) -> PodWatch {
+    pub fn start(pods: Api<LeanPod>) -> PodWatch {
         let shared = Arc::new(Shared {
             pods: Mutex::default(),
             state: watch::Sender::new(WatchState::default()),
@@ -293,7 +287,7 @@ impl Drop for SandboxChanges {
 /// after [`FIRST_RESTART_DELAY`], doubling with each restart in a row up to
 /// [`LONGEST_RESTART_DELAY`], and back to the first after a task that ran
 /// for [`STEADY_RUN`].
-async fn supervise(pods: Api<Pod>, shared: Arc<Shared>) {
+async fn supervise(pods: Api<LeanPod>, shared: Arc<Shared>) {
     let mut delay = FIRST_RESTART_DELAY;
     loop {
         let started = Instant::now();
@@ -321,7 +315,7 @@ async fn supervise(pods: Api<Pod>, shared: Arc<Shared>) {
 /// as any other call would ([`retry::delay`]: the server's Retry-After, else
 /// 100 ms doubling per failure since the last answer) before the watcher
 /// tries again.
-async fn run(pods: Api<Pod>, shared: Arc<Shared>) {
+async fn run(pods: Api<LeanPod>, shared: Arc<Shared>) {
     let window = u32::try_from(WATCH_WINDOW.as_secs()).unwrap_or(u32::MAX);
     let config = watcher::Config::default()
         .labels(MANAGED_SELECTOR)

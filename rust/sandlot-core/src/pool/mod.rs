@@ -432,7 +432,7 @@ impl Client {
             .collect();
         let params =
             ListParams::default().labels(&format!("{},{WARM_LABEL}", labels::MANAGED_ONLY));
-        let pods = self.list_all(self.pods(), &params).await?;
+        let pods = self.list_pods(&params).await?;
         let mut statuses: Vec<PoolStatus> = pools
             .iter()
             .map(|pool| {
@@ -479,7 +479,7 @@ impl Client {
             "{},{POOL_LABEL}={name},{WARM_LABEL}",
             labels::MANAGED_ONLY
         ));
-        self.list_all(self.pods(), &params).await
+        self.list_pods(&params).await
     }
 
     /// Deletes warm pod `pod` unless a claim took it: each try is

@@ -331,8 +331,8 @@ impl Client {
         };
         let mut attempt = 1;
         loop {
-            let err = match self.pods().delete(&record.name, &params).await {
-                Ok(_) => return Ok(true),
+            let err = match self.delete_pod_unread(&record.name, &params).await {
+                Ok(()) => return Ok(true),
                 Err(err) => err,
             };
             match api_status(&err).map(|s| s.code) {

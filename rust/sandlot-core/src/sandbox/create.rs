@@ -8,6 +8,7 @@ use kube::api::{DeleteParams, PostParams, Preconditions};
 use crate::client::Client;
 use crate::error::{Error, Result, api_status};
 use crate::labels::{self, CREATE_TOKEN_ANNOTATION};
+use crate::lean_pod::LeanPod;
 use crate::network;
 use crate::pool::Claim;
 use crate::retry::{self, ATTEMPTS, retry};
@@ -120,7 +121,7 @@ impl Client {
             .extend(extras.annotations.clone());
 
         let mut landing = Landing::new(self, name, &token);
-        let created = self.post(spec, &pod, &token, &mut landing).await?;
+        let created = self.post(spec, &LeanPod(pod), &token, &mut landing).await?;
         // The pod exists; until it is handed over, a cancel deletes it.
         landing.maybe_landed = true;
         // A delete of a mounted volume may have begun since the check above;
@@ -144,7 +145,7 @@ impl Client {
     async fn post(
         &self,
         spec: &SandboxSpec,
-        pod: &Pod,
+        pod: &LeanPod,
         token: &str,
         landing: &mut Landing,
     ) -> Result<Pod> {
@@ -154,10 +155,10 @@ impl Client {
         let mut account_waits = 0;
         loop {
             landing.in_flight = true;
-            let result = self.pods().create(&PostParams::default(), pod).await;
+            let result = self.lean_pods().create(&PostParams::default(), pod).await;
             landing.in_flight = false;
             let err = match result {
-                Ok(created) => return Ok(created),
+                Ok(created) => return Ok(created.into()),
                 Err(err) => err,
             };
             let status = api_status(&err);

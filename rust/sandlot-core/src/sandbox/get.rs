@@ -22,9 +22,10 @@ impl Client {
     /// The pod of sandbox `name` as stored; [`Error::NotFound`] as for
     /// [`Client::get_sandbox`]. Reads only.
     pub(crate) async fn sandbox_pod(&self, name: &str) -> Result<Pod> {
-        let pod = retry(|| self.pods().get(name))
+        let pod: Pod = retry(|| self.lean_pods().get(name))
             .await
-            .map_err(|err| self.sandbox_error(err, name))?;
+            .map_err(|err| self.sandbox_error(err, name))?
+            .into();
         if !labels::is_managed(&pod.metadata) {
             return Err(Error::NotFound {
                 kind: ObjectKind::Sandbox,

@@ -34,7 +34,7 @@ impl Client {
         filter: &ListFilter,
     ) -> Result<Vec<(Pod, SandboxStatus)>> {
         let params = ListParams::default().labels(&labels::selector(&filter.tags)?);
-        let pods = self.list_all(self.pods(), &params).await?;
+        let pods = self.list_pods(&params).await?;
         let mut listed: Vec<(Pod, SandboxStatus)> = pods
             .into_iter()
             .map(|pod| {

@@ -80,8 +80,8 @@ impl Client {
         }
         let body = terminate_patch(pod);
         let (params, patch) = (PatchParams::default(), Patch::Strategic(&body));
-        match retry(|| self.pods().patch(name, &params, &patch)).await {
-            Ok(pod) => Ok(Some(SandboxStatus::from_pod(&pod))),
+        match retry(|| self.lean_pods().patch(name, &params, &patch)).await {
+            Ok(pod) => Ok(Some(SandboxStatus::from_pod(&pod.0))),
             Err(err) if api_status(&err).is_some_and(|s| s.code == 409) => Ok(None),
             Err(err) => Err(self.sandbox_error(err, name)),
         }
