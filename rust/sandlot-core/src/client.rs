@@ -408,6 +408,15 @@ impl Client {
         self.inner.watch.get().and_then(|watch| watch.get(name))
     }
 
+    /// Whether a wait has started the shared watch and it holds the pod of
+    /// every sandbox in `names` (see [`PodWatch::holds_all`]).
+    pub(crate) fn watch_holds_all(&self, names: &[String]) -> bool {
+        self.inner
+            .watch
+            .get()
+            .is_some_and(|watch| watch.holds_all(names))
+    }
+
     /// Stops the task behind the shared pod watch as if it had died (a test
     /// hook: the watch restarts by itself). False if no wait has started the
     /// watch yet.

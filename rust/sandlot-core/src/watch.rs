@@ -206,6 +206,16 @@ impl PodWatch {
         )
     }
 
+    /// Whether the first full list is in and every sandbox in `names` has
+    /// its pod here.
+    pub fn holds_all(&self, names: &[String]) -> bool {
+        if !self.shared.state.borrow().ready {
+            return false;
+        }
+        let pods = self.shared.pods();
+        names.iter().all(|name| pods.current.contains_key(name))
+    }
+
     /// The pod named `name` as last seen, if the watch has seen it.
     pub fn get(&self, name: &str) -> Option<Arc<Pod>> {
         self.shared.pods().current.get(name).cloned()

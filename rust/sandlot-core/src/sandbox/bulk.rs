@@ -130,11 +130,16 @@ impl Client {
     /// What a bulk terminate works on: the pods of a list where the selection
     /// needs one (tags, phases, all) or names many enough that one paged
     /// list costs less than a read of each; else the names, each read when
-    /// its turn comes.
+    /// its turn comes. Names the shared watch holds every pod of need no
+    /// list either: each terminate starts from the watch's copy (one out of
+    /// date fails the patch's precondition and is read afresh), and ten
+    /// thousand pods are not held twice.
     async fn select_targets(&self, selection: &Selection) -> Result<Vec<Target>> {
         selection.validate()?;
         let names_only = selection.tags.is_empty() && selection.phases.is_empty() && !selection.all;
-        if names_only && selection.names.len() < LIST_NAMES_FROM {
+        if names_only
+            && (selection.names.len() < LIST_NAMES_FROM || self.watch_holds_all(&selection.names))
+        {
             return Ok(selection.names.iter().cloned().map(Target::Named).collect());
         }
         let filter = ListFilter {
@@ -428,5 +433,39 @@ mod tests {
         assert!(purged.is_empty(), "deleted by someone else");
         let (purged, _) = purge((409, "Conflict"), None).await;
         assert!(purged.is_empty(), "the name belongs to a newer sandbox");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_bulk_terminate_of_names_the_watch_holds_lists_nothing() {
+        let (client, mut cluster) = crate::watch::scripted::start();
+        let names: Vec<String> = (0..LIST_NAMES_FROM + 10).map(|i| format!("s{i}")).collect();
+        for name in &names {
+            cluster.set(name, "Running");
+        }
+        let soon = tokio::time::Instant::now() + Duration::from_secs(60);
+        assert!(client.pod_watch().ready(soon).await);
+        let _open = cluster.next_watch().await;
+        let lists = cluster.lists();
+        let selection = |names: Vec<String>| Selection {
+            names,
+            ..Selection::default()
+        };
+
+        let outcomes = client
+            .terminate_sandboxes(&selection(names.clone()))
+            .await
+            .unwrap();
+        assert_eq!(outcomes.len(), names.len());
+        assert!(outcomes.iter().all(|o| o.error.is_none()));
+        assert_eq!(cluster.lists(), lists, "the watch held every pod: no list");
+
+        // A name the watch does not hold: one paged list, as before.
+        let with_unknown = [names, vec!["never-made".to_owned()]].concat();
+        let outcomes = client
+            .terminate_sandboxes(&selection(with_unknown))
+            .await
+            .unwrap();
+        assert!(outcomes.last().unwrap().error.is_some());
+        assert_eq!(cluster.lists(), lists + 1);
     }
 }
