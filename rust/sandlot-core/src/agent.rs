@@ -38,6 +38,9 @@ use crate::program::Program;
 
 const AGENT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/sandlot-agent"));
 /// The agent as placed into sandboxes.
+// Its tag is worked out at compile time over the whole binary: a larger
+// agent must not trip the compiler's guard against endless evaluation.
+#[allow(long_running_const_eval)]
 pub(crate) const AGENT_PROGRAM: Program =
     Program::new("sandbox agent", "sandlot-agent", "agent", AGENT);
 const AGENT_VOLUME: &str = "sandlot-agent";

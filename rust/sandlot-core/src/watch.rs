@@ -206,12 +206,14 @@ impl PodWatch {
         )
     }
 
-    /// Whether the first full list is in and every sandbox in `names` has
-    /// its pod here.
+    /// Whether the first full list is in, the API server does not refuse
+    /// the watch now, and every sandbox in `names` has its pod here.
     pub fn holds_all(&self, names: &[String]) -> bool {
-        if !self.shared.state.borrow().ready {
+        let state = self.shared.state.borrow();
+        if !state.ready || state.denied.is_some() {
             return false;
         }
+        drop(state);
         let pods = self.shared.pods();
         names.iter().all(|name| pods.current.contains_key(name))
     }

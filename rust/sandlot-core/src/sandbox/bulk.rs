@@ -38,7 +38,8 @@ const LIST_NAMES_FROM: usize = 50;
 enum Target {
     /// Its pod as a list gave it.
     Listed(Box<Pod>),
-    /// Only its name, to be read when its turn comes.
+    /// Only its name: its terminate starts from the shared watch's copy
+    /// or reads the pod when its turn comes.
     Named(String),
 }
 

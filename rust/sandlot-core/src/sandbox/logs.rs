@@ -118,9 +118,11 @@ const REST_TAIL: i64 = 1000;
 /// the kubelet sends a log a line at a time, and a reader that takes each
 /// line as it lands makes the API server pass it on alone too (a write and a
 /// flush per line), while one that reads every 20 ms lets it pass on many
-/// lines per write. On the local cluster that cut the API server's CPU per
-/// 200k-line follow from about 1.7 s to 1.3 s and raised the rate from about
-/// 68k to 85k lines/s (medians of 5, kubectl 86k-90k beside them). A line that
+/// lines per write. On the local cluster (a probe on this crate, medians of
+/// 5 per setting, 2026-12-01) that cut the API server's CPU per 200k-line
+/// follow from about 1.7 s to 1.3 s and raised the rate from about 68k to
+/// 83k-89k lines/s, kubectl's 86k-90k beside it; `make bench`'s figures are
+/// in benchmarks/results.md (log_follow). A line that
 /// arrives alone is not delayed; one that arrives during the wait is at most
 /// this much later.
 const GATHER: Duration = Duration::from_millis(20);

@@ -35,8 +35,11 @@ impl Client {
         validate::object_name("name", name)?;
         // A pod the shared watch holds (a wait started it) needs no read: a
         // copy that is out of date fails the patch's precondition, and the
-        // pod is read afresh below.
+        // pod is read afresh below. A copy that has ended is read afresh
+        // too: no write would check it, and the name may belong to a newer
+        // sandbox the watch has not seen yet.
         if let Some(pod) = self.watched_pod(name)
+            && !SandboxStatus::from_pod(&pod).phase.is_terminal()
             && let Some(status) = self.terminate_as_read(name, &pod).await?
         {
             return Ok(status);
@@ -172,6 +175,23 @@ mod tests {
             terminate_patch(&pod(running))["spec"]
                 .get("containers")
                 .is_none()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_watched_copy_that_ended_is_read_afresh_before_it_is_believed() {
+        let (client, mut cluster) = crate::watch::scripted::start();
+        cluster.set("a", "Succeeded");
+        let soon = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        assert!(client.pod_watch().ready(soon).await);
+        let _open = cluster.next_watch().await;
+        // A newer sandbox took the name; the watch has not seen it yet.
+        cluster.set("a", "Running");
+        let status = client.terminate_sandbox("a").await.unwrap();
+        assert_eq!(
+            status.phase,
+            crate::status::Phase::Running,
+            "the pod as read now, patched"
         );
     }
 }
