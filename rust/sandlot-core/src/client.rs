@@ -442,6 +442,21 @@ impl Client {
     where
         K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + kube::Resource,
     {
+        self.list_all_as(api, params, Some).await
+    }
+
+    /// [`Client::list_all`], each object turned by `keep` into what the
+    /// caller holds on to (`None`: nothing) as its page arrives, so that a
+    /// list of thousands never holds more than a page of whole objects.
+    pub(crate) async fn list_all_as<K, T>(
+        &self,
+        api: &Api<K>,
+        params: &ListParams,
+        mut keep: impl FnMut(K) -> Option<T>,
+    ) -> Result<Vec<T>>
+    where
+        K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + kube::Resource,
+    {
         let mut restarts = 0;
         'list: loop {
             let mut items = Vec::new();
@@ -459,9 +474,9 @@ impl Client {
                     }
                     Err(err) => return Err(self.api_error(err)),
                 };
-                items.extend(list.items.into_iter().map(|mut item| {
+                items.extend(list.items.into_iter().filter_map(|mut item| {
                     item.meta_mut().managed_fields = None;
-                    item
+                    keep(item)
                 }));
                 match list.metadata.continue_.filter(|token| !token.is_empty()) {
                     Some(token) => page = page.continue_token(&token),

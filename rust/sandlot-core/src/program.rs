@@ -226,12 +226,20 @@ impl Client {
         if stale.is_empty() {
             return Ok(Vec::new());
         }
-        let pods = self.list_pods(&ListParams::default()).await?;
-        let mounted: HashSet<&str> = pods
-            .iter()
-            .filter_map(|pod| pod.spec.as_ref()?.volumes.as_ref())
+        // The ConfigMaps each pod mounts, taken as each page of pods arrives.
+        let mounted: HashSet<String> = self
+            .list_all_as(self.lean_pods(), &ListParams::default(), |pod| {
+                let volumes = pod.0.spec?.volumes?;
+                Some(
+                    volumes
+                        .into_iter()
+                        .filter_map(|volume| Some(volume.config_map?.name))
+                        .collect::<Vec<_>>(),
+                )
+            })
+            .await?
+            .into_iter()
             .flatten()
-            .filter_map(|volume| Some(volume.config_map.as_ref()?.name.as_str()))
             .collect();
         let mut removed = Vec::new();
         for map in stale {

@@ -147,7 +147,7 @@ impl Client {
             phases: selection.phases.clone(),
             tags: selection.tags.clone(),
         };
-        let pods = self.list_sandbox_pods(&filter).await?;
+        let pods = self.list_sandbox_pods(&filter, |pod| pod).await?;
         if selection.names.is_empty() {
             return Ok(pods
                 .into_iter()
@@ -260,7 +260,7 @@ impl Client {
         let asked: std::collections::HashSet<&str> =
             selection.names.iter().map(String::as_str).collect();
         Ok(self
-            .list_sandbox_pods(&filter)
+            .list_sandbox_pods(&filter, |pod| pod.metadata.uid)
             .await?
             .into_iter()
             .filter(|(_, s)| s.phase.is_terminal())
@@ -270,9 +270,9 @@ impl Client {
                 (Some(_), None) => false,
                 (None, _) => true,
             })
-            .map(|(pod, status)| PurgeRecord {
+            .map(|(uid, status)| PurgeRecord {
                 name: status.name,
-                uid: pod.metadata.uid,
+                uid,
             })
             .collect())
     }

@@ -21,28 +21,30 @@ impl Client {
     /// The sandboxes of the namespace matching `filter`, oldest first.
     pub async fn list_sandboxes(&self, filter: &ListFilter) -> Result<Vec<SandboxStatus>> {
         Ok(self
-            .list_sandbox_pods(filter)
+            .list_sandbox_pods(filter, drop)
             .await?
             .into_iter()
-            .map(|(_, status)| status)
+            .map(|((), status)| status)
             .collect())
     }
 
-    /// The pods behind [`Client::list_sandboxes`], each with its status, oldest first.
-    pub(crate) async fn list_sandbox_pods(
+    /// The sandboxes behind [`Client::list_sandboxes`], oldest first, each
+    /// with what `keep` takes from its pod. Pods are let go page by page, so
+    /// a list of thousands holds their statuses and what `keep` took.
+    pub(crate) async fn list_sandbox_pods<T>(
         &self,
         filter: &ListFilter,
-    ) -> Result<Vec<(Pod, SandboxStatus)>> {
+        mut keep: impl FnMut(Pod) -> T,
+    ) -> Result<Vec<(T, SandboxStatus)>> {
         let params = ListParams::default().labels(&labels::selector(&filter.tags)?);
-        let pods = self.list_pods(&params).await?;
-        let mut listed: Vec<(Pod, SandboxStatus)> = pods
-            .into_iter()
-            .map(|pod| {
+        let mut listed = self
+            .list_all_as(self.lean_pods(), &params, |pod| {
+                let pod = Pod::from(pod);
                 let status = SandboxStatus::from_pod(&pod);
-                (pod, status)
+                (filter.phases.is_empty() || filter.phases.contains(&status.phase))
+                    .then(|| (keep(pod), status))
             })
-            .filter(|(_, s)| filter.phases.is_empty() || filter.phases.contains(&s.phase))
-            .collect();
+            .await?;
         listed.sort_by(|(_, a), (_, b)| (a.created_at, &a.name).cmp(&(b.created_at, &b.name)));
         Ok(listed)
     }
