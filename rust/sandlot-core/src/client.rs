@@ -433,11 +433,7 @@ impl Client {
         error::from_kube(err, &self.inner.namespace)
     }
 
-    /// Every object `api` lists with `params`, read [`LIST_PAGE`] at a time
-    /// (limit and continue), so ten thousand pods never come as one answer.
-    /// A continue token that expired (410 Gone, a list longer than etcd keeps
-    /// its history) starts the list again, a few times at most. Objects come
-    /// without their managed fields, which nothing here reads.
+    /// Every object `api` lists with `params`, as [`Client::list_all_as`] reads them.
     pub(crate) async fn list_all<K>(&self, api: &Api<K>, params: &ListParams) -> Result<Vec<K>>
     where
         K: Clone + serde::de::DeserializeOwned + std::fmt::Debug + kube::Resource,
@@ -445,9 +441,15 @@ impl Client {
         self.list_all_as(api, params, Some).await
     }
 
-    /// [`Client::list_all`], each object turned by `keep` into what the
-    /// caller holds on to (`None`: nothing) as its page arrives, so that a
-    /// list of thousands never holds more than a page of whole objects.
+    /// Every object `api` lists with `params`, turned by `keep` into what the
+    /// caller holds on to (`None`: nothing) as its page arrives: unless
+    /// `keep` keeps them whole, a list of thousands holds one page of whole
+    /// objects at a time. Pages are [`LIST_PAGE`] objects (limit and
+    /// continue), so ten thousand pods never come as one answer. A continue
+    /// token that expired (410 Gone, a list longer than etcd keeps its
+    /// history) starts the list again, a few times at most, and what `keep`
+    /// made of the pages before is dropped: `keep` may see an object twice.
+    /// Objects come without their managed fields, which nothing here reads.
     pub(crate) async fn list_all_as<K, T>(
         &self,
         api: &Api<K>,

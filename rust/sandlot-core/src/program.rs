@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, KeyToPath, Volume};
+use k8s_openapi::api::core::v1::{ConfigMap, ConfigMapVolumeSource, KeyToPath, Pod, Volume};
 use kube::api::{Api, DeleteParams, ListParams, ObjectMeta, PostParams, Preconditions};
 use tokio::time::Instant;
 
@@ -226,14 +226,14 @@ impl Client {
         if stale.is_empty() {
             return Ok(Vec::new());
         }
-        // The ConfigMaps each pod mounts, taken as each page of pods arrives.
+        // The ConfigMaps that some pod mounts.
         let mounted: HashSet<String> = self
             .list_all_as(self.lean_pods(), &ListParams::default(), |pod| {
-                let volumes = pod.0.spec?.volumes?;
+                let volumes = Pod::from(pod).spec?.volumes?;
                 Some(
                     volumes
                         .into_iter()
-                        .filter_map(|volume| Some(volume.config_map?.name))
+                        .filter_map(|volume| volume.config_map.map(|map| map.name))
                         .collect::<Vec<_>>(),
                 )
             })

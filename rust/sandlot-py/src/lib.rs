@@ -19,13 +19,11 @@ mod sandbox;
 mod twins;
 mod volume;
 
-/// Every allocation of the module's Rust code. Under glibc's malloc a fifth
-/// of the CPU of creating, waiting for, terminating and purging thousands of
-/// sandboxes went to the allocator itself, and its per-thread arenas kept
-/// what parsed responses freed. For 2,000 sandboxes on the scale cluster
-/// (2026-12-01, two runs each): 4.9–5.0 s of CPU against 5.9–6.3 s, peak
-/// RSS 137–138 MiB against 126–129 MiB (mimalloc gives freed pages back a
-/// second later), RSS at the end 94 MiB against 122 MiB.
+/// The allocator of every Rust allocation in this module, the CLI's (through
+/// [`run_cli`]) included. Python's objects stay on Python's allocator: values
+/// are copied into them, so no memory passes from one allocator to the other.
+/// Chosen for its CPU cost against glibc's malloc on bulk work (figures in
+/// benchmarks/results.md, scale).
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 

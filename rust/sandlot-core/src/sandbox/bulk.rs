@@ -147,7 +147,7 @@ impl Client {
             phases: selection.phases.clone(),
             tags: selection.tags.clone(),
         };
-        let pods = self.list_sandbox_pods(&filter, |pod| pod).await?;
+        let pods = self.list_sandboxes_keeping(&filter, |pod| pod).await?;
         if selection.names.is_empty() {
             return Ok(pods
                 .into_iter()
@@ -253,17 +253,26 @@ impl Client {
             ),
             None => None,
         };
+        // Only ended sandboxes are purged: the list keeps no others.
+        let phases: Vec<Phase> = if selection.phases.is_empty() {
+            vec![Phase::Succeeded, Phase::Failed, Phase::Terminated]
+        } else {
+            let ended = selection.phases.iter().copied().filter(|p| p.is_terminal());
+            ended.collect()
+        };
+        if phases.is_empty() {
+            return Ok(Vec::new());
+        }
         let filter = ListFilter {
-            phases: selection.phases.clone(),
+            phases,
             tags: selection.tags.clone(),
         };
         let asked: std::collections::HashSet<&str> =
             selection.names.iter().map(String::as_str).collect();
         Ok(self
-            .list_sandbox_pods(&filter, |pod| pod.metadata.uid)
+            .list_sandboxes_keeping(&filter, |pod| pod.metadata.uid)
             .await?
             .into_iter()
-            .filter(|(_, s)| s.phase.is_terminal())
             .filter(|(_, s)| selection.names.is_empty() || asked.contains(s.name.as_str()))
             .filter(|(_, s)| match (cutoff, s.finished_at.or(s.created_at)) {
                 (Some(cutoff), Some(ended)) => ended <= cutoff,
@@ -434,6 +443,19 @@ mod tests {
         assert!(purged.is_empty(), "deleted by someone else");
         let (purged, _) = purge((409, "Conflict"), None).await;
         assert!(purged.is_empty(), "the name belongs to a newer sandbox");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_purge_of_phases_none_of_which_has_ended_asks_for_nothing() {
+        let (client, mut handle) = client();
+        let selection = Selection {
+            phases: vec![Phase::Running, Phase::Queued],
+            ..Selection::default()
+        };
+        let candidates = client.purge_candidates(&selection, None).await.unwrap();
+        assert!(candidates.is_empty());
+        let asked = tokio::time::timeout(Duration::from_secs(1), handle.next_request()).await;
+        assert!(asked.is_err(), "no request was sent");
     }
 
     #[tokio::test(start_paused = true)]

@@ -21,7 +21,7 @@ impl Client {
     /// The sandboxes of the namespace matching `filter`, oldest first.
     pub async fn list_sandboxes(&self, filter: &ListFilter) -> Result<Vec<SandboxStatus>> {
         Ok(self
-            .list_sandbox_pods(filter, drop)
+            .list_sandboxes_keeping(filter, |_| ())
             .await?
             .into_iter()
             .map(|((), status)| status)
@@ -31,7 +31,7 @@ impl Client {
     /// The sandboxes behind [`Client::list_sandboxes`], oldest first, each
     /// with what `keep` takes from its pod. Pods are let go page by page, so
     /// a list of thousands holds their statuses and what `keep` took.
-    pub(crate) async fn list_sandbox_pods<T>(
+    pub(crate) async fn list_sandboxes_keeping<T>(
         &self,
         filter: &ListFilter,
         mut keep: impl FnMut(Pod) -> T,
