@@ -254,12 +254,15 @@ impl Client {
             None => None,
         };
         // Only ended sandboxes are purged: the list keeps no others.
-        let phases: Vec<Phase> = if selection.phases.is_empty() {
-            vec![Phase::Succeeded, Phase::Failed, Phase::Terminated]
-        } else {
-            let ended = selection.phases.iter().copied().filter(|p| p.is_terminal());
-            ended.collect()
+        let asked_phases = match selection.phases.as_slice() {
+            [] => Phase::ALL.as_slice(),
+            phases => phases,
         };
+        let phases: Vec<Phase> = asked_phases
+            .iter()
+            .copied()
+            .filter(|p| p.is_terminal())
+            .collect();
         if phases.is_empty() {
             return Ok(Vec::new());
         }
