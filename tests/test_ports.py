@@ -89,7 +89,11 @@ async def test_a_forward_reaches_the_server_with_many_connections_at_once(server
     await fwd.start()
     try:
         assert fwd.running
-        assert (await asyncio.to_thread(get, fwd.url + "/again"))[0] == 200
+        try:
+            answer = await asyncio.to_thread(get, fwd.url + "/again")
+        except OSError as err:
+            raise AssertionError(f"{err!r}; the forward's last error: {fwd.last_error}") from err
+        assert answer[0] == 200
     finally:
         await fwd.close()
 

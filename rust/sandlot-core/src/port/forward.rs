@@ -12,6 +12,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::client::Client;
 use crate::error::{Error, Result, api_status};
+use crate::retry::retry;
 
 /// What a forward has done so far.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -182,10 +183,13 @@ impl Client {
         }
     }
 
-    /// One port-forward stream to `port` of sandbox `name`.
+    /// One port-forward stream to `port` of sandbox `name`, tried again while
+    /// the API server is briefly unavailable or the connection to it drops
+    /// (see [`retry`]): opening a stream starts nothing in the sandbox, so
+    /// another try is always safe, and the local connection waits for it.
     async fn open_stream(&self, name: &str, port: u16) -> Result<Stream> {
-        self.pods()
-            .portforward(name, &[port])
+        let ports = [port];
+        retry(|| self.pods().portforward(name, &ports))
             .await
             .map(Stream)
             .map_err(|err| self.sandbox_error(err, name))
@@ -246,5 +250,31 @@ async fn relay(
         // A connection either side resets is an ending, not a failure.
         _ = tokio::io::copy_bidirectional(&mut socket, &mut remote) => Ok(()),
         Some(why) = refused => Err(why),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_api::{self, failure, respond};
+
+    #[tokio::test(start_paused = true)]
+    async fn a_stream_is_opened_again_while_the_server_is_unavailable_and_not_after_a_lasting_refusal()
+     {
+        let (client, mut handle) = test_api::client();
+        let opening = tokio::spawn(async move { client.open_stream("sb", 8000).await.err() });
+        let mut asked = 0;
+        for code in [503, 429, 404] {
+            let (request, send) = handle.next_request().await.unwrap();
+            assert!(request.uri().path().ends_with("/pods/sb/portforward"));
+            asked += 1;
+            send.send_response(respond(code, failure(code, "NotNow")));
+        }
+        let err = opening
+            .await
+            .unwrap()
+            .expect("a lasting refusal ends the tries");
+        assert!(matches!(err, Error::NotFound { .. }), "{err:?}");
+        assert_eq!(asked, 3);
     }
 }
