@@ -399,7 +399,7 @@ impl Client {
     pub(crate) fn pod_watch(&self) -> &PodWatch {
         self.inner
             .watch
-            .get_or_init(|| PodWatch::start(self.inner.lean_pods.clone()))
+            .get_or_init(|| PodWatch::start(Api::namespaced(self.kube().clone(), self.namespace())))
     }
 
     /// Sandbox `name`'s pod as the shared watch last saw it, if a wait has

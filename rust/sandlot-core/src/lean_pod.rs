@@ -1,15 +1,23 @@
-//! Pods read without their managed fields. `metadata.managedFields` records
-//! which field manager set which field, as a tree of JSON values per
+//! Pods read without what sandlot never reads. `metadata.managedFields`
+//! records which field manager set which field, as a tree of JSON values per
 //! manager; nothing in sandlot reads it, and parsing it was about half the
 //! cost of reading a pod (measured on creates, patches, lists and watch
 //! events of a thousand sandboxes). The requests that read many pods go
-//! through [`LeanPod`], which skips it without building it.
+//! through [`LeanPod`], which skips it without building it. The shared
+//! watch, which holds every sandbox pod of its namespace at once, keeps
+//! less still: [`WatchedPod`].
 
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Pod, PodSpec, PodStatus};
+use k8s_openapi::api::core::v1::{
+    Container, ContainerState, ContainerStatus, PersistentVolumeClaimVolumeSource, Pod,
+    PodCondition, PodSpec, PodStatus, ResourceRequirements, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference, Time};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::labels::CONTAINER_NAME;
 
 /// A pod as sandlot reads it: every field but `metadata.managedFields`,
 /// which is skipped unread (always `None` here). Written out, it is the
@@ -17,38 +25,62 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct LeanPod(pub Pod);
 
-impl From<LeanPod> for Pod {
-    fn from(pod: LeanPod) -> Pod {
-        pod.0
-    }
+/// A pod as the shared watch keeps it (see `watch.rs`): the metadata of a
+/// [`LeanPod`], and of the rest only what is read from a watched pod, the
+/// rest skipped unread:
+/// - spec: the sandbox container's name, image, command, volume mounts and
+///   resource limits; the volumes of claims (name and claim); `hostUsers`;
+///   `nodeName`.
+/// - status: phase, reason, message, the `PodScheduled` condition, and each
+///   (init) container status's name, state, last state, readiness and
+///   restarts.
+///
+/// A reader of watched pods that needs another field adds it here; the
+/// tests compare what each reader derives from a whole pod and from this.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) struct WatchedPod(pub Pod);
+
+/// The Kubernetes traits of a wrapper of [`Pod`]: a pod's resource, its
+/// metadata, the pod it wraps, and written out, that pod.
+macro_rules! pod_wrapper {
+    ($wrapper:ident) => {
+        impl From<$wrapper> for Pod {
+            fn from(pod: $wrapper) -> Pod {
+                pod.0
+            }
+        }
+
+        impl k8s_openapi::Resource for $wrapper {
+            const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
+            const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
+            const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
+            const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
+            const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
+            type Scope = <Pod as k8s_openapi::Resource>::Scope;
+        }
+
+        impl k8s_openapi::Metadata for $wrapper {
+            type Ty = ObjectMeta;
+
+            fn metadata(&self) -> &ObjectMeta {
+                &self.0.metadata
+            }
+
+            fn metadata_mut(&mut self) -> &mut ObjectMeta {
+                &mut self.0.metadata
+            }
+        }
+
+        impl Serialize for $wrapper {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                self.0.serialize(serializer)
+            }
+        }
+    };
 }
 
-impl k8s_openapi::Resource for LeanPod {
-    const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
-    const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
-    const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
-    const VERSION: &'static str = <Pod as k8s_openapi::Resource>::VERSION;
-    const URL_PATH_SEGMENT: &'static str = <Pod as k8s_openapi::Resource>::URL_PATH_SEGMENT;
-    type Scope = <Pod as k8s_openapi::Resource>::Scope;
-}
-
-impl k8s_openapi::Metadata for LeanPod {
-    type Ty = ObjectMeta;
-
-    fn metadata(&self) -> &ObjectMeta {
-        &self.0.metadata
-    }
-
-    fn metadata_mut(&mut self) -> &mut ObjectMeta {
-        &mut self.0.metadata
-    }
-}
-
-impl Serialize for LeanPod {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.0.serialize(serializer)
-    }
-}
+pod_wrapper!(LeanPod);
+pod_wrapper!(WatchedPod);
 
 /// The parts of a pod that are read. `apiVersion` and `kind` are not
 /// checked: every request through [`LeanPod`] asks for pods.
@@ -83,16 +115,13 @@ struct MetaFields {
     uid: Option<String>,
 }
 
-impl<'de> Deserialize<'de> for LeanPod {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let PodFields {
-            metadata: m,
-            spec,
-            status,
-        } = PodFields::deserialize(deserializer)?;
+impl MetaFields {
+    /// The metadata read, without managed fields.
+    fn into_meta(self) -> ObjectMeta {
+        let m = self;
         // Every field named, none defaulted: a field k8s-openapi adds to
         // ObjectMeta fails the build here instead of going missing.
-        let metadata = ObjectMeta {
+        ObjectMeta {
             annotations: m.annotations,
             creation_timestamp: m.creation_timestamp,
             deletion_grace_period_seconds: m.deletion_grace_period_seconds,
@@ -108,12 +137,339 @@ impl<'de> Deserialize<'de> for LeanPod {
             resource_version: m.resource_version,
             self_link: m.self_link,
             uid: m.uid,
-        };
-        Ok(LeanPod(Pod {
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for LeanPod {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let PodFields {
             metadata,
             spec,
             status,
+        } = PodFields::deserialize(deserializer)?;
+        Ok(LeanPod(Pod {
+            metadata: metadata.into_meta(),
+            spec,
+            status,
         }))
+    }
+}
+
+/// The parts of a pod a [`WatchedPod`] keeps; a key not named is skipped
+/// without being built.
+#[derive(Deserialize)]
+struct WatchedFields {
+    #[serde(default)]
+    metadata: MetaFields,
+    #[serde(default)]
+    spec: Option<WatchedSpec>,
+    #[serde(default)]
+    status: Option<WatchedStatus>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WatchedSpec {
+    containers: Vec<WatchedContainer>,
+    volumes: Option<Vec<WatchedVolume>>,
+    host_users: Option<bool>,
+    node_name: Option<String>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WatchedContainer {
+    name: String,
+    image: Option<String>,
+    command: Option<Vec<String>>,
+    volume_mounts: Option<Vec<VolumeMount>>,
+    resources: Option<WatchedResources>,
+}
+
+/// Of a container's resources, the limits.
+#[derive(Default, Deserialize)]
+#[serde(default)]
+struct WatchedResources {
+    limits: Option<BTreeMap<String, Quantity>>,
+}
+
+/// Of a volume, its name and claim: a `Volume` holds every kind of volume
+/// source (over 3 KB, mostly empty), so only claims' volumes are kept.
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WatchedVolume {
+    name: String,
+    persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WatchedStatus {
+    phase: Option<String>,
+    reason: Option<String>,
+    message: Option<String>,
+    conditions: Option<Vec<PodCondition>>,
+    container_statuses: Option<Vec<WatchedContainerStatus>>,
+    init_container_statuses: Option<Vec<WatchedContainerStatus>>,
+}
+
+#[derive(Default, Deserialize)]
+#[serde(default, rename_all = "camelCase")]
+struct WatchedContainerStatus {
+    name: String,
+    state: Option<ContainerState>,
+    last_state: Option<ContainerState>,
+    ready: bool,
+    restart_count: i32,
+}
+
+impl From<WatchedContainerStatus> for ContainerStatus {
+    fn from(s: WatchedContainerStatus) -> ContainerStatus {
+        ContainerStatus {
+            name: s.name,
+            state: s.state,
+            last_state: s.last_state,
+            ready: s.ready,
+            restart_count: s.restart_count,
+            ..ContainerStatus::default()
+        }
+    }
+}
+
+impl From<WatchedContainer> for Container {
+    fn from(c: WatchedContainer) -> Container {
+        Container {
+            name: c.name,
+            image: c.image,
+            command: c.command,
+            volume_mounts: c.volume_mounts,
+            resources: c.resources.map(|r| ResourceRequirements {
+                limits: r.limits,
+                ..ResourceRequirements::default()
+            }),
+            ..Container::default()
+        }
+    }
+}
+
+impl From<WatchedVolume> for Volume {
+    fn from(v: WatchedVolume) -> Volume {
+        Volume {
+            name: v.name,
+            persistent_volume_claim: v.persistent_volume_claim,
+            ..Volume::default()
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WatchedPod {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let WatchedFields {
+            metadata,
+            spec,
+            status,
+        } = WatchedFields::deserialize(deserializer)?;
+        let spec = spec.map(|s| PodSpec {
+            containers: s
+                .containers
+                .into_iter()
+                .filter(|c| c.name == CONTAINER_NAME)
+                .map(Into::into)
+                .collect(),
+            volumes: s.volumes.map(|all| {
+                all.into_iter()
+                    .filter(|v| v.persistent_volume_claim.is_some())
+                    .map(Into::into)
+                    .collect()
+            }),
+            host_users: s.host_users,
+            node_name: s.node_name,
+            ..PodSpec::default()
+        });
+        let statuses = |all: Option<Vec<WatchedContainerStatus>>| {
+            all.map(|all| all.into_iter().map(Into::into).collect())
+        };
+        let status = status.map(|s| PodStatus {
+            phase: s.phase,
+            reason: s.reason,
+            message: s.message,
+            conditions: s.conditions.map(|all| {
+                all.into_iter()
+                    .filter(|c| c.type_ == "PodScheduled")
+                    .collect()
+            }),
+            container_statuses: statuses(s.container_statuses),
+            init_container_statuses: statuses(s.init_container_statuses),
+            ..PodStatus::default()
+        });
+        Ok(WatchedPod(Pod {
+            metadata: metadata.into_meta(),
+            spec,
+            status,
+        }))
+    }
+}
+
+/// Sandbox pods of every kind in every state, as the API server would hand
+/// them out, for the tests that check each reader of watched pods derives
+/// the same from a [`WatchedPod`] as from the whole pod.
+#[cfg(test)]
+pub(crate) mod corpus {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::api::core::v1::Pod;
+    use serde_json::{Value, json};
+
+    use super::WatchedPod;
+    use crate::labels;
+    use crate::mount::Mount;
+    use crate::network::NetworkMode;
+    use crate::spec::{Resources, SandboxRequest, SandboxSpec};
+
+    /// `pod` as the shared watch keeps it.
+    pub(crate) fn watched(pod: &Pod) -> Pod {
+        let value = serde_json::to_value(pod).unwrap();
+        serde_json::from_value::<WatchedPod>(value).unwrap().0
+    }
+
+    fn kinds() -> Vec<Pod> {
+        let plain = SandboxRequest::new("busybox:1.36");
+        let full = SandboxRequest {
+            command: Some(vec!["python3".into(), "-c".into(), "print(1)".into()]),
+            env: BTreeMap::from([("KEY".into(), "value".into())]),
+            tags: BTreeMap::from([("team".into(), "a".into())]),
+            volume_mounts: BTreeMap::from([
+                (
+                    "/data".into(),
+                    Mount {
+                        volume: "data".into(),
+                        read_only: false,
+                    },
+                ),
+                (
+                    "/ref".into(),
+                    Mount {
+                        volume: "ref".into(),
+                        read_only: true,
+                    },
+                ),
+            ]),
+            resources: Resources {
+                cpu: Some("500m".into()),
+                memory: Some("256Mi".into()),
+                disk: Some("2Gi".into()),
+            },
+            read_only_root_filesystem: true,
+            network: Some(NetworkMode::Unrestricted),
+            user_namespace: Some(true),
+            ..SandboxRequest::new("python:3.12")
+        };
+        let mut pods = Vec::new();
+        let offline = SandboxRequest {
+            network: Some(NetworkMode::None),
+            ..plain.clone()
+        };
+        for (request, agent) in [(plain, true), (offline, false), (full, true)] {
+            let spec = SandboxSpec::try_from(request).unwrap();
+            let mut pod = spec.to_pod("sb");
+            if agent {
+                crate::agent::add_agent(&mut pod);
+            }
+            pods.push(pod);
+        }
+        let mut warm = pods[0].clone();
+        let pool_labels = warm.metadata.labels.get_or_insert_default();
+        pool_labels.insert(labels::POOL_LABEL.into(), "p".into());
+        pool_labels.insert(labels::WARM_LABEL.into(), "v1".into());
+        pods.push(warm);
+        pods
+    }
+
+    fn container_status(name: &str, state: Value, last: Value) -> Value {
+        json!({"name": name, "image": "busybox:1.36", "imageID": "sha256:1", "containerID": "containerd://1",
+            "ready": false, "restartCount": 1, "started": false, "state": state, "lastState": last})
+    }
+
+    fn statuses() -> Vec<Value> {
+        let scheduled = json!([{"type": "PodScheduled", "status": "True",
+            "lastTransitionTime": "2026-01-01T00:00:00Z"}]);
+        let sandbox = |state: Value| json!([container_status("sandbox", state, json!({}))]);
+        let exited = |code: i32, reason: &str| {
+            json!({"terminated": {"exitCode": code, "reason": reason,
+            "message": "m", "startedAt": "2026-01-01T00:00:01Z", "finishedAt": "2026-01-01T00:00:02Z"}})
+        };
+        let gate_failed = json!([container_status(
+            "network-gate",
+            json!({"terminated": {"exitCode": 3, "message": "policy never held"}}),
+            json!({})
+        )]);
+        vec![
+            json!(null),
+            json!({"phase": "Pending"}),
+            json!({"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "False",
+                "reason": "Unschedulable", "message": "0/1 nodes are available"}]}),
+            json!({"phase": "Pending", "conditions": scheduled, "containerStatuses":
+                sandbox(json!({"waiting": {"reason": "ContainerCreating"}}))}),
+            json!({"phase": "Pending", "conditions": scheduled, "containerStatuses":
+                sandbox(json!({"waiting": {"reason": "ErrImagePull", "message": "x:1: not found"}}))}),
+            json!({"phase": "Pending", "conditions": scheduled, "containerStatuses":
+                sandbox(json!({"waiting": {"reason": "ImagePullBackOff", "message": "429 Too Many Requests"}}))}),
+            json!({"phase": "Pending", "conditions": scheduled, "containerStatuses":
+                [container_status("sandbox", json!({"waiting": {"reason": "CrashLoopBackOff"}}), exited(1, "Error"))]}),
+            json!({"phase": "Running", "hostIP": "10.0.0.1", "podIP": "10.1.0.5", "podIPs": [{"ip": "10.1.0.5"}],
+                "startTime": "2026-01-01T00:00:00Z", "qosClass": "Burstable", "conditions": scheduled,
+                "containerStatuses": sandbox(json!({"running": {"startedAt": "2026-01-01T00:00:01Z"}}))}),
+            json!({"phase": "Succeeded", "containerStatuses": sandbox(exited(0, "Completed"))}),
+            json!({"phase": "Failed", "containerStatuses": sandbox(exited(137, "OOMKilled"))}),
+            json!({"phase": "Failed", "containerStatuses": sandbox(exited(128, "StartError"))}),
+            json!({"phase": "Failed", "containerStatuses": sandbox(exited(2, "Error"))}),
+            json!({"phase": "Failed", "reason": "DeadlineExceeded", "message": "Pod was active too long"}),
+            json!({"phase": "Failed", "reason": "Evicted",
+                "message": "Pod ephemeral local storage usage exceeds the total limit of containers 2Gi."}),
+            json!({"phase": "Failed", "reason": "NodeLost", "message": "node went away"}),
+            json!({"phase": "Failed", "initContainerStatuses": gate_failed}),
+            json!({"phase": "Failed", "reason": "NodeAffinity", "message": "rejected"}),
+            json!({"phase": "Unknown"}),
+        ]
+    }
+
+    fn annotations() -> Vec<Value> {
+        vec![
+            json!({}),
+            json!({labels::TERMINATED_AT_ANNOTATION: "2026-01-01T00:00:03Z",
+                labels::CREATED_IMAGE_ANNOTATION: "python:3.12"}),
+            json!({labels::LAUNCH_FAILED_ANNOTATION: "image not found"}),
+            json!({labels::ENV_ANNOTATION: "{\"A\":\"1\"}", labels::GATE_PASSED_ANNOTATION: "u1"}),
+        ]
+    }
+
+    /// Every kind of sandbox pod in every state, with what the API server
+    /// adds (defaults, managed fields, a uid and a version).
+    pub(crate) fn pods() -> Vec<Pod> {
+        let mut pods = Vec::new();
+        for kind in kinds() {
+            for status in statuses() {
+                for extra in annotations() {
+                    let mut value = serde_json::to_value(&kind).unwrap();
+                    let meta = &mut value["metadata"];
+                    meta["uid"] = json!("u1");
+                    meta["resourceVersion"] = json!("42");
+                    meta["namespace"] = json!("ns");
+                    meta["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+                    meta["managedFields"] = json!([{"manager": "m", "operation": "Update"}]);
+                    let annotations = meta["annotations"].as_object_mut().unwrap();
+                    annotations.extend(extra.as_object().unwrap().clone());
+                    value["spec"]["nodeName"] = json!("node-1");
+                    value["spec"]["tolerations"] = json!([{"key": "node.kubernetes.io/not-ready",
+                        "operator": "Exists", "effect": "NoExecute", "tolerationSeconds": 300}]);
+                    value["spec"]["dnsPolicy"] = json!("ClusterFirst");
+                    value["status"] = status.clone();
+                    pods.push(serde_json::from_value(value).unwrap());
+                }
+            }
+        }
+        pods
     }
 }
 
@@ -174,5 +530,56 @@ mod tests {
         let lean: LeanPod = serde_json::from_value(json!({"metadata": {"name": "a"}})).unwrap();
         assert_eq!(lean.0.metadata.name.as_deref(), Some("a"));
         assert!(lean.0.spec.is_none() && lean.0.status.is_none());
+    }
+
+    #[test]
+    fn a_watched_pod_keeps_what_its_readers_read_and_little_else() {
+        use crate::status::SandboxStatus;
+        let pods = corpus::pods();
+        for pod in &pods {
+            let watched = corpus::watched(pod);
+            assert_eq!(
+                SandboxStatus::from_pod(&watched),
+                SandboxStatus::from_pod(pod)
+            );
+            assert_eq!(
+                crate::spec::disk_limit(&watched),
+                crate::spec::disk_limit(pod)
+            );
+            assert_eq!(
+                crate::network::gate_is_entrypoint(&watched),
+                crate::network::gate_is_entrypoint(pod)
+            );
+            let mut metadata = pod.metadata.clone();
+            metadata.managed_fields = None;
+            assert_eq!(watched.metadata, metadata);
+        }
+    }
+
+    #[test]
+    fn a_pod_as_the_api_server_sends_it_is_watched_without_its_bulk() {
+        use crate::status::{Phase, SandboxStatus};
+        // A default sandbox read from the local cluster while it ran.
+        let whole: Pod = serde_json::from_str(include_str!("testdata/running_pod.json")).unwrap();
+        let watched = corpus::watched(&whole);
+        let status = SandboxStatus::from_pod(&watched);
+        assert_eq!(status, SandboxStatus::from_pod(&whole));
+        assert_eq!(status.phase, Phase::Running);
+        assert_eq!(
+            crate::spec::disk_limit(&watched),
+            crate::spec::disk_limit(&whole)
+        );
+        // Gone: the two ConfigMap volumes (over 3 KB each in memory), the
+        // environment, security contexts, tolerations, addresses, and all
+        // conditions but PodScheduled.
+        let (spec, kept) = (whole.spec.unwrap(), watched.spec.unwrap());
+        assert_eq!(spec.volumes.map(|v| v.len()), Some(2));
+        assert_eq!(kept.volumes.map(|v| v.len()), Some(0));
+        assert!(spec.containers[0].env.is_some() && kept.containers[0].env.is_none());
+        assert!(spec.tolerations.is_some() && kept.tolerations.is_none());
+        let (status, kept) = (whole.status.unwrap(), watched.status.unwrap());
+        assert_eq!(status.conditions.map(|c| c.len()), Some(5));
+        assert_eq!(kept.conditions.map(|c| c.len()), Some(1));
+        assert!(status.pod_ips.is_some() && kept.pod_ips.is_none());
     }
 }

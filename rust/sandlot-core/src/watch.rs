@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::error::error_chain;
 use crate::labels::MANAGED_SELECTOR;
-use crate::lean_pod::LeanPod;
+use crate::lean_pod::WatchedPod;
 use crate::retry;
 
 /// How long the server keeps one watch request open (`timeoutSeconds`).
@@ -67,7 +67,7 @@ struct Pods {
 
 impl Pods {
     /// Takes in one event and wakes the waiters of the pods it changed.
-    fn apply(&mut self, event: watcher::Event<LeanPod>) {
+    fn apply(&mut self, event: watcher::Event<WatchedPod>) {
         match event {
             watcher::Event::Apply(pod) => {
                 if let Some(name) = pod.0.metadata.name.clone() {
@@ -129,7 +129,7 @@ impl Shared {
 
     /// Takes in one item of the watcher's stream. Only a change of the
     /// standing (ready, refused) wakes every waiter.
-    fn record(&self, event: Result<watcher::Event<LeanPod>, watcher::Error>) {
+    fn record(&self, event: Result<watcher::Event<WatchedPod>, watcher::Error>) {
         match event {
             Ok(event) => {
                 let listed = matches!(event, watcher::Event::InitDone);
@@ -164,7 +164,7 @@ pub(crate) struct PodWatch {
 
 impl PodWatch {
     /// Starts watching the sandbox pods of `pods`. Must be called on a tokio runtime.
-    pub fn start(pods: Api<LeanPod>) -> PodWatch {
+    pub fn start(pods: Api<WatchedPod>) -> PodWatch {
         let shared = Arc::new(Shared {
             pods: Mutex::default(),
             state: watch::Sender::new(WatchState::default()),
@@ -299,7 +299,7 @@ impl Drop for SandboxChanges {
 /// after [`FIRST_RESTART_DELAY`], doubling with each restart in a row up to
 /// [`LONGEST_RESTART_DELAY`], and back to the first after a task that ran
 /// for [`STEADY_RUN`].
-async fn supervise(pods: Api<LeanPod>, shared: Arc<Shared>) {
+async fn supervise(pods: Api<WatchedPod>, shared: Arc<Shared>) {
     let mut delay = FIRST_RESTART_DELAY;
     loop {
         let started = Instant::now();
@@ -327,7 +327,7 @@ async fn supervise(pods: Api<LeanPod>, shared: Arc<Shared>) {
 /// as any other call would ([`retry::delay`]: the server's Retry-After, else
 /// 100 ms doubling per failure since the last answer) before the watcher
 /// tries again.
-async fn run(pods: Api<LeanPod>, shared: Arc<Shared>) {
+async fn run(pods: Api<WatchedPod>, shared: Arc<Shared>) {
     let window = u32::try_from(WATCH_WINDOW.as_secs()).unwrap_or(u32::MAX);
     let config = watcher::Config::default()
         .labels(MANAGED_SELECTOR)

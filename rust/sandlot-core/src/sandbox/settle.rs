@@ -184,4 +184,14 @@ mod tests {
         let message = settles_at(&throttled, "2026-01-01T00:02:00Z").unwrap();
         assert!(message.contains("429 Too Many Requests"), "{message}");
     }
+
+    #[test]
+    fn a_watched_pod_is_settled_as_the_whole_pod_would_be() {
+        for pod in crate::lean_pod::corpus::pods() {
+            let watched = crate::lean_pod::corpus::watched(&pod);
+            for now in ["2026-01-01T00:00:01Z", "2026-01-01T01:00:00Z"] {
+                assert_eq!(settles_at(&watched, now), settles_at(&pod, now));
+            }
+        }
+    }
 }

@@ -194,4 +194,20 @@ mod tests {
             "the pod as read now, patched"
         );
     }
+
+    #[test]
+    fn a_watched_pod_is_terminated_as_the_whole_pod_would_be() {
+        let without_time = |mut body: serde_json::Value| {
+            body["metadata"]["annotations"][TERMINATED_AT_ANNOTATION].take();
+            body
+        };
+        for pod in crate::lean_pod::corpus::pods() {
+            let watched = crate::lean_pod::corpus::watched(&pod);
+            assert_eq!(command_started(&watched), command_started(&pod));
+            assert_eq!(
+                without_time(terminate_patch(&watched)),
+                without_time(terminate_patch(&pod))
+            );
+        }
+    }
 }
