@@ -93,23 +93,24 @@ def run_scenario(scenario: Scenario, quick: bool, started: float) -> dict[int, d
     """Rows by size and client, each printed as it is done with the minutes since
     `started` (a time.monotonic() value)."""
     rows: dict[int, dict[str, Row]] = {}
-    for size in scenario.quick_sizes if quick else scenario.full_sizes:
-        # Rounds of one run per client, each round in a rotated order, so no
-        # client always runs right after the same one.
-        order = list(scenario.clients)
-        reps = {c: 1 if quick or c in scenario.runs_once else scenario.repeats for c in order}
-        results: dict[str, list[Figures]] = {c: [] for c in order}
-        for round_ in range(max(reps.values())):
-            for client in order[round_ % len(order) :] + order[: round_ % len(order)]:
-                if len(results[client]) < reps[client]:
-                    clean_namespace()
-                    results[client].append(run_worker(scenario, client, size))
-        for client in order:
-            row = {"reps": reps[client], **median_row(results[client])}
-            rows.setdefault(size, {})[client] = row
-            print(
-                f"[{(time.monotonic() - started) / 60:4.1f} min] {scenario.name:16} size {size:<7} {client:18} "
-                + ", ".join(f"{k}={v}" for k, v in row.items() if not k.startswith("_")),
-                flush=True,
-            )
+    with scenario.surroundings():
+        for size in scenario.quick_sizes if quick else scenario.full_sizes:
+            # Rounds of one run per client, each round in a rotated order, so no
+            # client always runs right after the same one.
+            order = list(scenario.clients)
+            reps = {c: 1 if quick or c in scenario.runs_once else scenario.repeats for c in order}
+            results: dict[str, list[Figures]] = {c: [] for c in order}
+            for round_ in range(max(reps.values())):
+                for client in order[round_ % len(order) :] + order[: round_ % len(order)]:
+                    if len(results[client]) < reps[client]:
+                        clean_namespace()
+                        results[client].append(run_worker(scenario, client, size))
+            for client in order:
+                row = {"reps": reps[client], **median_row(results[client])}
+                rows.setdefault(size, {})[client] = row
+                print(
+                    f"[{(time.monotonic() - started) / 60:4.1f} min] {scenario.name:16} size {size:<7} {client:18} "
+                    + ", ".join(f"{k}={v}" for k, v in row.items() if not k.startswith("_")),
+                    flush=True,
+                )
     return rows

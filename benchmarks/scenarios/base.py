@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -48,6 +49,10 @@ class Scenario:
     reports_server_exec_time: bool = False
     # Draws the scenario's one chart from its rows by client, in place of the bar charts.
     draw_chart: Callable[[Axes, dict[str, dict[str, Any]]], None] | None = None
+    # What the scenario's runs need around them, held by the runner from before the
+    # first run to after the last (e.g. a cluster of its own, brought up and, if it
+    # was not up before, taken down again).
+    surroundings: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
 
     @property
     def description(self) -> str:

@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -44,11 +45,8 @@ EVENT_FORMAT = (
 )
 
 
-def scale_up() -> None:
-    """The scale cluster up (idempotent) and its fake nodes all Ready."""
-    up = subprocess.run(["bash", str(CLUSTER_SH), "scale", "up", str(FAKE_NODES)], capture_output=True, text=True)
-    if up.returncode != 0:
-        raise RuntimeError(f"cluster.sh scale up failed: {up.stderr[-2000:]}")
+def fake_nodes_ready() -> int:
+    """How many fake nodes are Ready now."""
     ready = subprocess.run(
         [
             KUBECTL,
@@ -62,8 +60,28 @@ def scale_up() -> None:
         capture_output=True,
         text=True,
     ).stdout.split()
-    if ready.count("True") != FAKE_NODES:
-        raise RuntimeError(f"{ready.count('True')} of {FAKE_NODES} fake nodes Ready")
+    return ready.count("True")
+
+
+def scale_cluster(action: str, *args: str) -> None:
+    """`cluster.sh scale <action> <args>`, raising with its output when it fails."""
+    done = subprocess.run(["bash", str(CLUSTER_SH), "scale", action, *args], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"cluster.sh scale {action} failed: {done.stderr[-2000:]}")
+
+
+@contextlib.contextmanager
+def scale_cluster_up() -> Iterator[None]:
+    """The scale cluster up, its fake nodes all Ready, for every run of the scenario;
+    taken down after the last if it was not up before (a scale cluster someone
+    brought up stays up)."""
+    was_up = fake_nodes_ready() > 0
+    scale_cluster("up", str(FAKE_NODES))
+    try:
+        yield
+    finally:
+        if not was_up:
+            scale_cluster("down")
 
 
 class Observer:
@@ -157,7 +175,8 @@ def scale(client: Client, n: int) -> Figures:
     last pod's Running event to the client's wait returning (ms resolution; the
     watch's own lag, a few ms, makes it a little short); `last_ready_to_return_s`: the
     same from the last pod's Ready lastTransitionTime (1 s resolution, up to 1 s long)."""
-    scale_up()
+    if (nodes_ready := fake_nodes_ready()) != FAKE_NODES:
+        raise RuntimeError(f"{nodes_ready} of {FAKE_NODES} fake nodes Ready")
     batch = uuid.uuid4().hex[:6]
     prefix = f"scale-{batch}-"
     names = [f"{prefix}{i}" for i in range(n)]
@@ -234,4 +253,5 @@ SCENARIO = Scenario(
     # sandlot at 10,000 and 50 requests/s: about 200 s of creates, 200 s of terminates, 200 s of purges.
     time_limit_s=3600,
     samples_open_watches=True,
+    surroundings=scale_cluster_up,
 )
