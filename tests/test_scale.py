@@ -1,19 +1,22 @@
 """What running thousands of sandboxes rests on, checked on the real node: a
-client paces its own requests (qps and burst, as client-go), bulk operations
-work from one paged list, and a record that vanished (purged elsewhere, or
-removed by the cluster's pod garbage collector) is reported as gone by every
-call. The figures at 1,000 to 10,000 sandboxes come from the scale benchmark
+client paces its own requests (qps and burst, as client-go), the API server's
+own throttling (API Priority and Fairness) slows a fan-out down without losing
+or doubling anything, bulk operations work from one paged list, and a record
+that vanished (purged elsewhere, or removed by the cluster's pod garbage
+collector) is reported as gone by every call. The figures at 1,000 to 10,000 sandboxes come from the scale benchmark
 on fake nodes (`make cluster-scale`, benchmarks/scenarios/scale.py)."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 import sandlot
-from conftest import Kubectl
+from conftest import Kubectl, unique
 from test_cli import sandlot as run_sandlot
 
 BUSYBOX = "docker.io/library/busybox:1.36"
@@ -47,6 +50,119 @@ async def test_a_client_paces_its_requests(sandlot_namespace: str) -> None:
     async with sandlot.AsyncClient(sandlot_namespace, qps=None) as unlimited:
         await asyncio.gather(*(unlimited.sandboxes.get(sb.name) for _ in range(12)))
         await (await unlimited.sandboxes.get(sb.name)).terminate()
+
+
+def rejected_by_priority_level(level: str) -> int:
+    """Requests the API server has answered 429 on priority level `level` so far."""
+    metrics = Kubectl().run("get", "--raw", "/metrics").stdout
+    return sum(
+        int(float(line.rsplit(" ", 1)[1]))
+        for line in metrics.splitlines()
+        if line.startswith("apiserver_flowcontrol_rejected_requests_total{") and f'priority_level="{level}"' in line
+    )
+
+
+def tight_priority_level(name: str, namespace: str) -> str:
+    """A priority level of one concurrency share (3 of the API server's 600 seats),
+    nothing lent or borrowed, one queue of one request, and a FlowSchema that puts
+    the `sandlot` service account of `namespace` there."""
+    return yaml.safe_dump_all(
+        [
+            {
+                "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+                "kind": "PriorityLevelConfiguration",
+                "metadata": {"name": name},
+                "spec": {
+                    "type": "Limited",
+                    "limited": {
+                        "nominalConcurrencyShares": 1,
+                        "lendablePercent": 0,
+                        "borrowingLimitPercent": 0,
+                        "limitResponse": {
+                            "type": "Queue",
+                            "queuing": {"queues": 1, "handSize": 1, "queueLengthLimit": 1},
+                        },
+                    },
+                },
+            },
+            {
+                "apiVersion": "flowcontrol.apiserver.k8s.io/v1",
+                "kind": "FlowSchema",
+                "metadata": {"name": name},
+                "spec": {
+                    "priorityLevelConfiguration": {"name": name},
+                    "matchingPrecedence": 400,
+                    "distinguisherMethod": {"type": "ByUser"},
+                    "rules": [
+                        {
+                            "subjects": [
+                                {
+                                    "kind": "ServiceAccount",
+                                    "serviceAccount": {"name": "sandlot", "namespace": namespace},
+                                }
+                            ],
+                            "resourceRules": [
+                                {
+                                    "verbs": ["*"],
+                                    "apiGroups": ["*"],
+                                    "resources": ["*"],
+                                    "namespaces": ["*"],
+                                    "clusterScope": True,
+                                }
+                            ],
+                        }
+                    ],
+                },
+            },
+        ]
+    )
+
+
+async def test_the_api_servers_throttling_slows_a_fan_out_down_and_loses_nothing(
+    sandlot_namespace: str, service_account_kubeconfig: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    level = unique("tight")
+    Kubectl().apply(tight_priority_level(level, sandlot_namespace))
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:  # the API server has taken the schema in
+            dangling = Kubectl().run(
+                "get", "flowschema", level, "-o", 'jsonpath={.status.conditions[?(@.type=="Dangling")].status}'
+            )
+            if dangling.stdout == "False":
+                break
+            await asyncio.sleep(0.2)
+        else:
+            pytest.fail(f"FlowSchema {level} was not taken in within 30 s")
+        before = rejected_by_priority_level(level)
+        monkeypatch.setenv("KUBECONFIG", str(service_account_kubeconfig))
+        tag = unique("apf")
+        # Two clients without a rate of their own, 20 creates each at once: far
+        # more than 3 seats and a queue of one hold. Sandboxes that ask for 64
+        # CPUs stay queued: no container is started for them.
+        async with (
+            sandlot.AsyncClient(sandlot_namespace, qps=None) as first,
+            sandlot.AsyncClient(sandlot_namespace, qps=None) as second,
+        ):
+            made = await asyncio.gather(
+                *(
+                    client.sandboxes.create(BUSYBOX, resources={"cpu": "64"}, tags={"apf": tag})
+                    for client in (first, second)
+                    for _ in range(20)
+                )
+            )
+            throttled = rejected_by_priority_level(level) - before
+            names = sorted(sb.name for sb in made)
+            pods = Kubectl(sandlot_namespace).json("get", "pods", "-l", f"tags.sandlot.dev/apf={tag}")
+            assert sorted(pod["metadata"]["name"] for pod in pods["items"]) == names, "one sandbox per create"
+            assert len(set(names)) == 40
+            report = await first.sandboxes.terminate_many(names)
+            assert all(r.terminated and r.error is None for r in report), [r.error for r in report if r.error]
+            await second.sandboxes.wait_all(names, "terminated", timeout=120)
+            assert sorted(await second.sandboxes.purge(names)) == names
+        assert throttled > 0, "the API server answered no 429: the test did not throttle"
+    finally:
+        Kubectl().run("delete", "flowschema,prioritylevelconfiguration", level, "--ignore-not-found", check=False)
 
 
 async def test_bulk_operations_over_many_names_and_a_vanished_record(sandlot_namespace: str) -> None:

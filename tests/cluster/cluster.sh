@@ -634,7 +634,7 @@ start_apiserver() {
     --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --audit-policy-file "$state/config/audit-policy.yaml" --audit-log-path "$logs/audit.log" \
     --audit-log-maxsize 200 --audit-log-maxbackup 1 \
-    --profiling=false --enable-priority-and-fairness=false
+    --profiling=false
   wait_for kube-apiserver 90 kubectl get --raw /readyz
 }
 

@@ -108,7 +108,8 @@ pub(crate) const LIST_PAGE: u32 = 500;
 /// connection, and without it the TLS handshake's last write and the upgrade
 /// request meet Nagle's algorithm and the server's delayed ACK (about 40 ms).
 /// Requests wait for `rate`'s token first, before authentication and the
-/// connection pool.
+/// connection pool; a throttling answer's `Retry-After` header is made
+/// readable to the retries ([`crate::retry::status_with_retry_after`]).
 fn kube_client(config: Config, rate: Option<RateLimitLayer>) -> kube::Result<kube::Client> {
     use kube::client::ConfigExt;
 
@@ -129,6 +130,7 @@ fn kube_client(config: Config, rate: Option<RateLimitLayer>) -> kube::Result<kub
         .option_layer(config.auth_layer()?)
         .layer(config.extra_headers_layer()?)
         .map_err(tower::BoxError::from)
+        .and_then(crate::retry::status_with_retry_after)
         .service(http_client);
     Ok(kube::Client::new(service, config.default_namespace))
 }
