@@ -9,6 +9,7 @@ import os
 import resource
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -82,23 +83,20 @@ def audit_log_size() -> int:
     return AUDIT_LOG.stat().st_size if AUDIT_LOG.exists() else 0
 
 
-def audited(window: list[float], offset: int) -> tuple[int, list[float]]:
-    """Requests by the admin user in the bench namespace received within `window`
-    (epoch seconds; kwok's, made with the same credentials, left out), read from the
-    audit log from byte `offset`; and the server's time for each exec among them
-    (received to complete, ms). Where the API server rotated the log meanwhile (at
-    its --audit-log-maxsize), the backups written to since the window opened are read
-    too, from their start (the window sorts out what came before)."""
+def audit_events(window: list[float], offset: int) -> Iterator[dict[str, Any]]:
+    """The audit log's events of requests received within `window` (epoch seconds),
+    read from byte `offset`, kwok's left out (it uses the admin's credentials). Where
+    the API server rotated the log meanwhile (at its --audit-log-maxsize), the backups
+    written to since the window opened are read too, from their start (the window
+    sorts out what came before)."""
     if not AUDIT_LOG.exists():
-        return 0, []
+        return
     rotated = sorted(
         (path for path in AUDIT_LOG.parent.glob("audit-*.log") if path.stat().st_mtime >= window[0]),
         key=lambda path: path.stat().st_mtime,
     )
     if rotated or AUDIT_LOG.stat().st_size < offset:
         offset = 0
-    ids = set()
-    exec_ms = []
     for path in [*rotated, AUDIT_LOG]:
         with path.open("rb") as log:
             log.seek(offset if path == AUDIT_LOG else 0)
@@ -106,17 +104,26 @@ def audited(window: list[float], offset: int) -> tuple[int, list[float]]:
                 if not line.endswith(b"\n"):
                     break  # still being written
                 event = json.loads(line)
-                if event.get("user", {}).get("username") != "sandlot-admin":
-                    continue
                 if event.get("userAgent", "").startswith("kwok/"):
-                    continue  # the scale cluster's fake kubelets, which use the admin's credentials
+                    continue  # the scale cluster's fake kubelets
                 received = datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()
-                if not window[0] <= received <= window[1]:
-                    continue
-                ids.add(event["auditID"])
-                if event["stage"] == "ResponseComplete" and event.get("objectRef", {}).get("subresource") == "exec":
-                    done = datetime.fromisoformat(event["stageTimestamp"]).timestamp()
-                    exec_ms.append((done - received) * 1000)
+                if window[0] <= received <= window[1]:
+                    yield event
+
+
+def audited(window: list[float], offset: int) -> tuple[int, list[float]]:
+    """Requests by the admin user in the bench namespace received within `window`
+    (see `audit_events`), and the server's time for each exec among them (received to
+    complete, ms)."""
+    ids = set()
+    exec_ms = []
+    for event in audit_events(window, offset):
+        if event.get("user", {}).get("username") != "sandlot-admin":
+            continue
+        ids.add(event["auditID"])
+        if event["stage"] == "ResponseComplete" and event.get("objectRef", {}).get("subresource") == "exec":
+            done = datetime.fromisoformat(event["stageTimestamp"]).timestamp()
+            exec_ms.append((done - datetime.fromisoformat(event["requestReceivedTimestamp"]).timestamp()) * 1000)
     return len(ids), exec_ms
 
 

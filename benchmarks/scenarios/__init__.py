@@ -9,6 +9,7 @@ from benchmarks.scenarios import (
     agent_metrics,
     agent_throughput,
     bridge,
+    contention,
     exec_latency,
     exec_throughput,
     fanout,
@@ -42,6 +43,7 @@ ALL: tuple[Scenario, ...] = (
     pools.CONCURRENT_SCENARIO,
     ports.SCENARIO,
     scale.SCENARIO,
+    contention.SCENARIO,
 )
 # The one that leaves most pods to stop comes last, so nothing waits for them.
 RUN_ORDER: tuple[Scenario, ...] = (
@@ -64,5 +66,6 @@ RUN_ORDER: tuple[Scenario, ...] = (
     fanout.SCENARIO,
     waiting.SCENARIO,
     scale.SCENARIO,
+    contention.SCENARIO,
 )
 BY_NAME = {scenario.name: scenario for scenario in ALL}
