@@ -87,6 +87,9 @@ ACCOUNTS: list[dict[str, Any]] = [
         },
     )
 ]
+# How long the contenders may take, inside the scenario's own limit (at which the runner
+# kills this process, and the contenders with their sandboxes would be left running).
+CONTENDER_LIMIT_S = 3000
 # One contender, in a process of its own: argv[1] the batch, argv[2] the name prefix,
 # argv[3] n; prints its figures as one line of JSON.
 CONTENDER = r"""
@@ -165,7 +168,8 @@ def contention(client: Client, n: int) -> Figures:
     purging them. A FlowSchema puts both accounts' requests, and only theirs, on a
     priority level of one concurrency share (3 seats of the API server's 600), no
     borrowing, 8 queues of 10: API Priority and Fairness answers 429 to what does not
-    fit. `throttled` counts the 429 answers the API server gave the two (its audit log),
+    fit. `throttled` counts the 429 answers the API server gave the two in the benchmark
+    namespace (its audit log covers only that: cluster-scope requests are not counted),
     `requests_per_sandbox` all their requests ÷ 2n; `wall_s_a`/`wall_s_b` each
     contender's time; `cpu_s` both processes' CPU time; `peak_rss_mib` the larger of
     their peaks. A separate watch (kubectl) sees every pod event: `lost` counts pods
@@ -197,7 +201,11 @@ def contention(client: Client, n: int) -> Figures:
                 )
                 for prefix, kubeconfig in zip(prefixes, kubeconfigs, strict=True)
             ]
-            outputs = [proc.communicate() for proc in procs]
+            try:
+                outputs = [proc.communicate(timeout=CONTENDER_LIMIT_S) for proc in procs]
+            finally:
+                for proc in procs:
+                    proc.kill()  # (if still running: past the limit)
         reports: list[dict[str, Any]] = []
         for proc, (out, err) in zip(procs, outputs, strict=True):
             lines = out.strip().splitlines()
@@ -214,6 +222,8 @@ def contention(client: Client, n: int) -> Figures:
             "delete", "pods", "-l", f"tags.sandlot.dev/batch={batch}", "--grace-period=0", "--force", "--wait=false"
         )
         kubectl("delete", "flowschema,prioritylevelconfiguration", PRIORITY_LEVEL, "--ignore-not-found")
+        kubectl("delete", "serviceaccount,rolebinding", *CONTENDERS, "--ignore-not-found")
+        kubectl("delete", "-f", str(REPO / "deploy" / "rbac.yaml"), "--ignore-not-found")
         for path in workdir.iterdir():
             path.unlink()
         workdir.rmdir()

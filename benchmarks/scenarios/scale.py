@@ -76,8 +76,8 @@ def scale_cluster_up() -> Iterator[None]:
     taken down after the last if it was not up before (a scale cluster someone
     brought up stays up)."""
     was_up = fake_nodes_ready() > 0
-    scale_cluster("up", str(FAKE_NODES))
     try:
+        scale_cluster("up", str(FAKE_NODES))
         yield
     finally:
         if not was_up:

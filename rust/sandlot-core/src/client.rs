@@ -662,4 +662,42 @@ mod tests {
         );
         server.abort();
     }
+
+    /// The client stack itself (not a scripted one) hands the retries the
+    /// pause of a plain-text 429, as kube-apiserver's own throttling sends it.
+    #[tokio::test]
+    async fn the_client_stack_reads_the_pause_of_the_api_servers_own_429() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !request.ends_with(b"\r\n\r\n") {
+                let read = socket.read(&mut chunk).await.unwrap();
+                assert!(read > 0, "the request ended early");
+                request.extend_from_slice(&chunk[..read]);
+            }
+            let body = "Too many requests, please try again later.\n";
+            let answer = format!(
+                "HTTP/1.1 429 Too Many Requests\r\nContent-Type: text/plain; charset=utf-8\r\n\
+                 Retry-After: 3\r\nContent-Length: {}\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(answer.as_bytes()).await.unwrap();
+        });
+        let config = Config::new(format!("http://{address}").parse().unwrap());
+        let pods: Api<k8s_openapi::api::core::v1::Pod> =
+            Api::namespaced(kube_client(config, None).unwrap(), "default");
+        let err = pods.get("p").await.expect_err("a 429");
+        let status = crate::error::api_status(&err).expect("a Status");
+        assert_eq!(status.code, 429);
+        assert_eq!(
+            status.details.as_ref().map(|d| d.retry_after_seconds),
+            Some(3)
+        );
+        server.await.unwrap();
+    }
 }
