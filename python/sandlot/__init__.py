@@ -9,6 +9,7 @@ async with sandlot.AsyncClient() as client:
 
 import atexit
 
+import sandlot._allocator  # noqa: F401 (first: it loads the extension module)
 from sandlot._enums import Phase, TerminationReason, VolumePhase
 from sandlot._lists import SandboxList
 from sandlot._native import (

@@ -4,8 +4,8 @@
 //! cost of reading a pod (measured on creates, patches, lists and watch
 //! events of a thousand sandboxes). The requests that read many pods go
 //! through [`LeanPod`], which skips it without building it. The shared
-//! watch, which holds every sandbox pod of its namespace at once, keeps
-//! less still: [`WatchedPod`].
+//! watch, which holds every sandbox pod of its namespace at once, reads
+//! less still ([`WatchedPod`]) and keeps it compact ([`PodRecord`]).
 
 use std::collections::BTreeMap;
 
@@ -25,8 +25,8 @@ use crate::labels::CONTAINER_NAME;
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct LeanPod(pub Pod);
 
-/// A pod as the shared watch keeps it (see `watch.rs`): the metadata of a
-/// [`LeanPod`], and of the rest only what is read from a watched pod, the
+/// A pod as the shared watch reads it from the API server: the metadata of
+/// a [`LeanPod`], and of the rest only what is read from a watched pod, the
 /// rest skipped unread:
 /// - spec: the sandbox container's name, image, command, volume mounts and
 ///   resource limits; the volumes of claims (name and claim); `hostUsers`;
@@ -35,22 +35,19 @@ pub(crate) struct LeanPod(pub Pod);
 ///   (init) container status's name, state, last state, readiness and
 ///   restarts.
 ///
-/// A reader of watched pods that needs another field adds it here; the
-/// tests compare what each reader derives from a whole pod and from this.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub(crate) struct WatchedPod(pub Pod);
+/// The watch keeps it as a [`PodRecord`]. A reader of watched pods that
+/// needs another field adds it here; the tests compare what each reader
+/// derives from a whole pod and from its record.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct WatchedPod {
+    metadata: ObjectMeta,
+    rest: WatchedRest,
+}
 
-/// The Kubernetes traits of a wrapper of [`Pod`]: a pod's resource, its
-/// metadata, the pod it wraps, and written out, that pod.
-macro_rules! pod_wrapper {
-    ($wrapper:ident) => {
-        impl From<$wrapper> for Pod {
-            fn from(pod: $wrapper) -> Pod {
-                pod.0
-            }
-        }
-
-        impl k8s_openapi::Resource for $wrapper {
+/// The Kubernetes traits of a pod type whose metadata is at `$($field).+`.
+macro_rules! pod_resource {
+    ($pod:ident, $($field:tt).+) => {
+        impl k8s_openapi::Resource for $pod {
             const API_VERSION: &'static str = <Pod as k8s_openapi::Resource>::API_VERSION;
             const GROUP: &'static str = <Pod as k8s_openapi::Resource>::GROUP;
             const KIND: &'static str = <Pod as k8s_openapi::Resource>::KIND;
@@ -59,28 +56,35 @@ macro_rules! pod_wrapper {
             type Scope = <Pod as k8s_openapi::Resource>::Scope;
         }
 
-        impl k8s_openapi::Metadata for $wrapper {
+        impl k8s_openapi::Metadata for $pod {
             type Ty = ObjectMeta;
 
             fn metadata(&self) -> &ObjectMeta {
-                &self.0.metadata
+                &self.$($field).+
             }
 
             fn metadata_mut(&mut self) -> &mut ObjectMeta {
-                &mut self.0.metadata
-            }
-        }
-
-        impl Serialize for $wrapper {
-            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-                self.0.serialize(serializer)
+                &mut self.$($field).+
             }
         }
     };
 }
 
-pod_wrapper!(LeanPod);
-pod_wrapper!(WatchedPod);
+pod_resource!(LeanPod, 0.metadata);
+pod_resource!(WatchedPod, metadata);
+
+impl From<LeanPod> for Pod {
+    fn from(pod: LeanPod) -> Pod {
+        pod.0
+    }
+}
+
+/// Written out, a [`LeanPod`] is the pod it wraps.
+impl Serialize for LeanPod {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
 
 /// The parts of a pod that are read. `apiVersion` and `kind` are not
 /// checked: every request through [`LeanPod`] asks for pods.
@@ -156,19 +160,127 @@ impl<'de> Deserialize<'de> for LeanPod {
     }
 }
 
-/// The parts of a pod a [`WatchedPod`] keeps; a key not named is skipped
-/// without being built.
-#[derive(Deserialize)]
-struct WatchedFields {
-    #[serde(default)]
-    metadata: MetaFields,
-    #[serde(default)]
+/// A pod as the shared watch keeps it, one per sandbox of its namespace,
+/// for as long as the sandbox exists: a [`WatchedPod`] in a few hundred
+/// bytes. Kubernetes' types hold every field of a pod inline, mostly empty
+/// (a `Pod` alone is 2 KB, its container 2 KB), and maps in B-tree nodes of
+/// eleven entries; a record keeps the fields read, and maps as pairs.
+/// Readers get a `Pod` back with [`PodRecord::to_pod`].
+#[derive(Clone, Debug)]
+pub(crate) struct PodRecord {
+    meta: RecordMeta,
+    rest: WatchedRest,
+}
+
+/// Of a pod's metadata, what readers of watched pods read.
+#[derive(Clone, Debug)]
+struct RecordMeta {
+    name: Option<String>,
+    namespace: Option<String>,
+    uid: Option<String>,
+    resource_version: Option<String>,
+    creation_timestamp: Option<Time>,
+    labels: Option<Pairs<String>>,
+    annotations: Option<Pairs<String>>,
+}
+
+/// A map as its entries, in key order.
+type Pairs<V> = Box<[(String, V)]>;
+
+/// The map `deserializer` holds, as its entries.
+fn pairs<'de, D: Deserializer<'de>, V: Deserialize<'de>>(
+    deserializer: D,
+) -> Result<Option<Pairs<V>>, D::Error> {
+    let map = Option::<BTreeMap<String, V>>::deserialize(deserializer)?;
+    Ok(map.map(|map| map.into_iter().collect()))
+}
+
+/// `pairs` as the map they came from.
+fn map<V: Clone>(pairs: &Option<Pairs<V>>) -> Option<BTreeMap<String, V>> {
+    pairs.as_ref().map(|pairs| pairs.iter().cloned().collect())
+}
+
+impl From<WatchedPod> for PodRecord {
+    fn from(pod: WatchedPod) -> PodRecord {
+        let m = pod.metadata;
+        let into_pairs =
+            |map: Option<BTreeMap<String, String>>| map.map(|m| m.into_iter().collect());
+        PodRecord {
+            meta: RecordMeta {
+                name: m.name,
+                namespace: m.namespace,
+                uid: m.uid,
+                resource_version: m.resource_version,
+                creation_timestamp: m.creation_timestamp,
+                labels: into_pairs(m.labels),
+                annotations: into_pairs(m.annotations),
+            },
+            rest: pod.rest,
+        }
+    }
+}
+
+impl PodRecord {
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.meta.name.as_deref()
+    }
+
+    pub(crate) fn resource_version(&self) -> Option<&str> {
+        self.meta.resource_version.as_deref()
+    }
+
+    /// The pod this record was read from, with only the fields it keeps.
+    pub(crate) fn to_pod(&self) -> Pod {
+        let m = &self.meta;
+        let metadata = ObjectMeta {
+            name: m.name.clone(),
+            namespace: m.namespace.clone(),
+            uid: m.uid.clone(),
+            resource_version: m.resource_version.clone(),
+            creation_timestamp: m.creation_timestamp.clone(),
+            labels: map(&m.labels),
+            annotations: map(&m.annotations),
+            ..ObjectMeta::default()
+        };
+        let WatchedRest { spec, status } = &self.rest;
+        let spec = spec.as_ref().map(|s| PodSpec {
+            containers: s.containers.iter().map(Into::into).collect(),
+            volumes: s
+                .volumes
+                .as_ref()
+                .map(|all| all.iter().map(Into::into).collect()),
+            host_users: s.host_users,
+            node_name: s.node_name.clone(),
+            ..PodSpec::default()
+        });
+        let statuses = |all: &Option<Vec<WatchedContainerStatus>>| {
+            all.as_ref().map(|all| all.iter().map(Into::into).collect())
+        };
+        let status = status.as_ref().map(|s| PodStatus {
+            phase: s.phase.clone(),
+            reason: s.reason.clone(),
+            message: s.message.clone(),
+            conditions: s.conditions.clone(),
+            container_statuses: statuses(&s.container_statuses),
+            init_container_statuses: statuses(&s.init_container_statuses),
+            ..PodStatus::default()
+        });
+        Pod {
+            metadata,
+            spec,
+            status,
+        }
+    }
+}
+
+/// Of a pod, the spec and status a [`WatchedPod`] keeps.
+#[derive(Clone, Debug, Default)]
+struct WatchedRest {
     spec: Option<WatchedSpec>,
-    #[serde(default)]
     status: Option<WatchedStatus>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct WatchedSpec {
     containers: Vec<WatchedContainer>,
@@ -177,7 +289,7 @@ struct WatchedSpec {
     node_name: Option<String>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct WatchedContainer {
     name: String,
@@ -188,22 +300,23 @@ struct WatchedContainer {
 }
 
 /// Of a container's resources, the limits.
-#[derive(Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default)]
 struct WatchedResources {
-    limits: Option<BTreeMap<String, Quantity>>,
+    #[serde(deserialize_with = "pairs")]
+    limits: Option<Pairs<Quantity>>,
 }
 
 /// Of a volume, its name and claim: a `Volume` holds every kind of volume
 /// source (over 3 KB, mostly empty), so only claims' volumes are kept.
-#[derive(Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct WatchedVolume {
     name: String,
     persistent_volume_claim: Option<PersistentVolumeClaimVolumeSource>,
 }
 
-#[derive(Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct WatchedStatus {
     phase: Option<String>,
@@ -214,22 +327,24 @@ struct WatchedStatus {
     init_container_statuses: Option<Vec<WatchedContainerStatus>>,
 }
 
-#[derive(Default, Deserialize)]
+/// A container's states are boxed: most statuses have one, the last state
+/// is mostly absent, and a `ContainerState` is over 200 bytes inline.
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(default, rename_all = "camelCase")]
 struct WatchedContainerStatus {
     name: String,
-    state: Option<ContainerState>,
-    last_state: Option<ContainerState>,
+    state: Option<Box<ContainerState>>,
+    last_state: Option<Box<ContainerState>>,
     ready: bool,
     restart_count: i32,
 }
 
-impl From<WatchedContainerStatus> for ContainerStatus {
-    fn from(s: WatchedContainerStatus) -> ContainerStatus {
+impl From<&WatchedContainerStatus> for ContainerStatus {
+    fn from(s: &WatchedContainerStatus) -> ContainerStatus {
         ContainerStatus {
-            name: s.name,
-            state: s.state,
-            last_state: s.last_state,
+            name: s.name.clone(),
+            state: s.state.as_deref().cloned(),
+            last_state: s.last_state.as_deref().cloned(),
             ready: s.ready,
             restart_count: s.restart_count,
             ..ContainerStatus::default()
@@ -237,15 +352,15 @@ impl From<WatchedContainerStatus> for ContainerStatus {
     }
 }
 
-impl From<WatchedContainer> for Container {
-    fn from(c: WatchedContainer) -> Container {
+impl From<&WatchedContainer> for Container {
+    fn from(c: &WatchedContainer) -> Container {
         Container {
-            name: c.name,
-            image: c.image,
-            command: c.command,
-            volume_mounts: c.volume_mounts,
-            resources: c.resources.map(|r| ResourceRequirements {
-                limits: r.limits,
+            name: c.name.clone(),
+            image: c.image.clone(),
+            command: c.command.clone(),
+            volume_mounts: c.volume_mounts.clone(),
+            resources: c.resources.as_ref().map(|r| ResourceRequirements {
+                limits: map(&r.limits),
                 ..ResourceRequirements::default()
             }),
             ..Container::default()
@@ -253,11 +368,11 @@ impl From<WatchedContainer> for Container {
     }
 }
 
-impl From<WatchedVolume> for Volume {
-    fn from(v: WatchedVolume) -> Volume {
+impl From<&WatchedVolume> for Volume {
+    fn from(v: &WatchedVolume) -> Volume {
         Volume {
-            name: v.name,
-            persistent_volume_claim: v.persistent_volume_claim,
+            name: v.name.clone(),
+            persistent_volume_claim: v.persistent_volume_claim.clone(),
             ..Volume::default()
         }
     }
@@ -265,50 +380,54 @@ impl From<WatchedVolume> for Volume {
 
 impl<'de> Deserialize<'de> for WatchedPod {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let WatchedFields {
+        /// The parts of a pod a [`WatchedPod`] keeps; a key not named is
+        /// skipped without being built.
+        #[derive(Deserialize)]
+        struct Fields {
+            #[serde(default)]
+            metadata: MetaFields,
+            #[serde(default)]
+            spec: Option<WatchedSpec>,
+            #[serde(default)]
+            status: Option<WatchedStatus>,
+        }
+        let Fields {
             metadata,
-            spec,
-            status,
-        } = WatchedFields::deserialize(deserializer)?;
-        let spec = spec.map(|s| PodSpec {
-            containers: s
-                .containers
-                .into_iter()
-                .filter(|c| c.name == CONTAINER_NAME)
-                .map(Into::into)
-                .collect(),
-            volumes: s.volumes.map(|all| {
-                all.into_iter()
-                    .filter(|v| v.persistent_volume_claim.is_some())
-                    .map(Into::into)
-                    .collect()
-            }),
-            host_users: s.host_users,
-            node_name: s.node_name,
-            ..PodSpec::default()
-        });
-        let statuses = |all: Option<Vec<WatchedContainerStatus>>| {
-            all.map(|all| all.into_iter().map(Into::into).collect())
-        };
-        let status = status.map(|s| PodStatus {
-            phase: s.phase,
-            reason: s.reason,
-            message: s.message,
-            conditions: s.conditions.map(|all| {
-                all.into_iter()
-                    .filter(|c| c.type_ == "PodScheduled")
-                    .collect()
-            }),
-            container_statuses: statuses(s.container_statuses),
-            init_container_statuses: statuses(s.init_container_statuses),
-            ..PodStatus::default()
-        });
-        Ok(WatchedPod(Pod {
+            mut spec,
+            mut status,
+        } = Fields::deserialize(deserializer)?;
+        if let Some(spec) = &mut spec {
+            keep(&mut spec.containers, |c| c.name == CONTAINER_NAME);
+            if let Some(volumes) = &mut spec.volumes {
+                keep(volumes, |v| v.persistent_volume_claim.is_some());
+            }
+        }
+        if let Some(status) = &mut status {
+            if let Some(conditions) = &mut status.conditions {
+                keep(conditions, |c| c.type_ == "PodScheduled");
+            }
+            let statuses = [
+                &mut status.container_statuses,
+                &mut status.init_container_statuses,
+            ];
+            for container in statuses.into_iter().flatten().flatten() {
+                // An empty last state (`{}`, the usual) reads as none.
+                container
+                    .last_state
+                    .take_if(|s| **s == ContainerState::default());
+            }
+        }
+        Ok(WatchedPod {
             metadata: metadata.into_meta(),
-            spec,
-            status,
-        }))
+            rest: WatchedRest { spec, status },
+        })
     }
+}
+
+/// Keeps the items of `all` that `wanted` accepts, in no more room than they take.
+fn keep<T>(all: &mut Vec<T>, wanted: impl FnMut(&T) -> bool) {
+    all.retain(wanted);
+    all.shrink_to_fit();
 }
 
 /// Sandbox pods of every kind in every state, as the API server would hand
@@ -321,7 +440,7 @@ pub(crate) mod corpus {
     use k8s_openapi::api::core::v1::Pod;
     use serde_json::{Value, json};
 
-    use super::WatchedPod;
+    use super::{PodRecord, WatchedPod};
     use crate::labels;
     use crate::mount::Mount;
     use crate::network::NetworkMode;
@@ -330,7 +449,8 @@ pub(crate) mod corpus {
     /// `pod` as the shared watch keeps it.
     pub(crate) fn watched(pod: &Pod) -> Pod {
         let value = serde_json::to_value(pod).unwrap();
-        serde_json::from_value::<WatchedPod>(value).unwrap().0
+        let watched = serde_json::from_value::<WatchedPod>(value).unwrap();
+        PodRecord::from(watched).to_pod()
     }
 
     fn kinds() -> Vec<Pod> {
@@ -550,9 +670,14 @@ mod tests {
                 crate::network::gate_is_entrypoint(&watched),
                 crate::network::gate_is_entrypoint(pod)
             );
-            let mut metadata = pod.metadata.clone();
-            metadata.managed_fields = None;
-            assert_eq!(watched.metadata, metadata);
+            let (kept, whole) = (&watched.metadata, &pod.metadata);
+            assert_eq!(kept.name, whole.name);
+            assert_eq!(kept.namespace, whole.namespace);
+            assert_eq!(kept.uid, whole.uid);
+            assert_eq!(kept.resource_version, whole.resource_version);
+            assert_eq!(kept.creation_timestamp, whole.creation_timestamp);
+            assert_eq!(kept.labels, whole.labels);
+            assert_eq!(kept.annotations, whole.annotations);
         }
     }
 

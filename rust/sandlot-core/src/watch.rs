@@ -29,7 +29,7 @@ use tokio::time::Instant;
 
 use crate::error::error_chain;
 use crate::labels::MANAGED_SELECTOR;
-use crate::lean_pod::WatchedPod;
+use crate::lean_pod::{PodRecord, WatchedPod};
 use crate::retry;
 
 /// How long the server keeps one watch request open (`timeoutSeconds`).
@@ -58,9 +58,9 @@ struct WatchState {
 #[derive(Debug, Default)]
 struct Pods {
     /// Every sandbox pod of the namespace as last seen, by name.
-    current: HashMap<String, Arc<Pod>>,
+    current: HashMap<String, PodRecord>,
     /// The pods of a relist in progress (between `Init` and `InitDone`).
-    relist: Option<HashMap<String, Arc<Pod>>>,
+    relist: Option<HashMap<String, PodRecord>>,
     /// One channel per sandbox someone waits for, bumped when its pod changes.
     waiters: HashMap<String, watch::Sender<()>>,
 }
@@ -70,30 +70,33 @@ impl Pods {
     fn apply(&mut self, event: watcher::Event<WatchedPod>) {
         match event {
             watcher::Event::Apply(pod) => {
-                if let Some(name) = pod.0.metadata.name.clone() {
-                    self.current.insert(name.clone(), Arc::new(pod.into()));
+                let pod = PodRecord::from(pod);
+                if let Some(name) = pod.name().map(str::to_owned) {
+                    self.current.insert(name.clone(), pod);
                     self.wake(&name);
                 }
             }
             watcher::Event::Delete(pod) => {
-                if let Some(name) = &pod.0.metadata.name {
+                if let Some(name) = PodRecord::from(pod).name() {
                     self.current.remove(name);
                     self.wake(name);
                 }
             }
             watcher::Event::Init => self.relist = Some(HashMap::new()),
             watcher::Event::InitApply(pod) => {
-                if let (Some(relist), Some(name)) = (&mut self.relist, pod.0.metadata.name.clone())
+                let pod = PodRecord::from(pod);
+                if let (Some(relist), Some(name)) =
+                    (&mut self.relist, pod.name().map(str::to_owned))
                 {
-                    relist.insert(name, Arc::new(pod.into()));
+                    relist.insert(name, pod);
                 }
             }
             watcher::Event::InitDone => {
                 let listed = self.relist.take().unwrap_or_default();
                 let before = std::mem::replace(&mut self.current, listed);
-                let version = |pods: &HashMap<String, Arc<Pod>>, name: &str| {
+                let version = |pods: &HashMap<String, PodRecord>, name: &str| {
                     pods.get(name)
-                        .map(|pod| pod.metadata.resource_version.clone())
+                        .map(|pod| pod.resource_version().map(str::to_owned))
                 };
                 for (name, waiters) in &self.waiters {
                     if version(&before, name) != version(&self.current, name) {
@@ -218,9 +221,13 @@ impl PodWatch {
         names.iter().all(|name| pods.current.contains_key(name))
     }
 
-    /// The pod named `name` as last seen, if the watch has seen it.
+    /// The pod named `name` as last seen (the fields a [`PodRecord`] keeps),
+    /// if the watch has seen it.
     pub fn get(&self, name: &str) -> Option<Arc<Pod>> {
-        self.shared.pods().current.get(name).cloned()
+        let pods = self.shared.pods();
+        pods.current
+            .get(name)
+            .map(|record| Arc::new(record.to_pod()))
     }
 
     /// Why the API server refuses the watch, if it does.

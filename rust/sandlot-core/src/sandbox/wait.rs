@@ -80,7 +80,11 @@ impl Client {
             match watch.get(name) {
                 Some(pod) => {
                     seen = true;
-                    let settled = self.settle_launch_failure(&pod);
+                    // Boxed, as is the get below: a wait's future is held
+                    // for as long as it waits, by the thousand in a
+                    // `wait_sandboxes`, and these rare steps would make each
+                    // about ten times its size.
+                    let settled = Box::pin(self.settle_launch_failure(&pod));
                     let Ok(status) = tokio::time::timeout_at(deadline, settled).await else {
                         return Err(timed_out());
                     };
@@ -106,7 +110,8 @@ impl Client {
                 // Not seen yet: the watch may lag a fresh create; ask once.
                 None if !checked => {
                     // (Its retries stop at the deadline too.)
-                    let exists = tokio::time::timeout_at(deadline, self.get_sandbox(name));
+                    let exists =
+                        tokio::time::timeout_at(deadline, Box::pin(self.get_sandbox(name)));
                     exists.await.map_err(|_| timed_out())??;
                     checked = true;
                 }
@@ -265,5 +270,14 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    /// `wait_sandboxes` holds one of these per sandbox while it waits.
+    #[tokio::test]
+    async fn a_waits_future_is_small() {
+        let (client, _cluster) = scripted::start();
+        let wait = client.wait_sandbox("a", &[Phase::Running], MINUTE);
+        let size = std::mem::size_of_val(&wait);
+        assert!(size <= 1024, "a wait's future takes {size} bytes");
     }
 }
