@@ -15,7 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from kubernetes import client, config, watch
 from kubernetes.stream import stream
 
-from benchmarks.clients.base import Client
+from benchmarks.clients.base import DELETE_ROUNDS, Client
 from benchmarks.cluster import NAMESPACE, kwok_pod_manifest, pod_manifest
 
 # Threads for a batch of creates at scale (and a pooled connection each).
@@ -127,10 +127,23 @@ class KubernetesClient(Client):
         seen["waited_at"] = time.time()
         seen["running"] = len(running & expected)
         # Its answer is the list of pods deleted, which the typed return (V1Status) drops: read as JSON.
-        deleted = api.delete_collection_namespaced_pod(
-            NAMESPACE, label_selector=selector, grace_period_seconds=0, _preload_content=False
-        )
-        seen["ended"] = len(json.loads(deleted.data)["items"])
+        # Sent again while pods of the batch are left (see DELETE_ROUNDS).
+        ended = left = 0
+        for _ in range(DELETE_ROUNDS):
+            try:
+                deleted = api.delete_collection_namespaced_pod(
+                    NAMESPACE, label_selector=selector, grace_period_seconds=0, _preload_content=False
+                )
+                ended += len(json.loads(deleted.data)["items"])
+            except client.ApiException as err:
+                if err.status != 504:
+                    raise
+            left = len(api.list_namespaced_pod(NAMESPACE, label_selector=selector).items)
+            if not left:
+                break
+        # A 504 names none of the pods it deleted: count those no longer there.
+        seen["ended"] = len(names) - left
+        seen["delete_rounds_answered"] = ended
         return seen
 
     def time_execs(self, pod: str, command: list[str], n: int) -> list[float]:

@@ -11,11 +11,12 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from typing import Any
 
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.stream import WsApiClient
 
-from benchmarks.clients.base import Client
+from benchmarks.clients.base import DELETE_ROUNDS, Client
 from benchmarks.cluster import NAMESPACE, kwok_pod_manifest, pod_manifest
 
 
@@ -132,10 +133,24 @@ class KubernetesAsyncioClient(Client):
                 seen["waited_at"] = time.time()
                 seen["running"] = len(running & expected)
                 # Its answer is the list of pods deleted, which the typed return (V1Status) drops: read as JSON.
-                deleted = await v1.delete_collection_namespaced_pod(
-                    NAMESPACE, label_selector=selector, grace_period_seconds=0, _preload_content=False
-                )
-                seen["ended"] = len((await deleted.json())["items"])
+                # Sent again while pods of the batch are left (see DELETE_ROUNDS).
+                ended = left = 0
+                for _ in range(DELETE_ROUNDS):
+                    # The raw aiohttp answer (_preload_content=False), not the V1Status typed.
+                    deleted: Any = await v1.delete_collection_namespaced_pod(
+                        NAMESPACE, label_selector=selector, grace_period_seconds=0, _preload_content=False
+                    )
+                    if deleted.status == 200:
+                        ended += len((await deleted.json())["items"])
+                    elif deleted.status != 504:
+                        raise RuntimeError(f"delete_collection answered {deleted.status}: {await deleted.text()}")
+                    deleted.release()
+                    left = len((await v1.list_namespaced_pod(NAMESPACE, label_selector=selector)).items)
+                    if not left:
+                        break
+                # A 504 names none of the pods it deleted: count those no longer there.
+                seen["ended"] = len(names) - left
+                seen["delete_rounds_answered"] = ended
 
         asyncio.run(run())
         return seen

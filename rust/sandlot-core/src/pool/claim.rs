@@ -206,7 +206,7 @@ impl Client {
             "spec": {"activeDeadlineSeconds": deadline},
         });
         let params = PatchParams::default();
-        let mut attempt = 1;
+        let mut tries = retry::Tries::start();
         let mut guard = ClaimGuard {
             client: self.clone(),
             name: name.clone(),
@@ -224,11 +224,11 @@ impl Client {
             };
             let status = api_status(&err);
             // Changed (claimed, readied, ending) or gone since it was read.
-            if status.is_some_and(|s| matches!(s.code, 404 | 409 | 422)) && attempt == 1 {
+            if status.is_some_and(|s| matches!(s.code, 404 | 409 | 422)) && tries.failures() == 0 {
                 guard.armed = false;
                 return Ok(None);
             }
-            if !retry::is_transient(&err) && attempt == 1 {
+            if !retry::is_transient(&err) && tries.failures() == 0 {
                 guard.armed = false;
                 return Err(self.sandbox_error(err, &name));
             }
@@ -246,11 +246,10 @@ impl Client {
                 }
                 Some(now)
                     if now.metadata.resource_version == pod.metadata.resource_version
-                        && attempt < retry::ATTEMPTS
-                        && retry::is_transient(&err) =>
+                        && retry::is_transient(&err)
+                        && let Some(pause) = tries.pause_after(&err) =>
                 {
-                    tokio::time::sleep(retry::delay(&err, attempt)).await;
-                    attempt += 1;
+                    tokio::time::sleep(pause).await;
                 }
                 _ if retry::is_transient(&err) || status.is_some_and(|s| s.code == 409) => {
                     return Ok(None);

@@ -10,7 +10,7 @@ use crate::network::GATE_PROGRAM;
 
 use crate::client::Client;
 use crate::error::{Error, Result, api_status};
-use crate::retry::{self, ATTEMPTS};
+use crate::retry::{self, Tries};
 use crate::sandbox::ListFilter;
 use crate::status::{Phase, SandboxStatus};
 use crate::validate;
@@ -347,7 +347,7 @@ impl Client {
             }),
             ..DeleteParams::default()
         };
-        let mut attempt = 1;
+        let mut tries = Tries::start();
         loop {
             let err = match self.delete_pod_unread(&record.name, &params).await {
                 Ok(()) => return Ok(true),
@@ -356,12 +356,13 @@ impl Client {
             match api_status(&err).map(|s| s.code) {
                 // Gone: removed by an earlier try of this call whose answer was
                 // lost, or, on the first try, by someone else.
-                Some(404) => return Ok(attempt > 1),
+                Some(404) => return Ok(tries.failures() > 0),
                 // The name belongs to a newer sandbox now.
                 Some(409) => return Ok(false),
-                _ if attempt < ATTEMPTS && retry::is_transient(&err) => {
-                    tokio::time::sleep(retry::delay(&err, attempt)).await;
-                    attempt += 1;
+                _ if retry::is_transient(&err)
+                    && let Some(pause) = tries.pause_after(&err) =>
+                {
+                    tokio::time::sleep(pause).await;
                 }
                 _ => return Err(self.sandbox_error(err, &record.name)),
             }

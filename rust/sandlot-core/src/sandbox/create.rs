@@ -11,7 +11,7 @@ use crate::labels::{self, CREATE_TOKEN_ANNOTATION};
 use crate::lean_pod::LeanPod;
 use crate::network;
 use crate::pool::Claim;
-use crate::retry::{self, ATTEMPTS, retry};
+use crate::retry::{self, Tries, retry};
 use crate::spec::SandboxSpec;
 use crate::status::SandboxStatus;
 use crate::validate;
@@ -150,7 +150,7 @@ impl Client {
         landing: &mut Landing,
     ) -> Result<Pod> {
         let name = landing.name.as_str();
-        let mut attempt = 1;
+        let mut tries = Tries::start();
         let mut sent_before = false;
         let mut account_waits = 0;
         loop {
@@ -183,9 +183,10 @@ impl Client {
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
-            if attempt < ATTEMPTS && retry::is_transient(&err) {
-                tokio::time::sleep(retry::delay(&err, attempt)).await;
-                attempt += 1;
+            if retry::is_transient(&err)
+                && let Some(pause) = tries.pause_after(&err)
+            {
+                tokio::time::sleep(pause).await;
                 sent_before = true;
                 continue;
             }
@@ -345,6 +346,25 @@ mod tests {
         });
         let spec = job_spec();
         let status = client.create_sandbox(&spec).await.unwrap();
+        assert_eq!(status.name, "job");
+        server.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_create_throttled_for_half_a_minute_lands() {
+        // API Priority and Fairness asks for a second's pause per refusal;
+        // 30 refusals (about 38 s with the spread) stay inside the retry budget.
+        let (client, mut handle) = client();
+        let server = tokio::spawn(async move {
+            for _ in 0..30 {
+                let (_, reply) = handle.next_request().await.unwrap();
+                reply.send_response(respond(429, status_body(429, "TooManyRequests", 1)));
+            }
+            let (request, reply) = handle.next_request().await.unwrap();
+            let pod = body_json(request).await;
+            reply.send_response(respond(201, pod));
+        });
+        let status = client.create_sandbox(&job_spec()).await.unwrap();
         assert_eq!(status.name, "job");
         server.await.unwrap();
     }

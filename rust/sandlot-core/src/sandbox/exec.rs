@@ -738,16 +738,15 @@ impl Client {
         line: &[String],
         options: &SpawnOptions,
     ) -> std::result::Result<kube::client::Connection, kube::Error> {
-        let mut attempt = 1;
+        let mut tries = crate::retry::Tries::start();
         loop {
             match self.connect_exec(name, line, options).await {
                 Err(err)
-                    if attempt < crate::retry::ATTEMPTS
-                        && crate::error::api_status(&err)
-                            .is_some_and(|s| matches!(s.code, 429 | 500 | 503 | 504)) =>
+                    if crate::error::api_status(&err)
+                        .is_some_and(|s| matches!(s.code, 429 | 500 | 503 | 504))
+                        && let Some(pause) = tries.pause_after(&err) =>
                 {
-                    tokio::time::sleep(crate::retry::delay(&err, attempt)).await;
-                    attempt += 1;
+                    tokio::time::sleep(pause).await;
                 }
                 outcome => return outcome,
             }
