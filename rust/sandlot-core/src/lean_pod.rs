@@ -44,6 +44,12 @@ pub(crate) struct WatchedPod {
     rest: WatchedRest,
 }
 
+impl WatchedPod {
+    pub(crate) fn name(&self) -> Option<&str> {
+        self.metadata.name.as_deref()
+    }
+}
+
 /// The Kubernetes traits of a pod type whose metadata is at `$($field).+`.
 macro_rules! pod_resource {
     ($pod:ident, $($field:tt).+) => {

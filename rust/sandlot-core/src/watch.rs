@@ -77,7 +77,7 @@ impl Pods {
                 }
             }
             watcher::Event::Delete(pod) => {
-                if let Some(name) = PodRecord::from(pod).name() {
+                if let Some(name) = pod.name() {
                     self.current.remove(name);
                     self.wake(name);
                 }
