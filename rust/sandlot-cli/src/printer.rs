@@ -1,7 +1,6 @@
 //! All output goes through [`Printer`]: aligned tables (coloured on a terminal),
 //! JSON with stable field names, or bare names for pipes.
 
-use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 
 use comfy_table::{Table, presets::NOTHING};
@@ -58,8 +57,8 @@ impl Printer {
                     ),
                     ("message", or_dash(status.message.clone())),
                     ("image", status.image.clone()),
-                    ("tags", pairs(&status.tags, "=")),
-                    ("volumes", pairs(&status.volume_mounts, " <- ")),
+                    ("tags", pairs(status.tags.iter(), "=")),
+                    ("volumes", pairs(status.volume_mounts.iter(), " <- ")),
                     ("network", network_text(status)),
                     ("user ns", yes_no(status.user_namespace)),
                     ("pool", pool_text(status)),
@@ -477,14 +476,15 @@ fn or_dash(value: Option<String>) -> String {
     value.unwrap_or_else(|| "-".into())
 }
 
-fn pairs(map: &BTreeMap<String, impl std::fmt::Display>, separator: &str) -> String {
-    if map.is_empty() {
-        return "-".into();
-    }
-    map.iter()
+fn pairs<K: std::fmt::Display, V: std::fmt::Display>(
+    map: impl Iterator<Item = (K, V)>,
+    separator: &str,
+) -> String {
+    let text = map
         .map(|(k, v)| format!("{k}{separator}{v}"))
         .collect::<Vec<_>>()
-        .join(", ")
+        .join(", ");
+    if text.is_empty() { "-".into() } else { text }
 }
 
 /// "42s", "5m", "3h", "2d": the largest whole unit.

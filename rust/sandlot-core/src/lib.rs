@@ -62,6 +62,6 @@ pub use sandbox::{
     wait_for_background_kills,
 };
 pub use spec::{DEFAULT_TTL_SECONDS, MAX_TTL_SECONDS, Resources, SandboxRequest, SandboxSpec, Ttl};
-pub use status::{Phase, SandboxStatus, TerminationReason};
+pub use status::{Phase, SandboxStatus, Tags, TerminationReason};
 pub use userns::NodeSupport;
 pub use volume::{AccessMode, VolumePhase, VolumeSpec, VolumeStatus};

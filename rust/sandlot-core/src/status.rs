@@ -122,6 +122,49 @@ impl TerminationReason {
     }
 }
 
+/// A sandbox's tags, sorted by key: a map held as one compact slice (a
+/// client keeps a status per sandbox, thousands at once, and a map's node
+/// would be most of one). Written out as a map.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tags(Box<[(String, String)]>);
+
+impl Tags {
+    /// (key, value) pairs in key order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+
+    /// The value of tag `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .binary_search_by(|(k, _)| k.as_str().cmp(key))
+            .ok()
+            .map(|i| self.0[i].1.as_str())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// Keys given more than once keep their last value, as a map's would.
+impl FromIterator<(String, String)> for Tags {
+    fn from_iter<I: IntoIterator<Item = (String, String)>>(pairs: I) -> Self {
+        let map: BTreeMap<String, String> = pairs.into_iter().collect();
+        Tags(map.into_iter().collect())
+    }
+}
+
+impl Serialize for Tags {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_map(self.iter())
+    }
+}
+
 /// A sandbox as last seen.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SandboxStatus {
@@ -138,7 +181,7 @@ pub struct SandboxStatus {
     pub started_at: Option<Timestamp>,
     pub finished_at: Option<Timestamp>,
     pub image: String,
-    pub tags: BTreeMap<String, String>,
+    pub tags: Tags,
     /// Mount path -> the volume mounted there.
     pub volume_mounts: BTreeMap<String, Mount>,
     /// Which destinations the sandbox may connect to.
@@ -351,7 +394,7 @@ impl SandboxStatus {
                 .cloned()
                 .or_else(|| container_spec.and_then(|c| c.image.clone()))
                 .unwrap_or_default(),
-            tags: labels::tags_of(meta),
+            tags: labels::tags_of(meta).into_iter().collect(),
             volume_mounts: volume_mounts_of(pod),
             network: network.mode,
             allow_egress: network.allow.iter().map(ToString::to_string).collect(),
@@ -829,7 +872,13 @@ mod tests {
         let spec = SandboxSpec::try_from(request).unwrap();
         let s = SandboxStatus::from_pod(&spec.to_pod("sb"));
         assert_eq!(s.image, "python:3.11-slim");
-        assert_eq!(s.tags, BTreeMap::from([("team".into(), "ml".into())]));
+        assert_eq!(s.tags.iter().collect::<Vec<_>>(), [("team", "ml")]);
+        assert_eq!(s.tags.get("team"), Some("ml"));
+        assert_eq!(s.tags.get("other"), None);
+        assert_eq!(
+            serde_json::to_value(&s).unwrap()["tags"],
+            serde_json::json!({"team": "ml"})
+        );
         assert_eq!(
             s.volume_mounts,
             BTreeMap::from([

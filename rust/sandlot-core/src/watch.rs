@@ -423,8 +423,8 @@ fn forbidden(err: &watcher::Error) -> Option<String> {
 }
 
 /// A scripted API server for the sandbox pods of namespace "test", for the
-/// unit tests of the watch and of waits: lists and gets answer from a table
-/// the test edits, and each watch request is handed to the test, which sends
+/// unit tests of the watch, of waits and of bulk work: lists and gets (and
+/// patches and deletes) answer from a table the test edits, and each watch request is handed to the test, which sends
 /// its events, stays silent, or ends it.
 #[cfg(test)]
 pub(crate) mod scripted {
@@ -582,6 +582,12 @@ pub(crate) mod scripted {
                                 "code": 404, "reason": "NotFound", "message": "not found"}),
                         ),
                     },
+                    // The purge's housekeeping: no programs here.
+                    None if path == "/api/v1/namespaces/test/configmaps" => reply(
+                        200,
+                        &json!({"apiVersion": "v1", "kind": "ConfigMapList",
+                            "metadata": {}, "items": []}),
+                    ),
                     None => panic!("unexpected request {path}?{query}"),
                 };
                 respond.send_response(response);

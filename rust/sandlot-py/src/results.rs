@@ -108,8 +108,8 @@ impl SandboxStatus {
     }
 
     #[getter]
-    fn tags(&self) -> BTreeMap<String, String> {
-        self.inner.tags.clone()
+    fn tags(&self) -> BTreeMap<&str, &str> {
+        self.inner.tags.iter().collect()
     }
 
     /// Mount path -> volume name.

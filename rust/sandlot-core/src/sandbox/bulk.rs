@@ -266,6 +266,13 @@ impl Client {
         if phases.is_empty() {
             return Ok(Vec::new());
         }
+        let names_only = selection.tags.is_empty() && selection.phases.is_empty() && !selection.all;
+        if names_only
+            && self.watch_holds_all(&selection.names)
+            && let Some(records) = self.watched_purge_records(&selection.names, cutoff).await?
+        {
+            return Ok(records);
+        }
         let filter = ListFilter {
             phases,
             tags: selection.tags.clone(),
@@ -277,16 +284,51 @@ impl Client {
             .await?
             .into_iter()
             .filter(|(_, s)| selection.names.is_empty() || asked.contains(s.name.as_str()))
-            .filter(|(_, s)| match (cutoff, s.finished_at.or(s.created_at)) {
-                (Some(cutoff), Some(ended)) => ended <= cutoff,
-                (Some(_), None) => false,
-                (None, _) => true,
-            })
+            .filter(|(_, s)| ended_by(s, cutoff))
             .map(|(uid, status)| PurgeRecord {
                 name: status.name,
                 uid,
             })
             .collect())
+    }
+
+    /// The purge records of `names`, every one of which the shared watch
+    /// holds, without a list: a copy that has ended is believed (an ended
+    /// sandbox never runs again, and each delete holds only for the uid
+    /// seen); the others, copies the watch may not have caught up on, are
+    /// read afresh, each on its own. `None` when they are too many for that
+    /// ([`LIST_NAMES_FROM`]): one paged list costs less.
+    async fn watched_purge_records(
+        &self,
+        names: &[String],
+        cutoff: Option<jiff::Timestamp>,
+    ) -> Result<Option<Vec<PurgeRecord>>> {
+        let mut seen = std::collections::HashSet::new();
+        let mut records = Vec::new();
+        let mut unsure = Vec::new();
+        for name in names {
+            if !seen.insert(name.as_str()) {
+                continue;
+            }
+            match self
+                .watched_pod(name)
+                .and_then(|pod| ended_record(&pod, cutoff))
+            {
+                Some(record) => records.extend(record),
+                None => unsure.push(name),
+            }
+        }
+        if unsure.len() >= LIST_NAMES_FROM {
+            return Ok(None);
+        }
+        for name in unsure {
+            match self.sandbox_pod(name).await {
+                Ok(pod) => records.extend(ended_record(&pod, cutoff).flatten()),
+                Err(Error::NotFound { .. }) => {}
+                Err(err) => return Err(err),
+            }
+        }
+        Ok(Some(records))
     }
 
     /// Deletes the records of [`Client::purge_candidates`]; their names are
@@ -374,6 +416,28 @@ impl Client {
 struct PurgeRecord {
     name: String,
     uid: Option<String>,
+}
+
+/// True if the sandbox `status` tells of ended by `cutoff` (no cutoff: any
+/// time); one with no time is not known to have.
+fn ended_by(status: &SandboxStatus, cutoff: Option<jiff::Timestamp>) -> bool {
+    match (cutoff, status.finished_at.or(status.created_at)) {
+        (Some(cutoff), Some(ended)) => ended <= cutoff,
+        (Some(_), None) => false,
+        (None, _) => true,
+    }
+}
+
+/// `None` while the sandbox of `pod` has not ended; once it has, its record
+/// to purge if it ended by `cutoff`.
+fn ended_record(pod: &Pod, cutoff: Option<jiff::Timestamp>) -> Option<Option<PurgeRecord>> {
+    let status = SandboxStatus::from_pod(pod);
+    status.phase.is_terminal().then(|| {
+        ended_by(&status, cutoff).then(|| PurgeRecord {
+            name: status.name,
+            uid: pod.metadata.uid.clone(),
+        })
+    })
 }
 
 #[cfg(test)]
@@ -493,6 +557,47 @@ mod tests {
             .await
             .unwrap();
         assert!(outcomes.last().unwrap().error.is_some());
+        assert_eq!(cluster.lists(), lists + 1);
+    }
+
+    #[tokio::test]
+    async fn a_purge_of_names_the_watch_holds_lists_nothing() {
+        let (client, mut cluster) = crate::watch::scripted::start();
+        let ended: Vec<String> = (0..LIST_NAMES_FROM + 10).map(|i| format!("s{i}")).collect();
+        for name in &ended {
+            cluster.set(name, "Succeeded");
+        }
+        cluster.set("running", "Running");
+        cluster.set("ended-unseen", "Running");
+        let soon = tokio::time::Instant::now() + Duration::from_secs(60);
+        assert!(client.pod_watch().ready(soon).await);
+        let _open = cluster.next_watch().await;
+        let lists = cluster.lists();
+        // Ended since the watch saw it (no event sent): read afresh, purged.
+        cluster.set("ended-unseen", "Failed");
+        let selection = |extra: &[&str]| Selection {
+            names: [
+                &ended[..],
+                &extra.iter().map(|n| n.to_string()).collect::<Vec<_>>(),
+            ]
+            .concat(),
+            ..Selection::default()
+        };
+
+        let purged = client
+            .purge_sandboxes(&selection(&["running", "ended-unseen", "s0"]), None)
+            .await
+            .unwrap();
+        assert_eq!(purged, [&ended[..], &["ended-unseen".to_owned()]].concat());
+        assert_eq!(cluster.lists(), lists, "the watch held every pod: no list");
+
+        // A name the watch does not hold: one paged list, as before.
+        let mut purged = client
+            .purge_sandboxes(&selection(&["never-made"]), None)
+            .await
+            .unwrap();
+        purged.sort_by_key(|name| name[1..].parse::<usize>().unwrap());
+        assert_eq!(purged, ended);
         assert_eq!(cluster.lists(), lists + 1);
     }
 }
