@@ -107,8 +107,9 @@ pub(crate) fn managed_labels() -> BTreeMap<String, String> {
     BTreeMap::from([(MANAGED_BY_LABEL.to_owned(), MANAGED_BY.to_owned())])
 }
 
-/// The tags stored in an object's labels; other labels are ignored.
-pub(crate) fn tags_of(meta: &ObjectMeta) -> BTreeMap<String, String> {
+/// The tags stored in an object's labels, collected into `T`; other labels
+/// are ignored.
+pub(crate) fn tags_of<T: FromIterator<(String, String)>>(meta: &ObjectMeta) -> T {
     meta.labels
         .iter()
         .flatten()
@@ -196,7 +197,7 @@ mod tests {
         assert_eq!(labels[MANAGED_BY_LABEL], MANAGED_BY);
         let object = meta(labels);
         assert!(is_managed(&object));
-        assert_eq!(tags_of(&object), tags);
+        assert_eq!(tags_of::<BTreeMap<_, _>>(&object), tags);
         assert!(!is_managed(&ObjectMeta::default()));
     }
 

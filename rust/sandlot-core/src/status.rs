@@ -145,10 +145,6 @@ impl Tags {
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
-
-    pub fn len(&self) -> usize {
-        self.0.len()
-    }
 }
 
 /// Keys given more than once keep their last value, as a map's would.
@@ -394,7 +390,7 @@ impl SandboxStatus {
                 .cloned()
                 .or_else(|| container_spec.and_then(|c| c.image.clone()))
                 .unwrap_or_default(),
-            tags: labels::tags_of(meta).into_iter().collect(),
+            tags: labels::tags_of(meta),
             volume_mounts: volume_mounts_of(pod),
             network: network.mode,
             allow_egress: network.allow.iter().map(ToString::to_string).collect(),

@@ -424,8 +424,9 @@ fn forbidden(err: &watcher::Error) -> Option<String> {
 
 /// A scripted API server for the sandbox pods of namespace "test", for the
 /// unit tests of the watch, of waits and of bulk work: lists and gets (and
-/// patches and deletes) answer from a table the test edits, and each watch request is handed to the test, which sends
-/// its events, stays silent, or ends it.
+/// patches and deletes) answer from a table the test edits, and each watch
+/// request is handed to the test, which sends its events, stays silent, or
+/// ends it.
 #[cfg(test)]
 pub(crate) mod scripted {
     use std::collections::BTreeMap;
