@@ -218,6 +218,7 @@ def contention(client: Client, n: int) -> Figures:
     finally:
         observer.stop()
         events = [e for prefix in prefixes for e in observer.events(prefix)]
+        interruptions = observer.interruptions()
         kubectl(
             "delete", "pods", "-l", f"tags.sandlot.dev/batch={batch}", "--grace-period=0", "--force", "--wait=false"
         )
@@ -251,6 +252,7 @@ def contention(client: Client, n: int) -> Figures:
     figures["lost"] = len(expected - running)
     figures["duplicated"] = sum(len(u) - 1 for u in uids.values()) + len(set(uids) - expected)
     figures["left"] = remaining
+    figures.update(interruptions)
     return figures
 
 

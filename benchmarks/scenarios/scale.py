@@ -29,20 +29,47 @@ CLUSTER_SH = REPO / "tests" / "cluster" / "cluster.sh"
 FAKE_NODES = 50
 # Seconds to wait, untimed, for the observer to see the last deletions.
 DRAIN_S = 120.0
-# A process that runs the command in argv[1:] (a kubectl watch) and writes each line
-# it prints, stamped with the time it was read (epoch seconds), to its stdout.
+# A process that watches the pods of namespace argv[2] through kubectl argv[1]
+# (`get --raw` of a cluster-scope watch filtered to the namespace) and writes one line
+# per event to its stdout: the time it was read (epoch seconds), type, name, uid,
+# phase, the Ready condition's lastTransitionTime. When the watch ends (the API server
+# closes a watcher that falls behind, or its timeout) it resumes from the last
+# resourceVersion seen (bookmarks included) and writes `RESTART|rv`; when that
+# resourceVersion is gone (410) it starts afresh and writes `GAP|rv`: events in
+# between may be missing.
 OBSERVER = r"""
-import subprocess, sys, time
-proc = subprocess.Popen(sys.argv[1:], stdout=subprocess.PIPE, text=True)
-for line in proc.stdout:
-    sys.stdout.write(f"{time.time():.6f}|{line}")
-    sys.stdout.flush()
+import json, subprocess, sys, time
+kubectl, namespace = sys.argv[1:3]
+out = sys.stdout
+rv = ""
+while True:
+    path = f"/api/v1/pods?watch=1&allowWatchBookmarks=true&fieldSelector=metadata.namespace%3D{namespace}"
+    if rv:
+        path += f"&resourceVersion={rv}"
+    proc = subprocess.Popen([kubectl, "get", "--raw", path], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    for line in proc.stdout:
+        read_at = time.time()
+        event = json.loads(line)
+        kind, obj = event["type"], event["object"]
+        if kind == "ERROR":
+            if obj.get("code") == 410:
+                out.write(f"GAP|{rv}\n")
+                rv = ""
+            break
+        rv = obj["metadata"]["resourceVersion"]
+        if kind == "BOOKMARK":
+            continue
+        status = obj.get("status", {})
+        ready = next((c.get("lastTransitionTime", "") for c in status.get("conditions", []) if c["type"] == "Ready"), "")
+        meta = obj["metadata"]
+        out.write(f"{read_at:.6f}|{kind}|{meta['name']}|{meta['uid']}|{status.get('phase', '')}|{ready}\n")
+        out.flush()
+    proc.kill()
+    proc.wait()
+    out.write(f"RESTART|{rv}\n")
+    out.flush()
+    time.sleep(0.2)
 """
-# One line per watch event: type, name, uid, phase, the Ready condition's lastTransitionTime.
-EVENT_FORMAT = (
-    "jsonpath={.type}|{.object.metadata.name}|{.object.metadata.uid}|{.object.status.phase}"
-    '|{.object.status.conditions[?(@.type=="Ready")].lastTransitionTime}{"\\n"}'
-)
 
 
 def fake_nodes_ready() -> int:
@@ -100,15 +127,7 @@ class Observer:
                 "-c",
                 OBSERVER,
                 KUBECTL,
-                "get",
-                "pods",
-                "--all-namespaces",
-                "--field-selector",
-                f"metadata.namespace={NAMESPACE}",
-                "--watch",
-                "--output-watch-events",
-                "-o",
-                EVENT_FORMAT,
+                NAMESPACE,
             ],
             stdout=self._out,
             stderr=subprocess.DEVNULL,
@@ -124,6 +143,16 @@ class Observer:
                 read_at, kind, name, uid, phase, ready = fields
                 events.append((float(read_at), kind, name, uid, phase, ready))
         return events
+
+    def interruptions(self) -> dict[str, int]:
+        """How often the watch was resumed (`observer_restarts`) and how often it had to
+        start afresh with events possibly missed (`observer_gaps`), those that happened."""
+        lines = self.path.read_text().splitlines()
+        counts = {
+            "observer_restarts": sum(line.startswith("RESTART|") for line in lines),
+            "observer_gaps": sum(line.startswith("GAP|") for line in lines),
+        }
+        return {name: count for name, count in counts.items() if count}
 
     def stop(self) -> None:
         with contextlib.suppress(ProcessLookupError):
@@ -168,7 +197,8 @@ def scale(client: Client, n: int) -> Figures:
     `requests_per_sandbox` counts every request of the timed part at the API server
     (the runner's `api_requests` ÷ n); for sandlot, `requests_per_sandbox_to_terminate`
     the same up to the end of `terminate_many` (the purge after it left out). A separate watch (kubectl,
-    untimed, unaudited) sees every pod event: `lost` counts pods it never saw running,
+    untimed, unaudited, resumed from its last resourceVersion when the API server
+    ends it; `observer_restarts`/`observer_gaps` say when that happened) sees every pod event: `lost` counts pods it never saw running,
     `duplicated` pods beyond one per name (another uid, or a name not asked for),
     `left` pods of the batch still there after the client returned and the deletions
     drained (0 expected). `last_running_to_return_ms`: from that watch reading the
@@ -196,6 +226,7 @@ def scale(client: Client, n: int) -> Figures:
     finally:
         observer.stop()
         events = observer.events(prefix)
+        interruptions = observer.interruptions()
         log.unlink(missing_ok=True)
         kubectl("delete", "pods", "-l", f"batch={batch}", "--grace-period=0", "--force", "--wait=false")
         kubectl(
@@ -233,6 +264,7 @@ def scale(client: Client, n: int) -> Figures:
     figures["lost"] = len(expected - set(running_at))
     figures["duplicated"] = sum(len(u) - 1 for u in uids.values()) + len(set(uids) - expected)
     figures["left"] = remaining
+    figures.update(interruptions)
     figures["_sandboxes"] = n
     return figures
 
