@@ -115,6 +115,23 @@ async def test_listing_modes_and_symlinks(box: sandlot.AsyncSandbox) -> None:
     assert not await files.exists("/tmp/ls")
 
 
+async def test_a_listing_reaches_below_the_kernels_path_limit(box: sandlot.AsyncSandbox) -> None:
+    # 20 directories of 250-byte names: the deepest is 5,019 bytes below the
+    # listed one, past the 4,096 bytes one system call takes as a path.
+    # Two chains of 10 made apart, one moved below the other: no path the shell
+    # hands the kernel is that long.
+    script = (
+        "n=$(head -c 250 /dev/zero | tr '\\0' n); p=$n; for i in $(seq 9); do p=$p/$n; done;"
+        " mkdir -p /tmp/deep/$p /tmp/half/$p && mv /tmp/half/$n /tmp/deep/$p/"
+    )
+    await box.exec(["sh", "-c", script], check=True)
+    paths = [entry.path for entry in await box.files.list("/tmp/deep", recursive=True)]
+    assert paths == ["/".join(["n" * 250] * depth) for depth in range(1, 21)]
+    assert len(paths[-1]) == 5019
+    await box.files.remove("/tmp/deep", recursive=True)
+    assert not await box.files.exists("/tmp/deep")
+
+
 async def test_each_error_has_its_class(box: sandlot.AsyncSandbox) -> None:
     files = box.files
     await files.write("/tmp/err/file", b"x")
@@ -379,6 +396,36 @@ async def test_volume_files_with_and_without_a_sandbox(sandlot_async_client: san
             assert await volume.files.read_text("back.txt") == "from the sandbox\n"
         finally:
             await sb.terminate()
+    finally:
+        await volume.delete(force=True)
+
+
+async def test_volume_files_as_a_sandboxs_own_user(sandlot_async_client: sandlot.AsyncClient) -> None:
+    volume = await sandlot_async_client.volumes.create(unique("files-as"), size="64Mi")
+    try:
+        with pytest.raises(sandlot.InvalidSpecError, match="run_as_user"):
+            volume.files_as(0)
+        mine = volume.files_as(run_as_user=1000)
+        assert "run_as_user=1000" in repr(mine)
+        await mine.write("mine.txt", b"by 1000\n", mode=0o600)
+        await volume.files.write("root.txt", b"by root\n")
+        sb = await sandlot_async_client.sandboxes.create(
+            BUSYBOX, run_as_user=1000, volume_mounts={"/data": volume.name}
+        )
+        try:
+            await sb.wait("running", timeout=120)
+            owners = await sb.exec(["stat", "-c", "%u:%g", "/data/mine.txt", "/data/root.txt"], check=True)
+            mine_owner, root_owner = owners.stdout.split()
+            assert (mine_owner, root_owner.split(":")[0]) == ("1000:1000", "0")
+            appended = await sb.exec(["sh", "-c", "echo more >> /data/mine.txt && cat /data/mine.txt"], check=True)
+            assert appended.stdout == "by 1000\nmore\n"
+            await sb.exec(["sh", "-c", "umask 077 && echo secret > /data/theirs.txt"], check=True)
+        finally:
+            await sb.terminate()
+        # The sandbox's own file, mode 0600: its user reads it, uid 0 without capabilities may not.
+        assert await mine.read("theirs.txt") == b"secret\n"
+        with pytest.raises(sandlot.errors.PermissionError):
+            await volume.files.read("theirs.txt")
     finally:
         await volume.delete(force=True)
 

@@ -260,6 +260,16 @@ def test_a_volume_no_sandbox_mounts(sandlot_namespace: str, tmp_path: Path) -> N
         check_tree(tmp_path / "down")
         escape = sandlot(sandlot_namespace, "ls", f"volume:{volume}:/../etc")
         assert escape.returncode == 2 and b'".."' in escape.stderr
+
+        # --user: a helper as uid 1000 owns what it writes; uid 0 without capabilities
+        # may not read that user's mode-0600 file.
+        ok(sandlot_namespace, "cp", "--user", "1000", "-", f"volume:{volume}:owned.txt", stdin=b"owned\n")
+        ok(sandlot_namespace, "chmod", "--user", "1000", "600", f"volume:{volume}:owned.txt")
+        assert ok(sandlot_namespace, "cat", "--user", "1000", f"volume:{volume}:owned.txt") == b"owned\n"
+        as_root = sandlot(sandlot_namespace, "cat", f"volume:{volume}:owned.txt")
+        assert as_root.returncode != 0 and b"ermission" in as_root.stderr, as_root.stderr
+        on_a_sandbox = sandlot(sandlot_namespace, "ls", "--user", "1000", "job:/tmp")
+        assert on_a_sandbox.returncode == 2 and b"--user" in on_a_sandbox.stderr
     finally:
         sandlot(sandlot_namespace, "volume", "delete", volume, "--force")
 

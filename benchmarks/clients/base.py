@@ -8,7 +8,8 @@ from typing import ClassVar
 
 # How many times the peers of the scale scenario send their `delete_collection` of a
 # batch at most: one that outlasts the API server's 60 s request timeout is answered
-# 504 and stops part of the way, so they delete again, as their users would.
+# 504 (or its connection closed) and stops part of the way, so they delete again, as
+# their users would.
 DELETE_ROUNDS = 5
 
 

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
+import urllib3
 from kubernetes import client, config, watch
 from kubernetes.stream import stream
 
@@ -138,6 +139,8 @@ class KubernetesClient(Client):
             except client.ApiException as err:
                 if err.status != 504:
                     raise
+            except urllib3.exceptions.ProtocolError:
+                pass  # the connection closed past the API server's 60 s: deleted in part
             left = len(api.list_namespaced_pod(NAMESPACE, label_selector=selector).items)
             if not left:
                 break

@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 from kubernetes_asyncio import client, config, watch
 from kubernetes_asyncio.stream import WsApiClient
 
@@ -137,14 +138,20 @@ class KubernetesAsyncioClient(Client):
                 ended = left = 0
                 for _ in range(DELETE_ROUNDS):
                     # The raw aiohttp answer (_preload_content=False), not the V1Status typed.
-                    deleted: Any = await v1.delete_collection_namespaced_pod(
-                        NAMESPACE, label_selector=selector, grace_period_seconds=0, _preload_content=False
-                    )
-                    if deleted.status == 200:
-                        ended += len((await deleted.json())["items"])
-                    elif deleted.status != 504:
-                        raise RuntimeError(f"delete_collection answered {deleted.status}: {await deleted.text()}")
-                    deleted.release()
+                    # The API server ends a request past its 60 s with a 504 or by
+                    # closing the connection; either way the next round deletes the rest.
+                    try:
+                        deleted: Any = await v1.delete_collection_namespaced_pod(
+                            NAMESPACE, label_selector=selector, grace_period_seconds=0, _preload_content=False
+                        )
+                    except aiohttp.ServerDisconnectedError:
+                        deleted = None
+                    if deleted is not None:
+                        if deleted.status == 200:
+                            ended += len((await deleted.json())["items"])
+                        elif deleted.status != 504:
+                            raise RuntimeError(f"delete_collection answered {deleted.status}: {await deleted.text()}")
+                        deleted.release()
                     left = len((await v1.list_namespaced_pod(NAMESPACE, label_selector=selector)).items)
                     if not left:
                         break

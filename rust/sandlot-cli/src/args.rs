@@ -287,7 +287,22 @@ impl Command {
                 args.spec().and_then(|spec| spec.validate())
             }
             Command::Volume(VolumeCommand::List(args)) => pairs("--tag", &args.tag).map(drop),
-            Command::Cp(args) => args.transfer().map(drop),
+            Command::Cp(args) => {
+                args.transfer()?;
+                for operand in [&args.src, &args.dst] {
+                    if let Operand::Remote(remote) = operand {
+                        args.as_user.apply(&mut remote.clone())?;
+                    }
+                }
+                Ok(())
+            }
+            Command::Ls(LsArgs {
+                target, as_user, ..
+            })
+            | Command::Cat(CatArgs { target, as_user })
+            | Command::Chmod(ChmodArgs {
+                target, as_user, ..
+            }) => as_user.apply(&mut target.clone()),
             Command::Pool(PoolCommand::Create(args)) => args.spec().map(drop),
             Command::Pool(PoolCommand::Update(args)) => args.spec().map(drop),
             Command::PortForward(args) => args.ports().map(drop),
@@ -817,7 +832,7 @@ impl std::fmt::Display for RemotePath {
         let path = String::from_utf8_lossy(&self.path);
         match &self.target {
             FileTarget::Sandbox(name) => write!(f, "{name}:{path}"),
-            FileTarget::Volume(name) => write!(f, "volume:{name}:{path}"),
+            FileTarget::Volume { name, .. } => write!(f, "volume:{name}:{path}"),
         }
     }
 }
@@ -874,7 +889,7 @@ impl Operand {
         {
             let (volume, path) = split_at_colon(rest)
                 .ok_or_else(|| format!("{shown:?} must look like volume:NAME:PATH"))?;
-            return remote(FileTarget::Volume(name(volume)?), path);
+            return remote(FileTarget::volume(name(volume)?), path);
         }
         match split_at_colon(bytes) {
             Some((sandbox, path)) if !sandbox.is_empty() && !sandbox.contains(&b'/') => {
@@ -920,6 +935,44 @@ fn remote_parser() -> impl TypedValueParser<Value = RemotePath> {
     OsStringValueParser::new().try_map(parse_remote)
 }
 
+/// `--user` of the file commands.
+#[derive(Debug, Args)]
+pub struct FileUser {
+    /// With a volume:NAME:PATH operand, act as this non-root uid: the helper
+    /// pod runs with the uid, gid and fsGroup of a sandbox created with
+    /// --user UID, so what it writes is theirs [default: uid 0].
+    #[arg(long, value_name = "UID")]
+    pub user: Option<i64>,
+}
+
+impl FileUser {
+    /// Makes `remote` act as this user, if one is given: a volume's helper
+    /// runs as the uid; a sandbox refuses one (its files act as its own user).
+    pub fn apply(&self, remote: &mut RemotePath) -> sandlot_core::Result<()> {
+        let Some(uid) = self.user else {
+            return Ok(());
+        };
+        remote.target = match &remote.target {
+            FileTarget::Volume { name, .. } => {
+                FileTarget::volume_as(name.clone(), uid).map_err(|err| match err {
+                    Error::InvalidSpec { rule, .. } => Error::invalid("--user", rule),
+                    other => other,
+                })?
+            }
+            FileTarget::Sandbox(name) => {
+                return Err(Error::invalid(
+                    "--user",
+                    format!(
+                        "applies to volume:NAME:PATH operands; the files of sandbox {name:?} \
+                         act as the sandbox's own user"
+                    ),
+                ));
+            }
+        };
+        Ok(())
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct CpArgs {
     /// What to copy: SANDBOX:PATH, volume:NAME:PATH, a local path, or - for stdin.
@@ -928,6 +981,8 @@ pub struct CpArgs {
     /// Where to: SANDBOX:PATH, volume:NAME:PATH, a local path, or - for stdout.
     #[arg(value_parser = operand_parser())]
     pub dst: Operand,
+    #[command(flatten)]
+    pub as_user: FileUser,
 }
 
 /// Which way a copy goes, between this machine and a sandbox or volume.
@@ -938,6 +993,16 @@ pub enum Transfer<'a> {
 }
 
 impl CpArgs {
+    /// Makes the remote operand act as `--user` (see [`FileUser::apply`]).
+    pub fn apply_user(&mut self) -> sandlot_core::Result<()> {
+        for operand in [&mut self.src, &mut self.dst] {
+            if let Operand::Remote(remote) = operand {
+                self.as_user.apply(remote)?;
+            }
+        }
+        Ok(())
+    }
+
     /// The copy's direction: exactly one operand must be remote, and a
     /// copy from stdin needs a file name to write.
     pub fn transfer(&self) -> sandlot_core::Result<Transfer<'_>> {
@@ -979,6 +1044,8 @@ pub struct LsArgs {
     /// Show the mode, size, modification time and a symlink's target.
     #[arg(short, long)]
     pub long: bool,
+    #[command(flatten)]
+    pub as_user: FileUser,
 }
 
 #[derive(Debug, Args)]
@@ -986,6 +1053,8 @@ pub struct CatArgs {
     /// SANDBOX:PATH, or volume:NAME:PATH for a path from a volume's root.
     #[arg(value_parser = remote_parser(), value_name = "SANDBOX:PATH")]
     pub target: RemotePath,
+    #[command(flatten)]
+    pub as_user: FileUser,
 }
 
 #[derive(Debug, Args)]
@@ -996,6 +1065,8 @@ pub struct ChmodArgs {
     /// SANDBOX:PATH, or volume:NAME:PATH for a path from a volume's root.
     #[arg(value_parser = remote_parser(), value_name = "SANDBOX:PATH")]
     pub target: RemotePath,
+    #[command(flatten)]
+    pub as_user: FileUser,
 }
 
 /// An octal mode of at most 0o7777.
@@ -1189,7 +1260,7 @@ mod tests {
         assert_eq!(remote("volume:/etc"), sandbox("volume", b"/etc"));
         assert_eq!(
             remote("volume:data:/x/y"),
-            Some((FileTarget::Volume("data".into()), b"/x/y".to_vec()))
+            Some((FileTarget::volume("data"), b"/x/y".to_vec()))
         );
         for local in ["./a:b", "/abs:x", "dir/a:b", "plain", ":x"] {
             assert!(
@@ -1231,6 +1302,7 @@ mod tests {
             CpArgs {
                 src: Operand::parse(src).unwrap(),
                 dst: Operand::parse(dst).unwrap(),
+                as_user: FileUser { user: None },
             }
             .transfer()
             .map(|t| matches!(t, Transfer::Up(..)))
@@ -1253,6 +1325,37 @@ mod tests {
 
     fn parse(argv: &[&str]) -> Result<Command, clap::Error> {
         Cli::try_parse_from(["sandlot"].iter().chain(argv)).map(|cli| cli.command)
+    }
+
+    #[test]
+    fn user_makes_a_volume_operand_act_as_that_uid_and_nothing_else() {
+        let Command::Cp(mut args) = parse(&["cp", "--user", "1000", "a", "volume:v:/b"]).unwrap()
+        else {
+            panic!("not a cp");
+        };
+        args.apply_user().unwrap();
+        let Operand::Remote(remote) = &args.dst else {
+            panic!("not remote");
+        };
+        assert_eq!(remote.target, FileTarget::volume_as("v", 1000).unwrap());
+        for argv in [
+            &["cp", "--user", "1000", "a", "job:/b"][..],
+            &["ls", "--user", "0", "volume:v:/"],
+            &["cat", "--user", "2147483648", "volume:v:/x"],
+            &["chmod", "--user", "7", "644", "job:/x"],
+        ] {
+            assert_eq!(
+                refused_field(parse(argv).unwrap().validate()),
+                "--user",
+                "{argv:?}"
+            );
+        }
+        assert!(
+            parse(&["ls", "--user", "7", "volume:v:/"])
+                .unwrap()
+                .validate()
+                .is_ok()
+        );
     }
 
     fn refused_field(result: sandlot_core::Result<impl std::fmt::Debug>) -> String {

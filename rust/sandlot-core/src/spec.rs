@@ -271,13 +271,8 @@ fn check(request: &SandboxRequest) -> Result<()> {
         validate::quantity("resources.disk", disk)?;
     }
     request.ttl_seconds.check("ttl_seconds")?;
-    if let Some(uid) = request.run_as_user
-        && !(1..=i64::from(i32::MAX)).contains(&uid)
-    {
-        return Err(Error::invalid(
-            "run_as_user",
-            format!("{uid} must be a non-root uid between 1 and 2147483647"),
-        ));
+    if let Some(uid) = request.run_as_user {
+        validate::run_as_user("run_as_user", uid)?;
     }
     if let Some(class) = &request.runtime_class {
         validate::dns_subdomain("runtime_class", class)?;

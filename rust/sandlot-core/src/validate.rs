@@ -113,6 +113,18 @@ pub fn env_name(field: &str, name: &str) -> Result<()> {
 
 /// Checks a Kubernetes resource quantity such as "500m", "1.5", "256Mi" or
 /// "1e3" (parsed by `kube_quantity`), and that it is greater than zero.
+/// A uid to run as other than the image's user: non-root, and one
+/// Kubernetes takes (`runAsUser` is at most 2^31-1).
+pub fn run_as_user(field: &str, uid: i64) -> Result<()> {
+    if (1..=i64::from(i32::MAX)).contains(&uid) {
+        return Ok(());
+    }
+    Err(Error::invalid(
+        field,
+        format!("{uid} must be a non-root uid between 1 and 2147483647"),
+    ))
+}
+
 pub fn quantity(field: &str, text: &str) -> Result<()> {
     let positive = ParsedQuantity::try_from(text)
         .ok()

@@ -429,11 +429,17 @@ impl FilesBase {
     }
 
     fn __repr__(slf: &Bound<'_, Self>) -> String {
-        let (kind, name) = match &slf.get().target {
-            FileTarget::Sandbox(name) => ("sandbox", name),
-            FileTarget::Volume(name) => ("volume", name),
-        };
-        format!("{}({kind}='{name}')", class_name(slf))
+        match &slf.get().target {
+            FileTarget::Sandbox(name) => format!("{}(sandbox='{name}')", class_name(slf)),
+            FileTarget::Volume {
+                name,
+                run_as_user: None,
+            } => format!("{}(volume='{name}')", class_name(slf)),
+            FileTarget::Volume {
+                name,
+                run_as_user: Some(uid),
+            } => format!("{}(volume='{name}', run_as_user={uid})", class_name(slf)),
+        }
     }
 }
 

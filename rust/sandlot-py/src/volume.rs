@@ -12,6 +12,7 @@ use sandlot_core::{AccessMode, Client, FileTarget, VolumeSpec, VolumeStatus};
 
 use crate::bridge::{Mode, NONE};
 use crate::client::LazyClient;
+use crate::errors::core_error;
 use crate::files::FilesBase;
 use crate::inputs;
 use crate::results::python_enum;
@@ -156,6 +157,13 @@ pub struct AsyncVolume;
 pub struct SyncVolume;
 
 impl VolumeBase {
+    fn files_of(&self, target: FileTarget) -> InMode<FilesBase> {
+        InMode(
+            self.mode,
+            FilesBase::new(self.mode, self.client.clone(), target),
+        )
+    }
+
     fn in_mode(mode: Mode, client: Client, status: VolumeStatus) -> InMode<Self> {
         InMode(
             mode,
@@ -228,14 +236,20 @@ impl VolumeBase {
     /// The volume's files, paths relative to its root (`AsyncFiles` or
     /// `Files`), with or without a sandbox mounting it. They go through a
     /// helper pod that mounts the volume (read-only unless a call writes),
-    /// kept while in use and deleted after 30 s idle.
+    /// runs as uid 0, and is kept while in use and deleted after 30 s idle.
     #[getter]
     fn files(&self) -> InMode<FilesBase> {
-        let target = FileTarget::Volume(self.last().name);
-        InMode(
-            self.mode,
-            FilesBase::new(self.mode, self.client.clone(), target),
-        )
+        self.files_of(FileTarget::volume(self.last().name))
+    }
+
+    /// The volume's files as a sandbox created with `run_as_user` sees
+    /// them: through a helper that runs with that uid, gid and fsGroup, so
+    /// what it writes is theirs. A uid below 1 or above 2147483647 raises
+    /// `InvalidSpecError`.
+    fn files_as(&self, py: Python<'_>, run_as_user: i64) -> PyResult<InMode<FilesBase>> {
+        let target = FileTarget::volume_as(self.last().name, run_as_user)
+            .map_err(|err| core_error(py, &err))?;
+        Ok(self.files_of(target))
     }
 
     /// Reads the volume anew and returns it.

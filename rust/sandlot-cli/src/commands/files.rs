@@ -31,10 +31,20 @@ const PROGRESS_POLL: Duration = Duration::from_millis(100);
 /// Runs `cp`, `ls`, `cat` or `chmod`.
 pub async fn run(client: &Client, printer: &Printer, command: Command) -> Result<i32> {
     match command {
-        Command::Cp(args) => cp(client, printer, args).await,
-        Command::Ls(args) => ls(client, printer, args).await,
-        Command::Cat(args) => cat(client, args).await,
-        Command::Chmod(args) => {
+        Command::Cp(mut args) => {
+            args.apply_user()?;
+            cp(client, printer, args).await
+        }
+        Command::Ls(mut args) => {
+            args.as_user.apply(&mut args.target)?;
+            ls(client, printer, args).await
+        }
+        Command::Cat(mut args) => {
+            args.as_user.apply(&mut args.target)?;
+            cat(client, args).await
+        }
+        Command::Chmod(mut args) => {
+            args.as_user.apply(&mut args.target)?;
             let RemotePath { target, path } = &args.target;
             client.change_mode(target, path, args.mode).await?;
             Ok(0)

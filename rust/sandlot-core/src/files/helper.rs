@@ -7,7 +7,8 @@
 //! command, `agent file` per operation. It mounts the volume at `/volume`,
 //! read-only unless an operation writes. It runs as uid 0 (without
 //! capabilities), the user of most images' sandboxes, so it reads what they
-//! wrote and they own what it writes.
+//! wrote and they own what it writes; or as the uid, gid and fsGroup a
+//! sandbox created with `run_as_user` has, for such sandboxes.
 //!
 //! A client keeps one helper per volume while it is used and deletes it after
 //! [`HELPER_IDLE`] without use; a helper whose client died ends at its
@@ -55,13 +56,18 @@ const HELPER_VOLUME_LABEL: &str = "sandlot.dev/volume";
 /// Label saying whether a helper mounts its volume writable.
 const HELPER_WRITABLE_LABEL: &str = "sandlot.dev/writable";
 
-/// The helper kept for one volume and writability, if any; locked while one starts.
+/// The helper kept for one volume, user and writability, if any; locked
+/// while one starts.
 type HelperSlot = Arc<tokio::sync::Mutex<Option<Helper>>>;
 
-/// The helpers this client keeps, by volume and writability.
+/// What a helper is for: its volume, the uid it runs as (`None`: 0), and
+/// whether it mounts the volume writable.
+type HelperKey = (String, Option<i64>, bool);
+
+/// The helpers this client keeps.
 #[derive(Default)]
 pub(crate) struct HelperState {
-    slots: Mutex<HashMap<(String, bool), HelperSlot>>,
+    slots: Mutex<HashMap<HelperKey, HelperSlot>>,
 }
 
 struct Helper {
@@ -98,29 +104,34 @@ impl Drop for HelperLease {
 }
 
 impl HelperState {
-    fn slot(&self, volume: &str, writable: bool) -> HelperSlot {
+    fn slot(&self, volume: &str, run_as_user: Option<i64>, writable: bool) -> HelperSlot {
         self.slots
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .entry((volume.to_owned(), writable))
+            .entry((volume.to_owned(), run_as_user, writable))
             .or_default()
             .clone()
     }
 }
 
 impl Client {
-    /// The running helper pod for volume `volume`, writable if `writable`
-    /// (this client's own if it still runs, else a new one), and a lease on
-    /// it for the operation about to run.
+    /// The running helper pod for volume `volume`, as uid `run_as_user`
+    /// (`None`: 0), writable if `writable` (this client's own if it still
+    /// runs, else a new one), and a lease on it for the operation about to
+    /// run.
     pub(super) async fn volume_helper(
         &self,
         volume: &str,
+        run_as_user: Option<i64>,
         writable: bool,
     ) -> Result<(String, HelperLease)> {
         crate::validate::object_name("volume", volume)?;
+        if let Some(uid) = run_as_user {
+            crate::validate::run_as_user("run_as_user", uid)?;
+        }
         // A writable helper this client keeps serves reads too.
         if !writable {
-            let slot = self.helpers().slot(volume, true);
+            let slot = self.helpers().slot(volume, run_as_user, true);
             let slot = slot.lock().await;
             if let Some(helper) = slot.as_ref() {
                 if let Some(lease) = self.lease(helper).await {
@@ -128,7 +139,7 @@ impl Client {
                 }
             }
         }
-        let slot = self.helpers().slot(volume, writable);
+        let slot = self.helpers().slot(volume, run_as_user, writable);
         let mut slot = slot.lock().await;
         if let Some(helper) = slot.as_ref() {
             if let Some(lease) = self.lease(helper).await {
@@ -147,7 +158,7 @@ impl Client {
             });
         }
         self.remove_ended_helpers().await;
-        let pod = self.helper_pod(volume, writable).await?;
+        let pod = self.helper_pod(volume, run_as_user, writable).await?;
         let name = pod.metadata.name.clone().expect("the helper has a name");
         self.pods()
             .create(&PostParams::default(), &pod)
@@ -286,8 +297,13 @@ impl Client {
         let _ = self.remove_helpers(None, false).await;
     }
 
-    /// A new helper pod for `volume`.
-    async fn helper_pod(&self, volume: &str, writable: bool) -> Result<Pod> {
+    /// A new helper pod for `volume`, as uid `run_as_user` (`None`: 0).
+    async fn helper_pod(
+        &self,
+        volume: &str,
+        run_as_user: Option<i64>,
+        writable: bool,
+    ) -> Result<Pod> {
         let image = std::env::var(HELPER_IMAGE_ENV)
             .ok()
             .filter(|image| !image.trim().is_empty())
@@ -320,8 +336,10 @@ impl Client {
                         type_: "RuntimeDefault".into(),
                         localhost_profile: None,
                     }),
-                    run_as_user: Some(0),
-                    run_as_group: Some(0),
+                    run_as_user: Some(run_as_user.unwrap_or(0)),
+                    run_as_group: Some(run_as_user.unwrap_or(0)),
+                    fs_group: run_as_user,
+                    run_as_non_root: run_as_user.map(|_| true),
                     ..PodSecurityContext::default()
                 }),
                 containers: vec![Container {

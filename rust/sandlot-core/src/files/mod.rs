@@ -30,8 +30,8 @@ pub use helper::HELPER_IMAGE_ENV;
 pub(crate) use helper::HelperState;
 pub(crate) use protocol::MAX_PATH;
 use protocol::{
-    EXCLUSIVE, FOLLOW, MAX_CHUNK, MAX_STATUS, NO_REPLACE, Op, PARENTS, RECURSIVE, RequestBytes,
-    Status,
+    EXCLUSIVE, FOLLOW, LISTING_BOUNDS, MAX_CHUNK, MAX_STATUS, NO_REPLACE, Op, PARENTS, RECURSIVE,
+    RequestBytes, Status,
 };
 pub use protocol::{EntryKind, FileEntry, errno_text};
 pub use stall::set_file_idle;
@@ -42,21 +42,51 @@ pub use tree::local_mode;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum FileTarget {
     Sandbox(String),
-    Volume(String),
+    /// A volume's files, through a helper pod that runs as uid 0, or as
+    /// `run_as_user` (its uid, gid and fsGroup, as a sandbox created with
+    /// it runs).
+    Volume {
+        name: String,
+        run_as_user: Option<i64>,
+    },
+}
+
+impl FileTarget {
+    /// Volume `name`'s files as uid 0 sees them.
+    pub fn volume(name: impl Into<String>) -> Self {
+        FileTarget::Volume {
+            name: name.into(),
+            run_as_user: None,
+        }
+    }
+
+    /// Volume `name`'s files as a sandbox created with `run_as_user` sees
+    /// them; fails, naming `run_as_user`, on a uid a sandbox may not have.
+    pub fn volume_as(name: impl Into<String>, run_as_user: i64) -> Result<Self> {
+        crate::validate::run_as_user("run_as_user", run_as_user)?;
+        Ok(FileTarget::Volume {
+            name: name.into(),
+            run_as_user: Some(run_as_user),
+        })
+    }
+
+    /// The name of the sandbox or volume.
+    pub fn name(&self) -> &str {
+        match self {
+            FileTarget::Sandbox(name) | FileTarget::Volume { name, .. } => name,
+        }
+    }
 }
 
 impl std::fmt::Display for FileTarget {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             FileTarget::Sandbox(name) => write!(f, "sandbox {name:?}"),
-            FileTarget::Volume(name) => write!(f, "volume {name:?}"),
+            FileTarget::Volume { name, .. } => write!(f, "volume {name:?}"),
         }
     }
 }
 
-/// The most entries one listing returns (a hostile sandbox could send
-/// them without end).
-const MAX_ENTRIES: usize = 1_000_000;
 /// Where a volume is mounted in its helper pod.
 const VOLUME_ROOT: &[u8] = b"/volume";
 
@@ -264,7 +294,7 @@ impl FileTarget {
         }
         match self {
             FileTarget::Sandbox(_) => Ok(path.to_vec()),
-            FileTarget::Volume(_) => {
+            FileTarget::Volume { .. } => {
                 let mut remote = VOLUME_ROOT.to_vec();
                 for part in path.split(|&b| b == b'/') {
                     match part {
@@ -290,7 +320,7 @@ impl FileTarget {
     fn local_path(&self, remote: Vec<u8>) -> Vec<u8> {
         match self {
             FileTarget::Sandbox(_) => remote,
-            FileTarget::Volume(_) => match remote.strip_prefix(VOLUME_ROOT) {
+            FileTarget::Volume { .. } => match remote.strip_prefix(VOLUME_ROOT) {
                 Some([]) => b"/".to_vec(),
                 Some(rest) if rest.starts_with(b"/") => rest.to_vec(),
                 _ => remote,
@@ -462,8 +492,8 @@ impl Client {
                 crate::validate::object_name("sandbox", name)?;
                 (name.clone(), None)
             }
-            FileTarget::Volume(name) => {
-                let (pod, lease) = self.volume_helper(name, writes).await?;
+            FileTarget::Volume { name, run_as_user } => {
+                let (pod, lease) = self.volume_helper(name, *run_as_user, writes).await?;
                 (pod, Some(lease))
             }
         };
@@ -475,10 +505,12 @@ impl Client {
             .spawn_agent_program(&pod, &crate::agent::file_command(), &options)
             .await
             .map_err(|err| match (target, err) {
-                (FileTarget::Volume(volume), Error::Exec { message, .. }) => Error::Exec {
-                    name: pod.clone(),
-                    message: format!("the file helper of volume {volume:?}: {message}"),
-                },
+                (FileTarget::Volume { name: volume, .. }, Error::Exec { message, .. }) => {
+                    Error::Exec {
+                        name: pod.clone(),
+                        message: format!("the file helper of volume {volume:?}: {message}"),
+                    }
+                }
                 (_, err) => err,
             })?;
         let stall = Stall::new();
@@ -672,27 +704,11 @@ impl Client {
             .await?;
         let mut stdout = run.stdout.take().expect("a listing's stdout is open");
         let name = target.to_string();
-        let mut entries = Vec::new();
-        let listed = async {
-            while let Some(entry) = protocol::read_record(&mut stdout, &name).await? {
-                if entries.len() == MAX_ENTRIES {
-                    return Err(Error::Exec {
-                        name: name.clone(),
-                        message: format!(
-                            "the listing has more than {MAX_ENTRIES} entries; list a part of it"
-                        ),
-                    });
-                }
-                entries.push(entry);
-            }
-            Ok::<_, Error>(())
-        }
-        .await;
+        let listed = protocol::read_listing(&mut stdout, &name, LISTING_BOUNDS).await;
         drop(stdout);
         // The status says why a listing stopped, before any malformed record.
         run.finish().await?;
-        listed?;
-        Ok(entries)
+        listed
     }
 
     /// Makes directory `path` (with `parents`, also missing parents, and an

@@ -13,8 +13,12 @@ use crate::error::{Error, Result};
 
 /// Opens every request.
 const MAGIC: &[u8; 4] = b"SLF1";
-/// Longest path the agent takes, in bytes.
+/// Longest path the agent takes, in bytes, and longest symlink target a
+/// record carries (the kernel's `PATH_MAX`).
 pub(crate) const MAX_PATH: usize = 4096;
+/// Longest relative name a listing or tree record carries: the agent walks
+/// at most 256 directories deep, each name up to 255 bytes and its `/`.
+pub(super) const MAX_RECORD_NAME: usize = 256 * 256;
 /// Largest content chunk on stdin.
 pub(crate) const MAX_CHUNK: usize = 1 << 20;
 /// Longest stderr kept from one run (a status line and a path).
@@ -161,8 +165,8 @@ pub(super) async fn read_record(
     let size = u64::from_le_bytes(fixed[4..12].try_into().expect("8 bytes"));
     let seconds = i64::from_le_bytes(fixed[12..20].try_into().expect("8 bytes"));
     let nanos = u32::from_le_bytes(fixed[20..24].try_into().expect("4 bytes"));
-    let path = read_bytes(from, &broken).await?;
-    let target = read_bytes(from, &broken).await?;
+    let path = read_bytes(from, MAX_RECORD_NAME, &broken).await?;
+    let target = read_bytes(from, MAX_PATH, &broken).await?;
     let kind = match kind {
         0 if path.is_empty() && target.is_empty() => return Ok(None),
         1 => EntryKind::File,
@@ -184,16 +188,62 @@ pub(super) async fn read_record(
     }))
 }
 
+/// How much one listing may hold: a hostile sandbox could send records
+/// without end.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ListingBounds {
+    pub(super) entries: usize,
+    /// Bytes of names and targets, all entries together.
+    pub(super) bytes: usize,
+}
+
+/// The bounds of every listing.
+pub(super) const LISTING_BOUNDS: ListingBounds = ListingBounds {
+    entries: 1_000_000,
+    bytes: 256 << 20,
+};
+
+/// Reads a listing's records up to its end record; past `bounds`, an error
+/// that says to list a part of it.
+pub(super) async fn read_listing(
+    from: &mut (impl AsyncRead + Unpin),
+    sandbox: &str,
+    bounds: ListingBounds,
+) -> Result<Vec<FileEntry>> {
+    let mut entries = Vec::new();
+    let mut bytes = 0;
+    while let Some(entry) = read_record(from, sandbox).await? {
+        bytes += entry.path.len() + entry.target.as_ref().map_or(0, Vec::len);
+        let too_large = if entries.len() == bounds.entries {
+            format!("more than {} entries", bounds.entries)
+        } else if bytes > bounds.bytes {
+            format!("names of more than {} bytes", bounds.bytes)
+        } else {
+            entries.push(entry);
+            continue;
+        };
+        return Err(Error::Exec {
+            name: sandbox.to_owned(),
+            message: format!("the listing has {too_large}; list a part of it"),
+        });
+    }
+    Ok(entries)
+}
+
+/// A length-prefixed field of at most `limit` bytes.
 async fn read_bytes(
     from: &mut (impl AsyncRead + Unpin),
+    limit: usize,
     broken: &impl Fn(&str) -> Error,
 ) -> Result<Vec<u8>> {
     let len = from
         .read_u32_le()
         .await
         .map_err(|_| broken("a record is cut short"))? as usize;
-    if len > MAX_PATH {
-        return Err(broken("a name is longer than 4096 bytes"));
+    if len > limit {
+        return Err(broken(&format!(
+            "a name or target is longer than {limit} bytes"
+        )));
     }
     let mut bytes = vec![0; len];
     from.read_exact(&mut bytes)
@@ -318,6 +368,15 @@ mod tests {
                 mtime: (0, 0),
                 target: Some(b"a".to_vec()),
             },
+            // Deeper than a path the kernel takes in one call.
+            FileEntry {
+                path: [&b"d/"[..]; MAX_RECORD_NAME / 2].concat(),
+                kind: EntryKind::Directory,
+                mode: 0o755,
+                size: 0,
+                mtime: (0, 0),
+                target: None,
+            },
         ];
         let mut bytes = Vec::new();
         for entry in &entries {
@@ -346,13 +405,56 @@ mod tests {
             target: None,
         });
         // A name length past the limit.
-        long[1 + FIXED..1 + FIXED + 4].copy_from_slice(&(MAX_PATH as u32 + 1).to_le_bytes());
+        long[1 + FIXED..1 + FIXED + 4].copy_from_slice(&(MAX_RECORD_NAME as u32 + 1).to_le_bytes());
         assert!(read_record(&mut &long[..], "s").await.is_err());
+        // A target past the kernel's limit.
+        let mut link = record(&FileEntry {
+            path: b"l".to_vec(),
+            kind: EntryKind::Symlink,
+            mode: 0o777,
+            size: 1,
+            mtime: (0, 0),
+            target: Some(b"t".to_vec()),
+        });
+        let at = 1 + FIXED + 4 + 1;
+        link[at..at + 4].copy_from_slice(&(MAX_PATH as u32 + 1).to_le_bytes());
+        assert!(read_record(&mut &link[..], "s").await.is_err());
         let mut kind = end_record();
         kind[0] = 9;
         assert!(read_record(&mut &kind[..], "s").await.is_err());
         let cut = &end_record()[..5];
         assert!(read_record(&mut &cut[..], "s").await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_listing_past_its_bounds_is_refused() {
+        let entry = |path: &[u8]| FileEntry {
+            path: path.to_vec(),
+            kind: EntryKind::File,
+            mode: 0o644,
+            size: 0,
+            mtime: (0, 0),
+            target: None,
+        };
+        let listing = |paths: &[&[u8]]| {
+            let mut bytes: Vec<u8> = paths.iter().flat_map(|p| record(&entry(p))).collect();
+            bytes.extend(end_record());
+            bytes
+        };
+        let bounds = ListingBounds {
+            entries: 2,
+            bytes: 10,
+        };
+        let within = listing(&[b"abcde", b"fghij"]);
+        let read = read_listing(&mut &within[..], "s", bounds).await.unwrap();
+        assert_eq!(read, [entry(b"abcde"), entry(b"fghij")]);
+        for past in [
+            listing(&[b"a", b"b", b"c"]),
+            listing(&[b"abcde", b"fghijk"]),
+        ] {
+            let err = read_listing(&mut &past[..], "s", bounds).await.unwrap_err();
+            assert!(err.to_string().contains("list a part of it"), "{err}");
+        }
     }
 
     #[test]
